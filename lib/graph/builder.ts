@@ -1,0 +1,287 @@
+import type { AttrValue, DType, GraphIR, InputIR, NodeIR, OpName } from './ir.js';
+import { Parameter, kaimingNormal, linearDefault } from './parameter.js';
+
+/** A tensor flowing through the graph: a graph input or the output of one node. Shapes are per sample. */
+export class Value {
+  constructor(
+    readonly name: string,
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    /** The builder that made it: values of two builders cannot be mixed. */
+    readonly owner: GraphBuilder,
+  ) {}
+}
+
+export type Pair = number | [number, number];
+
+export interface Conv2dOptions {
+  outChannels: number;
+  kernel: Pair;
+  stride?: Pair;
+  padding?: Pair;
+  groups?: number;
+  bias?: boolean;
+  /** Pass an existing Parameter to share it with other layers (a CRU factor set). */
+  weight?: Parameter;
+  biasParam?: Parameter;
+  name?: string;
+}
+
+export interface BatchNormOptions {
+  /** PyTorch's convention: running = (1 - momentum) * running + momentum * batch. 0.1 is MXNet's 0.9. */
+  momentum?: number;
+  eps?: number;
+  name?: string;
+}
+
+export interface PoolOptions {
+  kernel: Pair;
+  stride?: Pair;
+  padding?: Pair;
+  name?: string;
+}
+
+export interface AvgPoolOptions extends PoolOptions {
+  /** PyTorch's count_include_pad (default true). */
+  countIncludePad?: boolean;
+}
+
+export interface LinearOptions {
+  outFeatures: number;
+  weight?: Parameter;
+  biasParam?: Parameter;
+  name?: string;
+}
+
+/** A finished graph: the IR that compile() takes, plus what the builder knew (shapes, parameters). */
+export interface Graph {
+  ir: GraphIR;
+  /** Per-sample shape of every value, by name. */
+  shapes: Map<string, readonly number[]>;
+  /** Every distinct Parameter, in first-use order. */
+  parameters: Parameter[];
+}
+
+function pair(v: Pair, what: string, op: string): [number, number] {
+  const p: [number, number] = typeof v === 'number' ? [v, v] : v;
+  if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x) && x >= 0)) {
+    throw new Error(`${op}: expected ${what} to be a non-negative integer or a pair of them, but received ${JSON.stringify(v)}`);
+  }
+  return p;
+}
+
+function outSize(size: number, k: number, s: number, p: number): number {
+  return Math.floor((size + 2 * p - k) / s) + 1;
+}
+
+/**
+ * Builds a graph layer by layer, tracking per-sample shapes so that parameters get their shapes and
+ * mistakes are caught where they are made. Layer names follow PyTorch's state-dict style:
+ * a conv named "layer1.0.conv1" owns "layer1.0.conv1.weight".
+ */
+export class GraphBuilder {
+  private readonly inputs: InputIR[] = [];
+  private readonly nodes: NodeIR[] = [];
+  private readonly params = new Map<string, Parameter>();
+  private readonly shapes = new Map<string, readonly number[]>();
+  private counter = 0;
+
+  input(name: string, shape: number[], dtype: DType = 'f32'): Value {
+    this.claim(name, 'input');
+    if (!shape.every((d) => Number.isInteger(d) && d > 0)) {
+      throw new Error(`input ${name}: shape must hold positive integers, got [${shape.join(',')}]`);
+    }
+    this.inputs.push({ name, shape: [...shape], dtype });
+    return this.value(name, shape, dtype);
+  }
+
+  /**
+   * Declares a parameter to pass to layers (for sharing); layers create their own when none is given.
+   * The default init is He-normal over fan-in (the product of all dims but the first).
+   */
+  param(name: string, shape: number[], opts: Partial<Pick<Parameter, 'init' | 'trainable' | 'weightDecay'>> = {}): Parameter {
+    const fan = shape.slice(1).reduce((a, b) => a * b, 1);
+    return new Parameter(name, shape, opts.init ?? kaimingNormal(fan), opts.trainable ?? true, opts.weightDecay ?? true);
+  }
+
+  conv2d(x: Value, o: Conv2dOptions): Value {
+    const name = this.nodeName(o.name, 'conv2d');
+    const [c, h, w] = this.expectRank(x, 3, name, 'conv2d');
+    const [kh, kw] = pair(o.kernel, 'kernel', name);
+    const [sh, sw] = pair(o.stride ?? 1, 'stride', name);
+    const [ph, pw] = pair(o.padding ?? 0, 'padding', name);
+    const groups = o.groups ?? 1;
+    if (!Number.isInteger(o.outChannels) || o.outChannels <= 0) {
+      throw new Error(`conv2d ${name}: expected outChannels to be a positive integer, but received ${o.outChannels}`);
+    }
+    if (!Number.isInteger(groups) || groups <= 0 || c % groups || o.outChannels % groups) {
+      throw new Error(`conv2d ${name}: groups (${groups}) must divide input channels (${c}) and outChannels (${o.outChannels})`);
+    }
+    if (kh === 0 || kw === 0 || sh === 0 || sw === 0) throw new Error(`conv2d ${name}: kernel and stride must be positive`);
+    const oh = outSize(h, kh, sh, ph);
+    const ow = outSize(w, kw, sw, pw);
+    if (oh <= 0 || ow <= 0) {
+      throw new Error(`conv2d ${name}: input ${h}x${w} is too small for kernel ${kh}x${kw} with padding ${ph}x${pw}`);
+    }
+    const wshape = [o.outChannels, c / groups, kh, kw];
+    const weight = o.weight ?? new Parameter(`${name}.weight`, wshape, kaimingNormal(o.outChannels * kh * kw) /* torchvision: fan_out of [O,C/g,kh,kw] */);
+    this.expectParamShape(weight, wshape, name);
+    const params = [weight];
+    if (o.bias || o.biasParam) {
+      const b = o.biasParam ?? new Parameter(`${name}.bias`, [o.outChannels], linearDefault((c / groups) * kh * kw), true, false);
+      this.expectParamShape(b, [o.outChannels], name);
+      params.push(b);
+    }
+    return this.node(name, 'conv2d', [x], params, {
+      outChannels: o.outChannels, kernel: [kh, kw], stride: [sh, sw], padding: [ph, pw], groups, bias: params.length === 2,
+    }, [o.outChannels, oh, ow]);
+  }
+
+  batchNorm(x: Value, o: BatchNormOptions = {}): Value {
+    const name = this.nodeName(o.name, 'batchNorm');
+    if (x.shape.length !== 3 && x.shape.length !== 1) {
+      throw new Error(`batchNorm ${name}: expected input of rank 3 [C,H,W] or 1 [F] per sample, but received [${x.shape.join(',')}]`);
+    }
+    const c = x.shape[0]!;
+    const momentum = o.momentum ?? 0.1;
+    const eps = o.eps ?? 1e-5;
+    if (!(momentum >= 0 && momentum <= 1)) throw new Error(`batchNorm ${name}: momentum must be in [0,1], got ${momentum}`);
+    if (!(eps > 0)) throw new Error(`batchNorm ${name}: eps must be positive, got ${eps}`);
+    const p = (suffix: string, value: number, trainable: boolean) =>
+      new Parameter(`${name}.${suffix}`, [c], { dist: 'constant', value }, trainable, false);
+    return this.node(name, 'batchNorm', [x],
+      [p('weight', 1, true), p('bias', 0, true), p('running_mean', 0, false), p('running_var', 1, false)],
+      { momentum, eps }, x.shape);
+  }
+
+  relu(x: Value, name?: string): Value {
+    return this.node(this.nodeName(name, 'relu'), 'relu', [x], [], {}, x.shape);
+  }
+
+  maxPool(x: Value, o: PoolOptions): Value {
+    return this.pool('maxPool', x, o, {});
+  }
+
+  avgPool(x: Value, o: AvgPoolOptions): Value {
+    return this.pool('avgPool', x, o, { countIncludePad: o.countIncludePad ?? true });
+  }
+
+  globalAvgPool(x: Value, name?: string): Value {
+    const n = this.nodeName(name, 'globalAvgPool');
+    const [c] = this.expectRank(x, 3, n, 'globalAvgPool');
+    return this.node(n, 'globalAvgPool', [x], [], {}, [c]);
+  }
+
+  linear(x: Value, o: LinearOptions): Value {
+    const name = this.nodeName(o.name, 'linear');
+    const [f] = this.expectRank(x, 1, name, 'linear');
+    if (!Number.isInteger(o.outFeatures) || o.outFeatures <= 0) {
+      throw new Error(`linear ${name}: expected outFeatures to be a positive integer, but received ${o.outFeatures}`);
+    }
+    const weight = o.weight ?? new Parameter(`${name}.weight`, [o.outFeatures, f], linearDefault(f));
+    const bias = o.biasParam ?? new Parameter(`${name}.bias`, [o.outFeatures], linearDefault(f), true, false);
+    this.expectParamShape(weight, [o.outFeatures, f], name);
+    this.expectParamShape(bias, [o.outFeatures], name);
+    return this.node(name, 'linear', [x], [weight, bias], { outFeatures: o.outFeatures }, [o.outFeatures]);
+  }
+
+  add(a: Value, b: Value, name?: string): Value {
+    const n = this.nodeName(name, 'add');
+    if (a.shape.join() !== b.shape.join()) {
+      throw new Error(`add ${n}: operands must have the same shape, but received [${a.shape.join(',')}] and [${b.shape.join(',')}]`);
+    }
+    return this.node(n, 'add', [a, b], [], {}, a.shape);
+  }
+
+  /** Mean softmax cross-entropy over the batch; step() also reports the top-1 (and top-k) correct count. */
+  softmaxCrossEntropy(logits: Value, labels: Value, o: { topk?: number; name?: string } = {}): Value {
+    const name = this.nodeName(o.name, 'softmaxCrossEntropy');
+    const [k] = this.expectRank(logits, 1, name, 'softmaxCrossEntropy');
+    if (labels.dtype !== 'i32' || labels.shape.length !== 0) {
+      throw new Error(`softmaxCrossEntropy ${name}: labels must be an i32 input of per-sample shape [], but received ${labels.dtype} [${labels.shape.join(',')}]`);
+    }
+    const topk = o.topk ?? 0;
+    if (!Number.isInteger(topk) || topk < 0 || topk > k!) {
+      throw new Error(`softmaxCrossEntropy ${name}: topk must be an integer in [0, ${k}], got ${topk}`);
+    }
+    return this.node(name, 'softmaxCrossEntropy', [logits, labels], [], { topk }, []);
+  }
+
+  /** Finishes the graph: `outputs` are what forward() returns, `loss` is what step() minimises. */
+  build(o: { outputs: Value[]; loss?: Value }): Graph {
+    for (const v of [...o.outputs, ...(o.loss ? [o.loss] : [])]) this.own(v, 'build');
+    if (o.loss && this.nodes.find((n) => n.name === o.loss!.name)?.op !== 'softmaxCrossEntropy') {
+      throw new Error(`build: loss must be the output of softmaxCrossEntropy, but received ${o.loss.name}`);
+    }
+    return {
+      ir: {
+        inputs: this.inputs.map((i) => ({ ...i, shape: [...i.shape] })),
+        params: [...this.params.values()].map((p) => p.toIR()),
+        nodes: this.nodes.map((n) => ({ ...n })),
+        outputs: o.outputs.map((v) => v.name),
+        ...(o.loss ? { loss: o.loss.name } : {}),
+      },
+      shapes: new Map(this.shapes),
+      parameters: [...this.params.values()],
+    };
+  }
+
+  private pool(op: 'maxPool' | 'avgPool', x: Value, o: PoolOptions, extra: Record<string, AttrValue>): Value {
+    const name = this.nodeName(o.name, op);
+    const [c, h, w] = this.expectRank(x, 3, name, op);
+    const [kh, kw] = pair(o.kernel, 'kernel', name);
+    const [sh, sw] = pair(o.stride ?? o.kernel, 'stride', name);
+    const [ph, pw] = pair(o.padding ?? 0, 'padding', name);
+    if (kh === 0 || kw === 0 || sh === 0 || sw === 0) throw new Error(`${op} ${name}: kernel and stride must be positive`);
+    if (2 * ph > kh || 2 * pw > kw) throw new Error(`${op} ${name}: padding must be at most half the kernel (PyTorch's rule)`);
+    const oh = outSize(h, kh, sh, ph);
+    const ow = outSize(w, kw, sw, pw);
+    if (oh <= 0 || ow <= 0) throw new Error(`${op} ${name}: input ${h}x${w} is too small for kernel ${kh}x${kw}`);
+    return this.node(name, op, [x], [], { kernel: [kh, kw], stride: [sh, sw], padding: [ph, pw], ...extra }, [c, oh, ow]);
+  }
+
+  private node(name: string, op: OpName, inputs: Value[], params: Parameter[], attrs: Record<string, AttrValue>, shape: readonly number[]): Value {
+    for (const v of inputs) this.own(v, name);
+    for (const p of params) {
+      const known = this.params.get(p.name);
+      if (known && known !== p) throw new Error(`${op} ${name}: a different parameter named ${p.name} already exists`);
+      this.params.set(p.name, p);
+    }
+    this.claim(name, op);
+    this.nodes.push({ name, op, inputs: inputs.map((v) => v.name), params: params.map((p) => p.name), attrs });
+    return this.value(name, shape, 'f32');
+  }
+
+  private value(name: string, shape: readonly number[], dtype: DType): Value {
+    this.shapes.set(name, [...shape]);
+    return new Value(name, [...shape], dtype, this);
+  }
+
+  private claim(name: string, what: string): void {
+    if (this.shapes.has(name)) throw new Error(`${what}: the name ${name} is already used in this graph`);
+  }
+
+  private nodeName(given: string | undefined, op: string): string {
+    return given ?? `${op}_${this.counter++}`;
+  }
+
+  private own(v: Value, where: string): void {
+    if (!(v instanceof Value) || v.owner !== this) {
+      throw new Error(`${where}: expected a Value made by this GraphBuilder, but received ${v instanceof Value ? `${v.name} from another builder` : typeof v}`);
+    }
+  }
+
+  private expectRank(x: Value, rank: number, name: string, op: string): number[] {
+    if (x.shape.length !== rank || x.dtype !== 'f32') {
+      const want = rank === 3 ? '[C,H,W]' : '[F]';
+      throw new Error(`${op} ${name}: expected an f32 input of per-sample shape ${want}, but received ${x.dtype} [${x.shape.join(',')}] (${x.name})`);
+    }
+    return [...x.shape];
+  }
+
+  private expectParamShape(p: Parameter, shape: number[], name: string): void {
+    if (p.shape.join() !== shape.join()) {
+      throw new Error(`${name}: parameter ${p.name} has shape [${p.shape.join(',')}], expected [${shape.join(',')}]`);
+    }
+  }
+}

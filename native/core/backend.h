@@ -1,0 +1,98 @@
+// The backend contract: a backend builds one Kernel per node (all primitives created once, at compile
+// time) and provides memory and a few whole-tensor helpers. The executor owns policy (order,
+// memory plan, gradient accumulation); a kernel only computes.
+//
+// Gradient rule (as llm.c states it): a kernel always OVERWRITES the gradients it is given
+// (in_grad, param_grad). Where a value or a parameter has several uses, the executor hands the second
+// and later uses a temporary buffer and adds it in with Backend::accumulate, so a shared parameter's
+// gradient is the sum over its uses.
+//
+// Layout: rank-4 activations [N,C,H,W] are stored channels-last (NHWC) in backend memory; rank-2
+// [N,F] is row-major; parameters keep PyTorch's layout (conv weight [O, C/groups, kh, kw]).
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ops.h"
+
+namespace crunet {
+
+// Per-step results a loss kernel reports.
+struct StepStats {
+  float loss = 0;
+  int correct = 0;       // top-1
+  int topk_correct = 0;  // only when CrossEntropyAttrs::topk > 0
+};
+
+// Everything one kernel call touches. Pointers are backend memory; unused ones are nullptr.
+struct KernelIO {
+  std::vector<const void*> in;   // node inputs (f32, or i32 labels for the loss)
+  void* out = nullptr;           // node output
+  std::vector<float*> params;    // parameter slots (batch norm's running statistics are updated in place)
+  void* saved = nullptr;         // saved_bytes(), written by forward, read by backward
+  void* scratch = nullptr;       // scratch_bytes(), free for use during one call
+  bool training = true;          // forward: training (batch statistics, save for backward) or inference
+  // backward only
+  const void* out_grad = nullptr;     // dL/d(out); for the loss a scalar seed (nullptr means 1)
+  std::vector<float*> in_grad;        // nullptr where no gradient is wanted
+  std::vector<float*> param_grad;     // nullptr for non-trainable slots
+  StepStats* stats = nullptr;         // loss kernels write here in forward
+};
+
+class Kernel {
+ public:
+  virtual ~Kernel() = default;
+  virtual size_t saved_bytes() const { return 0; }
+  virtual size_t scratch_bytes() const { return 0; }
+  // What backward reads besides out_grad and params, so the planner keeps exactly that alive.
+  virtual bool backward_reads_input(int /*i*/) const { return true; }
+  virtual bool backward_reads_output() const { return false; }
+  virtual void forward(const KernelIO& io) = 0;
+  virtual void backward(const KernelIO& io) = 0;
+  // Names the implementation that runs (e.g. oneDNN's "brg:avx512_core"), for benchmarks.
+  virtual std::string impl_info() const { return ""; }
+};
+
+struct SgdConfig {
+  float lr = 0.1f, momentum = 0.9f, weight_decay = 0.0f;
+  bool nesterov = false;
+};
+
+// One trainable parameter as the optimizer sees it.
+struct SgdSlot {
+  float* w;
+  const float* grad;
+  float* momentum;  // same size as w
+  size_t n;
+  bool decay;  // apply weight decay to this parameter
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual std::unique_ptr<Kernel> make_kernel(const NodeSpec& spec) = 0;
+
+  virtual void* alloc(size_t bytes) = 0;  // 64-byte aligned, zero-filled; throws crunet::Error on failure
+  virtual void release(void* p) = 0;
+  virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
+
+  // Host NCHW <-> backend layout for a value of logical shape s (rank 4: NHWC; otherwise plain).
+  virtual void upload_activation(void* dst, const float* host_nchw, const Shape& s) = 0;
+  virtual void download_activation(float* host_nchw, const void* src, const Shape& s) = 0;
+
+  virtual void accumulate(float* dst, const float* src, size_t n) = 0;  // dst += src
+  // PyTorch's SGD: g += wd*w (if decay); buf = m*buf + g; g = nesterov ? g + m*buf : buf; w -= lr*g
+  virtual void sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) = 0;
+
+  virtual void set_num_threads(int n) = 0;
+  virtual int num_threads() const = 0;
+};
+
+// The CPU backend (native/cpu); created by the engine.
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace crunet

@@ -1,0 +1,49 @@
+// Shared oneDNN plumbing for the CPU kernels: the one engine and stream, memory descriptors for
+// crunet's layouts, and a checked execute. All oneDNN calls run on the engine thread (see
+// native/addon/engine_thread.h), so one global stream is enough.
+#pragma once
+#include <oneapi/dnnl/dnnl.hpp>
+#include <unordered_map>
+
+#include "../core/error.h"
+#include "../core/ops.h"
+
+namespace crunet::cpu {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+using dnnl::memory;
+
+dnnl::engine& engine();
+dnnl::stream& stream();
+
+// [N,C,H,W] activation stored NHWC.
+inline memory::desc act_md(const Shape& s, dt t = dt::f32) {
+  return memory::desc({s[0], s[1], s[2], s[3]}, t, tag::nhwc);
+}
+// Rank-2 [N,F] row-major.
+inline memory::desc mat_md(const Shape& s, dt t = dt::f32) { return memory::desc({s[0], s[1]}, t, tag::ab); }
+inline memory::desc vec_md(int64_t n, dt t = dt::f32) { return memory::desc({n}, t, tag::a); }
+
+// A memory object over an existing buffer (no allocation).
+inline memory wrap(const memory::desc& md, const void* p) {
+  return memory(md, engine(), const_cast<void*>(p));
+}
+
+// Runs a primitive and waits; a dnnl::error becomes a crunet::Error naming the node.
+inline void run(const dnnl::primitive& p, const std::unordered_map<int, memory>& args, const std::string& node) {
+  try {
+    p.execute(stream(), args);
+    stream().wait();
+  } catch (const dnnl::error& e) {
+    fail("node ", node, ": oneDNN failed: ", e.what());
+  }
+}
+
+// The implementation oneDNN picked, e.g. "brgconv:avx512_core".
+template <typename PD>
+std::string impl_of(const PD& pd) {
+  return pd.impl_info_str();
+}
+
+}  // namespace crunet::cpu
