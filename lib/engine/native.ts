@@ -1,0 +1,113 @@
+// Loads the addon (node-gyp-build: build/Release or prebuilds/) and types its one export table
+// (native/addon/addon.cc). Nothing else in lib/ touches the addon directly.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { GraphIR } from '../graph/ir.js';
+
+export interface NativeMemory {
+  arenaBytes: number;
+  naiveBytes: number;
+  parameterBytes: number;
+  scratchBytes: number;
+  plannedPeakBytes: number;
+  buffers: number;
+}
+
+export interface NativeNodeProfile {
+  name: string;
+  op: string;
+  impl: string;
+  forwardMs: number;
+  backwardMs: number;
+  calls: number;
+}
+
+export type Feed = Float32Array | Int32Array;
+
+export interface NativeSession {
+  step(feeds: Feed[], lr?: number): Promise<{ loss: number; correct: number; topkCorrect: number }>;
+  forward(feeds: Feed[]): Promise<Float32Array[]>;
+  gradients(feeds: Feed[], seed: Float32Array): Promise<{
+    outputs: Float32Array[];
+    inputGrads: (Float32Array | null)[];
+    paramGrads: (Float32Array | null)[];
+  }>;
+  params(): { name: string; shape: number[]; trainable: boolean; weightDecay: boolean }[];
+  values(): { name: string; shape: number[]; dtype: string }[];
+  getParameter(index: number): Float32Array;
+  setParameter(index: number, values: Float32Array): void;
+  getMomentum(index: number): Float32Array;
+  setMomentum(index: number, values: Float32Array): void;
+  setOptimizer(o: { lr?: number; momentum?: number; nesterov?: boolean; weightDecay?: number }): void;
+  memory(): NativeMemory;
+  profile(): NativeNodeProfile[];
+  resetProfile(): void;
+  dispose(): void;
+}
+
+export interface NativeCompileOptions {
+  batchSize: number;
+  device: string;
+  seed: number;
+  inputGrads: boolean;
+  reuseMemory: boolean;
+  profile: boolean;
+  lr: number;
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+}
+
+export interface BuildInfo {
+  compiler: string;
+  buildSystem: string;
+  napiVersion: number;
+  cxxStandard: number;
+  onednn: { version: string; isa: string; threading: string };
+  threads: number;
+  cuda: boolean;
+}
+
+export interface DeviceInfo {
+  id: string;
+  type: 'cpu' | 'cuda';
+  name: string;
+  cores?: number;
+  isa?: string;
+}
+
+export interface Addon {
+  compile(graph: GraphIR, options: NativeCompileOptions): Promise<NativeSession>;
+  buildInfo(): BuildInfo;
+  devices(): DeviceInfo[];
+  setNumThreads(n: number): void;
+}
+
+/** The package root: the nearest folder above this file whose package.json is crunet's. */
+export function packageRoot(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const pj = path.join(dir, 'package.json');
+    if (fs.existsSync(pj) && JSON.parse(fs.readFileSync(pj, 'utf8')).name === 'crunet') return dir;
+    if (path.dirname(dir) === dir) throw new Error(`crunet: cannot find the package root above ${__dirname}`);
+  }
+}
+
+let addon: Addon | undefined;
+
+/** The addon, loaded on first use; a missing build is an Error that says how to make it. */
+export function native(): Addon {
+  if (addon) return addon;
+  const root = packageRoot();
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    addon = require('node-gyp-build')(root) as Addon;
+  } catch (e) {
+    throw new Error(
+      `crunet: the native addon could not be loaded from ${root}/build/Release or prebuilds/ ` +
+        `(${(e as Error).message.split('\n')[0]}). Build it with 'npm run build' (needs cmake, g++ and ` +
+        `Debian's libdnnl-dev).`,
+      { cause: e },
+    );
+  }
+  return addon;
+}

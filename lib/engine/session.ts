@@ -1,0 +1,297 @@
+import type { Graph } from '../graph/builder.js';
+import type { GraphIR } from '../graph/ir.js';
+import { native, type Feed, type NativeMemory, type NativeNodeProfile, type NativeSession } from './native.js';
+
+export type Precision = 'fp32' | 'bf16' | 'fp16';
+
+/** PyTorch's torch.optim.SGD (dampening 0). Weight decay applies to parameters whose weightDecay is true. */
+export interface SgdOptions {
+  lr: number;
+  momentum?: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+}
+
+export interface CompileOptions {
+  /** 'cpu' (default), 'cuda' or 'cuda:N'. A device that cannot be used is an error, never a fall back. */
+  device?: string;
+  /** The batch every step() takes (forward() also accepts fewer samples). */
+  batchSize: number;
+  precision?: Precision;
+  /** Seeds parameter initialisation. */
+  seed?: number;
+  optimizer?: SgdOptions;
+  /** Also compute gradients of the f32 graph inputs in gradients(). */
+  inputGrads?: boolean;
+  /** Let buffers with disjoint lifetimes share memory (default true); off only to measure what it saves. */
+  reuseMemory?: boolean;
+  /** Time every kernel call (see Session.profile()). */
+  profile?: boolean;
+}
+
+export interface StepResult {
+  loss: number;
+  correct: number;
+  /** Labels within the k largest logits, when the loss was built with topk > 0. */
+  topkCorrect?: number;
+}
+
+export interface Gradients {
+  outputs: Float32Array[];
+  inputGrads: Record<string, Float32Array>;
+  paramGrads: Record<string, Float32Array>;
+}
+
+/** Feeds by graph input name, or (for the common case) images alone / images and labels. */
+export type Feeds = Feed | Record<string, Feed>;
+
+export interface MemoryReport extends NativeMemory {
+  /** Planned arena bytes over the naive sum of all intermediate tensors: < 1 means the plan reuses memory. */
+  reuseRatio: number;
+}
+
+/** Anything compile() accepts: a built graph, or a model that carries one. */
+export type Compilable = Graph | { graph: Graph };
+
+function toIR(m: Compilable): GraphIR {
+  const g = 'ir' in m ? m : m?.graph;
+  if (!g || !('ir' in g)) throw new TypeError('compile: expected a Graph (GraphBuilder.build()) or a model with a .graph');
+  return g.ir;
+}
+
+/** Re-throws a native failure as an Error whose stack shows the caller's await. */
+function rethrow(e: unknown): never {
+  const err = e instanceof Error ? e : new Error(String(e));
+  throw new (err.constructor as ErrorConstructor)(err.message, { cause: err });
+}
+
+/**
+ * Compiles a graph for a device and batch size: shape inference, one kernel per node, the memory plan
+ * and parameter storage, all in native code off the JS thread.
+ */
+export async function compile(model: Compilable, opts: CompileOptions): Promise<Session> {
+  const ir = toIR(model);
+  if (!opts || typeof opts !== 'object') throw new TypeError('compile: options must be an object with batchSize');
+  const precision = opts.precision ?? 'fp32';
+  if (!['fp32', 'bf16', 'fp16'].includes(precision)) {
+    throw new RangeError(`compile: precision must be 'fp32', 'bf16' or 'fp16', but received ${JSON.stringify(precision)}`);
+  }
+  const device = opts.device ?? 'cpu';
+  if (precision !== 'fp32') {
+    throw new Error(`compile: precision '${precision}' is not implemented on device '${device}' yet; use 'fp32'`);
+  }
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
+    throw new RangeError(`compile: batchSize must be a positive integer, but received ${opts.batchSize}`);
+  }
+  const sgd = opts.optimizer ?? { lr: 0.1 };
+  let handle: NativeSession;
+  try {
+    handle = await native().compile(ir, {
+      batchSize: opts.batchSize,
+      device,
+      seed: opts.seed ?? 0,
+      inputGrads: opts.inputGrads ?? false,
+      reuseMemory: opts.reuseMemory ?? true,
+      profile: opts.profile ?? false,
+      lr: sgd.lr,
+      momentum: sgd.momentum ?? 0,
+      nesterov: sgd.nesterov ?? false,
+      weightDecay: sgd.weightDecay ?? 0,
+    });
+  } catch (e) {
+    rethrow(e);
+  }
+  return new Session(handle, ir, opts.batchSize, device, precision);
+}
+
+/** A compiled graph on one device. Release its native memory with dispose() (or `using`). */
+export class Session {
+  private readonly paramIndex = new Map<string, number>();
+  private readonly inputs: { name: string; perSample: number; dtype: 'f32' | 'i32' }[];
+  private disposed = false;
+
+  constructor(
+    private readonly handle: NativeSession,
+    readonly graph: GraphIR,
+    readonly batchSize: number,
+    readonly device: string,
+    readonly precision: Precision,
+  ) {
+    handle.params().forEach((p, i) => this.paramIndex.set(p.name, i));
+    this.inputs = graph.inputs.map((i) => ({ name: i.name, perSample: i.shape.reduce((a, b) => a * b, 1), dtype: i.dtype }));
+  }
+
+  /** One training step: forward, loss, backward (shared parameters summed over uses) and the SGD update. */
+  async step(feeds: Feeds, labels?: Int32Array, opts: { lr?: number } = {}): Promise<StepResult> {
+    const arrays = this.feeds('step', feeds, labels, this.batchSize);
+    if (opts.lr !== undefined && !(Number.isFinite(opts.lr) && opts.lr >= 0)) {
+      throw new RangeError(`step: lr must be a finite number >= 0, but received ${opts.lr}`);
+    }
+    if (!this.graph.loss) throw new Error('step: the graph has no loss; build it with softmaxCrossEntropy as loss');
+    try {
+      const r = await this.live('step').step(arrays, opts.lr);
+      const hasTopk = this.graph.nodes.some((n) => n.name === this.graph.loss && Number(n.attrs.topk ?? 0) > 0);
+      return { loss: r.loss, correct: r.correct, ...(hasTopk ? { topkCorrect: r.topkCorrect } : {}) };
+    } catch (e) {
+      rethrow(e);
+    }
+  }
+
+  /**
+   * Inference (batch norm uses running statistics): the first graph output for up to batchSize samples.
+   * A smaller batch is padded inside and the result trimmed.
+   */
+  async forward(feeds: Feeds): Promise<Float32Array> {
+    return (await this.outputs(feeds))[0]!;
+  }
+
+  /** Like forward(), but every graph output. */
+  async outputs(feeds: Feeds): Promise<Float32Array[]> {
+    const first = this.inputs.find((i) => i.dtype === 'f32');
+    const arr = feeds instanceof Float32Array || feeds instanceof Int32Array ? feeds : first ? feeds[first.name] : undefined;
+    const n = first && arr ? arr.length / first.perSample : this.batchSize;
+    if (!Number.isInteger(n) || n < 1 || n > this.batchSize) {
+      throw new RangeError(`forward: input ${first?.name}: expected a multiple of ${first?.perSample} elements for 1..${this.batchSize} samples, but received ${arr?.length}`);
+    }
+    const arrays = this.feeds('forward', feeds, undefined, n).map((a, i) => this.pad(a, this.inputs[i]!.perSample, n));
+    let outs: Float32Array[];
+    try {
+      outs = await this.live('forward').forward(arrays);
+    } catch (e) {
+      rethrow(e);
+    }
+    return n === this.batchSize ? outs : outs.map((o) => o.slice(0, (o.length / this.batchSize) * n));
+  }
+
+  /**
+   * Training-mode forward and backward seeded with dL/d(first output); no update. Returns the outputs,
+   * the gradients of the f32 inputs (when compiled with inputGrads) and of every trainable parameter.
+   */
+  async gradients(feeds: Feeds, seed: Float32Array): Promise<Gradients> {
+    const arrays = this.feeds('gradients', feeds, undefined, this.batchSize);
+    let r;
+    try {
+      r = await this.live('gradients').gradients(arrays, seed);
+    } catch (e) {
+      rethrow(e);
+    }
+    const inputGrads: Record<string, Float32Array> = {};
+    r.inputGrads.forEach((g, i) => g && (inputGrads[this.inputs[i]!.name] = g));
+    const paramGrads: Record<string, Float32Array> = {};
+    const names = this.parameterNames();
+    r.paramGrads.forEach((g, i) => g && (paramGrads[names[i]!] = g));
+    return { outputs: r.outputs, inputGrads, paramGrads };
+  }
+
+  parameterNames(): string[] {
+    return [...this.paramIndex.keys()];
+  }
+
+  /** A copy of a parameter's values, in PyTorch's layout (conv weight [O, C/groups, kh, kw]). */
+  getParameter(name: string): Float32Array {
+    return this.live('getParameter').getParameter(this.index(name));
+  }
+
+  setParameter(name: string, values: Float32Array): void {
+    if (!(values instanceof Float32Array)) {
+      throw new TypeError(`setParameter ${name}: expected a Float32Array, but received ${(values as unknown as object)?.constructor?.name ?? typeof values}`);
+    }
+    this.live('setParameter').setParameter(this.index(name), values);
+  }
+
+  /** The SGD momentum buffer of a trainable parameter (for checkpoints). */
+  getOptimizerState(name: string): Float32Array {
+    return this.live('getOptimizerState').getMomentum(this.index(name));
+  }
+
+  setOptimizerState(name: string, values: Float32Array): void {
+    this.live('setOptimizerState').setMomentum(this.index(name), values);
+  }
+
+  setOptimizer(o: Partial<SgdOptions>): void {
+    this.live('setOptimizer').setOptimizer(o);
+  }
+
+  /** The memory plan: planned arena vs the naive sum of all intermediate tensors, parameters, scratch. */
+  memory(): MemoryReport {
+    const m = this.live('memory').memory();
+    return { ...m, reuseRatio: m.arenaBytes / m.naiveBytes };
+  }
+
+  /** Per-node kernel times, when compiled with profile: true. */
+  profile(): NativeNodeProfile[] {
+    return this.live('profile').profile();
+  }
+
+  resetProfile(): void {
+    this.live('resetProfile').resetProfile();
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** Frees the native memory now. Calling it again does nothing; any other call afterwards throws. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.handle.dispose();
+    this.disposed = true;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  private live(what: string): NativeSession {
+    if (this.disposed) throw new Error(`${what}: this session was disposed`);
+    return this.handle;
+  }
+
+  private index(name: string): number {
+    const i = this.paramIndex.get(name);
+    if (i === undefined) {
+      const some = this.parameterNames().slice(0, 8).join(', ');
+      throw new Error(`unknown parameter '${name}' (this graph has ${this.paramIndex.size}: ${some}${this.paramIndex.size > 8 ? ', ...' : ''})`);
+    }
+    return i;
+  }
+
+  /** Orders and checks the feeds: one typed array per graph input, of the right type and length. */
+  private feeds(what: string, feeds: Feeds, labels: Int32Array | undefined, n: number): Feed[] {
+    let byName: Record<string, Feed>;
+    if (feeds instanceof Float32Array || feeds instanceof Int32Array) {
+      const f32 = this.inputs.filter((i) => i.dtype === 'f32');
+      const i32 = this.inputs.filter((i) => i.dtype === 'i32');
+      if (f32.length !== 1 || i32.length > 1) {
+        throw new TypeError(`${what}: this graph has inputs ${this.inputs.map((i) => i.name).join(', ')}: pass an object of arrays by name`);
+      }
+      byName = { [f32[0]!.name]: feeds };
+      if (i32[0] && labels !== undefined) byName[i32[0].name] = labels;
+    } else if (feeds && typeof feeds === 'object') {
+      byName = { ...feeds };
+      const i32 = this.inputs.find((i) => i.dtype === 'i32');
+      if (labels !== undefined && i32) byName[i32.name] = labels;
+    } else {
+      throw new TypeError(`${what}: expected a Float32Array or an object of typed arrays by input name, but received ${typeof feeds}`);
+    }
+    return this.inputs.map((inp) => {
+      const a = byName[inp.name];
+      if (a === undefined && inp.dtype === 'i32' && what !== 'step') return new Int32Array(n); // labels unused outside step
+      const want = inp.dtype === 'f32' ? Float32Array : Int32Array;
+      if (!(a instanceof want)) {
+        throw new TypeError(`${what}: input ${inp.name}: expected a ${want.name}, but received ${a === undefined ? 'nothing' : a.constructor.name}`);
+      }
+      if (a.length !== n * inp.perSample) {
+        throw new RangeError(`${what}: input ${inp.name}: expected ${n * inp.perSample} elements (${n} samples x ${inp.perSample}), but received ${a.length}`);
+      }
+      return a;
+    });
+  }
+
+  private pad(a: Feed, perSample: number, n: number): Feed {
+    if (n === this.batchSize) return a;
+    const full = a instanceof Float32Array ? new Float32Array(this.batchSize * perSample) : new Int32Array(this.batchSize * perSample);
+    full.set(a);
+    return full;
+  }
+}

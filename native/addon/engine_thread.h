@@ -1,0 +1,19 @@
+// The engine thread: one native thread that runs ALL backend work. oneDNN uses OpenMP, and every
+// calling thread gets its own OpenMP team and thread count (DESIGN.md 3), so running work from the
+// libuv pool would multiply teams. Jobs resolve their JS promise through a thread-safe function.
+#pragma once
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+
+namespace crunet::addon {
+
+// Runs `work` on the engine thread; then `finish` on the JS thread turns its result into a JS value
+// that resolves the returned promise. An exception from either rejects it with an Error.
+Napi::Promise submit(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> finish);
+
+// Runs `work` on the engine thread and waits for it (for short queries such as thread counts).
+void run_sync(const std::function<void()>& work);
+
+}  // namespace crunet::addon

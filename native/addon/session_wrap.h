@@ -1,0 +1,46 @@
+// crunet.Session on the native side: owns one Executor; every call that touches backend memory runs
+// on the engine thread. Validates feeds (type, length) on the JS thread before going async.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+
+#include "../core/executor.h"
+
+namespace crunet::addon {
+
+class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  static Napi::Value compile(const Napi::CallbackInfo& info);  // compile(graph, options): Promise<Session>
+  explicit SessionWrap(const Napi::CallbackInfo& info);
+  ~SessionWrap() override;
+
+ private:
+  Napi::Value step(const Napi::CallbackInfo& info);
+  Napi::Value forward(const Napi::CallbackInfo& info);
+  Napi::Value gradients(const Napi::CallbackInfo& info);
+  Napi::Value params(const Napi::CallbackInfo& info);
+  Napi::Value values(const Napi::CallbackInfo& info);
+  Napi::Value get_parameter(const Napi::CallbackInfo& info);
+  Napi::Value set_parameter(const Napi::CallbackInfo& info);
+  Napi::Value get_momentum(const Napi::CallbackInfo& info);
+  Napi::Value set_momentum(const Napi::CallbackInfo& info);
+  Napi::Value set_optimizer(const Napi::CallbackInfo& info);
+  Napi::Value memory(const Napi::CallbackInfo& info);
+  Napi::Value profile(const Napi::CallbackInfo& info);
+  Napi::Value reset_profile(const Napi::CallbackInfo& info);
+  Napi::Value dispose(const Napi::CallbackInfo& info);
+
+  Executor& live(Napi::Env env, const char* what);  // throws if disposed or busy
+  std::shared_ptr<void> hold(const Napi::CallbackInfo& info, std::vector<Napi::Reference<Napi::Value>> refs);
+  Feeds read_feeds(const Napi::Value& v, std::vector<Napi::Reference<Napi::Value>>& refs);
+  int param_index(const Napi::Value& v);
+
+  std::unique_ptr<Executor> exec_;
+  std::atomic<bool> busy_{false};
+  int64_t external_bytes_ = 0;
+};
+
+}  // namespace crunet::addon

@@ -1,0 +1,441 @@
+// See executor.h. The schedule is a time axis shared by the planner and the runner:
+//   0: upload the feeds   1..n: forward of node i at F(i) = 1 + i   n+1: the seed
+//   n+2..2n+1: backward of node i at B(i) = 2n + 1 - i                2n+2: outputs read back, SGD
+#include "executor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <random>
+
+#include "error.h"
+
+namespace crunet {
+
+// One backward schedule towards a target value: for the loss (step) or for outputs[0] (gradients).
+struct Executor::Pass {
+  struct Accumulate {
+    float* dst;
+    const float* src;
+    size_t n;
+  };
+  struct Call {
+    int node;
+    KernelIO io;
+    std::vector<Accumulate> then;  // gradient sums to do right after the call
+  };
+  int target = -1;
+  bool seed_in_loss_kernel = false;  // the loss kernel seeds itself with 1
+  std::vector<Call> calls;           // in backward order
+  std::vector<float*> zero_first;    // wanted gradients nothing writes (zeroed before the pass)
+  std::vector<char> param_reached;   // per parameter: has a gradient in this pass
+};
+
+namespace {
+
+bool differentiable_slot(const NodeInfo& n, int slot) {
+  return !(n.spec.op == OpKind::softmax_cross_entropy && slot == 1);  // labels
+}
+
+// Slot k of a node's parameters holds a trainable tensor (batch norm's running statistics do not).
+bool trainable_slot(const TypedGraph& g, const NodeInfo& n, int k) { return g.params[n.params[k]].trainable; }
+
+}  // namespace
+
+Executor::Executor(Backend& backend, const GraphDesc& graph, const ExecutorOptions& opts)
+    : be_(backend), opts_(opts), g_(infer_shapes(graph, opts.batch)) {
+  try {
+    build_kernels();
+    init_params();
+    plan_and_bind();
+  } catch (...) {
+    this->~Executor();  // release what was allocated before rethrowing
+    throw;
+  }
+}
+
+Executor::~Executor() {
+  kernels_.clear();
+  for (auto* v : {&param_data_, &param_grad_, &param_mom_})
+    for (auto*& p : *v) {
+      if (p) be_.release(p);
+      p = nullptr;
+    }
+  if (arena_) be_.release(arena_);
+  if (scratch_) be_.release(scratch_);
+  arena_ = scratch_ = nullptr;
+}
+
+void Executor::build_kernels() {
+  for (auto& n : g_.nodes) {
+    try {
+      kernels_.push_back(be_.make_kernel(n.spec));
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      fail("node ", n.spec.name, " (", op_name(n.spec.op), "): ", be_.name(), " backend could not build it: ", e.what());
+    }
+    prof_.push_back({n.spec.name, op_name(n.spec.op), kernels_.back()->impl_info()});
+    scratch_bytes_ = std::max(scratch_bytes_, kernels_.back()->scratch_bytes());
+  }
+}
+
+void Executor::init_params() {
+  for (size_t i = 0; i < g_.params.size(); i++) {
+    const auto& p = g_.params[i];
+    size_t n = static_cast<size_t>(numel(p.shape));
+    std::vector<float> host(n);
+    // One generator per parameter, seeded from (seed, index): a parameter's values do not depend on
+    // which other parameters exist.
+    std::seed_seq seq{static_cast<uint32_t>(opts_.seed), static_cast<uint32_t>(opts_.seed >> 32), static_cast<uint32_t>(i)};
+    std::mt19937_64 rng(seq);
+    switch (p.init.dist) {
+      case InitDesc::normal: {
+        std::normal_distribution<double> d(p.init.a, p.init.b);
+        for (auto& x : host) x = static_cast<float>(d(rng));
+        break;
+      }
+      case InitDesc::uniform: {
+        std::uniform_real_distribution<double> d(p.init.a, p.init.b);
+        for (auto& x : host) x = static_cast<float>(d(rng));
+        break;
+      }
+      case InitDesc::constant:
+        std::fill(host.begin(), host.end(), static_cast<float>(p.init.a));
+        break;
+    }
+    param_data_.push_back(static_cast<float*>(be_.alloc(n * 4)));
+    be_.upload(param_data_.back(), host.data(), n * 4);
+    param_grad_.push_back(p.trainable ? static_cast<float*>(be_.alloc(n * 4)) : nullptr);
+    param_mom_.push_back(p.trainable ? static_cast<float*>(be_.alloc(n * 4)) : nullptr);
+    param_bytes_ += n * 4 * (p.trainable ? 3 : 1);
+  }
+}
+
+void Executor::plan_and_bind() {
+  const int n = static_cast<int>(g_.nodes.size());
+  const int kSeed = n + 1, kEnd = 2 * n + 2;
+  auto F = [](int i) { return 1 + i; };
+  auto B = [n](int i) { return 2 * n + 1 - i; };
+  const size_t nv = g_.values.size();
+
+  // Which values carry gradients at all.
+  std::vector<char> needs_grad(nv, 0);
+  for (size_t v = 0; v < nv; v++) {
+    const auto& val = g_.values[v];
+    if (val.producer < 0) needs_grad[v] = opts_.input_grads && val.dtype == DType::f32;
+  }
+  for (const auto& node : g_.nodes) {
+    bool any = false;
+    for (int u : node.inputs) any |= needs_grad[u] != 0;
+    for (size_t k = 0; k < node.params.size(); k++) any |= trainable_slot(g_, node, static_cast<int>(k));
+    needs_grad[node.output] = any;
+  }
+
+  std::vector<BufferRequest> req;
+  auto request = [&](size_t bytes, int first, int last) {
+    req.push_back({bytes, first, last});
+    return static_cast<int>(req.size()) - 1;
+  };
+
+  // Pass skeletons: which nodes run backward, and who contributes to which gradient.
+  struct Contribution {
+    int node, slot;  // slot >= 0: input slot; slot < 0: parameter slot -(k+1)
+  };
+  struct PassPlan {
+    std::vector<char> runs;                                   // per node
+    std::map<int, std::vector<Contribution>> value_contribs;  // value -> contributors, backward order
+    std::map<int, std::vector<Contribution>> param_contribs;  // param -> contributors, backward order
+  };
+  auto make_pass_plan = [&](int target) {
+    PassPlan pp;
+    pp.runs.assign(n, 0);
+    std::vector<char> reach(nv, 0);
+    reach[target] = 1;
+    for (int c = n - 1; c >= 0; c--) {
+      const auto& node = g_.nodes[c];
+      if (!reach[node.output] || !needs_grad[node.output]) continue;
+      pp.runs[c] = 1;
+      for (size_t j = 0; j < node.inputs.size(); j++)
+        if (differentiable_slot(node, static_cast<int>(j))) reach[node.inputs[j]] = 1;
+    }
+    for (int c = n - 1; c >= 0; c--) {
+      if (!pp.runs[c]) continue;
+      const auto& node = g_.nodes[c];
+      for (size_t j = 0; j < node.inputs.size(); j++)
+        if (differentiable_slot(node, static_cast<int>(j)) && needs_grad[node.inputs[j]])
+          pp.value_contribs[node.inputs[j]].push_back({c, static_cast<int>(j)});
+      for (size_t k = 0; k < node.params.size(); k++)
+        if (trainable_slot(g_, node, static_cast<int>(k)))
+          pp.param_contribs[node.params[k]].push_back({c, -static_cast<int>(k) - 1});
+    }
+    return pp;
+  };
+
+  std::vector<int> targets;
+  if (g_.loss_node >= 0) targets.push_back(g_.nodes[g_.loss_node].output);
+  if (!g_.outputs.empty()) targets.push_back(g_.outputs[0]);
+  std::vector<PassPlan> plans;
+  for (int t : targets) plans.push_back(make_pass_plan(t));
+  auto runs_anywhere = [&](int c) {
+    for (auto& pp : plans)
+      if (pp.runs[c]) return true;
+    return false;
+  };
+
+  // Value data.
+  std::vector<int> data_buf(nv), grad_buf(nv, -1);
+  for (size_t v = 0; v < nv; v++) {
+    const auto& val = g_.values[v];
+    int first = val.producer < 0 ? 0 : F(val.producer), last = first;
+    for (auto [c, j] : val.uses) {
+      last = std::max(last, F(c));
+      if (runs_anywhere(c) && kernels_[c]->backward_reads_input(j)) last = std::max(last, B(c));
+    }
+    if (val.producer >= 0 && runs_anywhere(val.producer) && kernels_[val.producer]->backward_reads_output())
+      last = std::max(last, B(val.producer));
+    if (std::find(g_.outputs.begin(), g_.outputs.end(), static_cast<int>(v)) != g_.outputs.end()) last = kEnd;
+    data_buf[v] = request(static_cast<size_t>(numel(val.shape)) * dtype_size(val.dtype), first, last);
+  }
+  // Saved tensors, forward to backward.
+  std::vector<int> saved_buf(n, -1);
+  for (int c = 0; c < n; c++)
+    if (size_t b = kernels_[c]->saved_bytes()) saved_buf[c] = request(b, F(c), B(c));
+  // Gradients: from the first contributor (or the seed) to the producer's backward (or the end).
+  for (size_t v = 0; v < nv; v++) {
+    int first = kEnd + 1, last = -1;
+    for (size_t p = 0; p < plans.size(); p++) {
+      bool seeded = static_cast<int>(v) == targets[p];
+      auto it = plans[p].value_contribs.find(static_cast<int>(v));
+      bool contributed = it != plans[p].value_contribs.end();
+      if (!seeded && !contributed) continue;
+      first = std::min(first, seeded ? kSeed : B(it->second.front().node));
+      last = std::max(last, g_.values[v].producer < 0 ? kEnd : B(g_.values[v].producer));
+    }
+    if (last >= 0) grad_buf[v] = request(static_cast<size_t>(numel(g_.values[v].shape)) * 4, first, last);
+  }
+  // Temporaries for the second and later contributions to one gradient, keyed by (node, slot).
+  std::map<std::pair<int, int>, int> temp_buf;
+  auto temp_for = [&](const Contribution& c, size_t bytes) {
+    auto key = std::make_pair(c.node, c.slot);
+    auto it = temp_buf.find(key);
+    if (it == temp_buf.end()) it = temp_buf.emplace(key, request(bytes, B(c.node), B(c.node))).first;
+    return it->second;
+  };
+  std::vector<std::map<std::pair<int, int>, int>> pass_temps(plans.size());
+  for (size_t p = 0; p < plans.size(); p++) {
+    for (auto& [v, cs] : plans[p].value_contribs) {
+      bool seeded = v == targets[p];
+      for (size_t k = seeded ? 0 : 1; k < cs.size(); k++)
+        pass_temps[p][{cs[k].node, cs[k].slot}] = temp_for(cs[k], static_cast<size_t>(numel(g_.values[v].shape)) * 4);
+    }
+    for (auto& [pid, cs] : plans[p].param_contribs)
+      for (size_t k = 1; k < cs.size(); k++)
+        pass_temps[p][{cs[k].node, cs[k].slot}] = temp_for(cs[k], static_cast<size_t>(numel(g_.params[pid].shape)) * 4);
+  }
+
+  plan_ = plan_memory(req, opts_.reuse_memory);
+  arena_ = be_.alloc(std::max<size_t>(plan_.arena_bytes, 64));
+  if (scratch_bytes_) scratch_ = be_.alloc(scratch_bytes_);
+  auto at = [&](int buf) { return buf < 0 ? nullptr : static_cast<char*>(arena_) + plan_.offsets[buf]; };
+
+  value_data_.resize(nv);
+  value_grad_.resize(nv);
+  for (size_t v = 0; v < nv; v++) {
+    value_data_[v] = at(data_buf[v]);
+    value_grad_[v] = reinterpret_cast<float*>(at(grad_buf[v]));
+  }
+  for (int c = 0; c < n; c++) {
+    const auto& node = g_.nodes[c];
+    KernelIO io;
+    for (int u : node.inputs) io.in.push_back(value_data_[u]);
+    io.out = value_data_[node.output];
+    for (int pid : node.params) io.params.push_back(param_data_[pid]);
+    io.saved = at(saved_buf[c]);
+    io.scratch = scratch_;
+    if (c == g_.loss_node) io.stats = &last_stats_;
+    fwd_io_.push_back(io);
+  }
+
+  // Bind the passes.
+  auto bind = [&](size_t p) {
+    auto pass = std::make_unique<Pass>();
+    pass->target = targets[p];
+    pass->seed_in_loss_kernel = g_.loss_node >= 0 && targets[p] == g_.nodes[g_.loss_node].output && p == 0;
+    pass->param_reached.assign(g_.params.size(), 0);
+    std::map<int, Pass::Call> calls;
+    for (int c = n - 1; c >= 0; c--) {
+      if (!plans[p].runs[c]) continue;
+      Pass::Call call{c, fwd_io_[c], {}};
+      const auto& node = g_.nodes[c];
+      call.io.out_grad = (c == g_.loss_node && pass->seed_in_loss_kernel) ? nullptr : value_grad_[node.output];
+      call.io.in_grad.assign(node.inputs.size(), nullptr);
+      call.io.param_grad.assign(node.params.size(), nullptr);
+      calls.emplace(c, std::move(call));
+    }
+    auto route = [&](const Contribution& con, float* direct, size_t count) {
+      auto& call = calls.at(con.node);
+      auto it = pass_temps[p].find({con.node, con.slot});
+      float* dst = direct;
+      if (it != pass_temps[p].end()) {
+        dst = reinterpret_cast<float*>(at(it->second));
+        call.then.push_back({direct, dst, count});
+      }
+      if (con.slot >= 0) call.io.in_grad[con.slot] = dst;
+      else call.io.param_grad[-con.slot - 1] = dst;
+    };
+    for (auto& [v, cs] : plans[p].value_contribs)
+      for (auto& con : cs) route(con, value_grad_[v], static_cast<size_t>(numel(g_.values[v].shape)));
+    for (auto& [pid, cs] : plans[p].param_contribs) {
+      pass->param_reached[pid] = 1;
+      for (auto& con : cs) route(con, param_grad_[pid], static_cast<size_t>(numel(g_.params[pid].shape)));
+    }
+    for (size_t v = 0; v < nv; v++)  // wanted input gradients that no node writes
+      if (g_.values[v].producer < 0 && value_grad_[v] && !plans[p].value_contribs.count(static_cast<int>(v)) &&
+          static_cast<int>(v) != targets[p])
+        pass->zero_first.push_back(value_grad_[v]);
+    for (auto it = calls.rbegin(); it != calls.rend(); ++it) pass->calls.push_back(std::move(it->second));
+    return pass;
+  };
+  if (g_.loss_node >= 0) loss_pass_ = bind(0);
+  if (!g_.outputs.empty()) output_pass_ = bind(targets.size() - 1);
+}
+
+template <typename F>
+void Executor::timed(int node, bool fwd, F&& f) {
+  if (!opts_.profile) return f();
+  auto t0 = std::chrono::steady_clock::now();
+  f();
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  (fwd ? prof_[node].forward_ms : prof_[node].backward_ms) += ms;
+  if (fwd) prof_[node].calls++;
+}
+
+void Executor::reset_profile() {
+  for (auto& p : prof_) p.forward_ms = p.backward_ms = 0, p.calls = 0;
+}
+
+void Executor::upload_feeds(const Feeds& feeds) {
+  for (auto& v : g_.values) {
+    if (v.producer >= 0) continue;
+    const void* src = feeds.at(v.input_index);
+    void* dst = value_data_[&v - g_.values.data()];
+    if (v.dtype == DType::f32) be_.upload_activation(dst, static_cast<const float*>(src), v.shape);
+    else be_.upload(dst, src, static_cast<size_t>(numel(v.shape)) * dtype_size(v.dtype));
+  }
+}
+
+void Executor::run_forward(bool training) {
+  for (size_t i = 0; i < kernels_.size(); i++) {
+    fwd_io_[i].training = training;
+    timed(static_cast<int>(i), true, [&] { kernels_[i]->forward(fwd_io_[i]); });
+  }
+}
+
+void Executor::run_backward(const Pass& pass) {
+  for (float* z : pass.zero_first) {
+    const auto& v = g_.values[std::find(value_grad_.begin(), value_grad_.end(), z) - value_grad_.begin()];
+    std::vector<char> zeros(static_cast<size_t>(numel(v.shape)) * 4, 0);
+    be_.upload(z, zeros.data(), zeros.size());
+  }
+  for (const auto& call : pass.calls) {
+    timed(call.node, false, [&] {
+      kernels_[call.node]->backward(call.io);
+      for (const auto& a : call.then) be_.accumulate(a.dst, a.src, a.n);
+    });
+  }
+}
+
+StepStats Executor::step(const Feeds& feeds, float lr) {
+  if (!loss_pass_) fail("step: the graph has no loss; build it with a softmaxCrossEntropy loss or use gradients()");
+  if (!std::isfinite(lr) || lr < 0) fail("step: learning rate must be a finite number >= 0, got ", lr);
+  upload_feeds(feeds);
+  // Keep batch-norm running statistics so that a step with a non-finite loss changes nothing.
+  std::vector<std::vector<float>> running;
+  std::vector<int> running_ids;
+  for (size_t i = 0; i < g_.params.size(); i++)
+    if (!g_.params[i].trainable) {
+      running_ids.push_back(static_cast<int>(i));
+      running.emplace_back(static_cast<size_t>(numel(g_.params[i].shape)));
+      read_param(static_cast<int>(i), running.back().data());
+    }
+  run_forward(true);
+  StepStats stats = last_stats_;
+  if (!std::isfinite(stats.loss)) {
+    for (size_t k = 0; k < running_ids.size(); k++) write_param(running_ids[k], running[k].data());
+    fail("step: the loss is ", std::isnan(stats.loss) ? "NaN" : "infinite",
+         "; parameters, optimizer state and batch-norm statistics were left as they were before this step "
+         "(check the inputs for NaN/Inf, or lower the learning rate)");
+  }
+  run_backward(*loss_pass_);
+  SgdConfig cfg = opts_.sgd;
+  cfg.lr = lr;
+  std::vector<SgdSlot> slots;
+  for (size_t i = 0; i < g_.params.size(); i++)
+    if (loss_pass_->param_reached[i])
+      slots.push_back({param_data_[i], param_grad_[i], param_mom_[i], static_cast<size_t>(numel(g_.params[i].shape)),
+                       g_.params[i].weight_decay});
+  be_.sgd_step(cfg, slots);
+  return stats;
+}
+
+void Executor::forward(const Feeds& feeds, const std::vector<float*>& outs) {
+  upload_feeds(feeds);
+  run_forward(false);
+  for (size_t k = 0; k < g_.outputs.size() && k < outs.size(); k++) {
+    const auto& v = g_.values[g_.outputs[k]];
+    be_.download_activation(outs[k], value_data_[g_.outputs[k]], v.shape);
+  }
+}
+
+void Executor::gradients(const Feeds& feeds, const float* seed, const std::vector<float*>& outs,
+                         const std::vector<float*>& input_grads, const std::vector<float*>& param_grads) {
+  if (!output_pass_) fail("gradients: the graph has no outputs");
+  upload_feeds(feeds);
+  run_forward(true);
+  int t = output_pass_->target;
+  if (value_grad_[t]) be_.upload_activation(value_grad_[t], seed, g_.values[t].shape);
+  run_backward(*output_pass_);
+  for (size_t k = 0; k < g_.outputs.size() && k < outs.size(); k++)
+    be_.download_activation(outs[k], value_data_[g_.outputs[k]], g_.values[g_.outputs[k]].shape);
+  for (auto& v : g_.values) {
+    if (v.producer >= 0 || v.input_index >= static_cast<int>(input_grads.size()) || !input_grads[v.input_index]) continue;
+    float* dst = input_grads[v.input_index];
+    float* g = value_grad_[&v - g_.values.data()];
+    if (g) be_.download_activation(dst, g, v.shape);
+    else std::memset(dst, 0, static_cast<size_t>(numel(v.shape)) * 4);
+  }
+  for (size_t i = 0; i < g_.params.size() && i < param_grads.size(); i++) {
+    if (!param_grads[i]) continue;
+    size_t bytes = static_cast<size_t>(numel(g_.params[i].shape)) * 4;
+    if (output_pass_->param_reached[i]) be_.download(param_grads[i], param_grad_[i], bytes);
+    else std::memset(param_grads[i], 0, bytes);
+  }
+}
+
+void Executor::read_param(int id, float* host) const {
+  be_.download(host, param_data_.at(id), static_cast<size_t>(numel(g_.params.at(id).shape)) * 4);
+}
+void Executor::write_param(int id, const float* host) {
+  be_.upload(param_data_.at(id), host, static_cast<size_t>(numel(g_.params.at(id).shape)) * 4);
+}
+void Executor::read_momentum(int id, float* host) const {
+  if (!param_mom_.at(id)) fail("parameter ", g_.params[id].name, " is not trainable: it has no optimizer state");
+  be_.download(host, param_mom_[id], static_cast<size_t>(numel(g_.params[id].shape)) * 4);
+}
+void Executor::write_momentum(int id, const float* host) {
+  if (!param_mom_.at(id)) fail("parameter ", g_.params[id].name, " is not trainable: it has no optimizer state");
+  be_.upload(param_mom_[id], host, static_cast<size_t>(numel(g_.params[id].shape)) * 4);
+}
+
+MemoryReport Executor::memory() const {
+  return {plan_.arena_bytes,
+          plan_.naive_bytes,
+          param_bytes_,
+          scratch_bytes_,
+          plan_.arena_bytes + param_bytes_ + scratch_bytes_,
+          static_cast<int>(plan_.offsets.size())};
+}
+
+}  // namespace crunet

@@ -1,0 +1,101 @@
+// The executor: a compiled graph. At construction it infers shapes, builds one kernel per node, plans
+// memory and prebuilds every kernel call's arguments; step() is then a loop over a forward list and a
+// backward list with no decisions in it (after oneDNN's cnn_training_f32.cpp and llm.c).
+// Not thread-safe: the addon calls it from the engine thread only.
+#pragma once
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "graph.h"
+#include "memory_plan.h"
+
+namespace crunet {
+
+struct ExecutorOptions {
+  int64_t batch = 1;
+  uint64_t seed = 0;
+  SgdConfig sgd;
+  bool input_grads = false;  // also compute gradients of f32 graph inputs (for gradients())
+  bool reuse_memory = true;  // let the planner share bytes between buffers with disjoint lifetimes
+  bool profile = false;      // time every kernel call
+};
+
+struct MemoryReport {
+  size_t arena_bytes, naive_bytes, parameter_bytes, scratch_bytes, planned_peak_bytes;
+  int buffers;
+};
+
+struct NodeProfile {
+  std::string name, op, impl;
+  double forward_ms = 0, backward_ms = 0;
+  int calls = 0;
+};
+
+// Host pointers to a full batch for each graph input, in graph input order (NCHW f32 or i32 labels).
+using Feeds = std::vector<const void*>;
+
+class Executor {
+ public:
+  Executor(Backend& backend, const GraphDesc& graph, const ExecutorOptions& opts);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  const TypedGraph& graph() const { return g_; }
+
+  // Forward (training), loss, backward, SGD update. Throws without updating anything when the loss is
+  // not finite.
+  StepStats step(const Feeds& feeds, float lr);
+  // Inference forward; writes each graph output (NCHW) to outs.
+  void forward(const Feeds& feeds, const std::vector<float*>& outs);
+  // Training-mode forward and backward seeded with dL/d(outputs[0]); no update. Writes the outputs,
+  // the f32 input gradients (nullptr entries skipped) and the trainable parameters' gradients.
+  void gradients(const Feeds& feeds, const float* seed, const std::vector<float*>& outs,
+                 const std::vector<float*>& input_grads, const std::vector<float*>& param_grads);
+
+  void set_sgd(const SgdConfig& cfg) { opts_.sgd = cfg; }
+  const SgdConfig& sgd() const { return opts_.sgd; }
+  void read_param(int id, float* host) const;
+  void write_param(int id, const float* host);
+  // Optimizer state (momentum buffers), for checkpoints; trainable parameters only.
+  void read_momentum(int id, float* host) const;
+  void write_momentum(int id, const float* host);
+
+  MemoryReport memory() const;
+  std::vector<NodeProfile> profile() const { return prof_; }
+  void reset_profile();
+
+ private:
+  struct Pass;  // one backward schedule (towards the loss, or towards outputs[0])
+  void build_kernels();
+  void plan_and_bind();
+  void init_params();
+  void upload_feeds(const Feeds& feeds);
+  void run_forward(bool training);
+  void run_backward(const Pass& pass);
+  template <typename F>
+  void timed(int node, bool fwd, F&& f);
+
+  Backend& be_;
+  ExecutorOptions opts_;
+  TypedGraph g_;
+  std::vector<std::unique_ptr<Kernel>> kernels_;
+  std::vector<KernelIO> fwd_io_;
+  std::unique_ptr<Pass> loss_pass_, output_pass_;
+
+  MemoryPlan plan_;
+  void* arena_ = nullptr;
+  void* scratch_ = nullptr;
+  size_t scratch_bytes_ = 0;
+  std::vector<void*> value_data_;  // per value: its data in the arena
+  std::vector<float*> value_grad_;  // per value: its gradient in the arena (or nullptr)
+  std::vector<float*> param_data_, param_grad_, param_mom_;  // persistent, per parameter
+  size_t param_bytes_ = 0;
+  StepStats last_stats_;
+  std::vector<NodeProfile> prof_;
+};
+
+}  // namespace crunet

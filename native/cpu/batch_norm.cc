@@ -1,0 +1,161 @@
+// Batch normalization (PyTorch's nn.BatchNorm2d / BatchNorm1d) on oneDNN.
+// Rank-2 [N,C] input is viewed as [N,C,1,1] NHWC: the same bytes as row-major [N,C], so one code path.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "dnnl_util.h"
+#include "kernels.h"
+
+namespace crunet::cpu {
+namespace {
+
+using bn_fwd = dnnl::batch_normalization_forward;
+using bn_bwd = dnnl::batch_normalization_backward;
+using flags = dnnl::normalization_flags;
+
+class BatchNorm final : public Kernel {
+ public:
+  explicit BatchNorm(const NodeSpec& spec) : name_(spec.name), attrs_(spec.bn) {
+    const Shape& x = spec.in.at(0);
+    if (x.size() != 4 && x.size() != 2) fail("node ", name_, ": batchNorm expects rank 2 or 4, got ", shape_str(x));
+    c_ = x[1];
+    rows_ = x[0] * (x.size() == 4 ? x[2] * x[3] : 1);
+    data_md_ = act_md(x.size() == 4 ? x : Shape{x[0], x[1], 1, 1});
+    stat_md_ = vec_md(c_);
+    sink_.resize(2 * c_);
+
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const auto affine = flags::use_scale | flags::use_shift;
+    const float eps = attrs_.eps;
+
+    train_pd_ = bn_fwd::primitive_desc(
+        bn_fwd::desc(dnnl::prop_kind::forward_training, data_md_, eps, affine), attr, engine());
+    infer_pd_ = bn_fwd::primitive_desc(
+        bn_fwd::desc(dnnl::prop_kind::forward_inference, data_md_, eps, affine | flags::use_global_stats), attr,
+        engine());
+    bwd_pd_ = bn_bwd::primitive_desc(bn_bwd::desc(dnnl::prop_kind::backward, data_md_, data_md_, eps, affine),
+                                     attr, engine(), train_pd_);
+    train_ = bn_fwd(train_pd_);
+    infer_ = bn_fwd(infer_pd_);
+    bwd_ = bn_bwd(bwd_pd_);
+    scratch_md_ = memory::desc({int64_t(scratch_bytes())}, dt::u8, tag::a);
+  }
+
+  // Batch mean then biased batch variance, C floats each: what backward normalizes with.
+  size_t saved_bytes() const override { return 2 * c_ * sizeof(float); }
+  size_t scratch_bytes() const override {
+    return std::max({train_pd_.scratchpad_desc().get_size(), infer_pd_.scratchpad_desc().get_size(),
+                     bwd_pd_.scratchpad_desc().get_size()});
+  }
+  bool backward_reads_input(int) const override { return true; }
+
+  void forward(const KernelIO& io) override {
+    std::unordered_map<int, memory> args = {
+        {DNNL_ARG_SRC, wrap(data_md_, io.in[0])},       {DNNL_ARG_DST, wrap(data_md_, io.out)},
+        {DNNL_ARG_SCALE, wrap(stat_md_, io.params[0])}, {DNNL_ARG_SHIFT, wrap(stat_md_, io.params[1])},
+        {DNNL_ARG_SCRATCHPAD, wrap(scratch_md_, io.scratch)},
+    };
+    if (!io.training) {
+      args[DNNL_ARG_MEAN] = wrap(stat_md_, io.params[2]);
+      args[DNNL_ARG_VARIANCE] = wrap(stat_md_, io.params[3]);
+      run(infer_, args, name_);
+      return;
+    }
+    // PyTorch refuses too: the unbiased variance of one value per channel is undefined.
+    if (rows_ < 2) fail("node ", name_, ": batchNorm training needs more than 1 value per channel");
+    float* mean = static_cast<float*>(io.saved);
+    float* var = mean + c_;
+    args[DNNL_ARG_MEAN] = wrap(stat_md_, mean);
+    args[DNNL_ARG_VARIANCE] = wrap(stat_md_, var);
+    run(train_, args, name_);
+
+    // oneDNN's variance is biased (divides by n); PyTorch's running variance takes the unbiased one.
+    const float m = attrs_.momentum;
+    const float unbias = float(rows_) / float(rows_ - 1);
+    float* run_mean = io.params[2];
+    float* run_var = io.params[3];
+    for (int64_t c = 0; c < c_; c++) {
+      run_mean[c] = (1 - m) * run_mean[c] + m * mean[c];
+      run_var[c] = (1 - m) * run_var[c] + m * var[c] * unbias;
+    }
+  }
+
+  void backward(const KernelIO& io) override {
+    const float* mean = static_cast<const float*>(io.saved);
+    const float* var = mean + c_;
+    if (!io.in_grad[0]) {
+      param_grads_only(io, mean, var);
+      return;
+    }
+    // The shift is not read by the maths, but oneDNN 2.6 rejects the call without it.
+    run(bwd_,
+        {{DNNL_ARG_SRC, wrap(data_md_, io.in[0])},
+         {DNNL_ARG_MEAN, wrap(stat_md_, mean)},
+         {DNNL_ARG_VARIANCE, wrap(stat_md_, var)},
+         {DNNL_ARG_DIFF_DST, wrap(data_md_, io.out_grad)},
+         {DNNL_ARG_SCALE, wrap(stat_md_, io.params[0])},
+         {DNNL_ARG_SHIFT, wrap(stat_md_, io.params[1])},
+         {DNNL_ARG_DIFF_SRC, wrap(data_md_, io.in_grad[0])},
+         {DNNL_ARG_DIFF_SCALE, wrap(stat_md_, grad_or_sink(io, 0))},
+         {DNNL_ARG_DIFF_SHIFT, wrap(stat_md_, grad_or_sink(io, 1))},
+         {DNNL_ARG_SCRATCHPAD, wrap(scratch_md_, io.scratch)}},
+        name_);
+  }
+
+  std::string impl_info() const override {
+    return "fwd " + impl_of(train_pd_) + ", infer " + impl_of(infer_pd_) + ", bwd " + impl_of(bwd_pd_);
+  }
+
+ private:
+  // dbeta = sum(dy), dgamma = sum(dy * xhat). oneDNN's backward always writes dx, and a dx-sized scratch
+  // would enlarge every session's workspace for the rare batch norm applied directly to a graph input.
+  void param_grads_only(const KernelIO& io, const float* mean, const float* var) {
+    const float* x = static_cast<const float*>(io.in[0]);
+    const float* dy = static_cast<const float*>(io.out_grad);
+    std::vector<double> sum_dy(c_, 0.0), sum_dy_x(c_, 0.0);
+    for (int64_t r = 0; r < rows_; r++) {
+      const float* xr = x + r * c_;
+      const float* dyr = dy + r * c_;
+      for (int64_t c = 0; c < c_; c++) {
+        sum_dy[c] += dyr[c];
+        sum_dy_x[c] += double(dyr[c]) * xr[c];
+      }
+    }
+    // sum(dy * (x - mean)) * rstd, expanded so that x is read once.
+    for (int64_t c = 0; c < c_; c++) {
+      const double rstd = 1.0 / std::sqrt(double(var[c]) + attrs_.eps);
+      grad_or_sink(io, 0)[c] = float((sum_dy_x[c] - mean[c] * sum_dy[c]) * rstd);
+      grad_or_sink(io, 1)[c] = float(sum_dy[c]);
+    }
+  }
+
+  // A frozen gamma or beta has no gradient buffer, but oneDNN writes both.
+  float* grad_or_sink(const KernelIO& io, size_t slot) {
+    float* g = slot < io.param_grad.size() ? io.param_grad[slot] : nullptr;
+    return g ? g : sink_.data() + slot * c_;
+  }
+
+  std::string name_;
+  BatchNormAttrs attrs_;
+  int64_t c_ = 0, rows_ = 0;  // rows_: values per channel (N*H*W)
+  memory::desc data_md_, stat_md_, scratch_md_;
+  bn_fwd::primitive_desc train_pd_, infer_pd_;
+  bn_bwd::primitive_desc bwd_pd_;
+  bn_fwd train_, infer_;
+  bn_bwd bwd_;
+  std::vector<float> sink_;
+};
+
+}  // namespace
+
+std::unique_ptr<Kernel> make_batch_norm(const NodeSpec& spec) {
+  try {
+    return std::make_unique<BatchNorm>(spec);
+  } catch (const dnnl::error& e) {
+    fail("node ", spec.name, ": oneDNN has no batchNorm for ", shape_str(spec.in.at(0)), ": ", e.what());
+  }
+}
+
+}  // namespace crunet::cpu

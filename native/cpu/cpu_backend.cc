@@ -1,0 +1,130 @@
+// The CPU backend: host memory, layout conversion at the graph's edges, and the optimizer step.
+// Every call comes from the engine thread (the only thread that runs oneDNN work), so the one global
+// stream and omp_set_num_threads, which only affects its calling thread, both apply to that thread.
+#include <omp.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "dnnl_util.h"
+#include "kernels.h"
+
+namespace crunet::cpu {
+
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+dnnl::stream& stream() {
+  static dnnl::stream s(engine());
+  return s;
+}
+
+namespace {
+
+memory::desc nchw_md(const Shape& s) { return memory::desc({s[0], s[1], s[2], s[3]}, dt::f32, tag::nchw); }
+
+// Not cached here: oneDNN's own primitive cache makes re-creating a reorder of a seen shape cost ~µs.
+void convert_layout(const memory::desc& from, const void* src, const memory::desc& to, void* dst, const char* what,
+                    const Shape& s) {
+  try {
+    memory a = wrap(from, src), b = wrap(to, dst);
+    dnnl::reorder(a, b).execute(stream(), a, b);
+    stream().wait();
+  } catch (const dnnl::error& e) {
+    fail(what, " of shape ", shape_str(s), ": oneDNN reorder failed: ", e.what());
+  }
+}
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  std::unique_ptr<Kernel> make_kernel(const NodeSpec& spec) override {
+    try {
+      switch (spec.op) {
+        case OpKind::conv2d: return make_conv2d(spec);
+        case OpKind::linear: return make_linear(spec);
+        case OpKind::batch_norm: return make_batch_norm(spec);
+        case OpKind::relu: return make_relu(spec);
+        case OpKind::max_pool:
+        case OpKind::avg_pool:
+        case OpKind::global_avg_pool: return make_pool(spec);
+        case OpKind::add: return make_add(spec);
+        case OpKind::softmax_cross_entropy: return make_softmax_cross_entropy(spec);
+      }
+    } catch (const dnnl::error& e) {
+      fail("node ", spec.name, " (", op_name(spec.op), "): oneDNN could not create a primitive: ", e.what());
+    }
+    fail("node ", spec.name, ": op ", op_name(spec.op), " has no CPU kernel");
+  }
+
+  void* alloc(size_t bytes) override {
+    // aligned_alloc wants a multiple of the alignment, and a zero-byte request still needs a unique pointer.
+    const size_t rounded = bytes == 0 ? 64 : (bytes + 63) / 64 * 64;
+    void* p = rounded >= bytes ? std::aligned_alloc(64, rounded) : nullptr;
+    if (!p) fail("out of host memory: asked for ", bytes, " bytes");
+    std::memset(p, 0, rounded);
+    return p;
+  }
+  void release(void* p) override { std::free(p); }
+  void upload(void* dst, const void* host_src, size_t bytes) override { std::memcpy(dst, host_src, bytes); }
+  void download(void* host_dst, const void* src, size_t bytes) override { std::memcpy(host_dst, src, bytes); }
+
+  void upload_activation(void* dst, const float* host_nchw, const Shape& s) override {
+    if (s.size() != 4) return upload(dst, host_nchw, numel(s) * sizeof(float));
+    if (numel(s) > 0) convert_layout(nchw_md(s), host_nchw, act_md(s), dst, "upload_activation", s);
+  }
+  void download_activation(float* host_nchw, const void* src, const Shape& s) override {
+    if (s.size() != 4) return download(host_nchw, src, numel(s) * sizeof(float));
+    if (numel(s) > 0) convert_layout(act_md(s), src, nchw_md(s), host_nchw, "download_activation", s);
+  }
+
+  // A plain OpenMP loop measured 1.15-1.4x faster than oneDNN's binary add on these machines.
+  void accumulate(float* dst, const float* src, size_t n) override {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+  }
+
+  // A zero buffer makes the first step's m*buf + g equal PyTorch's buf = g exactly.
+  void sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) override {
+    const float lr = cfg.lr, m = cfg.momentum, wd = cfg.weight_decay;
+    const bool nesterov = cfg.nesterov;
+#pragma omp parallel
+    for (const SgdSlot& s : slots) {
+      const bool decay = s.decay && wd != 0;  // PyTorch skips the term when weight_decay is 0
+      float* w = s.w;
+      float* buf = s.momentum;
+      const float* grad = s.grad;
+      if (m == 0) {
+#pragma omp for simd schedule(static) nowait
+        for (size_t i = 0; i < s.n; i++) {
+          const float g = decay ? grad[i] + wd * w[i] : grad[i];
+          w[i] -= lr * g;
+        }
+      } else {
+#pragma omp for simd schedule(static) nowait
+        for (size_t i = 0; i < s.n; i++) {
+          const float g = decay ? grad[i] + wd * w[i] : grad[i];
+          const float b = m * buf[i] + g;
+          buf[i] = b;
+          w[i] -= lr * (nesterov ? g + m * b : b);
+        }
+      }
+    }
+  }
+
+  void set_num_threads(int n) override {
+    if (n < 1) fail("number of threads must be at least 1, got ", n);
+    omp_set_num_threads(n);
+  }
+  int num_threads() const override { return omp_get_max_threads(); }
+};
+
+}  // namespace
+
+}  // namespace crunet::cpu
+
+std::unique_ptr<crunet::Backend> crunet::make_cpu_backend() { return std::make_unique<cpu::CpuBackend>(); }
