@@ -321,7 +321,16 @@ void Executor::upload_feeds(const Feeds& feeds) {
     if (v.producer >= 0) continue;
     const void* src = feeds.at(v.input_index);
     void* dst = value_data_[&v - g_.values.data()];
-    if (v.dtype == DType::f32) be_.upload_activation(dst, static_cast<const float*>(src), v.shape);
+    if (v.dtype == DType::f32) {
+      // ReLU maps NaN to 0, so a NaN pixel would not reach the loss but would poison batch-norm statistics.
+      const float* x = static_cast<const float*>(src);
+      const int64_t count = numel(v.shape);
+      for (int64_t i = 0; i < count; i++)
+        if (!std::isfinite(x[i]))
+          fail("input ", v.name, ": element ", i, " (sample ", i / (count / v.shape[0]), ") is ",
+               std::isnan(x[i]) ? "NaN" : "infinite", "; nothing was computed or updated");
+      be_.upload_activation(dst, x, v.shape);
+    }
     else be_.upload(dst, src, static_cast<size_t>(numel(v.shape)) * dtype_size(v.dtype));
   }
 }

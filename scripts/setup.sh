@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Everything a fresh machine lacks, each step skipped when already done: system packages (as root),
+# npm dependencies, the native addon (cmake-js) and the TypeScript build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(libdnnl-dev cmake g++ dataset-fashion-mnist)
+missing=()
+for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages: ${missing[*]} (run: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+fi
+
+addon=build/Release/crunet.node
+if [ ! -f "$addon" ] || [ -n "$(find native CMakeLists.txt sources.json -newer "$addon" -print -quit)" ]; then
+  echo "setup: building the native addon (cmake-js)"
+  npm run --silent build:native
+fi
+
+echo "setup: compiling TypeScript"
+npm run --silent build:ts

@@ -1,0 +1,222 @@
+import { strict as assert } from 'node:assert';
+import { compile, GraphBuilder, type GraphIR, type Session } from '../lib/index.js';
+
+/** conv -> BN -> ReLU -> global pool -> linear -> loss on [c,h,w] images with k classes. */
+function smallNet(c = 3, h = 8, w = 8, k = 4, width = 8) {
+  const g = new GraphBuilder();
+  const x = g.input('images', [c, h, w]);
+  const y = g.input('labels', [], 'i32');
+  let t = g.conv2d(x, { outChannels: width, kernel: 3, padding: 1, name: 'conv' });
+  t = g.relu(g.batchNorm(t, { name: 'bn' }));
+  const logits = g.linear(g.globalAvgPool(t), { outFeatures: k, name: 'fc' });
+  return g.build({ outputs: [logits], loss: g.softmaxCrossEntropy(logits, y, { topk: 2 }) });
+}
+
+function fill(n: number, f: (i: number) => number) {
+  return Float32Array.from({ length: n }, (_, i) => f(i));
+}
+
+describe('Session', () => {
+  let s: Session;
+  const batch = 4;
+  const images = fill(batch * 3 * 64, (i) => Math.sin(i * 0.37));
+  const labels = new Int32Array([0, 1, 2, 3]);
+
+  beforeEach(async () => {
+    s = await compile(smallNet(), { batchSize: batch, seed: 7, optimizer: { lr: 0.1, momentum: 0.9 } });
+  });
+  afterEach(() => s.dispose());
+
+  it('steps, reporting loss and top-1/top-k counts', async () => {
+    const r = await s.step(images, labels);
+    assert.ok(Number.isFinite(r.loss) && r.loss > 0);
+    assert.ok(r.correct >= 0 && r.correct <= batch);
+    assert.ok(r.topkCorrect! >= r.correct && r.topkCorrect! <= batch);
+  });
+
+  it('initialises deterministically from the seed', async () => {
+    const t = await compile(smallNet(), { batchSize: batch, seed: 7 });
+    const u = await compile(smallNet(), { batchSize: batch, seed: 8 });
+    assert.deepEqual(t.getParameter('conv.weight'), s.getParameter('conv.weight'));
+    assert.notDeepEqual(u.getParameter('conv.weight'), s.getParameter('conv.weight'));
+    t.dispose();
+    u.dispose();
+  });
+
+  it('reads and writes parameters by name, checking type and length', () => {
+    const w = s.getParameter('fc.weight');
+    assert.equal(w.length, 4 * 8);
+    s.setParameter('fc.weight', fill(32, (i) => i));
+    assert.deepEqual(s.getParameter('fc.weight'), fill(32, (i) => i));
+    assert.throws(() => s.setParameter('fc.weight', new Float32Array(31)), /setParameter fc\.weight: expected 32 values \(shape \[4,8\]\), got 31/);
+    assert.throws(() => s.setParameter('fc.weight', new Float64Array(32) as unknown as Float32Array), /expected a Float32Array, but received Float64Array/);
+    assert.throws(() => s.getParameter('nope'), /unknown parameter 'nope'/);
+  });
+
+  it('forward accepts fewer samples than the batch and matches the full-batch result', async () => {
+    const full = await s.forward(images);
+    const part = await s.forward(images.subarray(0, 2 * 192));
+    assert.equal(part.length, 2 * 4);
+    assert.deepEqual(part, full.subarray(0, 8));
+  });
+
+  it('rejects feeds of the wrong type or length, naming the input', async () => {
+    await assert.rejects(s.step(new Float32Array(10), labels), /step: input images: expected 768 elements \(4 samples x 192\), but received 10/);
+    await assert.rejects(s.step(images, new Float32Array(4) as unknown as Int32Array), /input labels: expected a Int32Array, but received Float32Array/);
+    await assert.rejects(s.step(images), /input labels: expected a Int32Array, but received nothing/);
+    await assert.rejects(s.step(images, new Int32Array([0, 1, 9, 3])), /label 9 of sample 2 is outside \[0, 4\)/);
+  });
+
+  it('refuses a non-finite loss and leaves parameters, momentum and BN statistics untouched', async () => {
+    await s.step(images, labels);
+    const before = s.parameterNames().map((n) => s.getParameter(n));
+    const mom = s.getOptimizerState('conv.weight');
+    const bad = images.slice();
+    bad[200] = NaN;
+    await assert.rejects(s.step(bad, labels), /input images: element 200 \(sample 1\) is NaN; nothing was computed or updated/);
+    assert.deepEqual(s.parameterNames().map((n) => s.getParameter(n)), before);
+    const fc = s.getParameter('fc.weight');
+    s.setParameter('fc.weight', fc.map((_, i) => (i < 8 ? 3e38 : -3e38))); // row 0 overflows to +inf
+    await assert.rejects(s.step(images, labels), /the loss is (NaN|infinite).*left as they were/);
+    before[s.parameterNames().indexOf('fc.weight')] = s.getParameter('fc.weight');
+    assert.deepEqual(s.parameterNames().map((n) => s.getParameter(n)), before);
+    assert.deepEqual(s.getOptimizerState('conv.weight'), mom);
+    s.setParameter('fc.weight', fc);
+    const r = await s.step(images, labels); // still usable
+    assert.ok(Number.isFinite(r.loss));
+  });
+
+  it('refuses two calls at once and calls after dispose', async () => {
+    const first = s.step(images, labels);
+    await assert.rejects(s.step(images, labels), /already running on this session/);
+    await first;
+    s.dispose();
+    s.dispose(); // twice is harmless
+    await assert.rejects(s.step(images, labels), /step: this session was disposed/);
+    assert.throws(() => s.getParameter('fc.bias'), /this session was disposed/);
+  });
+
+  it('runs a step off the JS thread: a timer set before a long step fires while it runs', async function () {
+    const g = new GraphBuilder();
+    const x = g.input('images', [64, 56, 56]);
+    const y = g.input('labels', [], 'i32');
+    let t = x;
+    for (let i = 0; i < 6; i++) t = g.relu(g.conv2d(t, { outChannels: 64, kernel: 3, padding: 1 }));
+    const logits = g.linear(g.globalAvgPool(t), { outFeatures: 10 });
+    const big = await compile(g.build({ outputs: [logits], loss: g.softmaxCrossEntropy(logits, y) }), { batchSize: 16 });
+    const data = new Float32Array(16 * 64 * 56 * 56).fill(0.5);
+    const lab = new Int32Array(16);
+    await big.step(data, lab); // warm-up
+    const t0 = performance.now();
+    let fired = -1;
+    setTimeout(() => (fired = performance.now() - t0), 10);
+    await big.step(data, lab);
+    const took = performance.now() - t0;
+    big.dispose();
+    assert.ok(took > 100, `the step should take long enough to tell (took ${took.toFixed(0)} ms)`);
+    assert.ok(fired >= 0 && fired < took, `timer fired at ${fired.toFixed(0)} ms, step ended at ${took.toFixed(0)} ms`);
+  });
+
+  it('reports a memory plan that reuses buffers', async () => {
+    const m = s.memory();
+    assert.ok(m.arenaBytes < m.naiveBytes, `arena ${m.arenaBytes} should be below the naive ${m.naiveBytes}`);
+    const t = await compile(smallNet(), { batchSize: batch, reuseMemory: false });
+    assert.equal(t.memory().arenaBytes, t.memory().naiveBytes);
+    t.dispose();
+  });
+});
+
+describe('SGD', () => {
+  // A linear layer alone: its update is easy to follow by hand with PyTorch's formulas.
+  async function linearSession(opt: { momentum: number; nesterov: boolean; weightDecay: number }) {
+    const g = new GraphBuilder();
+    const x = g.input('x', [3]);
+    const y = g.input('labels', [], 'i32');
+    const logits = g.linear(x, { outFeatures: 2, name: 'fc' });
+    const loss = g.softmaxCrossEntropy(logits, y);
+    const graph = g.build({ outputs: [loss], loss });
+    return compile(graph, { batchSize: 2, seed: 3, optimizer: { lr: 0.5, ...opt } });
+  }
+  for (const opt of [
+    { momentum: 0, nesterov: false, weightDecay: 0 },
+    { momentum: 0.9, nesterov: false, weightDecay: 0.01 },
+    { momentum: 0.9, nesterov: true, weightDecay: 0.01 },
+  ]) {
+    it(`follows torch.optim.SGD ${JSON.stringify(opt)}, decaying weights but not biases`, async () => {
+      const s = await linearSession(opt);
+      const x = new Float32Array([1, -2, 0.5, 0.3, 0.1, -1]);
+      const y = new Int32Array([1, 0]);
+      const w = Float64Array.from(s.getParameter('fc.weight'));
+      const b = Float64Array.from(s.getParameter('fc.bias'));
+      const bufW = new Float64Array(6), bufB = new Float64Array(2);
+      for (let stepNo = 0; stepNo < 3; stepNo++) {
+        const g = await s.gradients({ x, labels: y }, new Float32Array([1]));
+        const upd = (p: Float64Array, grad: Float32Array, buf: Float64Array, decay: boolean) => {
+          for (let i = 0; i < p.length; i++) {
+            let d = grad[i]! + (decay ? opt.weightDecay * p[i]! : 0);
+            if (opt.momentum) {
+              buf[i] = opt.momentum * buf[i]! + d;
+              d = opt.nesterov ? d + opt.momentum * buf[i]! : buf[i]!;
+            }
+            p[i] = p[i]! - 0.5 * d;
+          }
+        };
+        upd(w, g.paramGrads['fc.weight']!, bufW, true);
+        upd(b, g.paramGrads['fc.bias']!, bufB, false);
+        await s.step({ x }, y);
+        const gotW = s.getParameter('fc.weight'), gotB = s.getParameter('fc.bias');
+        w.forEach((v, i) => assert.ok(Math.abs(v - gotW[i]!) < 1e-5, `step ${stepNo} weight ${i}: ${gotW[i]} vs ${v}`));
+        b.forEach((v, i) => assert.ok(Math.abs(v - gotB[i]!) < 1e-5, `step ${stepNo} bias ${i}: ${gotB[i]} vs ${v}`));
+      }
+      s.dispose();
+    });
+  }
+});
+
+describe('compile: bad graphs and options', () => {
+  const base = (): GraphIR => structuredClone(smallNet().ir);
+
+  async function rejects(ir: GraphIR, re: RegExp, opts: Record<string, unknown> = {}) {
+    await assert.rejects(compile({ ir, shapes: new Map(), parameters: [] }, { batchSize: 2, ...opts }), re);
+  }
+
+  it('names an unknown op and lists the known ones', async () => {
+    const ir = base();
+    (ir.nodes[1] as { op: string }).op = 'softmaxx';
+    await rejects(ir, /node bn: unknown op 'softmaxx' \(known ops: add, .*batchNorm/);
+  });
+  it('names an unknown attribute and the allowed ones', async () => {
+    const ir = base();
+    ir.nodes[0]!.attrs.dilation = 2;
+    await rejects(ir, /node conv \(conv2d\): unknown attribute 'dilation' \(allowed: .*groups/);
+  });
+  it('names a parameter whose shape does not match', async () => {
+    const ir = base();
+    ir.params[0]!.shape = [8, 3, 5, 5];
+    await rejects(ir, /node conv \(conv2d\): parameter conv\.weight has shape \[8,3,5,5\], expected \[8,3,3,3\]/);
+  });
+  it('names an input of the wrong rank', async () => {
+    const ir = base();
+    ir.inputs[0]!.shape = [3, 8, 8, 2];
+    await rejects(ir, /input images: f32 inputs must be \[C,H,W\] or \[F\] per sample/);
+    const ir2 = base();
+    ir2.nodes[4]!.inputs = ['bn']; // linear fed a 4-D tensor
+    await rejects(ir2, /node fc \(linear\): expected an input \[N,F\] but got shape \[2,8,8,8\]/);
+  });
+  it('names a node reading a value that does not exist yet', async () => {
+    const ir = base();
+    ir.nodes[0]!.inputs = ['fc'];
+    await rejects(ir, /node conv \(conv2d\): input 'fc' is not a graph input or an earlier node/);
+  });
+  it('names malformed IR fields', async () => {
+    const ir = base() as unknown as { nodes: { attrs: Record<string, unknown> }[] };
+    ir.nodes[0]!.attrs.kernel = 'three';
+    await rejects(ir as unknown as GraphIR, /graph\.nodes\[0\]\.attrs\.kernel: expected a number, a boolean or an array of numbers/);
+  });
+  it('rejects bad options and unusable devices with the reason', async () => {
+    await rejects(base(), /batchSize must be a positive integer, but received 0/, { batchSize: 0 });
+    await rejects(base(), /precision 'bf16' is not implemented on device 'cpu' yet/, { precision: 'bf16' });
+    await rejects(base(), /device 'cuda:0': this build of crunet has no CUDA backend/, { device: 'cuda:0' });
+    await rejects(base(), /device 'tpu' is not known; valid devices: 'cpu', 'cuda', 'cuda:N'/, { device: 'tpu' });
+  });
+});
