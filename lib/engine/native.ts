@@ -81,6 +81,8 @@ export interface Addon {
   buildInfo(): BuildInfo;
   devices(): DeviceInfo[];
   setNumThreads(n: number): void;
+  /** Seconds spent inside oneDNN primitives since the addon loaded (for overhead benchmarks). */
+  primitiveSeconds(): number;
 }
 
 /** The package root: the nearest folder above this file whose package.json is crunet's. */

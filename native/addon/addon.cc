@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include "../cpu/cpu_info.h"
+#include "../cpu/dnnl_util.h"
 #include "backend_registry.h"
 #include "engine_thread.h"
 #include "session_wrap.h"
@@ -53,6 +54,13 @@ Napi::Value set_num_threads(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Seconds spent inside oneDNN primitives so far (read on the engine thread, which is the only writer).
+Napi::Value primitive_seconds(const Napi::CallbackInfo& info) {
+  double s = 0;
+  run_sync([&] { s = cpu::primitive_seconds(); });
+  return Napi::Number::New(info.Env(), s);
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   Napi::Function session = SessionWrap::define(env);
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(session)));
@@ -60,6 +68,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("compile", Napi::Function::New(env, SessionWrap::compile, "compile"));
   exports.Set("buildInfo", Napi::Function::New(env, build_info, "buildInfo"));
   exports.Set("devices", Napi::Function::New(env, devices, "devices"));
+  exports.Set("primitiveSeconds", Napi::Function::New(env, primitive_seconds, "primitiveSeconds"));
   exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads, "setNumThreads"));
   return exports;
 }

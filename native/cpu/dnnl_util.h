@@ -3,6 +3,7 @@
 // native/addon/engine_thread.h), so one global stream is enough.
 #pragma once
 #include <oneapi/dnnl/dnnl.hpp>
+#include <chrono>
 #include <unordered_map>
 
 #include "../core/error.h"
@@ -30,14 +31,23 @@ inline memory wrap(const memory::desc& md, const void* p) {
   return memory(md, engine(), const_cast<void*>(p));
 }
 
+// Total time inside oneDNN primitives since start (engine thread only), so that benchmarks can
+// compare a step with the library work it calls.
+inline double& primitive_seconds() {
+  static double s = 0;
+  return s;
+}
+
 // Runs a primitive and waits; a dnnl::error becomes a crunet::Error naming the node.
 inline void run(const dnnl::primitive& p, const std::unordered_map<int, memory>& args, const std::string& node) {
+  auto t0 = std::chrono::steady_clock::now();
   try {
     p.execute(stream(), args);
     stream().wait();
   } catch (const dnnl::error& e) {
     fail("node ", node, ": oneDNN failed: ", e.what());
   }
+  primitive_seconds() += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 // The implementation oneDNN picked, e.g. "brgconv:avx512_core".
