@@ -1,0 +1,269 @@
+// Every op on the engine, forward and backward, against the float64 reference (test/reference/), on
+// seeded random inputs and parameters. One helper (checkOp, after tinygrad's helper_test_op) builds a
+// one-op graph, compiles it, sets random parameters and checks, in order:
+//   1. forward() (inference: batch norm uses the running statistics) against the reference;
+//   2. gradients() with a random seed dy: the training-mode output, every input gradient and every
+//      trainable parameter gradient against the reference vector-Jacobian product;
+//   3. batch norm's running_mean / running_var after that training forward (getParameter);
+//   4. forward() again, now with the updated running statistics.
+// Each case is one line of a table. Inputs are float32 values, and the reference runs in float64 on
+// exactly those values, so the only differences are the engine's float32 rounding.
+//
+// Tolerance (TOL): |engine - reference| <= rtol * |reference| + atol * max(1, max |reference| over the
+// tensor), with rtol 1e-4 and atol 1e-5: float32 has a 6e-8 unit roundoff, and the longest reduction
+// here (a conv weight gradient over N*OH*OW or a 7x7x64 window) loses at most a few hundred ulps of
+// the tensor's largest value.
+
+import { strict as assert } from 'node:assert';
+import { compile } from '../lib/index.js';
+import { GraphBuilder, type AvgPoolOptions, type BatchNormOptions, type Conv2dOptions, type PoolOptions, type Value } from '../lib/graph/index.js';
+import {
+  closeMessage, params64, randomParams, referenceBackward, referenceForward, softmaxCrossEntropyBackward,
+  softmaxCrossEntropyForward, to64, type Tolerance,
+} from './reference/index.js';
+import { Rng, labels32, normal32, seedFrom } from './support/random.js';
+
+const TOL: Tolerance = { rtol: 1e-4, atol: 1e-5 };
+
+type Session = Awaited<ReturnType<typeof compile>>;
+type InputGen = (rng: Rng, n: number) => Float32Array;
+
+const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+
+async function withSession<T>(graph: Parameters<typeof compile>[0], batch: number, fn: (s: Session) => Promise<T>): Promise<T> {
+  const s = await compile(graph, {
+    device: 'cpu', batchSize: batch, inputGrads: true, seed: 1,
+    optimizer: { lr: 0.1, momentum: 0.9, nesterov: false, weightDecay: 0 },
+  });
+  try {
+    return await fn(s);
+  } finally {
+    s.dispose();
+  }
+}
+
+/**
+ * Forward and backward of one op on the engine against the reference.
+ * inputs: per-sample shapes of the f32 graph inputs; build: the op applied to them.
+ */
+async function checkOp(
+  what: string, batch: number, inputs: Record<string, number[]>, build: (g: GraphBuilder, x: Record<string, Value>) => Value,
+  o: { tol?: Tolerance; data?: InputGen } = {},
+): Promise<void> {
+  const tol = o.tol ?? TOL;
+  const rng = new Rng(seedFrom(what));
+  const g = new GraphBuilder();
+  const xs = Object.fromEntries(Object.entries(inputs).map(([k, s]) => [k, g.input(k, s)]));
+  const y = build(g, xs);
+  const graph = g.build({ outputs: [y] });
+  const p32 = randomParams(graph, rng);
+  const p64 = params64(p32);
+  const feeds = Object.fromEntries(Object.entries(inputs).map(([k, s]) => [k, (o.data ?? normal32)(rng, batch * prod(s))]));
+  const feeds64 = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, to64(v)]));
+  const dy = normal32(rng, batch * prod(y.shape));
+  const errors: string[] = [];
+  const check = (actual: ArrayLike<number> | undefined, expected: ArrayLike<number>, tensor: string) => {
+    const m = closeMessage(actual, expected, tol, `${what}: ${tensor}`);
+    if (m) errors.push(m);
+  };
+  await withSession(graph, batch, async (s) => {
+    for (const [name, v] of p32) s.setParameter(name, v);
+    check(await s.forward(feeds), referenceForward(graph, batch, feeds64, p64, false).outputs[0]!, 'forward (inference) output');
+
+    const run = referenceForward(graph, batch, feeds64, p64, true);
+    const ref = referenceBackward(graph, batch, run, p64, to64(dy));
+    const got = await s.gradients(feeds, dy);
+    check(got.outputs[0], run.outputs[0]!, 'training forward output');
+    for (const [name, grad] of ref.inputGrads) check(got.inputGrads[name], grad, `gradient of input ${name}`);
+    for (const [name, grad] of ref.paramGrads) check(got.paramGrads[name], grad, `gradient of ${name}`);
+
+    const buffers = graph.ir.params.filter((q) => !q.trainable).map((q) => q.name);
+    for (const name of buffers) check(s.getParameter(name), run.params.get(name)!, `${name} after one training forward`);
+    if (buffers.length) {
+      check(await s.forward(feeds), referenceForward(graph, batch, feeds64, run.params, false).outputs[0]!,
+        'forward (inference) output with the updated running statistics');
+    }
+  });
+  if (errors.length) assert.fail(errors.join('\n'));
+}
+
+const fmt = (o: object) => JSON.stringify(o).replace(/"/g, '');
+const shape = (n: number, s: number[]) => `[${[n, ...s].join(',')}]`;
+
+describe('ops: engine (cpu, float32) against the float64 reference', () => {
+  describe('conv2d', () => {
+    // [batch, [C,H,W], options]
+    const cases: [number, number[], Conv2dOptions][] = [
+      [2, [16, 7, 9], { outChannels: 16, kernel: 3, padding: 1 }],
+      [1, [8, 7, 9], { outChannels: 12, kernel: 3, stride: 2, padding: 1, bias: true }],
+      [3, [16, 8, 8], { outChannels: 32, kernel: 1 }],
+      [2, [8, 9, 7], { outChannels: 8, kernel: 1, stride: 2, bias: true }],
+      [4, [4, 7, 9], { outChannels: 4, kernel: 7, padding: 1 }],
+      [1, [2, 7, 9], { outChannels: 3, kernel: 7, bias: true }],
+      [2, [3, 11, 13], { outChannels: 8, kernel: 7, stride: 2, padding: 3 }],
+      [2, [16, 7, 9], { outChannels: 16, kernel: 3, padding: 1, groups: 4 }],
+      [3, [16, 7, 9], { outChannels: 32, kernel: 3, stride: 2, padding: 1, groups: 4, bias: true }],
+      [2, [32, 7, 9], { outChannels: 32, kernel: 1, groups: 4 }],
+      [4, [8, 9, 7], { outChannels: 8, kernel: 3, stride: 2, groups: 4 }],
+      [2, [64, 7, 9], { outChannels: 64, kernel: 3, padding: 1, groups: 32 }],
+      [1, [64, 9, 7], { outChannels: 128, kernel: 3, stride: 2, padding: 1, groups: 32, bias: true }],
+      [3, [32, 7, 9], { outChannels: 64, kernel: 1, stride: 2, groups: 32 }],
+      [2, [16, 7, 9], { outChannels: 16, kernel: 3, padding: 1, groups: 16 }],
+      [3, [24, 8, 10], { outChannels: 24, kernel: 3, stride: 2, padding: 1, groups: 24, bias: true }],
+      [1, [8, 7, 9], { outChannels: 16, kernel: 3, padding: 1, groups: 8 }],
+      [4, [8, 7, 9], { outChannels: 8, kernel: 7, padding: 1, groups: 8 }],
+      [2, [32, 7, 9], { outChannels: 32, kernel: 3, groups: 32 }],
+      [1, [4, 5, 6], { outChannels: 6, kernel: [1, 3], stride: [1, 2], padding: [0, 1] }],
+      [2, [6, 1, 1], { outChannels: 4, kernel: 1, bias: true }],
+    ];
+    // Plus seeded random draws over the same space.
+    const rng = new Rng(20240601);
+    for (let i = 0; i < 12; i++) {
+      const kind = rng.pick(['1', '4', '32', 'depthwise'] as const);
+      const k = rng.pick([1, 3, 7]);
+      const c = kind === '32' ? 32 * rng.int(1, 2) : kind === '4' ? 4 * rng.int(1, 4) : rng.int(1, 3) * 4;
+      const groups = kind === 'depthwise' ? c : Number(kind);
+      const outChannels = kind === 'depthwise' ? c * rng.int(1, 2) : groups * rng.int(1, 3);
+      const h = rng.int(k, 11), w = rng.int(k, 11);
+      cases.push([rng.int(1, 4), [c, h, w], { outChannels, kernel: k, stride: rng.int(1, 2), padding: rng.int(0, 1), groups, bias: rng.next() < 0.5 }]);
+    }
+    for (const [n, s, o] of cases) {
+      const what = `conv2d x${shape(n, s)} ${fmt(o)}`;
+      it(what, () => checkOp(what, n, { x: s }, (g, x) => g.conv2d(x.x!, o)));
+    }
+  });
+
+  describe('batchNorm (training: batch statistics and running-stat update; inference: running statistics)', () => {
+    // [batch, per-sample shape, options, input distribution]
+    const cases: [number, number[], BatchNormOptions, InputGen?][] = [
+      [2, [8, 7, 9], {}],
+      [1, [4, 5, 5], {}],
+      [4, [16, 3, 3], { momentum: 0.3, eps: 1e-3 }],
+      [3, [32, 1, 1], {}],
+      [4, [10], {}],
+      [2, [6], { momentum: 0.5 }],
+      [3, [64, 4, 4], { momentum: 1 }],
+      [3, [8, 4, 4], {}, (rng, n) => normal32(rng, n, 3, 0.5)],  // mean far from 0: variance by E[x^2] - E[x]^2 loses digits
+    ];
+    for (const [n, s, o, data] of cases) {
+      const what = `batchNorm x${shape(n, s)} ${fmt(o)}${data ? ' input N(3, 0.5^2)' : ''}`;
+      it(what, () => checkOp(what, n, { x: s }, (g, x) => g.batchNorm(x.x!, o), { data }));
+    }
+  });
+
+  describe('relu', () => {
+    const halves: InputGen = (rng, n) => Float32Array.from({ length: n }, () => rng.int(-2, 2) / 2);
+    const cases: [number, number[], InputGen?][] = [[2, [4, 7, 9]], [3, [10]], [1, [3, 5, 5], halves]];
+    for (const [n, s, data] of cases) {
+      const what = `relu x${shape(n, s)}${data ? ' with exact zeros (gradient 0 at 0)' : ''}`;
+      it(what, () => checkOp(what, n, { x: s }, (g, x) => g.relu(x.x!), { data }));
+    }
+  });
+
+  describe('maxPool', () => {
+    const cases: [number, number[], PoolOptions][] = [
+      [2, [4, 7, 9], { kernel: 2 }],
+      [1, [8, 7, 9], { kernel: 3, stride: 2, padding: 1 }],
+      [3, [3, 8, 8], { kernel: 3, stride: 1, padding: 1 }],
+      [2, [5, 9, 7], { kernel: [3, 2], stride: [2, 1], padding: [1, 0] }],
+      [4, [2, 6, 6], { kernel: 2, stride: 1 }],
+      [2, [16, 11, 11], { kernel: 3, stride: 2 }],
+    ];
+    for (const [n, s, o] of cases) {
+      const what = `maxPool x${shape(n, s)} ${fmt(o)}`;
+      it(what, () => checkOp(what, n, { x: s }, (g, x) => g.maxPool(x.x!, o)));
+    }
+    const ties: InputGen = (rng, n) => Float32Array.from({ length: n }, () => rng.int(0, 1));
+    for (const [n, s, o] of [[2, [3, 5, 7], { kernel: 3, stride: 1, padding: 1 }], [1, [2, 6, 6], { kernel: 2 }]] as [number, number[], PoolOptions][]) {
+      const what = `maxPool x${shape(n, s)} ${fmt(o)} with ties (0/1 input): gradient to the first maximum, row-major`;
+      it(what, () => checkOp(what, n, { x: s }, (g, x) => g.maxPool(x.x!, o), { data: ties }));
+    }
+  });
+
+  describe('avgPool', () => {
+    const cases: [number, number[], PoolOptions][] = [
+      [2, [4, 7, 9], { kernel: 2 }],
+      [1, [8, 7, 9], { kernel: 3, stride: 2, padding: 1 }],
+      [3, [3, 8, 8], { kernel: 3, stride: 1, padding: 1 }],
+      [2, [5, 9, 7], { kernel: [3, 2], stride: [2, 1], padding: [1, 1] }],
+      [4, [2, 5, 5], { kernel: 2, stride: 2, padding: 1 }],
+    ];
+    for (const [n, s, base] of cases) {
+      for (const countIncludePad of [true, false]) {
+        const o: AvgPoolOptions = { ...base, countIncludePad };
+        const what = `avgPool x${shape(n, s)} ${fmt(o)}`;
+        it(what, () => checkOp(what, n, { x: s }, (g, x) => g.avgPool(x.x!, o)));
+      }
+    }
+  });
+
+  describe('globalAvgPool', () => {
+    for (const [n, s] of [[2, [8, 7, 9]], [1, [3, 1, 1]], [4, [16, 4, 4]], [3, [64, 2, 3]]] as [number, number[]][]) {
+      const what = `globalAvgPool x${shape(n, s)}`;
+      it(what, () => checkOp(what, n, { x: s }, (g, x) => g.globalAvgPool(x.x!)));
+    }
+  });
+
+  describe('linear', () => {
+    for (const [n, f, o] of [[1, 7, 5], [4, 64, 10], [3, 1, 1], [2, 33, 17], [4, 512, 100]] as const) {
+      const what = `linear x[${n},${f}] -> [${n},${o}]`;
+      it(what, () => checkOp(what, n, { x: [f] }, (g, x) => g.linear(x.x!, { outFeatures: o })));
+    }
+  });
+
+  describe('add', () => {
+    for (const [n, s] of [[2, [4, 7, 9]], [3, [10]], [1, [1, 1, 1]]] as [number, number[]][]) {
+      const what = `add a${shape(n, s)} + b${shape(n, s)}`;
+      it(what, () => checkOp(what, n, { a: s, b: s }, (g, x) => g.add(x.a!, x.b!)));
+    }
+    const what = 'add x + x (one value used twice: its gradient is 2 dy)';
+    it(what, () => checkOp(what, 2, { x: [3, 4, 5] }, (g, x) => g.add(x.x!, x.x!)));
+  });
+
+  describe('softmaxCrossEntropy (loss, top-1 and top-k correct counts, dlogits)', () => {
+    /**
+     * Graph: logits input x[K] and labels -> mean loss. gradients() with a scalar seed gives the loss
+     * and dlogits (inputGrads.x); step() gives loss, correct and topkCorrect; forward() the loss.
+     */
+    async function checkCrossEntropy(what: string, n: number, k: number, topk: number, logits: (rng: Rng) => Float32Array): Promise<void> {
+      const rng = new Rng(seedFrom(what));
+      const g = new GraphBuilder();
+      const x = g.input('x', [k]);
+      const labels = g.input('labels', [], 'i32');
+      const loss = g.softmaxCrossEntropy(x, labels, { topk });
+      const graph = g.build({ outputs: [loss], loss });
+      const z = logits(rng), y = labels32(rng, n, k);
+      const seed = 0.75;
+      const ref = softmaxCrossEntropyForward(to64(z), y, n, k, topk);
+      const dz = softmaxCrossEntropyBackward(ref.probs, y, n, k, seed);
+      const errors: string[] = [];
+      const check = (actual: ArrayLike<number> | undefined, expected: ArrayLike<number>, tensor: string) => {
+        const m = closeMessage(actual, expected, TOL, `${what}: ${tensor}`);
+        if (m) errors.push(m);
+      };
+      await withSession(graph, n, async (s) => {
+        check(await s.forward({ x: z, labels: y }), [ref.loss], 'forward() loss');
+        const got = await s.gradients({ x: z, labels: y }, Float32Array.of(seed));
+        check(got.outputs[0], [ref.loss], 'gradients() loss');
+        check(got.inputGrads.x, dz, `dlogits (seed ${seed})`);
+        const st = await s.step(z, y);
+        check([st.loss], [ref.loss], 'step() loss');
+        if (st.correct !== ref.correct) errors.push(`${what}: step() correct ${st.correct}, expected ${ref.correct}`);
+        if (topk > 0 && st.topkCorrect !== ref.topkCorrect) errors.push(`${what}: step() topkCorrect ${st.topkCorrect}, expected ${ref.topkCorrect}`);
+      });
+      if (errors.length) assert.fail(errors.join('\n'));
+    }
+
+    // [batch, classes, topk, logit std]
+    const cases: [number, number, number, number][] = [
+      [4, 10, 0, 1], [1, 3, 2, 1], [16, 5, 2, 2], [3, 1000, 5, 1], [8, 4, 4, 1], [7, 2, 1, 0.5],
+      [6, 10, 3, 30],  // logits up to ~100: exp overflows float32 without the max shift
+    ];
+    for (const [n, k, topk, std] of cases) {
+      const what = `softmaxCrossEntropy logits[${n},${k}] topk ${topk} logit std ${std}`;
+      it(what, () => checkCrossEntropy(what, n, k, topk, (rng) => normal32(rng, n * k, 0, std)));
+    }
+    const what = 'softmaxCrossEntropy logits[32,4] topk 2 with ties (integer logits 0..2): top-1 ties to the lowest index, top-k counts strictly greater';
+    it(what, () => checkCrossEntropy(what, 32, 4, 2, (rng) => Float32Array.from({ length: 128 }, () => rng.int(0, 2))));
+  });
+});

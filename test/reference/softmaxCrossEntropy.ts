@@ -1,0 +1,46 @@
+// Reference softmax cross-entropy (PyTorch's F.cross_entropy with reduction='mean'), float64.
+// logits[N,K], labels i32[N] -> loss = mean over n of (logsumexp(logits[n]) - logits[n, label]).
+//
+// Counts, as step() reports them:
+//   correct:     argmax(logits[n]) == label, the argmax taking the LOWEST index among ties;
+//   topkCorrect: fewer than k logits are strictly greater than the label's logit (ties favour the label).
+
+export interface CrossEntropyResult {
+  loss: number;
+  correct: number;
+  topkCorrect: number;
+  /** softmax(logits), [N,K]: what backward needs. */
+  probs: Float64Array;
+}
+
+export function softmaxCrossEntropyForward(
+  logits: Float64Array, labels: Int32Array, n: number, k: number, topk = 0,
+): CrossEntropyResult {
+  const probs = new Float64Array(n * k);
+  let loss = 0, correct = 0, topkCorrect = 0;
+  for (let i = 0; i < n; i++) {
+    const row = logits.subarray(i * k, (i + 1) * k);
+    const label = labels[i]!;
+    if (!(label >= 0 && label < k)) throw new Error(`softmaxCrossEntropy reference: label ${label} out of [0,${k})`);
+    let max = -Infinity, argmax = 0;
+    for (let j = 0; j < k; j++) if (row[j]! > max) { max = row[j]!; argmax = j; }
+    let sum = 0;
+    for (let j = 0; j < k; j++) sum += Math.exp(row[j]! - max);
+    for (let j = 0; j < k; j++) probs[i * k + j] = Math.exp(row[j]! - max) / sum;
+    loss += max + Math.log(sum) - row[label]!;
+    if (argmax === label) correct++;
+    let greater = 0;
+    for (let j = 0; j < k; j++) if (row[j]! > row[label]!) greater++;
+    if (topk > 0 && greater < topk) topkCorrect++;
+  }
+  return { loss: loss / n, correct, topkCorrect, probs };
+}
+
+/** dlogits = (softmax - onehot(label)) / N * seed, where seed is dL_total/dloss (1 for a plain loss). */
+export function softmaxCrossEntropyBackward(probs: Float64Array, labels: Int32Array, n: number, k: number, seed = 1): Float64Array {
+  const d = new Float64Array(n * k);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < k; j++) d[i * k + j] = ((probs[i * k + j]! - (j === labels[i] ? 1 : 0)) / n) * seed;
+  }
+  return d;
+}
