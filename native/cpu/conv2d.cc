@@ -65,8 +65,8 @@ class Relayout {
 
 // The weights in the layout one pass chose, in a kernel-owned buffer. `holds` remembers which user
 // buffer was last reordered in, so backward-data can reuse forward's copy (the weights do not change
-// between a forward and its backward) instead of reordering them again; it still reorders when
-// backward runs without a forward on these weights.
+// between a forward and its backward) instead of reordering them again; a backward handed another
+// weight buffer than its forward still reorders.
 struct WeightCopy {
   Relayout from_user;
   memory mem;  // allocated by oneDNN (aligned); empty when the pass uses the user's layout directly
