@@ -1,4 +1,5 @@
 import { buildInfo, devices, version } from '../engine/index.js';
+import { UsageError } from './errors.js';
 
 /** `crunet info [--json]`: version, native build and devices. */
 export function infoCommand(args: string[]): number {
@@ -19,5 +20,3 @@ export function infoCommand(args: string[]): number {
   for (const d of info.devices) console.log(`  ${d.id}: ${d.name}${d.cores ? ` (${d.cores} logical cores, ${d.isa})` : ''}`);
   return 0;
 }
-
-export class UsageError extends Error {}

@@ -1,5 +1,7 @@
 // The `crunet` command line: one small module per command.
-import { infoCommand, UsageError } from './info.js';
+import { UsageError } from './errors.js';
+import { infoCommand } from './info.js';
+import { SUMMARY_HELP, summaryCommand } from './summary.js';
 
 const HELP = `crunet: train ResNet, ResNeXt and CRU-Net from Node.js
 
@@ -7,6 +9,7 @@ Usage: crunet <command> [options]
 
 Commands:
   info [--json]     version, native build (compiler, oneDNN version and ISA, threads) and devices
+  summary <model>   a model's per-stage table; --compare A,B,C side by side; --list all models
   help              this text
 
 Run 'crunet <command> --help' for a command's options.`;
@@ -18,6 +21,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'info':
         if (rest.includes('--help')) return print('Usage: crunet info [--json]\n\nPrints the version, the native build and the devices; --json prints one JSON object.');
         return infoCommand(rest);
+      case 'summary':
+        if (rest.includes('--help')) return print(SUMMARY_HELP);
+        return summaryCommand(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -28,8 +34,10 @@ export async function main(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (e) {
-    console.error(`crunet ${cmd}: ${(e as Error).message}`);
-    return e instanceof UsageError ? 2 : 1;
+    const code = (e as { code?: string }).code;
+    const usage = e instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'));
+    console.error(`crunet ${cmd}: ${(e as Error).message}${usage ? `\nRun 'crunet ${cmd} --help' for usage.` : ''}`);
+    return usage ? 2 : 1;
   }
 }
 
