@@ -1,0 +1,391 @@
+// Checkpoints: a Session's parameters, batch-norm running statistics and SGD momentum buffers in one
+// safetensors file, with the training state (epoch, step, schedule, optimizer, RNG, model) as JSON in
+// its metadata. Written atomically, so a crash or a full disk never leaves a half-written checkpoint
+// where the last good one was.
+//
+// File layout (format 1):
+//   tensors   every parameter by its graph name, PyTorch layout, F32 (conv weight [O, C/groups, kh, kw];
+//             BN's running_mean / running_var are the non-trainable parameters)
+//             "optimizer.momentum.<name>" for each trainable parameter (torch.optim.SGD's momentum_buffer)
+//   metadata  "crunet": JSON of CheckpointInfo; "format": "pt" (what Hugging Face tools expect)
+//
+// Note [atomic replace]: the bytes go to a temporary file in the target's directory (same file
+// system, so rename is atomic), which is fsynced, renamed over the target, and then the directory is
+// fsynced so that the rename itself survives a power loss. On any failure before the rename the temporary
+// file is removed and the previous checkpoint is untouched. A process killed mid-write can leave a
+// ".<name>.tmp-*" file behind; latestCheckpoint ignores those.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Session, SgdOptions } from '../engine/session.js';
+import { version as crunetVersion } from '../engine/info.js';
+import { readSafetensors, readSafetensorsHeader, SafetensorsError, writeAll, writeSafetensorsTo, type ByteSink, type ReadTensor, type TensorToWrite } from './safetensors.js';
+import type { ScheduleConfig } from './schedule.js';
+import type { RngState } from './rng.js';
+
+export const CHECKPOINT_FORMAT = 1;
+export const MOMENTUM_PREFIX = 'optimizer.momentum.';
+
+/** What the caller knows about the run; saved as given (plus anything else JSON-serialisable). */
+export interface CheckpointMeta {
+  /** The model's registry name and the options it was created with (enough to rebuild it). */
+  model: { name: string; options?: unknown };
+  /** Epochs completed (a resumed run starts at this epoch index). */
+  epoch: number;
+  /** Optimizer steps completed over the whole run (the global step of schedule.lrAt). */
+  step: number;
+  schedule?: ScheduleConfig;
+  optimizer?: SgdOptions;
+  rng?: RngState;
+  [key: string]: unknown;
+}
+
+/** The metadata as stored: the caller's plus what saveCheckpoint adds. */
+export interface CheckpointInfo extends CheckpointMeta {
+  format: number;
+  /** crunet's version that wrote the file. */
+  version: string;
+  /** ISO time of saving. */
+  savedAt: string;
+  session: { device: string; batchSize: number; precision: string };
+  /** Whether momentum buffers were saved. */
+  optimizerState: boolean;
+}
+
+export interface Checkpoint {
+  path: string;
+  meta: CheckpointInfo;
+  /** Every tensor by name: parameters, BN statistics and "optimizer.momentum.*". */
+  tensors: Map<string, ReadTensor>;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Atomic file replacement
+
+/** The part of an open file the atomic writer uses (fs.promises.FileHandle fits). */
+export interface WritableFile {
+  write(bytes: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The file-system calls of writeFileAtomic: a seam so tests can make any of them fail. */
+export interface AtomicIO {
+  open(file: string, flags: string): Promise<WritableFile>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(file: string): Promise<void>;
+  /** fsyncs a directory, so a rename in it is durable. */
+  syncDir(dir: string): Promise<void>;
+}
+
+export const nodeIO: AtomicIO = {
+  open: (file, flags) => fs.promises.open(file, flags, 0o644),
+  rename: (from, to) => fs.promises.rename(from, to),
+  unlink: (file) => fs.promises.unlink(file),
+  async syncDir(dir) {
+    if (process.platform === 'win32') return; // directories cannot be opened for fsync there
+    const fh = await fs.promises.open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  },
+};
+
+function tempName(file: string): string {
+  const rand = Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, '0');
+  return path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${rand}`);
+}
+
+function describeError(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  return err?.code && !String(err.message).startsWith(err.code) ? `${err.code}: ${err.message}` : String(err?.message ?? e);
+}
+
+/**
+ * Replaces `file` atomically with what `body` writes into the sink (see Note [atomic replace]).
+ * On failure the previous file is untouched, the temporary file is gone, and the error (its `code`, e.g.
+ * 'ENOSPC', kept) names the file.
+ */
+export async function writeFileAtomic(file: string, body: (sink: ByteSink) => Promise<void>, io: AtomicIO = nodeIO): Promise<void> {
+  const tmp = tempName(file);
+  let fh: WritableFile | undefined;
+  let renamed = false;
+  try {
+    fh = await io.open(tmp, 'wx');
+    const h = fh;
+    await body({ write: (b) => writeAll(h, b) });
+    await h.sync();
+    fh = undefined;
+    await h.close();
+    await io.rename(tmp, file);
+    renamed = true;
+    await io.syncDir(path.dirname(path.resolve(file)));
+  } catch (e) {
+    if (fh) await fh.close().catch(() => {});
+    if (!renamed) await io.unlink(tmp).catch(() => {});
+    const what = renamed
+      ? `wrote ${file} but could not make the rename durable (fsync of its directory failed: ${describeError(e)})`
+      : `could not write ${file} (${describeError(e)}); the previous file, if any, is unchanged`;
+    const err = new Error(what, { cause: e }) as NodeJS.ErrnoException;
+    if ((e as NodeJS.ErrnoException)?.code) err.code = (e as NodeJS.ErrnoException).code;
+    throw err;
+  }
+}
+
+/** The synchronous form for small text files (plots, run summaries): same guarantees. */
+export function writeFileAtomicSync(file: string, data: string | Uint8Array): void {
+  const tmp = tempName(file);
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(tmp, 'wx', 0o644);
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    for (let off = 0; off < bytes.byteLength; ) off += fs.writeSync(fd, bytes, off, bytes.byteLength - off);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    if (fd !== undefined) try { fs.closeSync(fd); } catch { /* already failing */ }
+    try { fs.unlinkSync(tmp); } catch { /* not created */ }
+    const err = new Error(`could not write ${file} (${describeError(e)}); the previous file, if any, is unchanged`, { cause: e }) as NodeJS.ErrnoException;
+    if ((e as NodeJS.ErrnoException)?.code) err.code = (e as NodeJS.ErrnoException).code;
+    throw err;
+  }
+  if (process.platform !== 'win32') {
+    const dfd = fs.openSync(path.dirname(path.resolve(file)), 'r');
+    try { fs.fsyncSync(dfd); } finally { fs.closeSync(dfd); }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Save
+
+function checkMeta(meta: CheckpointMeta): void {
+  if (!meta || typeof meta !== 'object') throw new TypeError('saveCheckpoint: meta must be an object with model, epoch and step');
+  if (!meta.model || typeof meta.model.name !== 'string' || !meta.model.name) {
+    throw new TypeError(`saveCheckpoint: meta.model must be {name, options}, but received ${JSON.stringify(meta.model)}`);
+  }
+  for (const k of ['epoch', 'step'] as const) {
+    if (!Number.isSafeInteger(meta[k]) || meta[k] < 0) throw new RangeError(`saveCheckpoint: meta.${k} must be a non-negative integer, but received ${meta[k]}`);
+  }
+}
+
+/**
+ * Saves a session's parameters, BN statistics and (unless optimizerState is false) momentum buffers with
+ * `meta`, atomically replacing `file`. Every tensor is read from the session before the first byte is
+ * written, so the snapshot is consistent even if the caller steps the session while the file is written.
+ */
+export async function saveCheckpoint(
+  file: string,
+  session: Session,
+  meta: CheckpointMeta,
+  opts: { optimizerState?: boolean; io?: AtomicIO } = {},
+): Promise<CheckpointInfo> {
+  checkMeta(meta);
+  const withMomentum = opts.optimizerState ?? true;
+  const params = new Map(session.graph.params.map((p) => [p.name, p]));
+  const tensors: [string, TensorToWrite][] = [];
+  for (const name of session.parameterNames()) {
+    if (name.startsWith(MOMENTUM_PREFIX)) throw new Error(`saveCheckpoint: parameter name '${name}' collides with the optimizer-state prefix '${MOMENTUM_PREFIX}'`);
+    const p = params.get(name);
+    if (!p) throw new Error(`saveCheckpoint: the session has parameter '${name}' that its graph does not list`);
+    tensors.push([name, { shape: p.shape, data: session.getParameter(name) }]);
+  }
+  if (withMomentum) {
+    for (const name of session.parameterNames()) {
+      const p = params.get(name)!;
+      if (p.trainable) tensors.push([MOMENTUM_PREFIX + name, { shape: p.shape, data: session.getOptimizerState(name) }]);
+    }
+  }
+  const info: CheckpointInfo = {
+    ...meta,
+    format: CHECKPOINT_FORMAT,
+    version: crunetVersion(),
+    savedAt: new Date().toISOString(),
+    session: { device: session.device, batchSize: session.batchSize, precision: session.precision },
+    optimizerState: withMomentum,
+  };
+  const json = JSON.stringify(info);
+  await writeFileAtomic(file, async (sink) => {
+    await writeSafetensorsTo(sink, tensors, { crunet: json, format: 'pt' });
+  }, opts.io);
+  return JSON.parse(json) as CheckpointInfo;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Load
+
+function parseInfo(file: string, metadata: Record<string, string>): CheckpointInfo {
+  const raw = metadata.crunet;
+  if (raw === undefined) {
+    throw new Error(`loadCheckpoint: ${file} is a safetensors file but not a crunet checkpoint (its metadata has no 'crunet' key; keys: ${Object.keys(metadata).join(', ') || 'none'})`);
+  }
+  let info: CheckpointInfo;
+  try {
+    info = JSON.parse(raw);
+  } catch (e) {
+    throw new Error(`loadCheckpoint: ${file} is damaged: its 'crunet' metadata is not valid JSON (${(e as Error).message})`);
+  }
+  if (!info || typeof info !== 'object' || typeof info.format !== 'number') {
+    throw new Error(`loadCheckpoint: ${file} is damaged: its 'crunet' metadata has no format number`);
+  }
+  if (info.format > CHECKPOINT_FORMAT) {
+    throw new Error(`loadCheckpoint: ${file} has checkpoint format ${info.format} (written by crunet ${info.version}); this crunet (${crunetVersion()}) reads format ${CHECKPOINT_FORMAT} and older`);
+  }
+  if (!info.model || typeof info.model.name !== 'string' || !Number.isSafeInteger(info.epoch) || !Number.isSafeInteger(info.step)) {
+    throw new Error(`loadCheckpoint: ${file} is damaged: its 'crunet' metadata lacks model.name, epoch or step`);
+  }
+  return info;
+}
+
+/** Reads and validates a checkpoint. A truncated or damaged file is an Error naming it and the byte offset. */
+export function loadCheckpoint(file: string): Checkpoint {
+  let st;
+  try {
+    st = readSafetensors(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`loadCheckpoint: no checkpoint at ${file}`, { cause: e });
+    if (e instanceof SafetensorsError) {
+      throw new Error(`loadCheckpoint: ${file} is damaged or not a safetensors file: ${e.message}`, { cause: e });
+    }
+    throw e;
+  }
+  return { path: file, meta: parseInfo(file, st.metadata), tensors: st.tensors };
+}
+
+/** The metadata alone (reads and validates only the header). */
+export function readCheckpointInfo(file: string): CheckpointInfo {
+  try {
+    return parseInfo(file, readSafetensorsHeader(file).metadata);
+  } catch (e) {
+    if (e instanceof SafetensorsError) throw new Error(`readCheckpointInfo: ${file} is damaged or not a safetensors file: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
+/**
+ * The newest crunet checkpoint in a directory (largest step, then epoch, then modification time), judged
+ * from the headers; files that are not crunet checkpoints, damaged ones and leftover temporary files are
+ * skipped. undefined when there is none (or the directory does not exist).
+ */
+export function latestCheckpoint(dir: string): string | undefined {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  let best: { file: string; step: number; epoch: number; mtime: number } | undefined;
+  for (const name of names) {
+    if (!name.endsWith('.safetensors') || name.startsWith('.')) continue;
+    const file = path.join(dir, name);
+    let info: CheckpointInfo, mtime: number;
+    try {
+      info = readCheckpointInfo(file);
+      mtime = fs.statSync(file).mtimeMs;
+    } catch {
+      continue;
+    }
+    const c = { file, step: info.step, epoch: info.epoch, mtime };
+    if (!best || c.step > best.step || (c.step === best.step && (c.epoch > best.epoch || (c.epoch === best.epoch && c.mtime > best.mtime)))) best = c;
+  }
+  return best?.file;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Restore
+
+export interface RestoreOptions {
+  /**
+   * true (default): the checkpoint must hold exactly the session's parameters. false: parameters missing
+   * on either side are skipped and reported (PyTorch's load_state_dict(strict=False)); a shape mismatch
+   * is an error either way.
+   */
+  strict?: boolean;
+  /** Restore momentum buffers when the checkpoint has them (default true). */
+  optimizerState?: boolean;
+  /** The session's model name, for messages. */
+  model?: string;
+}
+
+export interface RestoreResult {
+  /** Session parameters the checkpoint did not have (left as they were). */
+  missing: string[];
+  /** Checkpoint tensors the session has no place for. */
+  unexpected: string[];
+  /** Whether momentum buffers were restored. */
+  optimizerState: boolean;
+}
+
+const SHOWN = 5;
+
+/**
+ * Loads a checkpoint into a session. Everything is checked before the first value is written: a
+ * checkpoint of another model (other parameter names or shapes) is refused, naming both models and the
+ * first mismatches, and leaves the session untouched.
+ */
+export function restoreSession(session: Session, ckpt: Checkpoint, opts: RestoreOptions = {}): RestoreResult {
+  const strict = opts.strict ?? true;
+  if (session.isDisposed) throw new Error('restoreSession: this session was disposed');
+  const params = new Map(session.graph.params.map((p) => [p.name, p]));
+  const names = session.parameterNames();
+  const missing: string[] = [];
+  const unexpected: string[] = [];
+  const shapes: string[] = [];
+  const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+  const fmt = (s: readonly number[]) => `[${s.join(',')}]`;
+
+  for (const name of names) {
+    const t = ckpt.tensors.get(name);
+    const want = params.get(name)!.shape;
+    if (!t) missing.push(name);
+    else if (!sameShape(t.shape, want)) shapes.push(`${name} is ${fmt(t.shape)} in the checkpoint but ${fmt(want)} in the session`);
+  }
+  const momentumNames = [...ckpt.tensors.keys()].filter((k) => k.startsWith(MOMENTUM_PREFIX));
+  const useMomentum = (opts.optimizerState ?? true) && momentumNames.length > 0;
+  for (const [name, t] of ckpt.tensors) {
+    if (name.startsWith(MOMENTUM_PREFIX)) {
+      const p = params.get(name.slice(MOMENTUM_PREFIX.length));
+      if (!p || !p.trainable) unexpected.push(name);
+      else if (!sameShape(t.shape, p.shape) && sameShape(ckpt.tensors.get(p.name)?.shape ?? p.shape, p.shape)) {
+        shapes.push(`${name} is ${fmt(t.shape)} in the checkpoint but ${fmt(p.shape)} in the session`); // not implied by the parameter's own
+      }
+    } else if (!params.has(name)) {
+      unexpected.push(name);
+    }
+  }
+  if (useMomentum) {
+    for (const name of names) if (params.get(name)!.trainable && !ckpt.tensors.has(MOMENTUM_PREFIX + name)) missing.push(MOMENTUM_PREFIX + name);
+  }
+
+  if (shapes.length || (strict && (missing.length || unexpected.length))) {
+    // A parameter's momentum goes with it: name it only where the parameter itself is not named.
+    const implied = (n: string, list: string[]) => n.startsWith(MOMENTUM_PREFIX) && list.includes(n.slice(MOMENTUM_PREFIX.length));
+    const problems = [
+      ...shapes,
+      ...missing.filter((n) => !implied(n, missing)).map((n) => `${n} is missing from the checkpoint`),
+      ...unexpected.filter((n) => !implied(n, unexpected)).map((n) => `${n} is in the checkpoint but not in the session`),
+    ];
+    const ckptParams = [...ckpt.tensors.keys()].filter((k) => !k.startsWith(MOMENTUM_PREFIX)).length;
+    const ours = opts.model ? `model '${opts.model}'` : "this session's graph";
+    throw new Error(
+      `restoreSession: ${ckpt.path} holds model '${ckpt.meta.model.name}' (${ckptParams} parameters, epoch ${ckpt.meta.epoch}), ` +
+        `which does not fit ${ours} (${names.length} parameters): ${problems.slice(0, SHOWN).join('; ')}` +
+        `${problems.length > SHOWN ? `; and ${problems.length - SHOWN} more` : ''}. The session was not changed.`,
+    );
+  }
+
+  for (const name of names) {
+    const t = ckpt.tensors.get(name);
+    if (t) session.setParameter(name, t.data);
+  }
+  if (useMomentum) {
+    for (const name of names) {
+      const t = ckpt.tensors.get(MOMENTUM_PREFIX + name);
+      if (t && params.get(name)!.trainable) session.setOptimizerState(name, t.data);
+    }
+  }
+  return { missing, unexpected, optimizerState: useMomentum };
+}

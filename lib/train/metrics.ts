@@ -1,0 +1,46 @@
+// Classification metrics computed from logits in TypeScript: evaluation runs once per epoch over at most
+// a few hundred thousand logits, so this is not a hot path (training steps get theirs from native code).
+
+export interface Score {
+  /** Summed cross-entropy over the samples (divide by count for the mean). */
+  lossSum: number;
+  top1: number;
+  top5: number;
+  count: number;
+}
+
+export function emptyScore(): Score {
+  return { lossSum: 0, top1: 0, top5: 0, count: 0 };
+}
+
+/**
+ * Adds the first n rows of logits [n, classes] to `into`: softmax cross-entropy (log-sum-exp with the max
+ * subtracted), top-1 (ties to the lowest index, as the native loss) and top-5 (fewer than 5 logits
+ * strictly greater than the label's).
+ */
+export function scoreLogits(into: Score, logits: Float32Array, labels: Int32Array, n: number, classes: number): Score {
+  for (let i = 0; i < n; i++) {
+    const row = i * classes;
+    const label = labels[i]!;
+    if (!(label >= 0 && label < classes)) throw new RangeError(`score: label ${label} of sample ${i} is outside [0, ${classes})`);
+    let max = -Infinity;
+    let arg = 0;
+    for (let k = 0; k < classes; k++) {
+      const v = logits[row + k]!;
+      if (v > max) (max = v), (arg = k);
+    }
+    let sum = 0;
+    let greater = 0;
+    const mine = logits[row + label]!;
+    for (let k = 0; k < classes; k++) {
+      const v = logits[row + k]!;
+      sum += Math.exp(v - max);
+      if (v > mine) greater++;
+    }
+    into.lossSum += Math.log(sum) + max - mine;
+    if (arg === label) into.top1++;
+    if (greater < 5) into.top5++;
+    into.count++;
+  }
+  return into;
+}

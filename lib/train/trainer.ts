@@ -1,0 +1,147 @@
+// The training loop. Trainer.fit() is the common case; trainEpoch() and evaluate() are the pieces a user
+// can call in a loop of their own. Policy lives here (schedule, logging, checkpoints); the Session does
+// the maths.
+import type { Session } from '../engine/session.js';
+import { emptyScore, scoreLogits } from './metrics.js';
+import type { Schedule } from './schedule.js';
+
+/** One batch as the loaders produce it: NCHW images, labels, and how many samples are real. */
+export interface TrainBatch {
+  images: Float32Array;
+  labels: Int32Array;
+  size: number;
+}
+
+/** Anything that yields the batches of an epoch (lib/data's DataLoader). */
+export interface BatchSource {
+  epoch(e: number): AsyncIterable<TrainBatch>;
+}
+
+export interface StepInfo {
+  epoch: number;
+  /** Global optimizer step (0-based, before this step). */
+  step: number;
+  /** Step within the epoch (0-based). */
+  batch: number;
+  lr: number;
+  loss: number;
+  correct: number;
+  size: number;
+  seconds: number;
+}
+
+export interface EpochStats {
+  epoch: number;
+  loss: number;
+  acc: number;
+  images: number;
+  seconds: number;
+  imagesPerSec: number;
+  lr: number;
+}
+
+export interface EvalStats {
+  loss: number;
+  top1: number;
+  top5: number;
+  images: number;
+  seconds: number;
+}
+
+export interface EpochEnd {
+  epoch: number;
+  /** Global steps completed. */
+  step: number;
+  train: EpochStats;
+  test?: EvalStats;
+}
+
+export interface TrainerCallbacks {
+  onStep?(info: StepInfo): void | Promise<void>;
+  onEpochEnd?(info: EpochEnd): void | Promise<void>;
+}
+
+export interface TrainerOptions {
+  session: Session;
+  train: BatchSource;
+  test?: BatchSource;
+  schedule: Schedule;
+  epochs: number;
+  /** Resume: the first epoch to run and the global steps already taken (from a checkpoint). */
+  startEpoch?: number;
+  startStep?: number;
+  callbacks?: TrainerCallbacks;
+}
+
+export interface FitResult {
+  epochs: EpochEnd[];
+  /** Global steps completed. */
+  steps: number;
+  seconds: number;
+}
+
+export class Trainer {
+  readonly session: Session;
+  /** Global optimizer steps completed. */
+  step: number;
+  private readonly opts: TrainerOptions;
+
+  constructor(opts: TrainerOptions) {
+    if (!Number.isInteger(opts.epochs) || opts.epochs < 0) throw new RangeError(`Trainer: epochs must be a non-negative integer, but received ${opts.epochs}`);
+    this.opts = opts;
+    this.session = opts.session;
+    this.step = opts.startStep ?? 0;
+  }
+
+  /** One pass over the training set: a step per full batch (a short last batch is skipped: batch norm needs the compiled batch). */
+  async trainEpoch(epoch: number): Promise<EpochStats> {
+    const { session, schedule, callbacks } = this.opts;
+    const t0 = performance.now();
+    let lossSum = 0, correct = 0, images = 0, batch = 0, lr = schedule.lrAt(this.step);
+    for await (const b of this.opts.train.epoch(epoch)) {
+      if (b.size !== session.batchSize) continue;
+      lr = schedule.lrAt(this.step);
+      const ts = performance.now();
+      const r = await session.step(b.images, b.labels, { lr });
+      lossSum += r.loss * b.size;
+      correct += r.correct;
+      images += b.size;
+      await callbacks?.onStep?.({ epoch, step: this.step, batch, lr, loss: r.loss, correct: r.correct, size: b.size, seconds: (performance.now() - ts) / 1000 });
+      this.step++;
+      batch++;
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    return { epoch, loss: images ? lossSum / images : NaN, acc: images ? correct / images : NaN, images, seconds, imagesPerSec: images / seconds, lr };
+  }
+
+  /** Loss, top-1 and top-5 accuracy over a data set, in inference mode (batch norm's running statistics). */
+  async evaluate(source: BatchSource, epoch = 0): Promise<EvalStats> {
+    const t0 = performance.now();
+    const score = emptyScore();
+    for await (const b of source.epoch(epoch)) {
+      const logits = await this.session.forward(b.images.subarray(0, (b.images.length / b.labels.length) * b.size));
+      scoreLogits(score, logits, b.labels, b.size, logits.length / b.size);
+    }
+    return {
+      loss: score.lossSum / score.count,
+      top1: score.top1 / score.count,
+      top5: score.top5 / score.count,
+      images: score.count,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  }
+
+  /** Trains from startEpoch to epochs, evaluating on the test set after each epoch. */
+  async fit(): Promise<FitResult> {
+    const t0 = performance.now();
+    const done: EpochEnd[] = [];
+    for (let e = this.opts.startEpoch ?? 0; e < this.opts.epochs; e++) {
+      const train = await this.trainEpoch(e);
+      const test = this.opts.test ? await this.evaluate(this.opts.test, e) : undefined;
+      const end: EpochEnd = { epoch: e, step: this.step, train, ...(test ? { test } : {}) };
+      done.push(end);
+      await this.opts.callbacks?.onEpochEnd?.(end);
+    }
+    return { epochs: done, steps: this.step, seconds: (performance.now() - t0) / 1000 };
+  }
+}
