@@ -1,13 +1,17 @@
 // The `crunet` command line: one small module per command.
 import { UsageError } from './errors.js';
 import { infoCommand } from './info.js';
+import { EVAL_HELP, evalCommand } from './eval.js';
 import { SUMMARY_HELP, summaryCommand } from './summary.js';
+import { TRAIN_HELP, trainCommand } from './train.js';
 
 const HELP = `crunet: train ResNet, ResNeXt and CRU-Net from Node.js
 
 Usage: crunet <command> [options]
 
 Commands:
+  train             train a model (default: crunet_small on Fashion-MNIST) and evaluate it
+  eval              evaluate a checkpoint on a data set's test split
   info [--json]     version, native build (compiler, oneDNN version and ISA, threads) and devices
   summary <model>   a model's per-stage table; --compare A,B,C side by side; --list all models
   help              this text
@@ -21,6 +25,12 @@ export async function main(argv: string[]): Promise<number> {
       case 'info':
         if (rest.includes('--help')) return print('Usage: crunet info [--json]\n\nPrints the version, the native build and the devices; --json prints one JSON object.');
         return infoCommand(rest);
+      case 'train':
+        if (rest.includes('--help')) return print(TRAIN_HELP);
+        return await trainCommand(rest);
+      case 'eval':
+        if (rest.includes('--help')) return print(EVAL_HELP);
+        return await evalCommand(rest);
       case 'summary':
         if (rest.includes('--help')) return print(SUMMARY_HELP);
         return summaryCommand(rest);

@@ -98,7 +98,10 @@ Napi::Value SessionWrap::compile(const Napi::CallbackInfo& info) {
   opts.profile = opt_bool(o, "profile", false);
   opts.sgd = read_sgd(o, opts.sgd);
   std::string device = o.Has("device") && o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
-  Backend& backend = backend_for(env, device);  // throws, naming the device, when it cannot be used
+  // cuDNN algorithm settings ({benchmark, deterministic, benchmarkLimit, allowTF32}, or the CRUNET_CUDNN_*
+  // environment variables); read for CUDA devices only.
+  Backend& backend = device == "cpu" ? backend_for(env, device)
+                                     : backend_for(env, device, cudnn_options_from_js(o.Get("cudnn")));  // throws, naming the device, when it cannot be used
 
   auto result = std::make_shared<Executor*>(nullptr);
   auto* ctor = env.GetInstanceData<Napi::FunctionReference>();
@@ -146,7 +149,10 @@ Feeds SessionWrap::read_feeds(const Napi::Value& v, std::vector<Napi::Reference<
     if (t.ElementLength() != want)
       throw Napi::RangeError::New(env, "input " + in->name + ": expected " + std::to_string(want) + " elements (shape " +
                                            shape_str(in->shape) + "), got " + std::to_string(t.ElementLength()));
-    feeds.push_back(static_cast<const char*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+    // The element pointer from napi_get_typedarray_info: unlike ArrayBuffer().Data() it also works for
+    // arrays over a SharedArrayBuffer (what worker-thread loaders hand out).
+    if (f32) feeds.push_back(x.As<Napi::Float32Array>().Data());
+    else feeds.push_back(x.As<Napi::Int32Array>().Data());
     refs.push_back(Napi::Persistent(x));
   }
   return feeds;

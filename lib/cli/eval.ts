@@ -1,0 +1,51 @@
+import { parseArgs } from 'node:util';
+import { DataLoader, DATASET_SPECS, openDataset } from '../data/index.js';
+import { limitDataset } from '../data/subset.js';
+import { compile } from '../engine/index.js';
+import { fromJSON } from '../models/index.js';
+import { loadCheckpoint, restoreSession } from '../train/checkpoint.js';
+import { Trainer } from '../train/trainer.js';
+import { createSchedule } from '../train/schedule.js';
+import { UsageError } from './errors.js';
+
+export const EVAL_HELP = `Usage: crunet eval --checkpoint CKPT [options]
+
+Evaluates a checkpoint (it rebuilds its own model) on a data set's test split: loss, top-1 and top-5.
+
+Options:
+  --checkpoint CKPT   a checkpoint.safetensors written by 'crunet train'
+  --dataset SPEC      ${DATASET_SPECS} (default: the one it was trained on)
+  --batch-size B      (default 256)
+  --limit N           evaluate on N samples (a seeded random subset)
+  --device D          cpu (default)
+  --json              one JSON line: {checkpoint, dataset, loss, top1, top5, images, seconds}`;
+
+export async function evalCommand(args: string[]): Promise<number> {
+  const { values: v, positionals } = parseArgs({
+    args, strict: true, allowPositionals: true,
+    options: {
+      checkpoint: { type: 'string' }, dataset: { type: 'string' }, 'batch-size': { type: 'string' },
+      limit: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' },
+    },
+  });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  if (!v.checkpoint) throw new UsageError('--checkpoint CKPT is required');
+  const batch = Number(v['batch-size'] ?? 256);
+  if (!Number.isInteger(batch) || batch < 1) throw new UsageError(`--batch-size expects a positive integer, got '${v['batch-size']}'`);
+  const limit = v.limit === undefined ? undefined : Number(v.limit);
+  const ckpt = loadCheckpoint(v.checkpoint);
+  const dataset = v.dataset ?? (typeof ckpt.meta.dataset === 'string' ? ckpt.meta.dataset : undefined);
+  if (!dataset) throw new UsageError(`${v.checkpoint} does not record its data set: pass --dataset`);
+  const model = fromJSON(ckpt.meta.model as { name: string; options: Record<string, unknown> });
+  const test = limitDataset((await openDataset(dataset)).test, limit, 1);
+  const session = await compile(model, { device: v.device ?? 'cpu', batchSize: batch });
+  restoreSession(session, ckpt, { optimizerState: false, model: model.name });
+  const loader = new DataLoader(test, { batchSize: batch, shuffle: false });
+  const trainer = new Trainer({ session, train: loader, schedule: createSchedule({ type: 'constant', lr: 0 }), epochs: 0 });
+  const r = await trainer.evaluate(loader);
+  await loader.close();
+  session.dispose();
+  if (v.json) console.log(JSON.stringify({ checkpoint: v.checkpoint, dataset, ...r }));
+  else console.log(`${model.name} from ${v.checkpoint} on ${dataset} (${r.images} images): loss ${r.loss.toFixed(4)}, top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}% (${r.seconds.toFixed(1)} s)`);
+  return 0;
+}

@@ -1,0 +1,243 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { DataLoader, DATASET_SPECS, openDataset, type Dataset } from '../data/index.js';
+import { limitDataset } from '../data/subset.js';
+import { compile, setNumThreads, type Session } from '../engine/index.js';
+import { create, fromJSON, type Model } from '../models/index.js';
+import { loadCheckpoint, restoreSession, saveCheckpoint, type Checkpoint } from '../train/checkpoint.js';
+import { epochHistory, MetricsLog, readMetrics } from '../train/metrics-log.js';
+import { writePlot } from '../train/plot.js';
+import { ProgressBar } from '../train/progress.js';
+import { createSchedule, SCHEDULE_TYPES, type ScheduleConfig } from '../train/schedule.js';
+import { Trainer } from '../train/trainer.js';
+import { UsageError } from './errors.js';
+
+export const TRAIN_DEFAULTS = {
+  model: 'crunet_small',
+  dataset: 'fashion-mnist',
+  epochs: 3,
+  batchSize: 128,
+  lr: 0.1,
+  schedule: 'cosine',
+  warmupEpochs: 0,
+  momentum: 0.9,
+  weightDecay: 5e-4,
+  seed: 0,
+};
+
+export const TRAIN_HELP = `Usage: crunet train [options]
+
+Trains a model on a data set on the CPU, evaluating on the test split after every epoch. Writes into
+--out: metrics.jsonl (one JSON object per step/epoch/eval), plot.svg (loss and accuracy per epoch) and
+checkpoint.safetensors (replaced atomically after every epoch; --resume continues from it).
+
+Options:
+  --model NAME            model (default ${TRAIN_DEFAULTS.model}; 'crunet summary --list' lists them)
+  --dataset SPEC          ${DATASET_SPECS} (default ${TRAIN_DEFAULTS.dataset})
+  --epochs N              epochs (default ${TRAIN_DEFAULTS.epochs})
+  --batch-size B          batch size (default ${TRAIN_DEFAULTS.batchSize})
+  --lr X                  base learning rate (default ${TRAIN_DEFAULTS.lr})
+  --schedule S            ${SCHEDULE_TYPES.join(', ')} (default ${TRAIN_DEFAULTS.schedule}); step decays 10x every
+                          --step-size epochs (default a third of the run), multistep at --milestones A,B
+  --warmup-epochs N       linear warmup (default ${TRAIN_DEFAULTS.warmupEpochs})
+  --momentum M            SGD momentum (default ${TRAIN_DEFAULTS.momentum}); --no-nesterov for plain momentum
+  --weight-decay W        L2 on weights, not on BN or biases (default ${TRAIN_DEFAULTS.weightDecay})
+  --augment / --no-augment  training augmentation (IDX: pad 2 + crop + mirror; default on for Fashion-MNIST)
+  --device D              cpu (default)
+  --threads N             CPU threads for the kernels (default: all cores)
+  --workers N             data-loading worker threads (default: the loader's choice)
+  --seed S                seeds initialisation, shuffling and augmentation (default ${TRAIN_DEFAULTS.seed})
+  --out DIR               run directory (default runs/<model>-<dataset>-<time>)
+  --limit-train N         train on N samples (a seeded random subset)
+  --limit-test N          evaluate on N samples
+  --resume CKPT           continue a run from its checkpoint (same model and batch size)
+  --json                  end with one JSON line: test loss, top-1, top-5, images/s, wall time, parameters`;
+
+interface TrainArgs {
+  model: string;
+  dataset: string;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  schedule: string;
+  stepSize?: number;
+  milestones?: number[];
+  warmupEpochs: number;
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+  augment?: boolean;
+  device: string;
+  threads?: number;
+  workers?: number;
+  seed: number;
+  out?: string;
+  limitTrain?: number;
+  limitTest?: number;
+  resume?: string;
+  json: boolean;
+}
+
+function num(v: string | undefined, flag: string, int: boolean, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || (int && !Number.isInteger(n)) || n < min) {
+    throw new UsageError(`${flag} expects ${int ? 'an integer' : 'a number'} >= ${min}, got '${v}'`);
+  }
+  return n;
+}
+
+export function parseTrainArgs(args: string[]): TrainArgs {
+  const { values: v, positionals } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      model: { type: 'string' }, dataset: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
+      lr: { type: 'string' }, schedule: { type: 'string' }, 'step-size': { type: 'string' }, milestones: { type: 'string' },
+      'warmup-epochs': { type: 'string' }, momentum: { type: 'string' }, 'no-nesterov': { type: 'boolean' },
+      'weight-decay': { type: 'string' }, augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' },
+      device: { type: 'string' }, threads: { type: 'string' }, workers: { type: 'string' }, seed: { type: 'string' },
+      out: { type: 'string' }, 'limit-train': { type: 'string' }, 'limit-test': { type: 'string' },
+      resume: { type: 'string' }, json: { type: 'boolean' },
+    },
+  });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const schedule = v.schedule ?? TRAIN_DEFAULTS.schedule;
+  if (!(SCHEDULE_TYPES as readonly string[]).includes(schedule)) {
+    throw new UsageError(`--schedule must be one of ${SCHEDULE_TYPES.join(', ')}, got '${schedule}'`);
+  }
+  return {
+    model: v.model ?? TRAIN_DEFAULTS.model,
+    dataset: v.dataset ?? TRAIN_DEFAULTS.dataset,
+    epochs: num(v.epochs, '--epochs', true, 0) ?? TRAIN_DEFAULTS.epochs,
+    batchSize: num(v['batch-size'], '--batch-size', true, 2) ?? TRAIN_DEFAULTS.batchSize,
+    lr: num(v.lr, '--lr', false, 0) ?? TRAIN_DEFAULTS.lr,
+    schedule,
+    stepSize: num(v['step-size'], '--step-size', true, 1),
+    milestones: v.milestones?.split(',').map((m) => num(m, '--milestones', true, 1)!),
+    warmupEpochs: num(v['warmup-epochs'], '--warmup-epochs', false, 0) ?? TRAIN_DEFAULTS.warmupEpochs,
+    momentum: num(v.momentum, '--momentum', false, 0) ?? TRAIN_DEFAULTS.momentum,
+    nesterov: !v['no-nesterov'],
+    weightDecay: num(v['weight-decay'], '--weight-decay', false, 0) ?? TRAIN_DEFAULTS.weightDecay,
+    augment: v['no-augment'] ? false : v.augment ? true : undefined,
+    device: v.device ?? 'cpu',
+    threads: num(v.threads, '--threads', true, 1),
+    workers: num(v.workers, '--workers', true, 0),
+    seed: num(v.seed, '--seed', true, 0) ?? TRAIN_DEFAULTS.seed,
+    out: v.out,
+    limitTrain: num(v['limit-train'], '--limit-train', true, 1),
+    limitTest: num(v['limit-test'], '--limit-test', true, 1),
+    resume: v.resume,
+    json: !!v.json,
+  };
+}
+
+function scheduleConfig(a: TrainArgs): ScheduleConfig {
+  const warmup = a.warmupEpochs > 0 ? { warmup: { epochs: a.warmupEpochs } } : {};
+  switch (a.schedule) {
+    case 'constant': return { type: 'constant', lr: a.lr, ...warmup };
+    case 'step': return { type: 'step', lr: a.lr, stepSize: a.stepSize ?? Math.max(1, Math.ceil(a.epochs / 3)), gamma: 0.1, ...warmup };
+    case 'multistep': return { type: 'multistep', lr: a.lr, milestones: a.milestones ?? [Math.ceil(a.epochs / 2), Math.ceil((3 * a.epochs) / 4)], gamma: 0.1, ...warmup };
+    default: return { type: 'cosine', lr: a.lr, epochs: a.epochs, ...warmup };
+  }
+}
+
+/** The model for a data set: classes, channels and input size come from the data. */
+function modelFor(a: TrainArgs, data: Dataset, ckpt?: Checkpoint): Model {
+  const [channels, h, w] = data.shape;
+  if (h !== w) throw new UsageError(`the models take square inputs, but ${data.name} has ${h}x${w} images`);
+  const opts = { classes: data.classes.length, channels, inputSize: h };
+  if (ckpt) {
+    const m = fromJSON(ckpt.meta.model as { name: string; options: Record<string, unknown> });
+    if (m.name !== a.model) throw new Error(`--resume: ${ckpt.path} holds a ${m.name} model, not ${a.model}; pass --model ${m.name}`);
+    return m;
+  }
+  return create(a.model, opts);
+}
+
+export async function trainCommand(args: string[]): Promise<number> {
+  const a = parseTrainArgs(args);
+  const t0 = performance.now();
+  if (a.threads) setNumThreads(a.threads);
+  const ckpt = a.resume ? loadCheckpoint(a.resume) : undefined; // a damaged checkpoint stops here, before any work
+  const augment = a.augment ?? (a.dataset.startsWith('fashion-mnist') ? true : undefined);
+  const data = await openDataset(a.dataset, { augment, seed: a.seed });
+  const train = limitDataset(data.train, a.limitTrain, a.seed);
+  const test = limitDataset(data.test, a.limitTest, a.seed + 1);
+  const model = modelFor(a, train, ckpt);
+  const out = a.out ?? (ckpt ? path.dirname(a.resume!) : path.join('runs', `${model.name}-${a.dataset.split(':')[0]}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+  fs.mkdirSync(out, { recursive: true });
+
+  const optimizer = { lr: a.lr, momentum: a.momentum, nesterov: a.nesterov && a.momentum > 0, weightDecay: a.weightDecay };
+  const session: Session = await compile(model, { device: a.device, batchSize: a.batchSize, seed: a.seed, optimizer });
+  const trainLoader = new DataLoader(train, { batchSize: a.batchSize, shuffle: true, seed: a.seed, dropLast: true, ...(a.workers !== undefined ? { workers: a.workers } : {}) });
+  const testLoader = new DataLoader(test, { batchSize: a.batchSize, shuffle: false, seed: a.seed });
+  const stepsPerEpoch = Math.floor(train.length / a.batchSize);
+  if (stepsPerEpoch < 1) throw new UsageError(`the training set has ${train.length} samples, fewer than one batch of ${a.batchSize}`);
+  const schedule = createSchedule(ckpt?.meta.schedule ?? scheduleConfig(a), stepsPerEpoch);
+
+  let startEpoch = 0, startStep = 0;
+  if (ckpt) {
+    restoreSession(session, ckpt); // refuses another model's checkpoint before touching the session
+    startEpoch = ckpt.meta.epoch;
+    startStep = ckpt.meta.step;
+  }
+  const log = new MetricsLog(path.join(out, 'metrics.jsonl'), ckpt ? { resumeAfterStep: startStep } : { truncate: true });
+  const params = model.parameterCount();
+  const say = (s: string) => (a.json ? process.stderr : process.stdout).write(s + '\n');
+  say(`crunet train: ${model.name} (${params.toLocaleString('en-US')} parameters) on ${a.dataset}: ${train.length} train / ${test.length} test samples, ` +
+      `batch ${a.batchSize}, ${a.epochs} epochs, lr ${a.lr} ${schedule.config.type}, ${a.device}; writing ${out}`);
+  if (ckpt) say(`resuming from ${a.resume} after epoch ${startEpoch} (step ${startStep})`);
+  log.write({ type: 'run', model: model.toJSON(), dataset: a.dataset, args: a, params, startEpoch, startStep });
+
+  const bar = new ProgressBar({ stream: process.stderr });
+  let seen = 0, lossSum = 0, correct = 0;
+  const trainer = new Trainer({
+    session, train: trainLoader, test: testLoader, schedule, epochs: a.epochs, startEpoch, startStep,
+    callbacks: {
+      onStep: (s) => {
+        if (s.batch === 0) (bar.start(s.epoch, stepsPerEpoch, a.epochs), (seen = lossSum = correct = 0));
+        seen += s.size;
+        lossSum += s.loss * s.size;
+        correct += s.correct;
+        bar.update({ step: s.batch + 1, images: seen, loss: lossSum / seen, acc: correct / seen });
+        if (s.step % 50 === 0) log.write({ type: 'step', epoch: s.epoch, step: s.step, lr: s.lr, loss: s.loss, acc: s.correct / s.size });
+      },
+      onEpochEnd: async (e) => {
+        bar.end();
+        log.write({ type: 'epoch', epoch: e.epoch, step: e.step, lr: e.train.lr, loss: e.train.loss, acc: e.train.acc, imagesPerSec: e.train.imagesPerSec, seconds: e.train.seconds });
+        if (e.test) log.write({ type: 'eval', epoch: e.epoch, step: e.step, loss: e.test.loss, acc: e.test.top1, top5: e.test.top5 });
+        log.flush();
+        say(`epoch ${e.epoch + 1}/${a.epochs}: train loss ${e.train.loss.toFixed(4)} acc ${(100 * e.train.acc).toFixed(2)}% ` +
+            `(${e.train.imagesPerSec.toFixed(0)} img/s)` + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : ''));
+        writePlot(path.join(out, 'plot.svg'), epochHistory(readMetrics(log.path)), { title: `${model.name} on ${a.dataset}`, subtitle: `batch ${a.batchSize}, lr ${a.lr} ${schedule.config.type}, seed ${a.seed}` });
+        await saveCheckpoint(path.join(out, 'checkpoint.safetensors'), session, {
+          model: model.toJSON(), epoch: e.epoch + 1, step: e.step, schedule: schedule.config, optimizer, dataset: a.dataset, seed: a.seed,
+        });
+      },
+    },
+  });
+  let result;
+  try {
+    result = await trainer.fit();
+  } finally {
+    await trainLoader.close();
+    await testLoader.close();
+    log.close();
+  }
+  const last = result.epochs.at(-1);
+  const final = last?.test ?? (await trainer.evaluate(testLoader));
+  session.dispose();
+  const trained = result.epochs.reduce((s, e) => s + e.train.images, 0);
+  const trainSeconds = result.epochs.reduce((s, e) => s + e.train.seconds, 0);
+  const summary = {
+    model: model.name, dataset: a.dataset, epochs: a.epochs, testLoss: final.loss, top1: final.top1, top5: final.top5,
+    imagesPerSec: trainSeconds > 0 ? trained / trainSeconds : 0, wallSeconds: (performance.now() - t0) / 1000, params, out,
+  };
+  say(`test accuracy ${(100 * final.top1).toFixed(2)}% (top-5 ${(100 * final.top5).toFixed(2)}%), loss ${final.loss.toFixed(4)}; ` +
+      `${summary.imagesPerSec.toFixed(0)} train img/s; ${summary.wallSeconds.toFixed(0)} s in all; results in ${out}`);
+  if (a.json) console.log(JSON.stringify(summary));
+  return 0;
+}

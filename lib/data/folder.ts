@@ -1,0 +1,263 @@
+// Image folders (ImageNet / Places365 layout): every directory under the root that directly holds images
+// is a class, named by its path relative to the root ('n01440764', or Places365's 'a/airfield'), classes
+// sorted by name. Images are decoded with sharp; the transform is in augment.ts.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  drawJitter, imageTransform, NO_JITTER, pixelsToChw, randomResizedCrop, resizeCentreCrop, type ImageTransform,
+} from './augment.js';
+import { BadImageError, DataError, type BadImagePolicy, type Dataset, type FolderRecipe, type SampleShape } from './dataset.js';
+import { hash32, Rng } from './rng.js';
+
+type Sharp = typeof import('sharp');
+let sharpModule: Sharp | undefined;
+/**
+ * sharp is loaded on first use, so IDX/CIFAR users never load libvips. On glibc Linux it must also be
+ * loaded by the main thread before any worker thread does (sharp's docs), which creating a FolderDataset
+ * on the main thread guarantees.
+ */
+export function loadSharp(): Sharp {
+  if (!sharpModule) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      sharpModule = require('sharp') as Sharp;
+    } catch (e) {
+      throw new Error(`image folders need the 'sharp' package, which failed to load: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  return sharpModule;
+}
+
+/** Extensions sharp decodes (its prebuilt libvips); compared lower-case. */
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif'];
+
+export interface FolderScan {
+  classes: string[];
+  /** Paths relative to the root, '/'-separated, sorted within each class. */
+  files: string[];
+  labels: Int32Array;
+}
+
+/**
+ * Finds every image under root. With `classes` (e.g. a validation folder checked against the training
+ * classes) every class found must be one of them, and labels index into them.
+ */
+export async function scanFolder(root: string, classes?: readonly string[]): Promise<FolderScan> {
+  if (!fs.existsSync(root)) throw new DataError(`directory ${root} does not exist (an image folder data set has one sub-folder of images per class)`, { file: root });
+  const byClass = new Map<string, string[]>();
+  const walk = async (rel: string): Promise<void> => {
+    let entries: fs.Dirent[];
+    try {
+      entries = await fs.promises.readdir(path.join(root, rel), { withFileTypes: true });
+    } catch (e) {
+      throw new DataError(`${path.join(root, rel)}: cannot list: ${(e as Error).message}`, { file: path.join(root, rel), cause: e });
+    }
+    const images: string[] = [];
+    const subdirs: string[] = [];
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const p = rel ? `${rel}/${e.name}` : e.name;
+      const isDir = e.isDirectory() || (e.isSymbolicLink() && fs.statSync(path.join(root, p), { throwIfNoEntry: false })?.isDirectory());
+      if (isDir) subdirs.push(p);
+      else if (IMAGE_EXTENSIONS.includes(path.extname(e.name).toLowerCase())) images.push(p);
+    }
+    if (images.length) {
+      if (!rel) throw new DataError(`${root}: images directly in the root (${images[0]}, ...); put each class's images in its own sub-folder`, { file: root });
+      byClass.set(rel, images.sort());
+    }
+    await Promise.all(subdirs.map(walk));
+  };
+  await walk('');
+  const found = [...byClass.keys()].sort();
+  if (!found.length) {
+    throw new DataError(`no images (${IMAGE_EXTENSIONS.join(' ')}) under ${root}; expected one sub-folder of images per class`, { file: root });
+  }
+  const names = classes ? [...classes] : found;
+  const index = new Map(names.map((c, i) => [c, i]));
+  const files: string[] = [];
+  const labels: number[] = [];
+  for (const c of found) {
+    const label = index.get(c);
+    if (label === undefined) throw new DataError(`${path.join(root, c)}: class '${c}' is not among the training classes (${names.length} of them, e.g. '${names[0]}')`, { file: path.join(root, c) });
+    for (const f of byClass.get(c)!) {
+      files.push(f);
+      labels.push(label);
+    }
+  }
+  return { classes: names, files, labels: Int32Array.from(labels) };
+}
+
+export interface FolderOptions {
+  /** Training transform (random crop, mirror, HSL jitter) when true, evaluation transform when false. */
+  train: boolean;
+  /** Sizes, ranges and normalisation; defaults are the paper's (augment.ts). */
+  transform?: Partial<ImageTransform>;
+  /** 'fail' (default): an undecodable image ends the epoch with an error naming it; 'skip': it is replaced in its batch and counted. */
+  onBadImage?: BadImagePolicy;
+  name?: string;
+}
+
+// Paths are kept as one string, each path followed by '\0' (which cannot occur in a file name), plus
+// start offsets: a million paths then cost one string, and a worker receives them in one cheap clone.
+
+/** The packed form of a path list that FolderRecipe.files holds. */
+export function packPaths(files: readonly string[]): string {
+  return files.map((f) => f + '\0').join('');
+}
+
+/** The path list back from packPaths' string. */
+export function unpackPaths(packed: string): string[] {
+  const files = packed.split('\0');
+  files.pop();
+  return files;
+}
+
+function startsOf(packed: string): Int32Array {
+  const starts = [0];
+  for (let i = packed.indexOf('\0'); i >= 0; i = packed.indexOf('\0', i + 1)) starts.push(i + 1);
+  return Int32Array.from(starts);
+}
+
+export class FolderDataset implements Dataset {
+  readonly name: string;
+  readonly root: string;
+  readonly length: number;
+  readonly labels: Int32Array;
+  readonly classes: readonly string[];
+  readonly shape: SampleShape;
+  readonly onBadImage: BadImagePolicy;
+  readonly transform: ImageTransform;
+  private readonly joined: string;
+  private readonly starts: Int32Array;
+
+  constructor(root: string, scan: FolderScan | { classes: string[]; files: string; labels: Int32Array }, opts: FolderOptions) {
+    this.root = root;
+    this.classes = [...scan.classes];
+    this.labels = scan.labels;
+    this.joined = typeof scan.files === 'string' ? scan.files : packPaths(scan.files);
+    if (this.joined && !this.joined.endsWith('\0')) throw new TypeError(`${root}: packed file list must end with '\\0' (use packPaths)`);
+    this.starts = startsOf(this.joined);
+    this.length = this.starts.length - 1;
+    if (this.length !== this.labels.length) throw new RangeError(`${root}: ${this.length} files but ${this.labels.length} labels`);
+    this.transform = imageTransform(opts.train, opts.transform);
+    this.shape = [3, this.transform.size, this.transform.size];
+    this.onBadImage = opts.onBadImage ?? 'fail';
+    if (this.onBadImage !== 'skip' && this.onBadImage !== 'fail') {
+      throw new RangeError(`onBadImage must be 'skip' or 'fail', but received ${JSON.stringify(this.onBadImage)}`);
+    }
+    this.name = opts.name ?? root;
+    loadSharp();
+  }
+
+  static async open(root: string, opts: FolderOptions & { classes?: readonly string[] }): Promise<FolderDataset> {
+    return new FolderDataset(root, await scanFolder(root, opts.classes), opts);
+  }
+
+  /** The path of sample i. */
+  file(i: number): string {
+    return path.join(this.root, this.joined.slice(this.starts[i], this.starts[i + 1] - 1));
+  }
+
+  async read(i: number, out: Float32Array, offset: number, rng: Rng): Promise<void> {
+    if (!(i >= 0 && i < this.length)) throw new RangeError(`${this.name}: sample ${i} out of range [0, ${this.length})`);
+    const file = this.file(i);
+    const sharp = loadSharp();
+    const t = this.transform;
+    let bytes: Buffer;
+    try {
+      bytes = await fs.promises.readFile(file);
+    } catch (e) {
+      throw new BadImageError(`${file}: cannot read: ${(e as Error).message}`, file, e);
+    }
+    let pixels: Buffer;
+    try {
+      // EXIF orientation is ignored, as torchvision's PIL loader does: the pixels are used as stored.
+      const { width: w, height: h } = await sharp(bytes).metadata();
+      if (!w || !h) throw new Error('no image size in the header');
+      let img = sharp(bytes);
+      if (t.train) {
+        img = img.extract(randomResizedCrop(w, h, t.scale, t.ratio, rng)).resize(t.size, t.size, { fit: 'fill', kernel: t.kernel });
+      } else {
+        const g = resizeCentreCrop(w, h, t.resize, t.size);
+        img = img.resize(g.width, g.height, { fit: 'fill', kernel: t.kernel }).extract(g.box);
+      }
+      const { data, info } = await img.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+      if (info.channels !== 3 || info.width !== t.size || info.height !== t.size) {
+        throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${t.size}x${t.size}x3`);
+      }
+      pixels = data;
+    } catch (e) {
+      throw new BadImageError(`${file}: cannot decode: ${(e as Error).message}`, file, e);
+    }
+    pixelsToChw(pixels, t.size, t.size, out, offset, t, t.train ? drawJitter(t, rng) : NO_JITTER);
+  }
+
+  recipe(): FolderRecipe {
+    return {
+      kind: 'folder',
+      name: this.name,
+      root: this.root,
+      classes: [...this.classes],
+      files: this.joined,
+      labels: this.labels,
+      transform: this.transform,
+      onBadImage: this.onBadImage,
+    };
+  }
+}
+
+export interface FolderSetOptions {
+  /** Training-set augmentation (default true); the test set always gets the evaluation transform. */
+  augment?: boolean;
+  transform?: Partial<ImageTransform>;
+  onBadImage?: BadImagePolicy;
+  /** Without PATH/val: hold out this fraction of each class (0 < f < 1) as the test set. */
+  valSplit?: number;
+  /** Seeds which images valSplit holds out. */
+  seed?: number;
+}
+
+/**
+ * Train and test sets from PATH/train and PATH/val (or PATH/validation), or, with valSplit, a split
+ * of PATH/train (or of PATH itself when it holds the class folders).
+ */
+export async function openFolder(dir: string, opts: FolderSetOptions = {}): Promise<{ train: FolderDataset; test: FolderDataset }> {
+  const common = { transform: opts.transform, onBadImage: opts.onBadImage };
+  const trainDir = fs.existsSync(path.join(dir, 'train')) ? path.join(dir, 'train') : undefined;
+  const valDir = ['val', 'validation'].map((v) => path.join(dir, v)).find((p) => fs.existsSync(p));
+  const augment = opts.augment ?? true;
+  if (trainDir && valDir && opts.valSplit === undefined) {
+    const train = await FolderDataset.open(trainDir, { ...common, train: augment, name: `${dir}/train` });
+    const test = await FolderDataset.open(valDir, { ...common, train: false, classes: train.classes, name: `${dir}/${path.basename(valDir)}` });
+    return { train, test };
+  }
+  const f = opts.valSplit;
+  if (f === undefined) {
+    const found = fs.existsSync(dir) ? (trainDir ? `${trainDir} but no ${path.join(dir, 'val')}` : `neither ${path.join(dir, 'train')} nor ${path.join(dir, 'val')}`) : `no directory ${dir}`;
+    throw new DataError(`folder data set: found ${found}. Expected PATH/train and PATH/val, each with one sub-folder of images per class; or pass valSplit to hold out part of the training images.`, { file: dir });
+  }
+  if (!(f > 0 && f < 1)) throw new RangeError(`valSplit must be a fraction in (0, 1), but received ${f}`);
+  const root = trainDir ?? dir;
+  const scan = await scanFolder(root);
+  // Hold out round(f * n) images of each class, chosen by a seeded shuffle within the class.
+  const rng = new Rng(hash32(0x53504c54, opts.seed ?? 0));
+  const keep: number[] = [], hold: number[] = [];
+  const byClass: number[][] = scan.classes.map(() => []);
+  scan.labels.forEach((c, i) => byClass[c].push(i));
+  for (const members of byClass) {
+    for (let i = members.length - 1; i > 0; i--) {
+      const j = rng.int(i + 1);
+      [members[i], members[j]] = [members[j], members[i]];
+    }
+    const nHold = Math.round(members.length * f);
+    hold.push(...members.slice(0, nHold));
+    keep.push(...members.slice(nHold));
+  }
+  const part = (ids: number[]) => {
+    ids.sort((a, b) => a - b);
+    return { classes: scan.classes, files: ids.map((i) => scan.files[i]), labels: Int32Array.from(ids, (i) => scan.labels[i]) };
+  };
+  const train = new FolderDataset(root, part(keep), { ...common, train: augment, name: `${root} (train split)` });
+  const test = new FolderDataset(root, part(hold), { ...common, train: false, name: `${root} (held-out split)` });
+  return { train, test };
+}

@@ -1,0 +1,24 @@
+// crunet's data layer: datasets (IDX, CIFAR binary, image folders), transforms, DataLoader.
+export { BadImageError, classHistogram, DataError } from './dataset.js';
+export type { BadImagePolicy, Dataset, DatasetRecipe, Normalization, SampleShape, SmallAugment } from './dataset.js';
+export { MemoryDataset, measureNormalization } from './memory.js';
+export type { MemoryDatasetInit } from './memory.js';
+export {
+  FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FASHION_MNIST_NORM, MNIST_CLASSES, MNIST_NORM, loadIdx, openIdx, parseIdx, readIdx,
+} from './idx.js';
+export type { IdxArray, IdxOptions, IdxSetOptions } from './idx.js';
+export { CIFAR10_CLASSES, CIFAR10_NORM, CIFAR100_NORM, CIFAR_AUGMENT, openCifar10, openCifar100, parseCifar } from './cifar.js';
+export type { CifarOptions } from './cifar.js';
+export { FolderDataset, IMAGE_EXTENSIONS, openFolder, packPaths, scanFolder, unpackPaths } from './folder.js';
+export type { FolderOptions, FolderScan, FolderSetOptions } from './folder.js';
+export {
+  PAPER_EVAL_TRANSFORM, PAPER_TRAIN_TRANSFORM, imageTransform, randomResizedCrop, resizeCentreCrop,
+} from './augment.js';
+export type { Box, ImageTransform, ResizeKernel } from './augment.js';
+export { DataLoader } from './loader.js';
+export type { Batch, LoaderOptions } from './loader.js';
+export type { SkippedImage } from './batch.js';
+export { Rng, epochOrder, sampleRng } from './rng.js';
+export { limitDataset, subsetOf } from './subset.js';
+export { DATASET_SPECS, openDataset, parseDatasetSpec } from './spec.js';
+export type { DatasetKind, OpenOptions } from './spec.js';
