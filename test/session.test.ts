@@ -135,6 +135,42 @@ describe('Session', () => {
   });
 });
 
+describe('batchNorm -> relu fusion', () => {
+  // The first pair normalises the graph input itself (its input needs no gradient), the second sits
+  // between convolutions; the last relu feeds two consumers and must not be fused away.
+  function net() {
+    const g = new GraphBuilder();
+    const x = g.input('images', [3, 7, 9]);
+    const y = g.input('labels', [], 'i32');
+    let t = g.relu(g.batchNorm(x, { name: 'bn0' }));
+    t = g.conv2d(t, { outChannels: 6, kernel: 3, padding: 1, name: 'conv1' });
+    t = g.relu(g.batchNorm(t, { name: 'bn1' }));
+    const u = g.conv2d(t, { outChannels: 6, kernel: 1, name: 'conv2' });
+    t = g.add(t, g.relu(g.batchNorm(u, { name: 'bn2', momentum: 0.3 })));
+    const logits = g.linear(g.globalAvgPool(t), { outFeatures: 5, name: 'fc' });
+    return g.build({ outputs: [logits], loss: g.softmaxCrossEntropy(logits, y) });
+  }
+
+  it('gives the same outputs, gradients and running statistics as the unfused graph', async () => {
+    const images = fill(4 * 3 * 63, (i) => Math.cos(i * 1.7) * 2);
+    const labels = new Int32Array([0, 4, 2, 1]);
+    const fused = await compile(net(), { batchSize: 4, seed: 5 });
+    const plain = await compile(net(), { batchSize: 4, seed: 5, fuse: false });
+    const seed = fill(20, (i) => (i % 3) - 1);
+    const a = await fused.gradients({ images, labels }, seed);
+    const b = await plain.gradients({ images, labels }, seed);
+    const close = (x: Float32Array, y: Float32Array, what: string) =>
+      x.forEach((v, i) => assert.ok(Math.abs(v - y[i]!) <= 1e-5 * (1 + Math.abs(y[i]!)), `${what}[${i}]: ${v} vs ${y[i]}`));
+    close(a.outputs[0]!, b.outputs[0]!, 'logits');
+    for (const name of Object.keys(b.paramGrads)) close(a.paramGrads[name]!, b.paramGrads[name]!, `d ${name}`);
+    for (const name of ['bn0.running_var', 'bn2.running_mean']) close(fused.getParameter(name), plain.getParameter(name), name);
+    close(await fused.forward(images), await plain.forward(images), 'inference logits');
+    assert.ok(fused.memory().buffers < plain.memory().buffers, 'fusion removes the relu buffers');
+    fused.dispose();
+    plain.dispose();
+  });
+});
+
 describe('SGD', () => {
   // A linear layer alone: its update is easy to follow by hand with PyTorch's formulas.
   async function linearSession(opt: { momentum: number; nesterov: boolean; weightDecay: number }) {

@@ -52,10 +52,24 @@ export interface NativeCompileOptions {
   inputGrads: boolean;
   reuseMemory: boolean;
   profile: boolean;
+  fuse: boolean;
   lr: number;
   momentum: number;
   nesterov: boolean;
   weightDecay: number;
+  /** cuDNN algorithm choice (CUDA devices only); fields left out come from CRUNET_CUDNN_* or the defaults. */
+  cudnn?: { benchmark?: boolean; deterministic?: boolean; benchmarkLimit?: number; allowTF32?: boolean };
+}
+
+/** Versions of the CUDA pieces: as loaded at run time, and the headers the CUDA library was built with. */
+export interface CudaVersions {
+  driver: string;
+  runtime: string;
+  cudnn: string;
+  cublas: string;
+  compiledRuntime: string;
+  compiledCudnn: string;
+  compiledCublas: string;
 }
 
 export interface BuildInfo {
@@ -65,7 +79,15 @@ export interface BuildInfo {
   cxxStandard: number;
   onednn: { version: string; isa: string; threading: string };
   threads: number;
+  /** Whether the CUDA backend library (libcrunet_cuda.so) exists next to the addon (or at CRUNET_CUDA_LIBRARY). */
   cuda: boolean;
+  cudaLibrary: string;
+  /** The CUDA library's own description (CUDA, cuDNN, cuBLAS versions, GPU targets), when it loads. */
+  cudaBuild?: string;
+  cudaVersions?: CudaVersions;
+  cudaDevices: number;
+  /** Why no CUDA device can be used (library not built or not loadable, no driver, no device). */
+  cudaUnavailableReason?: string;
 }
 
 export interface DeviceInfo {
@@ -74,6 +96,12 @@ export interface DeviceInfo {
   name: string;
   cores?: number;
   isa?: string;
+  /** CUDA devices: compute capability ("9.0"), memory, multiprocessors, PCI bus id and library versions. */
+  computeCapability?: string;
+  memoryBytes?: number;
+  multiprocessors?: number;
+  pciBusId?: string;
+  versions?: CudaVersions;
 }
 
 export interface Addon {

@@ -12,6 +12,22 @@ export interface SgdOptions {
   weightDecay?: number;
 }
 
+/**
+ * cuDNN algorithm choice on CUDA devices, with PyTorch's meanings (torch.backends.cudnn.*). Fields left out
+ * come from CRUNET_CUDNN_BENCHMARK, CRUNET_CUDNN_DETERMINISTIC, CRUNET_CUDNN_BENCHMARK_LIMIT and
+ * CRUNET_CUDNN_ALLOW_TF32, else the defaults.
+ */
+export interface CudnnOptions {
+  /** Time the candidate algorithms of each convolution at compile time and keep the fastest (default false). */
+  benchmark?: boolean;
+  /** Only algorithms with bitwise reproducible results (default false). */
+  deterministic?: boolean;
+  /** Candidates timed per convolution when benchmarking; 0 tries all (default 10). */
+  benchmarkLimit?: number;
+  /** Let fp32 convolutions use TF32 tensor cores (default true, as PyTorch's cudnn.allow_tf32). */
+  allowTF32?: boolean;
+}
+
 export interface CompileOptions {
   /** 'cpu' (default), 'cuda' or 'cuda:N'. A device that cannot be used is an error, never a fall back. */
   device?: string;
@@ -27,6 +43,10 @@ export interface CompileOptions {
   reuseMemory?: boolean;
   /** Time every kernel call (see Session.profile()). */
   profile?: boolean;
+  /** Fuse batchNorm -> relu pairs into one kernel where the backend can (default true; same results). */
+  fuse?: boolean;
+  /** cuDNN algorithm settings for 'cuda' devices (ignored on the CPU). */
+  cudnn?: CudnnOptions;
 }
 
 export interface StepResult {
@@ -93,10 +113,12 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
       inputGrads: opts.inputGrads ?? false,
       reuseMemory: opts.reuseMemory ?? true,
       profile: opts.profile ?? false,
+      fuse: opts.fuse ?? true,
       lr: sgd.lr,
       momentum: sgd.momentum ?? 0,
       nesterov: sgd.nesterov ?? false,
       weightDecay: sgd.weightDecay ?? 0,
+      ...(opts.cudnn !== undefined ? { cudnn: opts.cudnn } : {}),
     });
   } catch (e) {
     rethrow(e);

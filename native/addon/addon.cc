@@ -11,6 +11,25 @@
 namespace crunet::addon {
 namespace {
 
+// 13000 -> "13.0" (driver, runtime); 91400 -> "9.14.0" (cuDNN, cuBLAS).
+std::string cuda_ver(int v) { return v > 0 ? std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10) : "none"; }
+std::string lib_ver(int v) {
+  return v > 0 ? std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100) : "unknown";
+}
+
+// Driver and runtime are 1000*major + 10*minor; cuDNN and cuBLAS 10000*major + 100*minor + patch.
+Napi::Object cuda_versions(Napi::Env env, const CrunetCudaVersionsV1& v) {
+  auto o = Napi::Object::New(env);
+  o.Set("driver", cuda_ver(v.driver));
+  o.Set("runtime", cuda_ver(v.runtime));
+  o.Set("cudnn", lib_ver(v.cudnn));
+  o.Set("cublas", lib_ver(v.cublas));
+  o.Set("compiledRuntime", cuda_ver(v.compiled_runtime));
+  o.Set("compiledCudnn", lib_ver(v.compiled_cudnn));
+  o.Set("compiledCublas", lib_ver(v.compiled_cublas));
+  return o;
+}
+
 Napi::Value build_info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto cpu = cpu::cpu_info();
@@ -27,7 +46,16 @@ Napi::Value build_info(const Napi::CallbackInfo& info) {
   dnnl.Set("threading", "OpenMP");
   o.Set("onednn", dnnl);
   o.Set("threads", threads);
-  o.Set("cuda", false);
+  // CUDA: whether the backend library exists, and when it cannot be used, why.
+  auto cuda = cuda_status();
+  o.Set("cuda", cuda.present);
+  o.Set("cudaLibrary", cuda.library);
+  if (cuda.loaded) {
+    o.Set("cudaBuild", cuda.build);
+    o.Set("cudaVersions", cuda_versions(env, cuda.versions));
+  }
+  o.Set("cudaDevices", static_cast<double>(cuda.devices.size()));
+  if (!cuda.reason.empty()) o.Set("cudaUnavailableReason", cuda.reason);
   return o;
 }
 
@@ -42,6 +70,21 @@ Napi::Value devices(const Napi::CallbackInfo& info) {
   d.Set("isa", cpu.isa);
   auto a = Napi::Array::New(env);
   a.Set(0u, d);
+  // CUDA devices, when the backend library loads and a driver and a device are there (otherwise
+  // buildInfo().cudaUnavailableReason says why there are none).
+  auto cuda = cuda_status();
+  for (const auto& c : cuda.devices) {
+    auto g = Napi::Object::New(env);
+    g.Set("id", "cuda:" + std::to_string(c.index));
+    g.Set("type", "cuda");
+    g.Set("name", std::string(c.name));
+    g.Set("computeCapability", std::to_string(c.cc_major) + "." + std::to_string(c.cc_minor));
+    g.Set("memoryBytes", static_cast<double>(c.total_bytes));
+    g.Set("multiprocessors", c.multiprocessors);
+    g.Set("pciBusId", std::string(c.pci_bus_id));
+    g.Set("versions", cuda_versions(env, cuda.versions));
+    a.Set(a.Length(), g);
+  }
   return a;
 }
 

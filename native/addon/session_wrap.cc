@@ -96,6 +96,7 @@ Napi::Value SessionWrap::compile(const Napi::CallbackInfo& info) {
   opts.input_grads = opt_bool(o, "inputGrads", false);
   opts.reuse_memory = opt_bool(o, "reuseMemory", true);
   opts.profile = opt_bool(o, "profile", false);
+  opts.fuse = opt_bool(o, "fuse", true);
   opts.sgd = read_sgd(o, opts.sgd);
   std::string device = o.Has("device") && o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
   // cuDNN algorithm settings ({benchmark, deterministic, benchmarkLimit, allowTF32}, or the CRUNET_CUDNN_*

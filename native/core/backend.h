@@ -7,8 +7,10 @@
 // and later uses a temporary buffer and adds it in with Backend::accumulate, so a shared parameter's
 // gradient is the sum over its uses.
 //
-// Layout: rank-4 activations [N,C,H,W] are stored channels-last (NHWC) in backend memory; rank-2
-// [N,F] is row-major; parameters keep PyTorch's layout (conv weight [O, C/groups, kh, kw]).
+// Layout: each backend picks how rank-4 activations [N,C,H,W] are stored in its memory, and converts
+// at the edges in upload_activation / download_activation: the CPU backend stores them channels-last
+// (NHWC, DESIGN.md 3), the CUDA backend plain NCHW for fp32. Rank-2 [N,F] is row-major everywhere;
+// parameters keep PyTorch's layout (conv weight [O, C/groups, kh, kw]) on every backend.
 #pragma once
 #include <cstddef>
 #include <memory>
@@ -84,9 +86,20 @@ class Backend {
   virtual void upload_activation(void* dst, const float* host_nchw, const Shape& s) = 0;
   virtual void download_activation(float* host_nchw, const void* src, const Shape& s) = 0;
 
+  // Backend-to-backend copy of `bytes` (e.g. to snapshot state without a host round trip). The default
+  // goes through host memory; a device backend overrides it with a device-side copy.
+  virtual void copy(void* dst, const void* src, size_t bytes) {
+    std::vector<char> host(bytes);
+    download(host.data(), src, bytes);
+    upload(dst, host.data(), bytes);
+  }
+
   virtual void accumulate(float* dst, const float* src, size_t n) = 0;  // dst += src
   // PyTorch's SGD: g += wd*w (if decay); buf = m*buf + g; g = nesterov ? g + m*buf : buf; w -= lr*g
   virtual void sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) = 0;
+
+  // Whether batchNorm kernels accept BatchNormAttrs::fuse_relu (then the executor fuses batchNorm -> relu).
+  virtual bool fuses_batch_norm_relu() const { return false; }
 
   virtual void set_num_threads(int n) = 0;
   virtual int num_threads() const = 0;

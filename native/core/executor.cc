@@ -10,6 +10,7 @@
 #include <random>
 
 #include "error.h"
+#include "fusion.h"
 
 namespace crunet {
 
@@ -54,18 +55,22 @@ bool all_finite(const float* x, int64_t n) {
 }  // namespace
 
 Executor::Executor(Backend& backend, const GraphDesc& graph, const ExecutorOptions& opts)
-    : be_(backend), opts_(opts), g_(infer_shapes(graph, opts.batch)) {
+    : be_(backend), opts_(opts), g_(infer_shapes(opts.fuse && backend.fuses_batch_norm_relu() ? fuse_batch_norm_relu(graph) : graph, opts.batch)) {
   try {
     build_kernels();
     init_params();
     plan_and_bind();
   } catch (...) {
-    this->~Executor();  // release what was allocated before rethrowing
+    // Free what was allocated before rethrowing. Not this->~Executor(): the members would then be
+    // destroyed twice (once there, once as the constructor unwinds), a double free.
+    release();
     throw;
   }
 }
 
-Executor::~Executor() {
+Executor::~Executor() { release(); }
+
+void Executor::release() {
   kernels_.clear();
   for (auto* v : {&param_data_, &param_grad_, &param_mom_})
     for (auto*& p : *v) {

@@ -21,6 +21,7 @@ struct ExecutorOptions {
   bool input_grads = false;  // also compute gradients of f32 graph inputs (for gradients())
   bool reuse_memory = true;  // let the planner share bytes between buffers with disjoint lifetimes
   bool profile = false;      // time every kernel call
+  bool fuse = true;          // apply the graph rewrites of fusion.h the backend supports
 };
 
 struct MemoryReport {
@@ -70,6 +71,7 @@ class Executor {
 
  private:
   struct Pass;  // one backward schedule (towards the loss, or towards outputs[0])
+  void release();  // frees the kernels and all backend memory; idempotent (destructor, failed constructor)
   void build_kernels();
   void plan_and_bind();
   void init_params();

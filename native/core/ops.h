@@ -47,6 +47,7 @@ struct PoolAttrs {
 struct BatchNormAttrs {
   float momentum = 0.1f;  // PyTorch convention: running = (1 - m) running + m batch
   float eps = 1e-5f;
+  bool fuse_relu = false;  // a ReLU applied to the output (set by the executor's fusion pass, fusion.h)
 };
 struct CrossEntropyAttrs {
   int topk = 0;  // 0: no top-k count; else also count labels within the k largest logits

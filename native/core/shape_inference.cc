@@ -19,7 +19,7 @@ struct OpRule {
 const std::map<std::string, OpRule>& op_rules() {
   static const std::map<std::string, OpRule> rules = {
       {"conv2d", {OpKind::conv2d, 1, 1, 2, {"outChannels", "kernel", "stride", "padding", "groups", "bias"}}},
-      {"batchNorm", {OpKind::batch_norm, 1, 4, 4, {"momentum", "eps"}}},
+      {"batchNorm", {OpKind::batch_norm, 1, 4, 4, {"momentum", "eps", "fuseRelu"}}},
       {"relu", {OpKind::relu, 1, 0, 0, {}}},
       {"maxPool", {OpKind::max_pool, 1, 0, 0, {"kernel", "stride", "padding"}}},
       {"avgPool", {OpKind::avg_pool, 1, 0, 0, {"kernel", "stride", "padding", "countIncludePad"}}},
@@ -128,6 +128,7 @@ void infer_node(const NodeDesc& n, const OpRule& rule, NodeSpec& spec, const std
       if (x.size() != 4 && x.size() != 2) expect_rank(n, x, 4, "an input [N,C,H,W] or [N,C]");
       spec.bn.momentum = static_cast<float>(a.number("momentum", 0.1));
       spec.bn.eps = static_cast<float>(a.number("eps", 1e-5));
+      spec.bn.fuse_relu = a.number("fuseRelu", 0) != 0;
       if (spec.bn.momentum < 0 || spec.bn.momentum > 1)
         fail("node ", n.name, " (batchNorm): momentum must be in [0,1], got ", spec.bn.momentum);
       if (!(spec.bn.eps > 0)) fail("node ", n.name, " (batchNorm): eps must be > 0, got ", spec.bn.eps);

@@ -27,7 +27,8 @@ class BatchNorm final : public Kernel {
 
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    const auto affine = flags::use_scale | flags::use_shift;
+    // With a fused ReLU, oneDNN keeps the ReLU's mask in a workspace for backward.
+    const auto affine = flags::use_scale | flags::use_shift | (attrs_.fuse_relu ? flags::fuse_norm_relu : flags::none);
     const float eps = attrs_.eps;
 
     train_pd_ = bn_fwd::primitive_desc(
@@ -41,10 +42,12 @@ class BatchNorm final : public Kernel {
     infer_ = bn_fwd(infer_pd_);
     bwd_ = bn_bwd(bwd_pd_);
     scratch_md_ = memory::desc({int64_t(scratch_bytes())}, dt::u8, tag::a);
+    ws_md_ = train_pd_.workspace_desc();
   }
 
-  // Batch mean then biased batch variance, C floats each: what backward normalizes with.
-  size_t saved_bytes() const override { return 2 * c_ * sizeof(float); }
+  // Batch mean then biased batch variance, C floats each: what backward normalizes with; then the fused
+  // ReLU's workspace.
+  size_t saved_bytes() const override { return ws_offset() + ws_md_.get_size(); }
   size_t scratch_bytes() const override {
     return std::max({train_pd_.scratchpad_desc().get_size(), infer_pd_.scratchpad_desc().get_size(),
                      bwd_pd_.scratchpad_desc().get_size()});
@@ -69,6 +72,7 @@ class BatchNorm final : public Kernel {
     float* var = mean + c_;
     args[DNNL_ARG_MEAN] = wrap(stat_md_, mean);
     args[DNNL_ARG_VARIANCE] = wrap(stat_md_, var);
+    if (attrs_.fuse_relu) args[DNNL_ARG_WORKSPACE] = wrap(ws_md_, workspace(io.saved));
     run(train_, args, name_);
 
     // oneDNN's variance is biased (divides by n); PyTorch's running variance takes the unbiased one.
@@ -85,23 +89,28 @@ class BatchNorm final : public Kernel {
   void backward(const KernelIO& io) override {
     const float* mean = static_cast<const float*>(io.saved);
     const float* var = mean + c_;
-    if (!io.in_grad[0]) {
+    float* dx = io.in_grad[0];
+    if (!dx && !attrs_.fuse_relu) {
       param_grads_only(io, mean, var);
       return;
     }
-    // The shift is not read by the maths, but oneDNN 2.6 rejects the call without it.
-    run(bwd_,
-        {{DNNL_ARG_SRC, wrap(data_md_, io.in[0])},
+    // A fused ReLU's mask is opaque to param_grads_only: let oneDNN write dx somewhere (a rare case:
+    // batch norm applied directly to an input that needs no gradient).
+    std::vector<float> unwanted_dx(dx ? 0 : rows_ * c_);
+    if (!dx) dx = unwanted_dx.data();
+    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, wrap(data_md_, io.in[0])},
          {DNNL_ARG_MEAN, wrap(stat_md_, mean)},
          {DNNL_ARG_VARIANCE, wrap(stat_md_, var)},
          {DNNL_ARG_DIFF_DST, wrap(data_md_, io.out_grad)},
          {DNNL_ARG_SCALE, wrap(stat_md_, io.params[0])},
          {DNNL_ARG_SHIFT, wrap(stat_md_, io.params[1])},
-         {DNNL_ARG_DIFF_SRC, wrap(data_md_, io.in_grad[0])},
+         {DNNL_ARG_DIFF_SRC, wrap(data_md_, dx)},
          {DNNL_ARG_DIFF_SCALE, wrap(stat_md_, grad_or_sink(io, 0))},
          {DNNL_ARG_DIFF_SHIFT, wrap(stat_md_, grad_or_sink(io, 1))},
-         {DNNL_ARG_SCRATCHPAD, wrap(scratch_md_, io.scratch)}},
-        name_);
+         {DNNL_ARG_SCRATCHPAD, wrap(scratch_md_, io.scratch)}};
+    if (attrs_.fuse_relu) args[DNNL_ARG_WORKSPACE] = wrap(ws_md_, workspace(io.saved));
+    // The shift is not read by the maths, but oneDNN 2.6 rejects the call without it.
+    run(bwd_, args, name_);
   }
 
   std::string impl_info() const override {
@@ -131,6 +140,9 @@ class BatchNorm final : public Kernel {
     }
   }
 
+  size_t ws_offset() const { return (2 * c_ * sizeof(float) + 63) / 64 * 64; }
+  void* workspace(void* saved) const { return static_cast<char*>(saved) + ws_offset(); }
+
   // A frozen gamma or beta has no gradient buffer, but oneDNN writes both.
   float* grad_or_sink(const KernelIO& io, size_t slot) {
     float* g = slot < io.param_grad.size() ? io.param_grad[slot] : nullptr;
@@ -140,7 +152,7 @@ class BatchNorm final : public Kernel {
   std::string name_;
   BatchNormAttrs attrs_;
   int64_t c_ = 0, rows_ = 0;  // rows_: values per channel (N*H*W)
-  memory::desc data_md_, stat_md_, scratch_md_;
+  memory::desc data_md_, stat_md_, scratch_md_, ws_md_;
   bn_fwd::primitive_desc train_pd_, infer_pd_;
   bn_bwd::primitive_desc bwd_pd_;
   bn_fwd train_, infer_;

@@ -116,6 +116,7 @@ class CpuBackend final : public Backend {
     }
   }
 
+  bool fuses_batch_norm_relu() const override { return true; }
   void set_num_threads(int n) override {
     if (n < 1) fail("number of threads must be at least 1, got ", n);
     omp_set_num_threads(n);
