@@ -1,0 +1,43 @@
+// The CUDA backend: one device, one stream, one cuDNN and one cuBLAS handle bound to that stream, a
+// caching allocator, and the cuDNN options its convolutions choose algorithms with. All of its work is
+// enqueued on its stream; the host waits only where a value must reach it (download, the loss).
+#pragma once
+#include <memory>
+
+#include "allocator.h"
+#include "cuda_util.h"
+
+namespace crunet::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(int device, const CrunetCudnnOptionsV1& options);  // throws crunet::Error
+  ~CudaBackend() override;
+
+  std::string name() const override { return dev_.name(); }
+  std::unique_ptr<Kernel> make_kernel(const NodeSpec& spec) override;
+
+  void* alloc(size_t bytes) override;
+  void release(void* p) override;
+  void upload(void* dst, const void* host_src, size_t bytes) override;
+  void download(void* host_dst, const void* src, size_t bytes) override;
+  // Activations are NCHW on this backend: both are plain copies.
+  void upload_activation(void* dst, const float* host_nchw, const Shape& s) override;
+  void download_activation(float* host_nchw, const void* src, const Shape& s) override;
+
+  void copy(void* dst, const void* src, size_t bytes) override;  // on the stream, no host round trip
+  void accumulate(float* dst, const float* src, size_t n) override;
+  void sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) override;
+
+  // No host threads compute here; the count is kept only so that the setting reads back.
+  void set_num_threads(int n) override { threads_ = n; }
+  int num_threads() const override { return threads_; }
+
+ private:
+  void make_current(const char* what);
+  Device dev_;
+  std::unique_ptr<Allocator> alloc_;
+  int threads_ = 1;
+};
+
+}  // namespace crunet::cuda

@@ -1,0 +1,165 @@
+// Every op forward and backward on CUDA against the CPU backend, on the same seeded random inputs and
+// parameters (helpers and tolerances in compare.ts). Cases mirror test/ops.test.ts: plain, strided,
+// padded, grouped, depthwise and rectangular convolutions with and without bias, batch norm on rank 2
+// and 4, pooling with and without padding, the loss with top-k counts.
+import { strict as assert } from 'node:assert';
+import { GraphBuilder, type AvgPoolOptions, type BatchNormOptions, type Conv2dOptions, type PoolOptions } from '../../lib/graph/index.js';
+import { Rng, labels32, normal32, seedFrom } from '../support/random.js';
+import { Checker, FP32, TF32, pair, parity, type InputGen } from './compare.js';
+
+const fmt = (o: object) => JSON.stringify(o).replace(/"/g, '');
+const shape = (n: number, s: number[]) => `[${[n, ...s].join(',')}]`;
+
+describe(`ops on CUDA against the CPU backend (fp32, allowTF32 off: rtol ${FP32.rtol}, atol ${FP32.atol})`, () => {
+  describe('conv2d (cuDNN, heuristic algorithms)', () => {
+    const cases: [number, number[], Conv2dOptions][] = [
+      [2, [16, 7, 9], { outChannels: 16, kernel: 3, padding: 1 }],
+      [1, [8, 7, 9], { outChannels: 12, kernel: 3, stride: 2, padding: 1, bias: true }],
+      [3, [16, 8, 8], { outChannels: 32, kernel: 1 }],
+      [2, [8, 9, 7], { outChannels: 8, kernel: 1, stride: 2, bias: true }],
+      [4, [4, 7, 9], { outChannels: 4, kernel: 7, padding: 1 }],
+      [2, [3, 11, 13], { outChannels: 8, kernel: 7, stride: 2, padding: 3 }],
+      [2, [16, 7, 9], { outChannels: 16, kernel: 3, padding: 1, groups: 4 }],
+      [3, [16, 7, 9], { outChannels: 32, kernel: 3, stride: 2, padding: 1, groups: 4, bias: true }],
+      [2, [64, 7, 9], { outChannels: 64, kernel: 3, padding: 1, groups: 32 }],
+      [3, [32, 7, 9], { outChannels: 64, kernel: 1, stride: 2, groups: 32 }],
+      [2, [16, 7, 9], { outChannels: 16, kernel: 3, padding: 1, groups: 16 }],
+      [3, [24, 8, 10], { outChannels: 24, kernel: 3, stride: 2, padding: 1, groups: 24, bias: true }],
+      [1, [8, 7, 9], { outChannels: 16, kernel: 3, padding: 1, groups: 8 }],
+      [1, [4, 5, 6], { outChannels: 6, kernel: [1, 3], stride: [1, 2], padding: [0, 1] }],
+      [2, [6, 1, 1], { outChannels: 4, kernel: 1, bias: true }],
+      [8, [64, 14, 14], { outChannels: 128, kernel: 3, padding: 1, groups: 32 }],  // a ResNeXt-sized grouped conv
+    ];
+    for (const [n, s, o] of cases) {
+      const what = `conv2d x${shape(n, s)} ${fmt(o)}`;
+      it(what, () => parity(what, n, { x: s }, (g, x) => g.conv2d(x.x!, o)));
+    }
+  });
+
+  describe('conv2d under other cuDNN settings', () => {
+    const o: Conv2dOptions = { outChannels: 32, kernel: 3, padding: 1, groups: 4, bias: true };
+    const s = [16, 12, 12];
+    for (const [label, cudnn, tol] of [
+      ['benchmark (timed search)', { benchmark: true, allowTF32: false }, FP32],
+      ['benchmark, benchmarkLimit 0 (every algorithm)', { benchmark: true, benchmarkLimit: 0, allowTF32: false }, FP32],
+      ['deterministic', { deterministic: true, allowTF32: false }, FP32],
+      ['allowTF32 (PyTorch default)', {}, TF32],
+    ] as const) {
+      const what = `conv2d x${shape(4, s)} ${fmt(o)}, ${label}`;
+      it(what, () => parity(what, 4, { x: s }, (g, x) => g.conv2d(x.x!, o), { cudnn, tol }));
+    }
+  });
+
+  describe('batchNorm (cuDNN; running statistics with PyTorch momentum and unbiased variance)', () => {
+    const cases: [number, number[], BatchNormOptions, InputGen?][] = [
+      [2, [8, 7, 9], {}],
+      [4, [16, 3, 3], { momentum: 0.3, eps: 1e-3 }],
+      [3, [32, 1, 1], {}],
+      [4, [10], {}],
+      [2, [6], { momentum: 0.5 }],
+      [3, [64, 4, 4], { momentum: 1 }],
+      [3, [8, 4, 4], {}, (rng, n) => normal32(rng, n, 3, 0.5)],
+    ];
+    for (const [n, s, o, data] of cases) {
+      const what = `batchNorm x${shape(n, s)} ${fmt(o)}${data ? ' input N(3, 0.5^2)' : ''}`;
+      it(what, () => parity(what, n, { x: s }, (g, x) => g.batchNorm(x.x!, o), { data }));
+    }
+    const what = 'batchNorm on a graph input that needs no gradient (parameter gradients only)';
+    it(what, async () => {
+      // inputGrads off: the kernel's parameter-gradient-only path.
+      const g = new GraphBuilder();
+      const x = g.input('x', [8, 5, 5]);
+      const graph = g.build({ outputs: [g.batchNorm(x, { name: 'bn' })] });
+      const rng = new Rng(seedFrom(what));
+      const feeds = normal32(rng, 3 * 200), dy = normal32(rng, 3 * 200);
+      const { cpu, gpu, dispose } = await pair(graph, 3, { inputGrads: false });
+      const c = new Checker(what, FP32);
+      try {
+        const [a, b] = [await gpu.gradients(feeds, dy), await cpu.gradients(feeds, dy)];
+        for (const k of Object.keys(b.paramGrads)) c.check(a.paramGrads[k], b.paramGrads[k], `gradient of ${k}`);
+      } finally {
+        dispose();
+      }
+      c.done();
+    });
+  });
+
+  describe('relu, pooling, add', () => {
+    const halves: InputGen = (rng, n) => Float32Array.from({ length: n }, () => rng.int(-2, 2) / 2);
+    for (const [n, s, data] of [[2, [4, 7, 9]], [3, [10]], [1, [3, 5, 5], halves]] as [number, number[], InputGen?][]) {
+      const what = `relu x${shape(n, s)}${data ? ' with exact zeros' : ''}`;
+      it(what, () => parity(what, n, { x: s }, (g, x) => g.relu(x.x!), { data }));
+    }
+    for (const [n, s, o] of [
+      [2, [4, 7, 9], { kernel: 2 }],
+      [1, [8, 7, 9], { kernel: 3, stride: 2, padding: 1 }],
+      [2, [5, 9, 7], { kernel: [3, 2], stride: [2, 1], padding: [1, 0] }],
+      [2, [16, 11, 11], { kernel: 3, stride: 2 }],
+    ] as [number, number[], PoolOptions][]) {
+      const what = `maxPool x${shape(n, s)} ${fmt(o)}`;
+      it(what, () => parity(what, n, { x: s }, (g, x) => g.maxPool(x.x!, o)));
+    }
+    const ties: InputGen = (rng, n) => Float32Array.from({ length: n }, () => rng.int(0, 1));
+    const tieWhat = 'maxPool x[2,3,5,7] {kernel:3,stride:1,padding:1} with ties: gradient to the first maximum (PyTorch)';
+    it(tieWhat, () => parity(tieWhat, 2, { x: [3, 5, 7] }, (g, x) => g.maxPool(x.x!, { kernel: 3, stride: 1, padding: 1 }), { data: ties }));
+    for (const [n, s, base] of [
+      [2, [4, 7, 9], { kernel: 2 }],
+      [1, [8, 7, 9], { kernel: 3, stride: 2, padding: 1 }],
+      [4, [2, 5, 5], { kernel: 2, stride: 2, padding: 1 }],
+    ] as [number, number[], PoolOptions][]) {
+      for (const countIncludePad of [true, false]) {
+        const o: AvgPoolOptions = { ...base, countIncludePad };
+        const what = `avgPool x${shape(n, s)} ${fmt(o)}`;
+        it(what, () => parity(what, n, { x: s }, (g, x) => g.avgPool(x.x!, o)));
+      }
+    }
+    for (const [n, s] of [[2, [8, 7, 9]], [1, [3, 1, 1]], [3, [64, 2, 3]], [4, [512, 7, 7]]] as [number, number[]][]) {
+      const what = `globalAvgPool x${shape(n, s)}`;
+      it(what, () => parity(what, n, { x: s }, (g, x) => g.globalAvgPool(x.x!)));
+    }
+    for (const [n, s] of [[2, [4, 7, 9]], [3, [10]]] as [number, number[]][]) {
+      const what = `add a${shape(n, s)} + b${shape(n, s)}`;
+      it(what, () => parity(what, n, { a: s, b: s }, (g, x) => g.add(x.a!, x.b!)));
+    }
+    const twice = 'add x + x (gradient accumulated over two uses)';
+    it(twice, () => parity(twice, 2, { x: [3, 4, 5] }, (g, x) => g.add(x.x!, x.x!)));
+  });
+
+  describe('linear (cuBLAS)', () => {
+    for (const [n, f, o] of [[1, 7, 5], [4, 64, 10], [3, 1, 1], [2, 33, 17], [32, 2048, 1000]] as const) {
+      const what = `linear x[${n},${f}] -> [${n},${o}]`;
+      it(what, () => parity(what, n, { x: [f] }, (g, x) => g.linear(x.x!, { outFeatures: o })));
+    }
+  });
+
+  describe('softmaxCrossEntropy (loss, counts, dlogits)', () => {
+    const cases: [number, number, number, number][] = [[4, 10, 0, 1], [1, 3, 2, 1], [16, 5, 2, 2], [3, 1000, 5, 1], [6, 10, 3, 30]];
+    for (const [n, k, topk, std] of cases) {
+      const what = `softmaxCrossEntropy logits[${n},${k}] topk ${topk} std ${std}`;
+      it(what, async () => {
+        const rng = new Rng(seedFrom(what));
+        const g = new GraphBuilder();
+        const x = g.input('x', [k]);
+        const labels = g.input('labels', [], 'i32');
+        const loss = g.softmaxCrossEntropy(x, labels, { topk });
+        const graph = g.build({ outputs: [loss], loss });
+        const z = normal32(rng, n * k, 0, std), y = labels32(rng, n, k);
+        const { cpu, gpu, dispose } = await pair(graph, n);
+        const c = new Checker(what, FP32);
+        try {
+          c.check(await gpu.forward({ x: z, labels: y }), await cpu.forward({ x: z, labels: y }), 'forward() loss');
+          const [a, b] = [await gpu.gradients({ x: z, labels: y }, Float32Array.of(0.75)), await cpu.gradients({ x: z, labels: y }, Float32Array.of(0.75))];
+          c.check(a.outputs[0], b.outputs[0], 'gradients() loss');
+          c.check(a.inputGrads.x, b.inputGrads.x, 'dlogits (seed 0.75)');
+          const [sa, sb] = [await gpu.step(z, y), await cpu.step(z, y)];
+          c.check([sa.loss], [sb.loss], 'step() loss');
+          assert.equal(sa.correct, sb.correct, `${what}: step() correct`);
+          if (topk > 0) assert.equal(sa.topkCorrect, sb.topkCorrect, `${what}: step() topkCorrect`);
+        } finally {
+          dispose();
+        }
+        c.done();
+      });
+    }
+  });
+});
