@@ -314,3 +314,12 @@ describe('models: summary', () => {
     assert.match(md, /^\| resnet200 \| 64,669,992 \| 15\.01 G \|/m);
   });
 });
+
+describe('README model table', () => {
+  it('is the one `crunet summary --list --markdown` generates (scripts/readme-models.ts)', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { withModels } = require('../scripts/readme-models.ts') as typeof import('../scripts/readme-models.js');
+    const readme = require('node:fs').readFileSync(require('node:path').join(__dirname, '..', 'README.md'), 'utf8');
+    require('node:assert').strict.equal(withModels(readme), readme, 'run: npx tsx scripts/readme-models.ts');
+  });
+});

@@ -1,0 +1,101 @@
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { main } from '../lib/cli/main.js';
+
+/** Runs the CLI in this process, capturing what it prints. */
+async function crunet(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '', err = '';
+  const log = console.log, error = console.error, write = process.stderr.write;
+  console.log = (...a: unknown[]) => void (out += a.join(' ') + '\n');
+  console.error = (...a: unknown[]) => void (err += a.join(' ') + '\n');
+  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  try {
+    const code = await main(args);
+    return { code, out, err };
+  } finally {
+    console.log = log;
+    console.error = error;
+    process.stderr.write = write;
+  }
+}
+
+const FASHION = '/usr/share/datasets/fashion-mnist';
+
+describe('crunet CLI', () => {
+  it('info --json names the version, the oneDNN build and the CPU', async () => {
+    const r = await crunet('info', '--json');
+    assert.equal(r.code, 0);
+    const info = JSON.parse(r.out);
+    assert.match(info.version, /^\d+\.\d+\.\d+/);
+    assert.match(info.build.onednn.version, /^\d+\.\d+/);
+    assert.ok(info.devices.some((d: { type: string }) => d.type === 'cpu'));
+  });
+
+  it('summary --json prints the model, its parameters and MACs per stage', async () => {
+    const r = await crunet('summary', 'crunet56', '--json');
+    const s = JSON.parse(r.out);
+    assert.equal(s.model, 'crunet56');
+    assert.equal(s.params, 25_609_384);
+    assert.equal(s.stages.reduce((a: number, st: { params: number }) => a + st.params, 0), s.params);
+  });
+
+  it('refuses unknown commands, options and models with a usage hint', async () => {
+    assert.equal((await crunet('fly')).code, 2);
+    const bad = await crunet('train', '--epochz', '3');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /Unknown option '--epochz'.*\n.*crunet train --help/);
+    const model = await crunet('summary', 'resnet51');
+    assert.equal(model.code, 1);
+    assert.match(model.err, /unknown model "resnet51"; valid models: resnet50/);
+    const schedule = await crunet('train', '--schedule', 'triangle');
+    assert.match(schedule.err, /--schedule must be one of constant, step, multistep, cosine/);
+  });
+
+  it('says how to get a missing data set', async () => {
+    const r = await crunet('train', '--dataset', 'fashion-mnist:/nonexistent/fm', '--epochs', '1');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /\/nonexistent\/fm/);
+  });
+
+  (fs.existsSync(FASHION) ? it : it.skip)('trains, writes metrics, plot and checkpoint, resumes, evaluates, and refuses another model', async function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
+    const common = ['--limit-train', '2048', '--limit-test', '256', '--batch-size', '64', '--lr', '0.1', '--out', dir, '--json'];
+    const one = await crunet('train', '--epochs', '1', ...common);
+    assert.equal(one.code, 0, one.err);
+    const r1 = JSON.parse(one.out.trim().split('\n').at(-1)!);
+    assert.equal(r1.model, 'crunet_small');
+    for (const k of ['testLoss', 'top1', 'top5', 'imagesPerSec', 'wallSeconds', 'params']) assert.ok(Number.isFinite(r1[k]), k);
+    assert.ok(r1.top1 > 0.3, `better than chance (0.1) after one epoch on 2048 images (top-1 ${r1.top1})`);
+    for (const f of ['metrics.jsonl', 'plot.svg', 'checkpoint.safetensors']) assert.ok(fs.existsSync(path.join(dir, f)), f);
+    assert.match(fs.readFileSync(path.join(dir, 'plot.svg'), 'utf8'), /^(<\?xml[^>]*>\s*)?<svg[\s\S]*<\/svg>\s*$/);
+
+    const ckpt = path.join(dir, 'checkpoint.safetensors');
+    const two = await crunet('train', '--epochs', '2', '--resume', ckpt, ...common);
+    assert.equal(two.code, 0, two.err);
+    assert.match(two.err, /resuming from .* after epoch 1/);
+    const lines = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.filter((l) => l.type === 'eval').map((l) => l.epoch), [0, 1]);
+
+    const ev = await crunet('eval', '--checkpoint', ckpt, '--limit', '256', '--json');
+    assert.equal(ev.code, 0, ev.err);
+    const r2 = JSON.parse(two.out.trim().split('\n').at(-1)!);
+    assert.ok(Math.abs(JSON.parse(ev.out).top1 - r2.top1) < 1e-9, 'eval of the checkpoint matches the run');
+
+    const other = await crunet('train', '--model', 'resnet_small', '--epochs', '3', '--resume', ckpt, ...common);
+    assert.equal(other.code, 1);
+    assert.match(other.err, /holds a crunet_small model, not resnet_small/);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('refuses a damaged checkpoint before doing any work', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
+    const bad = path.join(dir, 'checkpoint.safetensors');
+    fs.writeFileSync(bad, Buffer.from([8, 0, 0, 0, 0, 0, 0, 0, 123]));
+    const r = await crunet('train', '--resume', bad, '--epochs', '1');
+    assert.equal(r.code, 1);
+    assert.match(r.err, new RegExp(`${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
+    fs.rmSync(dir, { recursive: true });
+  });
+});
