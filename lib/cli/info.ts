@@ -15,7 +15,8 @@ export function infoCommand(args: string[]): number {
   console.log(`crunet ${info.version} (node ${info.node}, Node-API ${b.napiVersion})`);
   console.log(`native build: ${b.compiler}, C++ ${b.cxxStandard}, built with ${b.buildSystem}`);
   console.log(`oneDNN ${b.onednn.version}: ISA ${b.onednn.isa}, ${b.onednn.threading} with ${b.threads} threads`);
-  console.log(`CUDA backend: ${b.cuda ? 'built' : 'not built'}`);
+  const cuda = b.cuda ? `built (${b.cudaLibrary})` : 'not built';
+  console.log(`CUDA backend: ${cuda}${b.cudaUnavailableReason ? `; unusable here: ${b.cudaUnavailableReason}` : `; ${b.cudaDevices} device(s)`}`);
   console.log('devices:');
   for (const d of info.devices) console.log(`  ${d.id}: ${d.name}${d.cores ? ` (${d.cores} logical cores, ${d.isa})` : ''}`);
   return 0;
