@@ -136,7 +136,7 @@ describe('Session', () => {
 });
 
 describe('batchNorm -> relu fusion', () => {
-  // The first pair normalises the graph input itself (its input needs no gradient), the second sits
+  // The first pair normalises the graph input itself (left unfused: no input gradient), the second sits
   // between convolutions; the last relu feeds two consumers and must not be fused away.
   function net() {
     const g = new GraphBuilder();

@@ -4,8 +4,8 @@
 
 namespace crunet {
 
-// batchNorm -> relu, where the relu is the batch norm's only consumer and the batch norm's output is not
-// a graph output, becomes one batchNorm with fuseRelu (named after the batch norm; the relu's consumers
+// batchNorm -> relu, where the relu is the batch norm's only consumer, the batch norm's output is not a
+// graph output and its input is not a graph input, becomes one batchNorm with fuseRelu (named after the batch norm; the relu's consumers
 // and outputs read it instead). Pre-activation networks are mostly such pairs: fusing saves a pass over
 // every activation in both directions.
 GraphDesc fuse_batch_norm_relu(const GraphDesc& g);
