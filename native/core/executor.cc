@@ -29,7 +29,7 @@ struct Executor::Pass {
   int target = -1;
   bool seed_in_loss_kernel = false;  // the loss kernel seeds itself with 1
   std::vector<Call> calls;           // in backward order
-  std::vector<float*> zero_first;    // wanted gradients nothing writes (zeroed before the pass)
+  std::vector<std::pair<float*, size_t>> zero_first;  // wanted gradients nothing writes: (buffer, bytes)
   std::vector<char> param_reached;   // per parameter: has a gradient in this pass
 };
 
@@ -309,7 +309,7 @@ void Executor::plan_and_bind() {
     for (size_t v = 0; v < nv; v++)  // wanted input gradients that no node writes
       if (g_.values[v].producer < 0 && value_grad_[v] && !plans[p].value_contribs.count(static_cast<int>(v)) &&
           static_cast<int>(v) != targets[p])
-        pass->zero_first.push_back(value_grad_[v]);
+        pass->zero_first.push_back({value_grad_[v], static_cast<size_t>(numel(g_.values[v].shape)) * 4});
     for (auto it = calls.rbegin(); it != calls.rend(); ++it) pass->calls.push_back(std::move(it->second));
     return pass;
   };
@@ -359,10 +359,9 @@ void Executor::run_forward(bool training) {
 }
 
 void Executor::run_backward(const Pass& pass) {
-  for (float* z : pass.zero_first) {
-    const auto& v = g_.values[std::find(value_grad_.begin(), value_grad_.end(), z) - value_grad_.begin()];
-    std::vector<char> zeros(static_cast<size_t>(numel(v.shape)) * 4, 0);
-    be_.upload(z, zeros.data(), zeros.size());
+  for (auto [z, bytes] : pass.zero_first) {
+    std::vector<char> zeros(bytes, 0);
+    be_.upload(z, zeros.data(), bytes);
   }
   for (const auto& call : pass.calls) {
     timed(call.node, false, [&] {
