@@ -3,6 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { main } from '../lib/cli/main.js';
+import { create } from '../lib/models/index.js';
+import { loadCheckpoint } from '../lib/train/index.js';
 
 /** Runs the CLI in this process, capturing what it prints. */
 async function crunet(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -86,6 +88,46 @@ describe('crunet CLI', () => {
     const other = await crunet('train', '--model', 'resnet_small', '--epochs', '3', '--resume', ckpt, ...common);
     assert.equal(other.code, 1);
     assert.match(other.err, /holds a crunet_small model, not resnet_small/);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('refuses bad --erase and --model-options values, naming the flag', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--erase', '1.5'], /--erase is a probability in \[0, 1\], got '1.5'/],
+      [['--erase', '0.5', '--no-augment'], /--erase needs augmentation, but --no-augment was given/],
+      [['--model-options', '{width: 3}'], /--model-options is not JSON/],
+      [['--model-options', '[1]'], /--model-options must be a JSON object/],
+      [['--model-options', '{"classes": 3}'], /--model-options may not set classes: the data set decides them/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await crunet('train', ...args);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.match(r.err, re);
+    }
+  });
+
+  (fs.existsSync(FASHION) ? it : it.skip)('trains a model with --model-options and --erase; a resume keeps both and refuses to change them', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
+    const common = ['--limit-train', '512', '--limit-test', '128', '--batch-size', '64', '--out', dir, '--json'];
+    const one = await crunet('train', '--epochs', '1', '--model-options', '{"width":16,"D":[32]}', '--erase', '0.5', ...common);
+    assert.equal(one.code, 0, one.err);
+    const ckpt = path.join(dir, 'checkpoint.safetensors');
+    const meta = loadCheckpoint(ckpt).meta;
+    assert.deepEqual(meta.augmentation, { augment: true, erase: 0.5 });
+    const opts = (meta.model as { options: Record<string, unknown> }).options;
+    assert.equal(opts.width, 16);
+    assert.deepEqual(opts.D, [32]);
+    assert.equal(JSON.parse(one.out.trim().split('\n').at(-1)!).params, create('crunet_small', { width: 16, D: [32] }).parameterCount());
+
+    const changed = await crunet('train', '--epochs', '2', '--resume', ckpt, '--erase', '0.25', ...common);
+    assert.equal(changed.code, 2);
+    assert.match(changed.err, /was trained with erase = 0.5, but this run asks for 0.25/);
+    const other = await crunet('train', '--epochs', '2', '--resume', ckpt, '--model-options', '{"width":32}', ...common);
+    assert.equal(other.code, 1);
+    assert.match(other.err, /holds crunet_small with width = 16, but --model-options asks for 32/);
+    const two = await crunet('train', '--epochs', '2', '--resume', ckpt, ...common);
+    assert.equal(two.code, 0, two.err);
+    assert.deepEqual(loadCheckpoint(ckpt).meta.augmentation, { augment: true, erase: 0.5 });
     fs.rmSync(dir, { recursive: true });
   });
 

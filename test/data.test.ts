@@ -289,6 +289,60 @@ describe('data: small-image augmentation', () => {
   });
 });
 
+describe('data: random erasing', () => {
+  const side = 28;
+  // A gradient image, so that a crop of it is recognisable and erased pixels differ from what was there.
+  const pixels = Uint8Array.from({ length: side * side }, (_, i) => 40 + ((i * 7) % 150));
+  const make = (augment: { pad: number; flip: boolean; erase?: number }) => new MemoryDataset({
+    name: 'e', classes: ['a'], shape: [1, side, side], pixels, labels: new Int32Array(1),
+    norm: { mean: [0], std: [1 / 255] }, augment,
+  });
+
+  /** The bounding box of the pixels where a and b differ, or null where they are equal. */
+  function changed(a: Float32Array, b: Float32Array): { h: number; w: number; n: number } | null {
+    let y0 = side, y1 = -1, x0 = side, x1 = -1, n = 0;
+    for (let y = 0; y < side; y++)
+      for (let x = 0; x < side; x++)
+        if (a[y * side + x] !== b[y * side + x]) (n++, (y0 = Math.min(y0, y)), (y1 = Math.max(y1, y)), (x0 = Math.min(x0, x)), (x1 = Math.max(x1, x)));
+    return n ? { h: y1 - y0 + 1, w: x1 - x0 + 1, n } : null;
+  }
+
+  it('erases one rectangle of 2 %-40 % of the area after the same crop and mirror, with random values', () => {
+    const plain = make({ pad: 2, flip: true }), erased = make({ pad: 2, flip: true, erase: 1 });
+    const values = new Set<number>();
+    let hits = 0;
+    for (let s = 0; s < 300; s++) {
+      const a = readAll(plain, 0, s), b = readAll(erased, 0, s);
+      const box = changed(a, b);
+      if (!box) continue; // all 10 draws missed the image (rare at 28x28)
+      hits++;
+      // The changed pixels lie in one rectangle no larger than 40 % of the image (the box of changes can
+      // be smaller than the rectangle where a random value equals the old one, never larger).
+      assert.ok(box.h * box.w <= Math.ceil(0.4 * side * side * 1.2), `seed ${s}: ${box.h}x${box.w} is more than 40 % of the image`);
+      assert.ok(box.n >= 0.5 * box.h * box.w, `seed ${s}: changes fill their box (${box.n} of ${box.h * box.w})`);
+      for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) values.add(Math.round(b[i]));
+    }
+    assert.ok(hits >= 290, `erasing happened in ${hits} of 300 samples at probability 1`);
+    assert.ok(values.size > 200, `erased pixels take random byte values (${values.size} distinct)`);
+  });
+
+  it('erases with the given probability and leaves erase: 0 identical to no erasing', () => {
+    const plain = make({ pad: 2, flip: true }), half = make({ pad: 2, flip: true, erase: 0.5 }), off = make({ pad: 2, flip: true, erase: 0 });
+    let hits = 0;
+    for (let s = 0; s < 400; s++) {
+      if (changed(readAll(plain, 0, s), readAll(half, 0, s))) hits++;
+      assert.deepEqual(readAll(off, 0, s), readAll(plain, 0, s));
+    }
+    // Binomial(400, 0.5): mean 200, sd 10; 150..250 is five sd.
+    assert.ok(hits > 150 && hits < 250, `${hits} of 400 erased at probability 0.5`);
+  });
+
+  it('refuses a probability outside [0, 1]', () => {
+    assert.throws(() => make({ pad: 0, flip: false, erase: 1.5 }), /augment.erase is a probability in \[0, 1\], but received 1.5/);
+    assert.throws(() => make({ pad: 0, flip: false, erase: NaN }), /augment.erase/);
+  });
+});
+
 describe('data: dataset specs', () => {
   it('parses every kind', () => {
     assert.deepEqual(parseDatasetSpec('fashion-mnist'), { kind: 'fashion-mnist', path: undefined });

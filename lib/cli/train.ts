@@ -34,6 +34,8 @@ checkpoint.safetensors (replaced atomically after every epoch; --resume continue
 
 Options:
   --model NAME            model (default ${TRAIN_DEFAULTS.model}; 'crunet summary --list' lists them)
+  --model-options JSON    the model's options, e.g. '{"width":48,"D":[96]}' ('crunet summary M' shows them);
+                          classes, channels and input size always come from the data set
   --dataset SPEC          ${DATASET_SPECS} (default ${TRAIN_DEFAULTS.dataset})
   --epochs N              epochs (default ${TRAIN_DEFAULTS.epochs})
   --batch-size B          batch size (default ${TRAIN_DEFAULTS.batchSize})
@@ -45,6 +47,8 @@ Options:
   --weight-decay W        L2 on weights, not on BN or biases (default ${TRAIN_DEFAULTS.weightDecay})
   --augment / --no-augment  training augmentation (IDX: pad 2 + crop (+ mirror for Fashion-MNIST), off by
                           default: it slows short runs; CIFAR: pad 4 + crop + mirror, on; folders: the paper's, on)
+  --erase P               IDX and CIFAR: random erasing with probability P after crop and mirror (implies
+                          --augment; default off)
   --device D              cpu (default)
   --threads N             CPU threads for the kernels (default: all cores)
   --workers N             data-loading worker threads (default: the loader's choice)
@@ -57,6 +61,7 @@ Options:
 
 interface TrainArgs {
   model: string;
+  modelOptions: Record<string, unknown>;
   dataset: string;
   epochs: number;
   batchSize: number;
@@ -69,6 +74,7 @@ interface TrainArgs {
   nesterov: boolean;
   weightDecay: number;
   augment?: boolean;
+  erase?: number;
   device: string;
   threads?: number;
   workers?: number;
@@ -89,16 +95,33 @@ function num(v: string | undefined, flag: string, int: boolean, min: number): nu
   return n;
 }
 
+/** Options that the data set decides; --model-options may not set them. */
+const FROM_DATA = ['classes', 'channels', 'inputSize'];
+
+function parseModelOptions(text: string | undefined): Record<string, unknown> {
+  if (text === undefined) return {};
+  let o: unknown;
+  try {
+    o = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`--model-options is not JSON (${(e as Error).message}): '${text}'`);
+  }
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new UsageError(`--model-options must be a JSON object, got '${text}'`);
+  const fixed = Object.keys(o).filter((k) => FROM_DATA.includes(k));
+  if (fixed.length) throw new UsageError(`--model-options may not set ${fixed.join(', ')}: the data set decides them`);
+  return o as Record<string, unknown>;
+}
+
 export function parseTrainArgs(args: string[]): TrainArgs {
   const { values: v, positionals } = parseArgs({
     args,
     strict: true,
     allowPositionals: true,
     options: {
-      model: { type: 'string' }, dataset: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
+      model: { type: 'string' }, 'model-options': { type: 'string' }, dataset: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
       lr: { type: 'string' }, schedule: { type: 'string' }, 'step-size': { type: 'string' }, milestones: { type: 'string' },
       'warmup-epochs': { type: 'string' }, momentum: { type: 'string' }, 'no-nesterov': { type: 'boolean' },
-      'weight-decay': { type: 'string' }, augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' },
+      'weight-decay': { type: 'string' }, augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' }, erase: { type: 'string' },
       device: { type: 'string' }, threads: { type: 'string' }, workers: { type: 'string' }, seed: { type: 'string' },
       out: { type: 'string' }, 'limit-train': { type: 'string' }, 'limit-test': { type: 'string' },
       resume: { type: 'string' }, json: { type: 'boolean' },
@@ -109,8 +132,12 @@ export function parseTrainArgs(args: string[]): TrainArgs {
   if (!(SCHEDULE_TYPES as readonly string[]).includes(schedule)) {
     throw new UsageError(`--schedule must be one of ${SCHEDULE_TYPES.join(', ')}, got '${schedule}'`);
   }
+  const erase = num(v.erase, '--erase', false, 0);
+  if (erase !== undefined && erase > 1) throw new UsageError(`--erase is a probability in [0, 1], got '${v.erase}'`);
+  if (erase !== undefined && v['no-augment']) throw new UsageError('--erase needs augmentation, but --no-augment was given');
   return {
     model: v.model ?? TRAIN_DEFAULTS.model,
+    modelOptions: parseModelOptions(v['model-options']),
     dataset: v.dataset ?? TRAIN_DEFAULTS.dataset,
     epochs: num(v.epochs, '--epochs', true, 0) ?? TRAIN_DEFAULTS.epochs,
     batchSize: num(v['batch-size'], '--batch-size', true, 2) ?? TRAIN_DEFAULTS.batchSize,
@@ -122,7 +149,8 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     momentum: num(v.momentum, '--momentum', false, 0) ?? TRAIN_DEFAULTS.momentum,
     nesterov: !v['no-nesterov'],
     weightDecay: num(v['weight-decay'], '--weight-decay', false, 0) ?? TRAIN_DEFAULTS.weightDecay,
-    augment: v['no-augment'] ? false : v.augment ? true : undefined,
+    augment: v['no-augment'] ? false : v.augment || erase !== undefined ? true : undefined,
+    erase,
     device: v.device ?? 'cpu',
     threads: num(v.threads, '--threads', true, 1),
     workers: num(v.workers, '--workers', true, 0),
@@ -154,9 +182,29 @@ function modelFor(a: TrainArgs, data: Dataset, ckpt?: Checkpoint): Model {
   if (ckpt) {
     const m = fromJSON(ckpt.meta.model as { name: string; options: Record<string, unknown> });
     if (m.name !== a.model) throw new Error(`--resume: ${ckpt.path} holds a ${m.name} model, not ${a.model}; pass --model ${m.name}`);
+    const stored = m.toJSON().options as Record<string, unknown>;
+    for (const [k, v] of Object.entries(a.modelOptions)) {
+      if (JSON.stringify(stored[k]) !== JSON.stringify(v)) {
+        throw new Error(`--resume: ${ckpt.path} holds ${m.name} with ${k} = ${JSON.stringify(stored[k])}, but --model-options asks for ${JSON.stringify(v)}`);
+      }
+    }
     return m;
   }
-  return create(a.model, opts);
+  return create(a.model, { ...a.modelOptions, ...opts });
+}
+
+/**
+ * A resumed run sees the data as the first part did: augmentation flags not given now come from the
+ * checkpoint, and flags that contradict it are refused (the run would no longer be the run it continues).
+ */
+function resumeAugmentation(a: TrainArgs, ckpt: Checkpoint): void {
+  const was = (ckpt.meta.augmentation ?? {}) as { augment?: boolean; erase?: number };
+  for (const key of ['augment', 'erase'] as const) {
+    if (a[key] === undefined) (a as unknown as Record<string, unknown>)[key] = was[key];
+    else if (was[key] !== undefined && a[key] !== was[key]) {
+      throw new UsageError(`--resume: ${ckpt.path} was trained with ${key} = ${was[key]}, but this run asks for ${a[key]}`);
+    }
+  }
 }
 
 export async function trainCommand(args: string[]): Promise<number> {
@@ -164,7 +212,9 @@ export async function trainCommand(args: string[]): Promise<number> {
   const t0 = performance.now();
   if (a.threads) setNumThreads(a.threads);
   const ckpt = a.resume ? loadCheckpoint(a.resume) : undefined; // a damaged checkpoint stops here, before any work
-  const data = await openDataset(a.dataset, { ...(a.augment !== undefined ? { augment: a.augment } : {}), seed: a.seed });
+  if (ckpt) resumeAugmentation(a, ckpt);
+  const augment = a.erase !== undefined ? { erase: a.erase } : a.augment;
+  const data = await openDataset(a.dataset, { ...(augment !== undefined ? { augment } : {}), seed: a.seed });
   const train = limitDataset(data.train, a.limitTrain, a.seed);
   const test = limitDataset(data.test, a.limitTest, a.seed + 1);
   const model = modelFor(a, train, ckpt);
@@ -216,6 +266,7 @@ export async function trainCommand(args: string[]): Promise<number> {
         writePlot(path.join(out, 'plot.svg'), epochHistory(readMetrics(log.path)), { title: `${model.name} on ${a.dataset}`, subtitle: `batch ${a.batchSize}, lr ${a.lr} ${schedule.config.type}, seed ${a.seed}` });
         await saveCheckpoint(path.join(out, 'checkpoint.safetensors'), session, {
           model: model.toJSON(), epoch: e.epoch + 1, step: e.step, schedule: schedule.config, optimizer, dataset: a.dataset, seed: a.seed,
+          augmentation: { augment: a.augment, erase: a.erase },
         });
       },
     },

@@ -16,7 +16,9 @@ export function normalizationTables(mean: readonly number[], std: readonly numbe
 
 /**
  * Copies one CHW uint8 sample into out as normalised float32, applying torchvision's RandomCrop(padding)
- * then RandomHorizontalFlip when aug is given. Padding is black (byte 0), as in torchvision.
+ * then RandomHorizontalFlip, then random erasing, when aug is given. Padding is black (byte 0), as in
+ * torchvision. The generator is drawn from in that order, so turning erasing on leaves crops and mirrors
+ * as they were.
  */
 export function copySmall(
   src: Uint8Array, srcOffset: number, c: number, h: number, w: number,
@@ -28,8 +30,16 @@ export function copySmall(
       const lut = luts[ch];
       for (const end = o + h * w; o < end; ) out[o++] = lut[src[s++]];
     }
-    return;
+  } else {
+    cropAndMirror(src, srcOffset, c, h, w, luts, out, offset, aug, rng);
   }
+  if (aug?.erase && rng.next() < aug.erase) randomErase(c, h, w, luts, out, offset, rng);
+}
+
+function cropAndMirror(
+  src: Uint8Array, srcOffset: number, c: number, h: number, w: number,
+  luts: Float32Array[], out: Float32Array, offset: number, aug: SmallAugment, rng: Rng,
+): void {
   const p = aug.pad;
   const dy = p > 0 ? rng.int(2 * p + 1) - p : 0;
   const dx = p > 0 ? rng.int(2 * p + 1) - p : 0;
@@ -54,6 +64,34 @@ export function copySmall(
       for (let x = x1; x < w; x++) out[o + x] = black;
       o += w;
     }
+  }
+}
+
+/** Random erasing's ranges (Zhong et al. 2017, section 3.1; torchvision's RandomErasing defaults). */
+export const ERASE_AREA = [0.02, 0.4] as const;
+export const ERASE_ASPECT = [0.3, 1 / 0.3] as const;
+
+/**
+ * Fills a random rectangle of the (already normalised) sample with random pixel values, each channel of
+ * each pixel an independent byte in [0, 255] put through the channel's normalisation. Like torchvision,
+ * gives up after 10 draws that do not fit (the sample is then left as it was).
+ */
+function randomErase(c: number, h: number, w: number, luts: Float32Array[], out: Float32Array, offset: number, rng: Rng): void {
+  const logLo = Math.log(ERASE_ASPECT[0]), logHi = Math.log(ERASE_ASPECT[1]);
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const area = rng.uniform(ERASE_AREA[0], ERASE_AREA[1]) * h * w;
+    const aspect = Math.exp(rng.uniform(logLo, logHi));
+    const eh = Math.round(Math.sqrt(area * aspect)), ew = Math.round(Math.sqrt(area / aspect));
+    if (eh < 1 || ew < 1 || eh >= h || ew >= w) continue;
+    const y0 = rng.int(h - eh + 1), x0 = rng.int(w - ew + 1);
+    for (let ch = 0; ch < c; ch++) {
+      const lut = luts[ch];
+      for (let y = y0; y < y0 + eh; y++) {
+        const row = offset + ch * h * w + y * w;
+        for (let x = x0; x < x0 + ew; x++) out[row + x] = lut[rng.int(256)];
+      }
+    }
+    return;
   }
 }
 

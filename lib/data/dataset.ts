@@ -36,12 +36,20 @@ export interface Normalization {
   std: readonly number[];
 }
 
-/** Augmentation for small in-memory images: random crop after zero padding, then a random mirror. */
+/**
+ * Augmentation for small in-memory images: random crop after zero padding, then a random mirror, then
+ * (optionally) random erasing.
+ */
 export interface SmallAugment {
   /** Pixels of zero padding on each side before a random crop back to the original size; 0: no crop. */
   pad: number;
   /** Mirror left-right with probability 1/2. */
   flip: boolean;
+  /**
+   * Random erasing (Zhong et al. 2017) with this probability (default 0: off): a rectangle of 2 %-40 % of
+   * the area, aspect 0.3-3.3, filled with random pixel values.
+   */
+  erase?: number;
 }
 
 export interface MemoryRecipe {

@@ -54,6 +54,10 @@ export class MemoryDataset implements Dataset {
     if (init.augment && (!Number.isInteger(init.augment.pad) || init.augment.pad < 0 || init.augment.pad >= Math.min(h, w))) {
       throw new RangeError(`${init.name}: augment.pad must be an integer in [0, ${Math.min(h, w)}), but received ${init.augment.pad}`);
     }
+    const erase = init.augment?.erase;
+    if (erase !== undefined && !(erase >= 0 && erase <= 1)) {
+      throw new RangeError(`${init.name}: augment.erase is a probability in [0, 1], but received ${erase}`);
+    }
     this.name = init.name;
     this.classes = [...init.classes];
     this.shape = [c, h, w];
@@ -61,7 +65,8 @@ export class MemoryDataset implements Dataset {
     this.labels = sharedInts(init.labels);
     this.length = this.labels.length;
     this.norm = { mean: [...init.norm.mean], std: [...init.norm.std] };
-    this.augment = init.augment ? { pad: init.augment.pad, flip: !!init.augment.flip } : null;
+    const a = init.augment;
+    this.augment = a ? { pad: a.pad, flip: !!a.flip, ...(a.erase ? { erase: a.erase } : {}) } : null;
     this.luts = normalizationTables(this.norm.mean, this.norm.std);
   }
 

@@ -28,7 +28,8 @@ export const DATASET_SPECS =
 export interface OpenOptions {
   /**
    * Training augmentation. IDX: off by default; true means pad 2 + random crop, plus a mirror for
-   * Fashion-MNIST (never for digits). CIFAR: pad 4 + crop + mirror by default. An object sets pad/flip.
+   * Fashion-MNIST (never for digits). CIFAR: pad 4 + crop + mirror by default. An object sets pad, flip and
+   * erase (random erasing's probability; off unless given).
    * Folders: the paper's augmentation by default; false gives the training set the evaluation transform.
    */
   augment?: boolean | Partial<SmallAugment>;
@@ -62,7 +63,7 @@ function smallAugment(a: OpenOptions['augment'], byDefault: SmallAugment | null,
   if (a === undefined) return byDefault;
   if (a === false) return null;
   if (a === true) return onTrue;
-  return { pad: a.pad ?? onTrue.pad, flip: a.flip ?? onTrue.flip };
+  return { pad: a.pad ?? onTrue.pad, flip: a.flip ?? onTrue.flip, ...(a.erase !== undefined ? { erase: a.erase } : {}) };
 }
 
 /** Opens the train and test splits a spec names. Missing or damaged files throw a DataError saying which and how to get them. */
