@@ -91,7 +91,7 @@ describe('crunet CLI', () => {
     fs.rmSync(dir, { recursive: true });
   });
 
-  it('refuses bad --erase and --model-options values, naming the flag', async () => {
+  it('refuses bad --erase, --model-options and --tta values, naming the flag', async () => {
     const cases: [string[], RegExp][] = [
       [['--erase', '1.5'], /--erase is a probability in \[0, 1\], got '1.5'/],
       [['--erase', '0.5', '--no-augment'], /--erase needs augmentation, but --no-augment was given/],
@@ -104,6 +104,9 @@ describe('crunet CLI', () => {
       assert.equal(r.code, 2, args.join(' '));
       assert.match(r.err, re);
     }
+    const tta = await crunet('eval', '--checkpoint', 'x.safetensors', '--tta', 'rotate');
+    assert.equal(tta.code, 2);
+    assert.match(tta.err, /--tta must be none or flip, got 'rotate'/);
   });
 
   (fs.existsSync(FASHION) ? it : it.skip)('trains a model with --model-options and --erase; a resume keeps both and refuses to change them', async () => {

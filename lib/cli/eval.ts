@@ -17,21 +17,25 @@ Options:
   --dataset SPEC      ${DATASET_SPECS} (default: the one it was trained on)
   --batch-size B      (default 256)
   --limit N           evaluate on N samples (a seeded random subset)
+  --tta flip          test-time augmentation: score the mean softmax of each image and its mirror image
+                      (for data sets whose classes are mirror-symmetric, e.g. Fashion-MNIST and CIFAR; not digits)
   --device D          cpu (default)
-  --json              one JSON line: {checkpoint, dataset, loss, top1, top5, images, seconds}`;
+  --json              one JSON line: {checkpoint, dataset, tta, loss, top1, top5, images, seconds}`;
 
 export async function evalCommand(args: string[]): Promise<number> {
   const { values: v, positionals } = parseArgs({
     args, strict: true, allowPositionals: true,
     options: {
       checkpoint: { type: 'string' }, dataset: { type: 'string' }, 'batch-size': { type: 'string' },
-      limit: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' },
+      limit: { type: 'string' }, tta: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' },
     },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if (!v.checkpoint) throw new UsageError('--checkpoint CKPT is required');
   const batch = Number(v['batch-size'] ?? 256);
   if (!Number.isInteger(batch) || batch < 1) throw new UsageError(`--batch-size expects a positive integer, got '${v['batch-size']}'`);
+  const tta = v.tta ?? 'none';
+  if (tta !== 'none' && tta !== 'flip') throw new UsageError(`--tta must be none or flip, got '${tta}'`);
   const limit = v.limit === undefined ? undefined : Number(v.limit);
   const ckpt = loadCheckpoint(v.checkpoint);
   const dataset = v.dataset ?? (typeof ckpt.meta.dataset === 'string' ? ckpt.meta.dataset : undefined);
@@ -42,10 +46,10 @@ export async function evalCommand(args: string[]): Promise<number> {
   restoreSession(session, ckpt, { optimizerState: false, model: model.name });
   const loader = new DataLoader(test, { batchSize: batch, shuffle: false });
   const trainer = new Trainer({ session, train: loader, schedule: createSchedule({ type: 'constant', lr: 0 }), epochs: 0 });
-  const r = await trainer.evaluate(loader);
+  const r = await trainer.evaluate(loader, 0, { tta });
   await loader.close();
   session.dispose();
-  if (v.json) console.log(JSON.stringify({ checkpoint: v.checkpoint, dataset, ...r }));
-  else console.log(`${model.name} from ${v.checkpoint} on ${dataset} (${r.images} images): loss ${r.loss.toFixed(4)}, top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}% (${r.seconds.toFixed(1)} s)`);
+  if (v.json) console.log(JSON.stringify({ checkpoint: v.checkpoint, dataset, tta, ...r }));
+  else console.log(`${model.name} from ${v.checkpoint} on ${dataset} (${r.images} images${tta === 'flip' ? ', mean of each image and its mirror' : ''}): loss ${r.loss.toFixed(4)}, top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}% (${r.seconds.toFixed(1)} s)`);
   return 0;
 }

@@ -1,5 +1,5 @@
-export { Trainer } from './trainer.js';
-export type { BatchSource, TrainBatch, StepInfo, EpochStats, EvalStats, EpochEnd, TrainerCallbacks, TrainerOptions, FitResult } from './trainer.js';
+export { Trainer, mirrorRows } from './trainer.js';
+export type { BatchSource, TestTimeAugment, TrainBatch, StepInfo, EpochStats, EvalStats, EpochEnd, TrainerCallbacks, TrainerOptions, FitResult } from './trainer.js';
 export { createSchedule, lrAt, SCHEDULE_TYPES } from './schedule.js';
 export type { Schedule, ScheduleConfig, ScheduleType, WarmupConfig } from './schedule.js';
 export { saveCheckpoint, loadCheckpoint, restoreSession, readCheckpointInfo, latestCheckpoint } from './checkpoint.js';
@@ -7,4 +7,4 @@ export type { Checkpoint, CheckpointInfo, CheckpointMeta, RestoreOptions, Restor
 export { MetricsLog, readMetrics, epochHistory } from './metrics-log.js';
 export { ProgressBar } from './progress.js';
 export { renderPlot, writePlot } from './plot.js';
-export { scoreLogits, emptyScore } from './metrics.js';
+export { scoreLogits, emptyScore, meanSoftmaxLogits } from './metrics.js';

@@ -44,3 +44,24 @@ export function scoreLogits(into: Score, logits: Float32Array, labels: Int32Arra
   }
   return into;
 }
+
+/**
+ * Test-time augmentation's combination: the log of the mean softmax over several views' logits
+ * (each [n, classes]). Log-probabilities are themselves logits, so the result goes to scoreLogits.
+ */
+export function meanSoftmaxLogits(views: readonly Float32Array[], n: number, classes: number): Float32Array {
+  const out = new Float32Array(n * classes);
+  const p = new Float64Array(classes);
+  for (let i = 0; i < n; i++) {
+    p.fill(0);
+    for (const logits of views) {
+      const row = i * classes;
+      let max = -Infinity, sum = 0;
+      for (let k = 0; k < classes; k++) max = Math.max(max, logits[row + k]!);
+      for (let k = 0; k < classes; k++) sum += Math.exp(logits[row + k]! - max);
+      for (let k = 0; k < classes; k++) p[k] += Math.exp(logits[row + k]! - max) / sum / views.length;
+    }
+    for (let k = 0; k < classes; k++) out[i * classes + k] = Math.log(p[k]!);
+  }
+  return out;
+}

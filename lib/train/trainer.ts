@@ -2,7 +2,7 @@
 // can call in a loop of their own. Policy lives here (schedule, logging, checkpoints); the Session does
 // the maths.
 import type { Session } from '../engine/session.js';
-import { emptyScore, scoreLogits } from './metrics.js';
+import { emptyScore, meanSoftmaxLogits, scoreLogits } from './metrics.js';
 import type { Schedule } from './schedule.js';
 
 /** One batch as the loaders produce it: NCHW images, labels, and how many samples are real. */
@@ -15,7 +15,12 @@ export interface TrainBatch {
 /** Anything that yields the batches of an epoch (lib/data's DataLoader). */
 export interface BatchSource {
   epoch(e: number): AsyncIterable<TrainBatch>;
+  /** The samples' [C, H, W] (a DataLoader's dataset has it); test-time mirroring needs the width. */
+  readonly dataset?: { readonly shape: readonly number[] };
 }
+
+/** Test-time augmentation: 'flip' scores the mean softmax of each image and its mirror image. */
+export type TestTimeAugment = 'none' | 'flip';
 
 export interface StepInfo {
   epoch: number;
@@ -115,12 +120,18 @@ export class Trainer {
   }
 
   /** Loss, top-1 and top-5 accuracy over a data set, in inference mode (batch norm's running statistics). */
-  async evaluate(source: BatchSource, epoch = 0): Promise<EvalStats> {
+  async evaluate(source: BatchSource, epoch = 0, opts: { tta?: TestTimeAugment } = {}): Promise<EvalStats> {
     const t0 = performance.now();
     const score = emptyScore();
+    const tta = opts.tta ?? 'none';
+    const width = source.dataset?.shape[2];
+    if (tta === 'flip' && !width) throw new Error("evaluate: tta 'flip' needs the images' width: pass a source with dataset.shape [C, H, W]");
     for await (const b of source.epoch(epoch)) {
-      const logits = await this.session.forward(b.images.subarray(0, (b.images.length / b.labels.length) * b.size));
-      scoreLogits(score, logits, b.labels, b.size, logits.length / b.size);
+      const images = b.images.subarray(0, (b.images.length / b.labels.length) * b.size);
+      let logits = await this.session.forward(images);
+      const classes = logits.length / b.size;
+      if (tta === 'flip') logits = meanSoftmaxLogits([logits, await this.session.forward(mirrorRows(images, width!))], b.size, classes);
+      scoreLogits(score, logits, b.labels, b.size, classes);
     }
     return {
       loss: score.lossSum / score.count,
@@ -144,4 +155,13 @@ export class Trainer {
     }
     return { epochs: done, steps: this.step, seconds: (performance.now() - t0) / 1000 };
   }
+}
+
+/** A copy of NCHW images with every row of `width` values reversed: each image's mirror image. */
+export function mirrorRows(images: Float32Array, width: number): Float32Array {
+  const out = new Float32Array(images.length);
+  for (let r = 0; r < images.length; r += width) {
+    for (let x = 0; x < width; x++) out[r + x] = images[r + width - 1 - x]!;
+  }
+  return out;
 }
