@@ -94,6 +94,13 @@ class Backend {
     upload(dst, host.data(), bytes);
   }
 
+  // Sets `bytes` of backend memory to zero, in stream order (gradients that backward accumulates into).
+  // The default uploads zeros from the host; a device backend overrides it with a memset.
+  virtual void zero(void* dst, size_t bytes) {
+    std::vector<char> zeros(bytes, 0);
+    upload(dst, zeros.data(), bytes);
+  }
+
   virtual void accumulate(float* dst, const float* src, size_t n) = 0;  // dst += src
   // PyTorch's SGD: g += wd*w (if decay); buf = m*buf + g; g = nesterov ? g + m*buf : buf; w -= lr*g
   virtual void sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) = 0;

@@ -79,7 +79,8 @@ void Executor::release() {
     }
   if (arena_) be_.release(arena_);
   if (scratch_) be_.release(scratch_);
-  arena_ = scratch_ = nullptr;
+  if (running_backup_) be_.release(running_backup_);
+  arena_ = scratch_ = running_backup_ = nullptr;
 }
 
 void Executor::build_kernels() {
@@ -125,6 +126,16 @@ void Executor::init_params() {
     param_grad_.push_back(p.trainable ? static_cast<float*>(be_.alloc(n * 4)) : nullptr);
     param_mom_.push_back(p.trainable ? static_cast<float*>(be_.alloc(n * 4)) : nullptr);
     param_bytes_ += n * 4 * (p.trainable ? 3 : 1);
+  }
+  size_t backup_bytes = 0;
+  for (size_t i = 0; i < g_.params.size(); i++)
+    if (!g_.params[i].trainable) {
+      running_slots_.push_back({static_cast<int>(i), backup_bytes});
+      backup_bytes += static_cast<size_t>(numel(g_.params[i].shape)) * 4;
+    }
+  if (backup_bytes) {
+    running_backup_ = be_.alloc(backup_bytes);
+    param_bytes_ += backup_bytes;  // counted with the parameters: it is their shadow
   }
 }
 
@@ -359,10 +370,7 @@ void Executor::run_forward(bool training) {
 }
 
 void Executor::run_backward(const Pass& pass) {
-  for (auto [z, bytes] : pass.zero_first) {
-    std::vector<char> zeros(bytes, 0);
-    be_.upload(z, zeros.data(), bytes);
-  }
+  for (auto [z, bytes] : pass.zero_first) be_.zero(z, bytes);
   for (const auto& call : pass.calls) {
     timed(call.node, false, [&] {
       kernels_[call.node]->backward(call.io);
@@ -376,18 +384,13 @@ StepStats Executor::step(const Feeds& feeds, float lr) {
   if (!std::isfinite(lr) || lr < 0) fail("step: learning rate must be a finite number >= 0, got ", lr);
   upload_feeds(feeds);
   // Keep batch-norm running statistics so that a step with a non-finite loss changes nothing.
-  std::vector<std::vector<float>> running;
-  std::vector<int> running_ids;
-  for (size_t i = 0; i < g_.params.size(); i++)
-    if (!g_.params[i].trainable) {
-      running_ids.push_back(static_cast<int>(i));
-      running.emplace_back(static_cast<size_t>(numel(g_.params[i].shape)));
-      read_param(static_cast<int>(i), running.back().data());
-    }
+  char* backup = static_cast<char*>(running_backup_);
+  auto bytes_of = [&](int id) { return static_cast<size_t>(numel(g_.params[id].shape)) * 4; };
+  for (auto [id, off] : running_slots_) be_.copy(backup + off, param_data_[id], bytes_of(id));
   run_forward(true);
   StepStats stats = last_stats_;
   if (!std::isfinite(stats.loss)) {
-    for (size_t k = 0; k < running_ids.size(); k++) write_param(running_ids[k], running[k].data());
+    for (auto [id, off] : running_slots_) be_.copy(param_data_[id], backup + off, bytes_of(id));
     fail("step: the loss is ", std::isnan(stats.loss) ? "NaN" : "infinite",
          "; parameters, optimizer state and batch-norm statistics were left as they were before this step "
          "(check the inputs for NaN/Inf, or lower the learning rate)");

@@ -96,6 +96,10 @@ class Executor {
   std::vector<float*> value_grad_;  // per value: its gradient in the arena (or nullptr)
   std::vector<float*> param_data_, param_grad_, param_mom_;  // persistent, per parameter
   size_t param_bytes_ = 0;
+  // Batch-norm running statistics are snapshot here (a backend-side copy, no host round trip) before
+  // each training step's forward, so that a step whose loss is not finite can restore them.
+  void* running_backup_ = nullptr;
+  std::vector<std::pair<int, size_t>> running_slots_;  // (parameter id, byte offset in running_backup_)
   StepStats last_stats_;
   std::vector<NodeProfile> prof_;
 };

@@ -72,6 +72,8 @@ class CpuBackend final : public Backend {
   void release(void* p) override { std::free(p); }
   void upload(void* dst, const void* host_src, size_t bytes) override { std::memcpy(dst, host_src, bytes); }
   void download(void* host_dst, const void* src, size_t bytes) override { std::memcpy(host_dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
 
   void upload_activation(void* dst, const float* host_nchw, const Shape& s) override {
     if (s.size() != 4) return upload(dst, host_nchw, numel(s) * sizeof(float));

@@ -91,6 +91,12 @@ void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
   CK(cudaMemcpyAsync, "copy", dst, src, bytes, cudaMemcpyDeviceToDevice, dev_.stream);
 }
 
+void CudaBackend::zero(void* dst, size_t bytes) {
+  if (!bytes) return;
+  make_current("zero");
+  CK(cudaMemsetAsync, "zero", dst, 0, bytes, dev_.stream);
+}
+
 void CudaBackend::accumulate(float* dst, const float* src, size_t n) {
   make_current("accumulate");
   cuda::accumulate(dev_, dst, src, n);

@@ -26,6 +26,7 @@ class CudaBackend final : public Backend {
   void download_activation(float* host_nchw, const void* src, const Shape& s) override;
 
   void copy(void* dst, const void* src, size_t bytes) override;  // on the stream, no host round trip
+  void zero(void* dst, size_t bytes) override;                    // cudaMemsetAsync on the stream
   void accumulate(float* dst, const float* src, size_t n) override;
   void sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) override;
 
