@@ -117,6 +117,8 @@ describe('CUDA device errors (no GPU needed)', () => {
     assert.match((await compileError({ device: 'cuda', cudnn: { benchmarkLimit: -1 } })).message, /options\.cudnn\.benchmarkLimit: expected an integer 0\.\.1000/);
     assert.match((await compileError({ device: 'cuda', cudnn: { benchmark: 1 as unknown as boolean } })).message, /options\.cudnn\.benchmark: expected a boolean/);
     assert.match((await compileError({ device: 'cuda', cudnn: { tf32: true } as never })).message, /options\.cudnn: unknown field 'tf32'/);
+    assert.match((await compileError({ device: 'cuda', cudnn: { cacheFile: 3 as unknown as string } })).message, /options\.cudnn\.cacheFile: expected a file path/);
+    assert.match((await compileError({ device: 'cuda', cudnn: { cacheFile: '' } })).message, /options\.cudnn\.cacheFile: expected a file path/);
     await withEnv({ CRUNET_CUDNN_BENCHMARK: 'maybe' }, async () => {
       assert.match((await compileError({ device: 'cuda' })).message, /CRUNET_CUDNN_BENCHMARK=maybe: expected 1\/0/);
       // The CPU ignores cuDNN settings.

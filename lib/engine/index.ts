@@ -1,4 +1,7 @@
 export { compile, Session } from './session.js';
-export type { CompileOptions, SgdOptions, StepResult, Gradients, Feeds, MemoryReport, Precision, Compilable } from './session.js';
+export type {
+  AlgorithmCacheReport, AlgorithmCandidate, AlgorithmChoice, CompileOptions, CudnnOptions, Feeds, Gradients, MemoryReport, NodeProfile,
+  Precision, SgdOptions, StepResult, Compilable,
+} from './session.js';
 export { buildInfo, devices, setNumThreads, version } from './info.js';
 export type { BuildInfo, DeviceInfo } from './native.js';

@@ -17,6 +17,8 @@ export interface NativeNodeProfile {
   name: string;
   op: string;
   impl: string;
+  /** Kernel::report_json(): a JSON array of the choices made at compile time (cuDNN algorithm searches). */
+  report?: string;
   forwardMs: number;
   backwardMs: number;
   calls: number;

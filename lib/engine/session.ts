@@ -1,6 +1,6 @@
 import type { Graph } from '../graph/builder.js';
 import type { GraphIR } from '../graph/ir.js';
-import { native, type Feed, type NativeMemory, type NativeNodeProfile, type NativeSession } from './native.js';
+import { native, type Feed, type NativeMemory, type NativeSession } from './native.js';
 
 export type Precision = 'fp32' | 'bf16' | 'fp16';
 
@@ -26,6 +26,60 @@ export interface CudnnOptions {
   benchmarkLimit?: number;
   /** Let fp32 convolutions use TF32 tensor cores (default true, as PyTorch's cudnn.allow_tf32). */
   allowTF32?: boolean;
+  /**
+   * A file that keeps the algorithm choices between processes (default CRUNET_CUDNN_CACHE_FILE, else none):
+   * read before the searches, rewritten atomically after them. It is only used on the GPU, driver and cuDNN
+   * it was written with; Session.algorithmCache says what was loaded and saved.
+   */
+  cacheFile?: string;
+}
+
+/** One candidate of a cuDNN algorithm search, as the search saw it. */
+export interface AlgorithmCandidate {
+  algo: string;
+  math: string;
+  workspace: number;
+  /** Measured time in benchmark mode; -1 when not run. */
+  ms: number;
+  deterministic: boolean;
+  /** Why it was not usable (out of memory, run failed), or null. */
+  skipped: string | null;
+}
+
+/** The algorithm a convolution uses in one direction, and how it was chosen. */
+export interface AlgorithmChoice {
+  direction: 'forward' | 'backward-data' | 'backward-filter';
+  algo: string;
+  math: string;
+  workspace: number;
+  ms: number;
+  mode: 'heuristic' | 'benchmark';
+  /** Found in the process's cache (another convolution of the same key searched first) or a cache file. */
+  cached: boolean;
+  fromFile: boolean;
+  candidates: AlgorithmCandidate[];
+}
+
+/** A node's profile: its implementation, its times when compiled with profile: true, its algorithm choices. */
+export interface NodeProfile {
+  name: string;
+  op: string;
+  impl: string;
+  forwardMs: number;
+  backwardMs: number;
+  calls: number;
+  /** cuDNN convolutions: the algorithm per direction and the search behind it. */
+  algorithms?: AlgorithmChoice[];
+}
+
+/** What compile did with the cuDNN algorithm cache file. */
+export interface AlgorithmCacheReport {
+  file: string;
+  /** Entries read from the file (0 when it was absent or written for another GPU/driver/cuDNN), -1 on error. */
+  loaded: number;
+  /** Entries written back, -1 on error. */
+  saved: number;
+  notes: string;
 }
 
 export interface CompileOptions {
@@ -240,9 +294,17 @@ export class Session {
     return { ...m, reuseRatio: m.arenaBytes / m.naiveBytes };
   }
 
-  /** Per-node kernel times, when compiled with profile: true. */
-  profile(): NativeNodeProfile[] {
-    return this.live('profile').profile();
+  /**
+   * Every node's implementation and algorithm choices, and its kernel times when compiled with
+   * profile: true (zeros otherwise).
+   */
+  profile(): NodeProfile[] {
+    return this.live('profile').profile().map(({ report, ...p }) => (report ? { ...p, algorithms: JSON.parse(report) as AlgorithmChoice[] } : p));
+  }
+
+  /** What compile did with cudnn.cacheFile (CUDA devices with a cache file only). */
+  get algorithmCache(): AlgorithmCacheReport | undefined {
+    return (this.handle as unknown as { algorithmCache?: AlgorithmCacheReport }).algorithmCache;
   }
 
   resetProfile(): void {

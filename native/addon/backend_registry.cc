@@ -177,11 +177,41 @@ CrunetCudnnOptionsV1 cudnn_options_from_js(const Napi::Value& v) {
   Napi::Array names = obj.GetPropertyNames();
   for (uint32_t i = 0; i < names.Length(); i++) {
     std::string k = names.Get(i).ToString().Utf8Value();
-    if (k != "benchmark" && k != "deterministic" && k != "benchmarkLimit" && k != "allowTF32")
+    if (k != "benchmark" && k != "deterministic" && k != "benchmarkLimit" && k != "allowTF32" && k != "cacheFile")
       throw Napi::TypeError::New(env, "options.cudnn: unknown field '" + k +
-                                          "' (known: benchmark, deterministic, benchmarkLimit, allowTF32)");
+                                          "' (known: benchmark, deterministic, benchmarkLimit, allowTF32, cacheFile)");
   }
   return o;
+}
+
+std::string cudnn_cache_file_from_js(const Napi::Value& v) {
+  if (v.IsObject() && v.As<Napi::Object>().Has("cacheFile")) {
+    Napi::Value f = v.As<Napi::Object>().Get("cacheFile");
+    if (!f.IsUndefined()) {
+      if (!f.IsString() || f.As<Napi::String>().Utf8Value().empty())
+        throw Napi::TypeError::New(v.Env(), "options.cudnn.cacheFile: expected a file path");
+      return f.As<Napi::String>().Utf8Value();
+    }
+  }
+  const char* e = std::getenv("CRUNET_CUDNN_CACHE_FILE");
+  return e ? e : "";
+}
+
+int cuda_algorithm_cache(bool save, const std::string& device, const std::string& path, std::string& note) {
+  const CrunetCudaApiV1* api = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu());
+    std::string why;
+    api = load_locked(why);
+    if (!api) {
+      note = why;
+      return -1;
+    }
+  }
+  char msg[2048] = {0};
+  int n = (save ? api->save_algorithm_cache : api->load_algorithm_cache)(cuda_index(device), path.c_str(), msg, sizeof msg);
+  note = msg;
+  return n;
 }
 
 Backend& backend_for(Napi::Env env, const std::string& device) {

@@ -24,6 +24,13 @@ Backend& cpu_backend();
 // CRUNET_CUDNN_ALLOW_TF32, else PyTorch's defaults (false, false, 10, true).
 CrunetCudnnOptionsV1 cudnn_options_from_js(const Napi::Value& v);
 
+// compile()'s `cudnn.cacheFile`, else CRUNET_CUDNN_CACHE_FILE, else "" (no algorithm cache file).
+std::string cudnn_cache_file_from_js(const Napi::Value& v);
+
+// Loads (save = false) or saves the cuDNN algorithm cache file of a CUDA device (native/cuda/conv_algo.h):
+// the number of entries, or -1; `note` says what happened. The device's backend must exist already.
+int cuda_algorithm_cache(bool save, const std::string& device, const std::string& path, std::string& note);
+
 // What devices() and buildInfo() report about CUDA.
 struct CudaStatus {
   std::string library;  // the path looked at

@@ -99,17 +99,40 @@ Napi::Value SessionWrap::compile(const Napi::CallbackInfo& info) {
   opts.fuse = opt_bool(o, "fuse", true);
   opts.sgd = read_sgd(o, opts.sgd);
   std::string device = o.Has("device") && o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
-  // cuDNN algorithm settings ({benchmark, deterministic, benchmarkLimit, allowTF32}, or the CRUNET_CUDNN_*
-  // environment variables); read for CUDA devices only.
-  Backend& backend = device == "cpu" ? backend_for(env, device)
-                                     : backend_for(env, device, cudnn_options_from_js(o.Get("cudnn")));  // throws, naming the device, when it cannot be used
+  // cuDNN algorithm settings ({benchmark, deterministic, benchmarkLimit, allowTF32, cacheFile}, or the
+  // CRUNET_CUDNN_* environment variables); read for CUDA devices only, and checked before a device is
+  // touched, so that their errors show without a GPU.
+  const CrunetCudnnOptionsV1 cudnn = device == "cpu" ? CrunetCudnnOptionsV1{} : cudnn_options_from_js(o.Get("cudnn"));
+  // The algorithm cache file: read before the kernels choose their algorithms, written after, so that
+  // the next process skips the searches (Note [algorithm cache file] in native/cuda/conv_algo.cc).
+  struct CacheFile {
+    std::string path, load_note, save_note;
+    int loaded = 0, saved = 0;
+  };
+  auto cache = std::make_shared<CacheFile>();
+  if (device != "cpu") cache->path = cudnn_cache_file_from_js(o.Get("cudnn"));
+  Backend& backend = device == "cpu" ? backend_for(env, device) : backend_for(env, device, cudnn);  // throws, naming the device, when it cannot be used
 
   auto result = std::make_shared<Executor*>(nullptr);
   auto* ctor = env.GetInstanceData<Napi::FunctionReference>();
   return submit(
-      env, [result, graph = std::move(graph), opts, &backend] { *result = new Executor(backend, graph, opts); },
-      [result, ctor](Napi::Env env) -> Napi::Value {
-        return ctor->New({Napi::External<Executor>::New(env, *result)});
+      env,
+      [result, graph = std::move(graph), opts, &backend, device, cache] {
+        if (!cache->path.empty()) cache->loaded = cuda_algorithm_cache(false, device, cache->path, cache->load_note);
+        *result = new Executor(backend, graph, opts);
+        if (!cache->path.empty()) cache->saved = cuda_algorithm_cache(true, device, cache->path, cache->save_note);
+      },
+      [result, ctor, cache](Napi::Env env) -> Napi::Value {
+        Napi::Object s = ctor->New({Napi::External<Executor>::New(env, *result)});
+        if (!cache->path.empty()) {
+          auto c = Napi::Object::New(env);
+          c.Set("file", cache->path);
+          c.Set("loaded", cache->loaded);
+          c.Set("saved", cache->saved);
+          c.Set("notes", std::string(cache->load_note + "; " + cache->save_note));
+          s.Set("algorithmCache", c);
+        }
+        return s;
       });
 }
 
@@ -374,6 +397,7 @@ Napi::Value SessionWrap::profile(const Napi::CallbackInfo& info) {
     o.Set("name", p.name);
     o.Set("op", p.op);
     o.Set("impl", p.impl);
+    if (!p.report.empty()) o.Set("report", p.report);
     o.Set("forwardMs", p.forward_ms);
     o.Set("backwardMs", p.backward_ms);
     o.Set("calls", p.calls);

@@ -55,6 +55,9 @@ class Kernel {
   virtual void backward(const KernelIO& io) = 0;
   // Names the implementation that runs (e.g. oneDNN's "brg:avx512_core"), for benchmarks.
   virtual std::string impl_info() const { return ""; }
+  // A JSON array describing choices made at compile time (cuDNN: each direction's algorithm search), or
+  // "" when there is nothing to report. Session.profile() hands it to JS as `algorithms`.
+  virtual std::string report_json() const { return ""; }
 };
 
 struct SgdConfig {

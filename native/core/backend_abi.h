@@ -18,7 +18,7 @@
 
 #include "backend.h"
 
-#define CRUNET_BACKEND_ABI_VERSION 2u  // 2: Backend::zero
+#define CRUNET_BACKEND_ABI_VERSION 2u  // 2: Backend::zero, Kernel::report_json, the algorithm cache calls
 #define CRUNET_CUDA_ENTRY_SYMBOL "crunet_cuda_entry_v1"
 
 // Sizes of the C++ types that cross, so a stale library is refused instead of misreading memory.
@@ -67,6 +67,12 @@ struct CrunetCudaApiV1 {
   // err set ("device index 3 out of range (2 devices)", a failed cudnnCreate, ...).
   crunet::Backend* (*create_backend)(int device_index, const CrunetCudnnOptionsV1* options, char* err, size_t errlen);
   void (*destroy_backend)(crunet::Backend* backend);
+  // The cuDNN algorithm cache as a file (native/cuda/conv_algo.h): load adds the file's entries for this
+  // device and returns how many, 0 with `note` saying why when the file is absent or was written for
+  // another GPU, driver or cuDNN; save writes the device's entries atomically and returns their count.
+  // Both return -1 with `note` naming the problem (unreadable or damaged file, full disk).
+  int (*load_algorithm_cache)(int device_index, const char* path, char* note, size_t notelen);
+  int (*save_algorithm_cache)(int device_index, const char* path, char* note, size_t notelen);
 };
 
 typedef const CrunetCudaApiV1* (*CrunetCudaEntryFn)(void);

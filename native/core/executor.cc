@@ -92,7 +92,7 @@ void Executor::build_kernels() {
     } catch (const std::exception& e) {
       fail("node ", n.spec.name, " (", op_name(n.spec.op), "): ", be_.name(), " backend could not build it: ", e.what());
     }
-    prof_.push_back({n.spec.name, op_name(n.spec.op), kernels_.back()->impl_info()});
+    prof_.push_back({n.spec.name, op_name(n.spec.op), kernels_.back()->impl_info(), kernels_.back()->report_json()});
     scratch_bytes_ = std::max(scratch_bytes_, kernels_.back()->scratch_bytes());
   }
 }

@@ -31,6 +31,7 @@ struct MemoryReport {
 
 struct NodeProfile {
   std::string name, op, impl;
+  std::string report;  // Kernel::report_json()
   double forward_ms = 0, backward_ms = 0;
   int calls = 0;
 };

@@ -71,6 +71,10 @@ class Conv2d final : public CudaKernel {
     return "cuDNN fwd=" + algo_[0].describe(ConvDir::forward) + " bwd_data=" +
            algo_[1].describe(ConvDir::backward_data) + " bwd_filter=" + algo_[2].describe(ConvDir::backward_filter);
   }
+  std::string report_json() const override {
+    return "[" + algo_[0].json(ConvDir::forward) + "," + algo_[1].json(ConvDir::backward_data) + "," +
+           algo_[2].json(ConvDir::backward_filter) + "]";
+  }
 
  protected:
   void fwd(const KernelIO& io) override {

@@ -1,9 +1,17 @@
 #include "conv_algo.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <sstream>
 #include <vector>
 
 #include "allocator.h"
@@ -90,35 +98,37 @@ std::vector<Perf> heuristics(cudnnHandle_t h, ConvDir d, const ConvDescs& c, int
   return out;
 }
 
-std::vector<Perf> find(cudnnHandle_t h, ConvDir d, const ConvDescs& c, int count, const Buffers& b,
-                       const std::string& op) {
-  int got = 0;
-  std::vector<Perf> out;
+// Runs one convolution of direction d with algorithm `algo` on the scratch buffers (outputs overwritten).
+cudnnStatus_t run_once(cudnnHandle_t h, ConvDir d, const ConvDescs& c, int algo, const Buffers& b) {
+  const float one = 1, zero = 0;
   switch (d) {
-    case ConvDir::forward: {
-      std::vector<cudnnConvolutionFwdAlgoPerf_t> p(count);
-      CK(cudnnFindConvolutionForwardAlgorithmEx, op, h, c.x, b.x, c.w, b.w, c.conv, c.y, b.y, count, &got, p.data(),
-         b.ws, b.ws_bytes);
-      for (int i = 0; i < got; i++) out.push_back(to_perf(p[i]));
-      break;
-    }
-    case ConvDir::backward_data: {
-      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> p(count);
-      CK(cudnnFindConvolutionBackwardDataAlgorithmEx, op, h, c.w, b.w, c.y, b.y, c.conv, c.x, b.x, count, &got,
-         p.data(), b.ws, b.ws_bytes);
-      for (int i = 0; i < got; i++) out.push_back(to_perf(p[i]));
-      break;
-    }
-    case ConvDir::backward_filter: {
-      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> p(count);
-      CK(cudnnFindConvolutionBackwardFilterAlgorithmEx, op, h, c.x, b.x, c.y, b.y, c.conv, c.w, b.w, count, &got,
-         p.data(), b.ws, b.ws_bytes);
-      for (int i = 0; i < got; i++) out.push_back(to_perf(p[i]));
-      break;
-    }
+    case ConvDir::forward:
+      return cudnnConvolutionForward(h, &one, c.x, b.x, c.w, b.w, c.conv, cudnnConvolutionFwdAlgo_t(algo), b.ws,
+                                     b.ws_bytes, &zero, c.y, b.y);
+    case ConvDir::backward_data:
+      return cudnnConvolutionBackwardData(h, &one, c.w, b.w, c.y, b.y, c.conv, cudnnConvolutionBwdDataAlgo_t(algo),
+                                          b.ws, b.ws_bytes, &zero, c.x, b.x);
+    case ConvDir::backward_filter:
+      return cudnnConvolutionBackwardFilter(h, &one, c.x, b.x, c.y, b.y, c.conv,
+                                            cudnnConvolutionBwdFilterAlgo_t(algo), b.ws, b.ws_bytes, &zero, c.w, b.w);
   }
-  return out;
+  return CUDNN_STATUS_BAD_PARAM;
 }
+
+constexpr int kTimedRuns = 3;
+
+// Events for timing on the device's stream.
+struct Events {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  explicit Events(const std::string& op) {
+    CK(cudaEventCreate, op, &start);
+    CK(cudaEventCreate, op, &stop);
+  }
+  ~Events() {
+    if (start) cudaEventDestroy(start);
+    if (stop) cudaEventDestroy(stop);
+  }
+};
 
 // Workspace of one algorithm under the descriptor's current math type; false when cuDNN refuses it.
 bool workspace_size(cudnnHandle_t h, ConvDir d, const ConvDescs& c, int algo, size_t* bytes) {
@@ -173,9 +183,35 @@ std::string AlgoChoice::describe(ConvDir d) const {
   std::string s = std::string(algo_name(d, algo)) + " (" + math_name(math) + ", workspace " +
                   std::to_string(workspace) + " B";
   if (ms >= 0) s += ", " + std::to_string(ms) + " ms";
-  s += ms >= 0 ? ", benchmarked" : ", heuristic";
-  if (cached) s += ", cached";
+  s += benchmarked ? ", benchmarked" : ", heuristic";
+  if (cached) s += from_file ? ", cached from file" : ", cached";
   return s + ")";
+}
+
+std::string json_str(const std::string& v) {
+  std::string o = "\"";
+  for (char ch : v) {
+    if (ch == '"' || ch == '\\') o += '\\', o += ch;
+    else if (static_cast<unsigned char>(ch) < 0x20) o += ' ';
+    else o += ch;
+  }
+  return o + "\"";
+}
+
+std::string AlgoChoice::json(ConvDir d) const {
+  std::ostringstream o;
+  o << "{\"direction\":" << json_str(dir_name(d)) << ",\"algo\":" << json_str(algo_name(d, algo))
+    << ",\"math\":" << json_str(math_name(math)) << ",\"workspace\":" << workspace << ",\"ms\":" << ms
+    << ",\"mode\":" << json_str(benchmarked ? "benchmark" : "heuristic") << ",\"cached\":" << (cached ? "true" : "false")
+    << ",\"fromFile\":" << (from_file ? "true" : "false") << ",\"candidates\":[";
+  for (size_t i = 0; i < candidates.size(); i++) {
+    const AlgoCandidate& c = candidates[i];
+    o << (i ? "," : "") << "{\"algo\":" << json_str(algo_name(d, c.algo)) << ",\"math\":" << json_str(math_name(c.math))
+      << ",\"workspace\":" << c.workspace << ",\"ms\":" << c.ms << ",\"deterministic\":" << (c.deterministic ? "true" : "false")
+      << ",\"skipped\":" << (c.skipped.empty() ? std::string("null") : json_str(c.skipped)) << "}";
+  }
+  o << "]}";
+  return o.str();
 }
 
 AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvDescs& d, const std::string& op) {
@@ -194,74 +230,226 @@ AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvD
 
   const cudnnHandle_t h = dev.cudnn;
   const bool tf32 = key.allow_tf32 != 0;
-  // Note [math type]: as PyTorch, search under DEFAULT math (which permits TF32 on fp32 data from
-  // Ampere on) or FMA when TF32 is not allowed, then run each candidate with the math type it reports.
+  // Note [math type]: as PyTorch, ask for candidates under DEFAULT math (which permits TF32 on fp32 data
+  // from Ampere on) or FMA when TF32 is not allowed, then run each with the math type it reports.
   const cudnnMathType_t base_math = tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
   CK(cudnnSetConvolutionMathType, op, d.conv, base_math);
   const int count = std::max(1, max_count(h, dir, op));
 
-  std::vector<Perf> perfs;
+  // The candidates: cuDNN's heuristic order, less the unsupported and (deterministic) the nondeterministic.
+  // The limit applies after this filter, so deterministic mode never runs out of candidates early.
+  std::vector<AlgoCandidate> cands;
+  for (const Perf& p : heuristics(h, dir, d, count, op)) {
+    if (p.status != CUDNN_STATUS_SUCCESS) continue;
+    if (key.deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
+    AlgoCandidate c;
+    c.algo = p.algo;
+    c.math = tf32 ? p.math : CUDNN_FMA_MATH;
+    c.deterministic = p.determinism == CUDNN_DETERMINISTIC;
+    cands.push_back(c);
+  }
+  if (key.benchmark && key.benchmark_limit > 0 && int(cands.size()) > key.benchmark_limit) cands.resize(key.benchmark_limit);
+
+  // Benchmark mode runs each candidate on scratch tensors of the convolution's sizes (zeroed, so that no
+  // NaN or denormal garbage skews the times).
+  std::unique_ptr<Scratch> x, w, y;
+  std::unique_ptr<Events> ev;
   if (key.benchmark) {
-    const int asked = key.benchmark_limit > 0 ? std::min(count, int(key.benchmark_limit)) : count;
     const size_t x_bytes = size_t(key.n) * key.c * key.h * key.w * 4;
     const size_t w_bytes = size_t(key.o) * (key.c / key.groups) * key.kh * key.kw * 4;
     const int oh = (key.h + 2 * key.ph - key.dh * (key.kh - 1) - 1) / key.sh + 1;
     const int ow = (key.w + 2 * key.pw - key.dw * (key.kw - 1) - 1) / key.sw + 1;
     const size_t y_bytes = size_t(key.n) * key.o * oh * ow * 4;
-    Scratch x(*dev.alloc, x_bytes, op + ": cuDNN benchmark input"), w(*dev.alloc, w_bytes, op + ": cuDNN benchmark weights"),
-        y(*dev.alloc, y_bytes, op + ": cuDNN benchmark output");
-    // The largest workspace any algorithm wants, capped by what the device can give; halved on failure.
-    size_t want = 0;
-    for (int a = 0; a < count; a++) {
-      size_t b = 0;
-      if (workspace_size(h, dir, d, a, &b)) want = std::max(want, b);
-    }
-    want = std::min(want, dev.alloc->available_bytes() / 10 * 9);
-    Scratch ws(*dev.alloc);
-    for (; want > 0 && !ws.p; want /= 2) {
-      try {
-        ws.p = dev.alloc->alloc(want, op + ": cuDNN benchmark workspace");
-      } catch (const Error&) {
-      }
-    }
-    if (!ws.p) want = 0;
-    Buffers b{x.p, w.p, y.p, ws.p, ws.p ? want : 0};
-    perfs = find(h, dir, d, asked, b, op);
-    CK(cudaStreamSynchronize, op, dev.stream);
-  } else {
-    perfs = heuristics(h, dir, d, count, op);
+    x = std::make_unique<Scratch>(*dev.alloc, x_bytes, op + ": cuDNN benchmark input");
+    w = std::make_unique<Scratch>(*dev.alloc, w_bytes, op + ": cuDNN benchmark weights");
+    y = std::make_unique<Scratch>(*dev.alloc, y_bytes, op + ": cuDNN benchmark output");
+    CK(cudaMemsetAsync, op, x->p, 0, x_bytes, dev.stream);
+    CK(cudaMemsetAsync, op, w->p, 0, w_bytes, dev.stream);
+    CK(cudaMemsetAsync, op, y->p, 0, y_bytes, dev.stream);
+    ev = std::make_unique<Events>(op);
   }
 
-  // Candidates in cuDNN's order; the first whose workspace can be allocated wins.
-  std::string tried;
-  for (const Perf& p : perfs) {
-    if (p.status != CUDNN_STATUS_SUCCESS) continue;
-    if (key.deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
-    const cudnnMathType_t math = tf32 ? p.math : CUDNN_FMA_MATH;
-    if (cudnnSetConvolutionMathType(d.conv, math) != CUDNN_STATUS_SUCCESS) continue;
-    size_t ws = 0;
-    if (!workspace_size(h, dir, d, p.algo, &ws)) continue;
-    try {
-      Scratch probe(*dev.alloc, ws, op);
-    } catch (const Error& e) {  // Note [fall back on out-of-memory]: try the next candidate
-      tried += std::string(tried.empty() ? "" : "; ") + algo_name(dir, p.algo) + ": " + e.what();
+  int best = -1;
+  for (size_t i = 0; i < cands.size(); i++) {
+    AlgoCandidate& c = cands[i];
+    if (cudnnSetConvolutionMathType(d.conv, c.math) != CUDNN_STATUS_SUCCESS) {
+      c.skipped = std::string("math type ") + math_name(c.math) + " refused";
       continue;
     }
-    AlgoChoice c;
-    c.algo = p.algo;
-    c.math = math;
-    c.workspace = ws;
-    c.ms = key.benchmark ? p.time : -1;
-    std::lock_guard<std::mutex> lock(cache().mu);
-    cache().by_key[static_cast<int>(dir)].emplace(k, c);
-    return c;
+    if (!workspace_size(h, dir, d, c.algo, &c.workspace)) {
+      c.skipped = "workspace size query refused";
+      continue;
+    }
+    std::unique_ptr<Scratch> ws;
+    try {
+      ws = std::make_unique<Scratch>(*dev.alloc, c.workspace, op + ": cuDNN workspace of " + algo_name(dir, c.algo));
+    } catch (const Error& e) {  // Note [fall back on out-of-memory]: try the next candidate
+      c.skipped = std::string("out of memory: ") + e.what();
+      continue;
+    }
+    if (!key.benchmark) {  // heuristic mode: the first usable candidate wins; the rest are not looked at
+      best = static_cast<int>(i);
+      cands.resize(i + 1);
+      break;
+    }
+    Buffers b{x->p, w->p, y->p, ws->p, c.workspace};
+    cudnnStatus_t st = run_once(h, dir, d, c.algo, b);  // warm-up (and the check that it runs at all)
+    if (st == CUDNN_STATUS_SUCCESS) {
+      CK(cudaEventRecord, op, ev->start, dev.stream);
+      for (int r = 0; r < kTimedRuns && st == CUDNN_STATUS_SUCCESS; r++) st = run_once(h, dir, d, c.algo, b);
+      CK(cudaEventRecord, op, ev->stop, dev.stream);
+    }
+    const cudaError_t synced = cudaEventSynchronize(ev->stop);
+    if (st != CUDNN_STATUS_SUCCESS || synced != cudaSuccess) {
+      c.skipped = std::string("run failed: ") +
+                  (st != CUDNN_STATUS_SUCCESS ? cudnnGetErrorString(st) : cudaGetErrorString(synced));
+      cudaGetLastError();  // a failed run must not poison later calls
+      continue;
+    }
+    float total = 0;
+    CK(cudaEventElapsedTime, op, &total, ev->start, ev->stop);
+    c.ms = total / kTimedRuns;
+    if (best < 0 || c.ms < cands[best].ms) best = static_cast<int>(i);
   }
-  CK(cudnnSetConvolutionMathType, op, d.conv, base_math);
-  fail(op, ": no cuDNN ", dir_name(dir), " algorithm is usable for x [", key.n, ",", key.c, ",", key.h, ",", key.w,
-       "], w [", key.o, ",", key.c / key.groups, ",", key.kh, ",", key.kw, "], groups ", key.groups, ", stride ", key.sh,
-       "x", key.sw, ", padding ", key.ph, "x", key.pw, " (deterministic ", key.deterministic, ", allowTF32 ",
-       key.allow_tf32, ", benchmark ", key.benchmark, ", ", perfs.size(), " candidates",
-       tried.empty() ? std::string(")") : "; out of memory: " + tried + ")");
+
+  if (best < 0) {
+    CK(cudnnSetConvolutionMathType, op, d.conv, base_math);
+    std::string tried;
+    for (const AlgoCandidate& c : cands) tried += std::string(tried.empty() ? "" : "; ") + algo_name(dir, c.algo) + ": " + c.skipped;
+    fail(op, ": no cuDNN ", dir_name(dir), " algorithm is usable for x [", key.n, ",", key.c, ",", key.h, ",", key.w,
+         "], w [", key.o, ",", key.c / key.groups, ",", key.kh, ",", key.kw, "], groups ", key.groups, ", stride ", key.sh,
+         "x", key.sw, ", padding ", key.ph, "x", key.pw, " (deterministic ", key.deterministic, ", allowTF32 ",
+         key.allow_tf32, ", benchmark ", key.benchmark, ", ", cands.size(), " candidates",
+         tried.empty() ? std::string(")") : ": " + tried + ")");
+  }
+  AlgoChoice choice;
+  choice.algo = cands[best].algo;
+  choice.math = cands[best].math;
+  choice.workspace = cands[best].workspace;
+  choice.ms = cands[best].ms;
+  choice.benchmarked = key.benchmark != 0;
+  choice.candidates = std::move(cands);
+  CK(cudnnSetConvolutionMathType, op, d.conv, choice.math);
+  std::lock_guard<std::mutex> lock(cache().mu);
+  cache().by_key[static_cast<int>(dir)].emplace(k, choice);
+  return choice;
+}
+
+// Note [algorithm cache file]
+// Text, one line per entry, after a header naming what the timings are only valid for:
+//   crunet-cudnn-algorithms 1
+//   <GPU name>\t<driver version>\t<cuDNN version>
+//   <direction 0-2>\t<ConvKey fields, comma-separated, device written as 0>\t<algo>\t<math>\t<workspace>\t<ms>\t<benchmarked>
+// Keys are read back for the loading device's index. A file whose header differs is ignored, not an error.
+namespace {
+
+constexpr int kKeyFields = sizeof(ConvKey) / sizeof(int32_t);
+static_assert(sizeof(ConvKey) == kKeyFields * sizeof(int32_t), "ConvKey must be int32 fields only (no padding)");
+
+std::string device_identity(int index, const std::string& op) {
+  cudaDeviceProp prop{};
+  CK(cudaGetDeviceProperties, op, &prop, index);
+  int driver = 0;
+  cudaDriverGetVersion(&driver);
+  return std::string(prop.name) + "\t" + std::to_string(driver) + "\t" + std::to_string(cudnnGetVersion());
+}
+
+}  // namespace
+
+int load_algo_cache(int index, const std::string& path, std::string& note) {
+  const std::string op = "cuDNN algorithm cache " + path;
+  std::ifstream in(path);
+  if (!in) {
+    note = "no algorithm cache file at " + path + " yet";
+    return 0;
+  }
+  std::string magic, ident;
+  std::getline(in, magic);
+  std::getline(in, ident);
+  if (magic != "crunet-cudnn-algorithms 1") {
+    note = path + " is not a crunet cuDNN algorithm cache (first line '" + magic.substr(0, 60) + "'); ignored";
+    return 0;
+  }
+  const std::string mine = device_identity(index, op);
+  if (ident != mine) {
+    auto show = [](std::string s) { std::replace(s.begin(), s.end(), '\t', '/'); return s; };
+    note = path + " was written for " + show(ident) + ", this device is " + show(mine) + " (GPU/driver/cuDNN); ignored";
+    return 0;
+  }
+  int added = 0, line_no = 2;
+  std::string line;
+  std::lock_guard<std::mutex> lock(cache().mu);
+  while (std::getline(in, line)) {
+    line_no++;
+    if (line.empty()) continue;
+    std::istringstream ls(line);
+    int dir = -1, algo = -1, math = 0, benchmarked = 0;
+    std::string fields;
+    size_t ws = 0;
+    float ms = -1;
+    if (!(ls >> dir >> fields >> algo >> math >> ws >> ms >> benchmarked) || dir < 0 || dir > 2)
+      fail(path, ": line ", line_no, " is not an algorithm cache entry: '", line.substr(0, 80), "'");
+    ConvKey key{};
+    int32_t* f = reinterpret_cast<int32_t*>(&key);
+    std::istringstream fs(fields);
+    std::string v;
+    int n = 0;
+    for (; n < kKeyFields && std::getline(fs, v, ','); n++) f[n] = static_cast<int32_t>(std::strtol(v.c_str(), nullptr, 10));
+    if (n != kKeyFields) fail(path, ": line ", line_no, " has ", n, " key fields, expected ", kKeyFields);
+    key.device = index;
+    AlgoChoice c;
+    c.algo = algo;
+    c.math = static_cast<cudnnMathType_t>(math);
+    c.workspace = ws;
+    c.ms = ms;
+    c.benchmarked = benchmarked != 0;
+    c.from_file = true;
+    if (cache().by_key[dir].emplace(key_bytes(key), c).second) added++;
+  }
+  note = "loaded " + std::to_string(added) + " cuDNN algorithm choices from " + path;
+  return added;
+}
+
+int save_algo_cache(int index, const std::string& path, std::string& note) {
+  const std::string op = "cuDNN algorithm cache " + path;
+  std::ostringstream out;
+  out << "crunet-cudnn-algorithms 1\n" << device_identity(index, op) << "\n";
+  int n = 0;
+  {
+    std::lock_guard<std::mutex> lock(cache().mu);
+    for (int dir = 0; dir < 3; dir++)
+      for (const auto& [k, c] : cache().by_key[dir]) {
+        ConvKey key;
+        std::memcpy(&key, k.data(), sizeof key);
+        if (key.device != index) continue;
+        key.device = 0;
+        const int32_t* f = reinterpret_cast<const int32_t*>(&key);
+        out << dir << "\t";
+        for (int i = 0; i < kKeyFields; i++) out << (i ? "," : "") << f[i];
+        out << "\t" << c.algo << "\t" << static_cast<int>(c.math) << "\t" << c.workspace << "\t" << c.ms << "\t"
+            << (c.benchmarked ? 1 : 0) << "\n";
+        n++;
+      }
+  }
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    const std::string text = out.str();
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (!f) fail("cannot write the cuDNN algorithm cache ", tmp, ": ", std::strerror(errno));
+    const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+    const int err = errno;
+    std::fclose(f);
+    if (!ok) {
+      std::remove(tmp.c_str());
+      fail("cannot write the cuDNN algorithm cache ", tmp, ": ", std::strerror(err), " (the previous file is intact)");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    fail("cannot replace the cuDNN algorithm cache ", path, ": ", std::strerror(errno));
+  }
+  note = "saved " + std::to_string(n) + " cuDNN algorithm choices to " + path;
+  return n;
 }
 
 }  // namespace crunet::cuda

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "conv_algo.h"
 #include "cuda_backend.h"
 
 #ifndef CRUNET_CUDA_ARCHS
@@ -178,6 +179,24 @@ const std::string& build_string() {
   return s;
 }
 
+int algorithm_cache_call(bool save, int index, const char* path, char* note, size_t notelen) {
+  try {
+    std::string msg;
+    int n = save ? save_algo_cache(index, path, msg) : load_algo_cache(index, path, msg);
+    put(note, notelen, msg);
+    return n;
+  } catch (const std::exception& e) {
+    put(note, notelen, e.what());
+    return -1;
+  }
+}
+int load_algorithm_cache(int index, const char* path, char* note, size_t notelen) {
+  return algorithm_cache_call(false, index, path, note, notelen);
+}
+int save_algorithm_cache(int index, const char* path, char* note, size_t notelen) {
+  return algorithm_cache_call(true, index, path, note, notelen);
+}
+
 }  // namespace
 }  // namespace crunet::cuda
 
@@ -188,6 +207,8 @@ extern "C" __attribute__((visibility("default"))) const CrunetCudaApiV1* crunet_
                                       crunet::cuda::build_string().c_str(),
                                       crunet::cuda::list_devices,
                                       crunet::cuda::create_backend,
-                                      crunet::cuda::destroy_backend};
+                                      crunet::cuda::destroy_backend,
+                                      crunet::cuda::load_algorithm_cache,
+                                      crunet::cuda::save_algorithm_cache};
   return &api;
 }
