@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { main } from '../lib/cli/main.js';
+import { devices } from '../lib/index.js';
 import { create } from '../lib/models/index.js';
 import { loadCheckpoint } from '../lib/train/index.js';
 
@@ -132,6 +133,36 @@ describe('crunet CLI', () => {
     assert.equal(two.code, 0, two.err);
     assert.deepEqual(loadCheckpoint(ckpt).meta.augmentation, { augment: true, erase: 0.5 });
     fs.rmSync(dir, { recursive: true });
+  });
+
+  it('bench --json reports every convolution shape with its implementation and times, and the step rate', async () => {
+    const r = await crunet('bench', '--model', 'crunet_small', '--batch-size', '4', '--steps', '2', '--warmup', '1', '--json');
+    assert.equal(r.code, 0, r.err);
+    const b = JSON.parse(r.out);
+    const convs = create('crunet_small').graph.ir.nodes.filter((n) => n.op === 'conv2d').map((n) => n.name);
+    assert.deepEqual(b.convolutions.flatMap((c: { nodes: string[] }) => c.nodes).sort(), [...convs].sort(), 'every conv node in exactly one shape');
+    assert.ok(b.convolutions.length < convs.length, 'shapes are grouped');
+    for (const c of b.convolutions) {
+      assert.match(c.impl, /fwd=\S+ bwd_data=\S+ bwd_weights=\S+/);
+      assert.ok(c.forwardMs > 0 && c.backwardMs > 0, JSON.stringify(c));
+    }
+    assert.equal(b.step.stepsMs.length, 2);
+    assert.ok(Math.abs(b.step.imagesPerSec - (4 * 1000) / b.step.medianMs) < 1e-9);
+    assert.equal(b.params, create('crunet_small').parameterCount());
+    const text = await crunet('bench', '--model', 'crunet_small', '--batch-size', '2', '--steps', '1', '--warmup', '0');
+    assert.match(text.out, /convolutions: \d+ distinct shapes in \d+ nodes\n[\s\S]*whole step: median [\d.]+ ms = [\d.]+ images\/s/);
+  });
+
+  it('bench names what stops it: an unusable device, an unimplemented precision, bad flags', async function () {
+    if (devices().some((d) => d.type === 'cuda')) this.skip();
+    const cuda = await crunet('bench', '--model', 'crunet_small', '--device', 'cuda', '--steps', '1');
+    assert.equal(cuda.code, 1);
+    assert.match(cuda.err, /crunet bench: device 'cuda': /);
+    const bf16 = await crunet('bench', '--model', 'crunet_small', '--precision', 'bf16', '--steps', '1');
+    assert.equal(bf16.code, 1);
+    assert.match(bf16.err, /bf16/);
+    assert.match((await crunet('bench', '--precision', 'fp8')).err, /--precision must be fp32, bf16 or fp16, got 'fp8'/);
+    assert.match((await crunet('bench', '--steps', '0')).err, /--steps expects an integer >= 1, got '0'/);
   });
 
   it('refuses a damaged checkpoint before doing any work', async () => {

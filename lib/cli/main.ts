@@ -1,4 +1,5 @@
 // The `crunet` command line: one small module per command.
+import { BENCH_HELP, benchCommand } from './bench.js';
 import { UsageError } from './errors.js';
 import { infoCommand } from './info.js';
 import { EVAL_HELP, evalCommand } from './eval.js';
@@ -12,6 +13,8 @@ Usage: crunet <command> [options]
 Commands:
   train             train a model (default: crunet_small on Fashion-MNIST) and evaluate it
   eval              evaluate a checkpoint on a data set's test split
+  bench             a model's training step on a device: per convolution shape the implementation
+                    (CUDA: every cuDNN algorithm's time and workspace) and the whole step's images/s
   info [--json]     version, native build (compiler, oneDNN version and ISA, threads) and devices
   summary <model>   a model's per-stage table; --compare A,B,C side by side; --list all models
   help              this text
@@ -31,6 +34,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'eval':
         if (rest.includes('--help')) return print(EVAL_HELP);
         return await evalCommand(rest);
+      case 'bench':
+        if (rest.includes('--help')) return print(BENCH_HELP);
+        return await benchCommand(rest);
       case 'summary':
         if (rest.includes('--help')) return print(SUMMARY_HELP);
         return summaryCommand(rest);

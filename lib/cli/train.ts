@@ -12,6 +12,7 @@ import { ProgressBar } from '../train/progress.js';
 import { createSchedule, SCHEDULE_TYPES, type ScheduleConfig } from '../train/schedule.js';
 import { Trainer } from '../train/trainer.js';
 import { UsageError } from './errors.js';
+import { parseModelOptions } from './model-options.js';
 
 export const TRAIN_DEFAULTS = {
   model: 'crunet_small',
@@ -98,20 +99,6 @@ function num(v: string | undefined, flag: string, int: boolean, min: number): nu
 /** Options that the data set decides; --model-options may not set them. */
 const FROM_DATA = ['classes', 'channels', 'inputSize'];
 
-function parseModelOptions(text: string | undefined): Record<string, unknown> {
-  if (text === undefined) return {};
-  let o: unknown;
-  try {
-    o = JSON.parse(text);
-  } catch (e) {
-    throw new UsageError(`--model-options is not JSON (${(e as Error).message}): '${text}'`);
-  }
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new UsageError(`--model-options must be a JSON object, got '${text}'`);
-  const fixed = Object.keys(o).filter((k) => FROM_DATA.includes(k));
-  if (fixed.length) throw new UsageError(`--model-options may not set ${fixed.join(', ')}: the data set decides them`);
-  return o as Record<string, unknown>;
-}
-
 export function parseTrainArgs(args: string[]): TrainArgs {
   const { values: v, positionals } = parseArgs({
     args,
@@ -137,7 +124,7 @@ export function parseTrainArgs(args: string[]): TrainArgs {
   if (erase !== undefined && v['no-augment']) throw new UsageError('--erase needs augmentation, but --no-augment was given');
   return {
     model: v.model ?? TRAIN_DEFAULTS.model,
-    modelOptions: parseModelOptions(v['model-options']),
+    modelOptions: parseModelOptions(v['model-options'], FROM_DATA),
     dataset: v.dataset ?? TRAIN_DEFAULTS.dataset,
     epochs: num(v.epochs, '--epochs', true, 0) ?? TRAIN_DEFAULTS.epochs,
     batchSize: num(v['batch-size'], '--batch-size', true, 2) ?? TRAIN_DEFAULTS.batchSize,

@@ -1,0 +1,246 @@
+// crunet bench: what a user asks of a device before training on it. For every distinct convolution
+// shape of a model: the implementation (oneDNN's on the CPU; on CUDA each direction's cuDNN algorithm
+// and the search behind it: every candidate's time and workspace), the measured kernel times when the
+// device can be profiled (the CPU), and the whole training step's images/s at a batch size and precision.
+import { parseArgs } from 'node:util';
+import { buildInfo, compile, type AlgorithmChoice, type NodeProfile, type Precision } from '../engine/index.js';
+import type { NodeIR } from '../graph/ir.js';
+import { create, type Model } from '../models/index.js';
+import { UsageError } from './errors.js';
+import { parseModelOptions } from './model-options.js';
+
+export const BENCH_HELP = `Usage: crunet bench [options]
+
+Benchmarks a model's training step on a device: per distinct convolution shape, the implementation
+(CUDA: every cuDNN algorithm tried per direction, its time and workspace, and the one chosen) and, on
+the CPU, the kernel times; then the whole step's images/s (median of --steps after --warmup).
+
+Options:
+  --model NAME            model (default crunet56; 'crunet summary --list' lists them)
+  --model-options JSON    the model's options, e.g. '{"inputSize":160}'
+  --device D              cpu (default), cuda, cuda:N
+  --batch-size B          batch size (default 32)
+  --precision P           fp32 (default); bf16 and fp16 are refused until the engine has them
+  --steps N               timed steps (default 10)
+  --warmup N              untimed steps first (default 3)
+  --no-benchmark          CUDA: cuDNN heuristics instead of timing the candidates (benchmark is on here,
+                          as in PyTorch benchmark scripts)
+  --benchmark-limit N     CUDA: candidates timed per direction (default 10; 0: all)
+  --deterministic         CUDA: deterministic algorithms only
+  --no-tf32               CUDA: no TF32 tensor-core math for fp32 convolutions
+  --cache-file F          CUDA: cuDNN algorithm cache file, read before the searches and written after
+  --json                  one JSON object instead of the tables`;
+
+interface BenchArgs {
+  model: string;
+  modelOptions: Record<string, unknown>;
+  device: string;
+  batch: number;
+  precision: Precision;
+  steps: number;
+  warmup: number;
+  benchmark: boolean;
+  benchmarkLimit: number;
+  deterministic: boolean;
+  allowTF32: boolean;
+  cacheFile?: string;
+  json: boolean;
+}
+
+function int(v: string | undefined, flag: string, min: number, def: number): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`${flag} expects an integer >= ${min}, got '${v}'`);
+  return n;
+}
+
+export function parseBenchArgs(args: string[]): BenchArgs {
+  const { values: v, positionals } = parseArgs({
+    args, strict: true, allowPositionals: true,
+    options: {
+      model: { type: 'string' }, 'model-options': { type: 'string' }, device: { type: 'string' },
+      'batch-size': { type: 'string' }, precision: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' },
+      'no-benchmark': { type: 'boolean' }, 'benchmark-limit': { type: 'string' }, deterministic: { type: 'boolean' },
+      'no-tf32': { type: 'boolean' }, 'cache-file': { type: 'string' }, json: { type: 'boolean' },
+    },
+  });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const precision = v.precision ?? 'fp32';
+  if (!['fp32', 'bf16', 'fp16'].includes(precision)) throw new UsageError(`--precision must be fp32, bf16 or fp16, got '${precision}'`);
+  return {
+    model: v.model ?? 'crunet56',
+    modelOptions: parseModelOptions(v['model-options'], []),
+    device: v.device ?? 'cpu',
+    batch: int(v['batch-size'], '--batch-size', 1, 32),
+    precision: precision as Precision,
+    steps: int(v.steps, '--steps', 1, 10),
+    warmup: int(v.warmup, '--warmup', 0, 3),
+    benchmark: !v['no-benchmark'],
+    benchmarkLimit: int(v['benchmark-limit'], '--benchmark-limit', 0, 10),
+    deterministic: !!v.deterministic,
+    allowTF32: !v['no-tf32'],
+    cacheFile: v['cache-file'],
+    json: !!v.json,
+  };
+}
+
+/** One distinct convolution shape of the model and what ran for it. */
+export interface ConvShapeReport {
+  /** Per-sample input [C, H, W]. */
+  input: number[];
+  outChannels: number;
+  kernel: number[];
+  stride: number[];
+  padding: number[];
+  groups: number;
+  /** The nodes with this shape (a shared factor's uses included). */
+  nodes: string[];
+  /** Kernel times summed over the nodes, per step (profiled devices only). */
+  forwardMs?: number;
+  backwardMs?: number;
+  /** The implementation of the first node of the shape (all nodes of one shape get the same). */
+  impl: string;
+  algorithms?: AlgorithmChoice[];
+}
+
+export interface BenchReport {
+  model: string;
+  params: number;
+  input: number[];
+  device: string;
+  precision: Precision;
+  batch: number;
+  build: string;
+  convolutions: ConvShapeReport[];
+  step: { medianMs: number; imagesPerSec: number; stepsMs: number[]; warmup: number; compileMs: number };
+  algorithmCache?: { file: string; loaded: number; saved: number; notes: string };
+}
+
+function convKey(node: NodeIR, input: readonly number[]): string {
+  const a = node.attrs;
+  return JSON.stringify([input, a.outChannels, a.kernel, a.stride, a.padding, a.groups]);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+/** Runs the benchmark; throws what compile or a step throws. */
+export async function runBench(a: BenchArgs, model: Model = create(a.model, a.modelOptions)): Promise<BenchReport> {
+  const cpu = a.device === 'cpu';
+  const graph = model.graph;
+  const input = graph.ir.inputs.find((i) => i.dtype === 'f32')!.shape;
+  const classes = model.options.classes;
+  const t0 = performance.now();
+  const session = await compile(model, {
+    device: a.device, batchSize: a.batch, precision: a.precision,
+    // Per-kernel host timing means something only where kernels run synchronously (the CPU).
+    profile: cpu,
+    optimizer: { lr: 0.01, momentum: 0.9, nesterov: true, weightDecay: 1e-4 },
+    ...(cpu ? {} : {
+      cudnn: {
+        benchmark: a.benchmark, benchmarkLimit: a.benchmarkLimit, deterministic: a.deterministic, allowTF32: a.allowTF32,
+        ...(a.cacheFile ? { cacheFile: a.cacheFile } : {}),
+      },
+    }),
+  });
+  const compileMs = performance.now() - t0;
+  try {
+    const perSample = input.reduce((x, y) => x * y, 1);
+    const images = Float32Array.from({ length: a.batch * perSample }, (_, i) => Math.sin(i * 0.37));
+    const labels = Int32Array.from({ length: a.batch }, (_, i) => i % classes);
+    for (let i = 0; i < a.warmup; i++) await session.step(images, labels);
+    session.resetProfile();
+    const stepsMs: number[] = [];
+    for (let i = 0; i < a.steps; i++) {
+      const s0 = performance.now();
+      await session.step(images, labels);
+      stepsMs.push(performance.now() - s0);
+    }
+    const profile = new Map<string, NodeProfile>(session.profile().map((p) => [p.name, p]));
+    const shapes = new Map<string, ConvShapeReport>();
+    for (const node of graph.ir.nodes) {
+      if (node.op !== 'conv2d') continue;
+      const x = graph.shapes.get(node.inputs[0]!)!;
+      const key = convKey(node, x);
+      const p = profile.get(node.name);
+      let r = shapes.get(key);
+      if (!r) {
+        r = {
+          input: [...x], outChannels: node.attrs.outChannels as number, kernel: node.attrs.kernel as number[],
+          stride: node.attrs.stride as number[], padding: node.attrs.padding as number[], groups: node.attrs.groups as number,
+          nodes: [], impl: p?.impl ?? '', ...(cpu ? { forwardMs: 0, backwardMs: 0 } : {}),
+          ...(p?.algorithms ? { algorithms: p.algorithms } : {}),
+        };
+        shapes.set(key, r);
+      }
+      r.nodes.push(node.name);
+      if (cpu && p) {
+        r.forwardMs! += p.forwardMs / a.steps;
+        r.backwardMs! += p.backwardMs / a.steps;
+      }
+    }
+    const med = median(stepsMs);
+    const info = buildInfo();
+    return {
+      model: model.name, params: model.parameterCount(), input: [...input], device: a.device, precision: a.precision, batch: a.batch,
+      build: cpu ? `oneDNN ${info.onednn.version} (${info.onednn.isa}), ${info.threads} threads` : info.cudaBuild ?? '',
+      convolutions: [...shapes.values()],
+      step: { medianMs: med, imagesPerSec: (a.batch * 1000) / med, stepsMs, warmup: a.warmup, compileMs },
+      ...(session.algorithmCache ? { algorithmCache: session.algorithmCache } : {}),
+    };
+  } finally {
+    session.dispose();
+  }
+}
+
+function bytes(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(0)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
+}
+
+export function formatBench(r: BenchReport): string {
+  const out: string[] = [];
+  out.push(`crunet bench: ${r.model} (${r.params.toLocaleString('en-US')} parameters), ${r.input.join('x')}, batch ${r.batch}, ${r.device}, ${r.precision}; ${r.build}`);
+  const n = r.convolutions.reduce((s, c) => s + c.nodes.length, 0);
+  out.push(`convolutions: ${r.convolutions.length} distinct shapes in ${n} nodes`);
+  const timed = r.convolutions.some((c) => c.forwardMs !== undefined);
+  out.push(`  ${'input'.padEnd(14)} ${'out'.padStart(5)} ${'kernel'.padEnd(6)} ${'stride'.padEnd(6)} ${'groups'.padStart(6)} ${'nodes'.padStart(5)}` +
+    (timed ? ` ${'fwd ms'.padStart(8)} ${'bwd ms'.padStart(8)}` : '') + '  implementation');
+  for (const c of r.convolutions) {
+    const head = `  ${c.input.join('x').padEnd(14)} ${String(c.outChannels).padStart(5)} ${c.kernel.join('x').padEnd(6)} ${c.stride.join('x').padEnd(6)} ` +
+      `${String(c.groups).padStart(6)} ${String(c.nodes.length).padStart(5)}` +
+      (timed ? ` ${c.forwardMs!.toFixed(2).padStart(8)} ${c.backwardMs!.toFixed(2).padStart(8)}` : '');
+    if (!c.algorithms) {
+      out.push(`${head}  ${c.impl}`);
+      continue;
+    }
+    out.push(head);
+    for (const d of c.algorithms) {
+      const chosen = `${d.algo} (${d.math}${d.ms >= 0 ? `, ${d.ms.toFixed(3)} ms` : ''}, ${bytes(d.workspace)}, ${d.mode}${d.cached ? (d.fromFile ? ', from cache file' : ', cached') : ''})`;
+      out.push(`      ${d.direction.padEnd(16)} ${chosen}`);
+      for (const k of d.candidates) {
+        out.push(`        ${k.algo === d.algo && k.skipped === null ? '*' : ' '} ${k.algo.padEnd(24)} ${k.ms >= 0 ? `${k.ms.toFixed(3)} ms` : '-'.padStart(8)}  ${bytes(k.workspace).padStart(9)}` +
+          `${k.deterministic ? '  deterministic' : ''}${k.skipped ? `  skipped: ${k.skipped}` : ''}`);
+      }
+    }
+  }
+  if (timed) {
+    const f = r.convolutions.reduce((s, c) => s + c.forwardMs!, 0), b = r.convolutions.reduce((s, c) => s + c.backwardMs!, 0);
+    out.push(`  all convolutions: forward ${f.toFixed(1)} ms, backward ${b.toFixed(1)} ms per step`);
+  }
+  if (r.algorithmCache) out.push(`cuDNN algorithm cache: ${r.algorithmCache.notes}`);
+  const hits = r.convolutions.flatMap((c) => c.algorithms ?? []).filter((d) => d.cached).length;
+  const searched = r.convolutions.flatMap((c) => c.algorithms ?? []).length;
+  if (searched) out.push(`cuDNN algorithm cache hits: ${hits} of ${searched} choices (the rest were searched)`);
+  out.push(`whole step: median ${r.step.medianMs.toFixed(1)} ms = ${r.step.imagesPerSec.toFixed(1)} images/s ` +
+    `(${r.step.stepsMs.length} steps after ${r.step.warmup} warm-up; compile ${(r.step.compileMs / 1000).toFixed(1)} s)`);
+  return out.join('\n');
+}
+
+export async function benchCommand(args: string[]): Promise<number> {
+  const a = parseBenchArgs(args);
+  const r = await runBench(a);
+  console.log(a.json ? JSON.stringify(r) : formatBench(r));
+  return 0;
+}
