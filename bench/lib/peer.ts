@@ -23,6 +23,8 @@ export interface PeerInfo {
   cpuCapability: string;
   format: PeerFormat;
   device: string;
+  /** torch.autocast dtype ('none': fp32). */
+  amp: 'none' | 'bf16' | 'fp16';
   gpu?: string;
   cudnn?: number;
   pythonPath: string;
@@ -52,9 +54,9 @@ export class PytorchPeer {
   }
 
   /** Starts the peer; resolves to the peer, or to the reason it is unavailable. */
-  static async start(o: { device: string; threads: number; format: PeerFormat; timeoutMs?: number }): Promise<PytorchPeer | { unavailable: string }> {
+  static async start(o: { device: string; threads: number; format: PeerFormat; amp?: 'none' | 'bf16' | 'fp16'; timeoutMs?: number }): Promise<PytorchPeer | { unavailable: string }> {
     const python = peerPython();
-    const child = spawn(python, ['-u', SCRIPT, '--device', o.device, '--threads', String(o.threads), '--format', o.format], {
+    const child = spawn(python, ['-u', SCRIPT, '--device', o.device, '--threads', String(o.threads), '--format', o.format, '--amp', o.amp ?? 'none'], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
     });

@@ -2,7 +2,9 @@
 
 bench/lib/peer.ts starts it, then sends one JSON object per line on stdin and reads one per line on
 stdout, so that crunet (in the Node process) and PyTorch (here) take turns, step by step, in the same
-invocation. Usage: python pytorch_peer.py --device cpu --threads 2 --format channels_last
+invocation. Usage: python pytorch_peer.py --device cpu --threads 2 --format channels_last [--amp bf16|fp16]
+(--amp: torch.autocast with that dtype around forward and loss, fp32 master weights; fp16 adds a
+GradScaler with dynamic loss scaling, as PyTorch's AMP recipe.)
 
 First line out: {"ready": true, "info": {...}} or {"ready": false, "error": "..."} (e.g. torch missing).
 Commands (field "cmd"; every reply carries "ok", and "error" when ok is false):
@@ -58,9 +60,11 @@ def reset_hwm() -> bool:
 
 
 class Peer:
-    def __init__(self, torch, device: str, fmt: str):
+    def __init__(self, torch, device: str, fmt: str, amp: str = 'none'):
         self.torch = torch
         self.dev = torch.device(device)
+        self.amp = None if amp == 'none' else {'bf16': torch.bfloat16, 'fp16': torch.float16}[amp]
+        self.scaler = torch.amp.GradScaler(self.dev.type) if amp == 'fp16' else None
         self.fmt = torch.channels_last if fmt == 'channels_last' else torch.contiguous_format
         self.fmt_name = fmt
         self.net = None
@@ -122,9 +126,18 @@ class Peer:
         self.opt.zero_grad(set_to_none=True)
         x = self.host_x.to(self.dev, non_blocking=False)
         y = self.host_y.to(self.dev, non_blocking=False)
-        logits, loss = self.net(x, y)
-        loss.backward()
-        self.opt.step()
+        if self.amp is None:
+            logits, loss = self.net(x, y)
+        else:
+            with torch.autocast(device_type=self.dev.type, dtype=self.amp):
+                logits, loss = self.net(x, y)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.opt.step()
         correct = (logits.argmax(1) == y).sum()
         return loss.item(), int(correct.item())
 
@@ -263,6 +276,7 @@ def main() -> None:
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--threads', type=int, default=0)
     ap.add_argument('--format', default='channels_last', choices=['channels_last', 'contiguous'])
+    ap.add_argument('--amp', default='none', choices=['none', 'bf16', 'fp16'])
     args = ap.parse_args()
     try:
         import warnings
@@ -278,7 +292,7 @@ def main() -> None:
             if not torch.cuda.is_available():
                 raise RuntimeError('torch.cuda.is_available() is False')
             torch.backends.cudnn.benchmark = True
-        peer = Peer(torch, args.device, args.format)
+        peer = Peer(torch, args.device, args.format, args.amp)
         info = {
             'torch': torch.__version__,
             'python': sys.version.split()[0],
@@ -289,6 +303,7 @@ def main() -> None:
             'cpuCapability': torch.backends.cpu.get_cpu_capability(),
             'format': args.format,
             'device': args.device,
+            'amp': args.amp,
         }
         if args.device.startswith('cuda'):
             info['gpu'] = torch.cuda.get_device_name(peer.dev)

@@ -244,7 +244,9 @@ export async function runStep(o: StepOptions): Promise<StepResultJSON> {
     fs.writeFileSync(path.join(tmp, 'images.bin'), new Uint8Array(images.buffer));
     fs.writeFileSync(path.join(tmp, 'labels.bin'), new Uint8Array(labels.buffer));
     for (const format of o.peerFormats) {
-      const started = await PytorchPeer.start({ device: o.device, threads: o.threads, format });
+      // The peer trains in the same precision: fp32, or AMP (autocast) for bf16/fp16.
+      const amp = o.precision === 'fp32' ? 'none' : (o.precision as 'bf16' | 'fp16');
+      const started = await PytorchPeer.start({ device: o.device, threads: o.threads, format, amp });
       if ('unavailable' in started) {
         peerUnavailable = started.unavailable;
         o.log(started.unavailable);

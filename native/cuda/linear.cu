@@ -29,8 +29,10 @@ class Linear final : public CudaKernel {
  public:
   Linear(Device& dev, const NodeSpec& spec) : CudaKernel(dev, spec) {
     const Shape& x = spec.in.at(0);
-    n_ = x.at(0), f_ = x.at(1), o_ = spec.out.at(1);
-    if (x.size() != 2 || spec.out != Shape{n_, o_} || spec.params.size() != 2 || spec.params[0] != Shape{o_, f_} ||
+    if (x.size() != 2 || spec.out.size() != 2)
+      fail(op_, ": linear takes [N, F] and gives [N, O], but got x ", shape_str(x), ", out ", shape_str(spec.out));
+    n_ = x[0], f_ = x[1], o_ = spec.out[1];
+    if (spec.out != Shape{n_, o_} || spec.params.size() != 2 || spec.params[0] != Shape{o_, f_} ||
         spec.params[1] != Shape{o_})
       fail(op_, ": linear got inconsistent shapes: x ", shape_str(x), ", out ", shape_str(spec.out));
     if (n_ > 0x7fffffff || f_ > 0x7fffffff || o_ > 0x7fffffff) fail(op_, ": dimensions exceed cuBLAS's int");

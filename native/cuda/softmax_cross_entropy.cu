@@ -150,7 +150,8 @@ class SoftmaxCrossEntropy final : public CudaKernel {
     CK(cudaStreamSynchronize, op_, dev_.stream);
     if (host_->bad_sample != INT_MAX) {
       int32_t label = 0;
-      CK(cudaMemcpy, op_, &label, labels + host_->bad_sample, sizeof label, cudaMemcpyDeviceToHost);
+      CK(cudaMemcpyAsync, op_, &label, labels + host_->bad_sample, sizeof label, cudaMemcpyDeviceToHost, dev_.stream);
+      CK(cudaStreamSynchronize, op_, dev_.stream);
       fail(op_, ": label ", label, " of sample ", host_->bad_sample, " is outside [0, ", k_, ")");
     }
     if (io.stats) {
