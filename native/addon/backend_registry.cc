@@ -197,17 +197,14 @@ std::string cudnn_cache_file_from_js(const Napi::Value& v) {
   return e ? e : "";
 }
 
-int cuda_algorithm_cache(bool save, const std::string& device, const std::string& path, std::string& note) {
-  const CrunetCudaApiV1* api = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(mu());
-    std::string why;
-    api = load_locked(why);
-    if (!api) {
-      note = why;
-      return -1;
-    }
-  }
+const CrunetCudaApiV1* cuda_api() {
+  std::lock_guard<std::mutex> lock(mu());
+  std::string why;
+  return load_locked(why);
+}
+
+int cuda_algorithm_cache(const CrunetCudaApiV1* api, bool save, const std::string& device, const std::string& path,
+                         std::string& note) {
   char msg[2048] = {0};
   int n = (save ? api->save_algorithm_cache : api->load_algorithm_cache)(cuda_index(device), path.c_str(), msg, sizeof msg);
   note = msg;

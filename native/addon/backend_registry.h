@@ -27,9 +27,15 @@ CrunetCudnnOptionsV1 cudnn_options_from_js(const Napi::Value& v);
 // compile()'s `cudnn.cacheFile`, else CRUNET_CUDNN_CACHE_FILE, else "" (no algorithm cache file).
 std::string cudnn_cache_file_from_js(const Napi::Value& v);
 
+// The loaded CUDA library's entry table (loading it if needed; nullptr when it cannot be). Takes the
+// registry's lock: call it on the JS thread, never from an engine-thread job (cuda_backend holds that
+// lock while it waits for the engine thread).
+const CrunetCudaApiV1* cuda_api();
+
 // Loads (save = false) or saves the cuDNN algorithm cache file of a CUDA device (native/cuda/conv_algo.h):
-// the number of entries, or -1; `note` says what happened. The device's backend must exist already.
-int cuda_algorithm_cache(bool save, const std::string& device, const std::string& path, std::string& note);
+// the number of entries, or -1; `note` says what happened. Lock-free: safe on the engine thread.
+int cuda_algorithm_cache(const CrunetCudaApiV1* api, bool save, const std::string& device, const std::string& path,
+                         std::string& note);
 
 // What devices() and buildInfo() report about CUDA.
 struct CudaStatus {

@@ -106,25 +106,27 @@ Napi::Value SessionWrap::compile(const Napi::CallbackInfo& info) {
   // The algorithm cache file: read before the kernels choose their algorithms, written after, so that
   // the next process skips the searches (Note [algorithm cache file] in native/cuda/conv_algo.cc).
   struct CacheFile {
+    const CrunetCudaApiV1* api = nullptr;
     std::string path, load_note, save_note;
     int loaded = 0, saved = 0;
   };
   auto cache = std::make_shared<CacheFile>();
   if (device != "cpu") cache->path = cudnn_cache_file_from_js(o.Get("cudnn"));
   Backend& backend = device == "cpu" ? backend_for(env, device) : backend_for(env, device, cudnn);  // throws, naming the device, when it cannot be used
+  if (!cache->path.empty()) cache->api = cuda_api();  // loaded by backend_for; fetched here, on the JS thread
 
   auto result = std::make_shared<Executor*>(nullptr);
   auto* ctor = env.GetInstanceData<Napi::FunctionReference>();
   return submit(
       env,
       [result, graph = std::move(graph), opts, &backend, device, cache] {
-        if (!cache->path.empty()) cache->loaded = cuda_algorithm_cache(false, device, cache->path, cache->load_note);
+        if (cache->api) cache->loaded = cuda_algorithm_cache(cache->api, false, device, cache->path, cache->load_note);
         *result = new Executor(backend, graph, opts);
-        if (!cache->path.empty()) cache->saved = cuda_algorithm_cache(true, device, cache->path, cache->save_note);
+        if (cache->api) cache->saved = cuda_algorithm_cache(cache->api, true, device, cache->path, cache->save_note);
       },
       [result, ctor, cache](Napi::Env env) -> Napi::Value {
         Napi::Object s = ctor->New({Napi::External<Executor>::New(env, *result)});
-        if (!cache->path.empty()) {
+        if (cache->api) {
           auto c = Napi::Object::New(env);
           c.Set("file", cache->path);
           c.Set("loaded", cache->loaded);
