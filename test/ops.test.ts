@@ -21,6 +21,7 @@ import {
   closeMessage, params64, randomParams, referenceBackward, referenceForward, softmaxCrossEntropyBackward,
   softmaxCrossEntropyForward, to64, type Tolerance,
 } from './reference/index.js';
+import { CONV_CASES } from './support/conv-cases.js';
 import { Rng, labels32, normal32, seedFrom } from './support/random.js';
 
 const TOL: Tolerance = { rtol: 1e-4, atol: 1e-5 };
@@ -92,30 +93,7 @@ const shape = (n: number, s: number[]) => `[${[n, ...s].join(',')}]`;
 
 describe('ops: engine (cpu, float32) against the float64 reference', () => {
   describe('conv2d', () => {
-    // [batch, [C,H,W], options]
-    const cases: [number, number[], Conv2dOptions][] = [
-      [2, [16, 7, 9], { outChannels: 16, kernel: 3, padding: 1 }],
-      [1, [8, 7, 9], { outChannels: 12, kernel: 3, stride: 2, padding: 1, bias: true }],
-      [3, [16, 8, 8], { outChannels: 32, kernel: 1 }],
-      [2, [8, 9, 7], { outChannels: 8, kernel: 1, stride: 2, bias: true }],
-      [4, [4, 7, 9], { outChannels: 4, kernel: 7, padding: 1 }],
-      [1, [2, 7, 9], { outChannels: 3, kernel: 7, bias: true }],
-      [2, [3, 11, 13], { outChannels: 8, kernel: 7, stride: 2, padding: 3 }],
-      [2, [16, 7, 9], { outChannels: 16, kernel: 3, padding: 1, groups: 4 }],
-      [3, [16, 7, 9], { outChannels: 32, kernel: 3, stride: 2, padding: 1, groups: 4, bias: true }],
-      [2, [32, 7, 9], { outChannels: 32, kernel: 1, groups: 4 }],
-      [4, [8, 9, 7], { outChannels: 8, kernel: 3, stride: 2, groups: 4 }],
-      [2, [64, 7, 9], { outChannels: 64, kernel: 3, padding: 1, groups: 32 }],
-      [1, [64, 9, 7], { outChannels: 128, kernel: 3, stride: 2, padding: 1, groups: 32, bias: true }],
-      [3, [32, 7, 9], { outChannels: 64, kernel: 1, stride: 2, groups: 32 }],
-      [2, [16, 7, 9], { outChannels: 16, kernel: 3, padding: 1, groups: 16 }],
-      [3, [24, 8, 10], { outChannels: 24, kernel: 3, stride: 2, padding: 1, groups: 24, bias: true }],
-      [1, [8, 7, 9], { outChannels: 16, kernel: 3, padding: 1, groups: 8 }],
-      [4, [8, 7, 9], { outChannels: 8, kernel: 7, padding: 1, groups: 8 }],
-      [2, [32, 7, 9], { outChannels: 32, kernel: 3, groups: 32 }],
-      [1, [4, 5, 6], { outChannels: 6, kernel: [1, 3], stride: [1, 2], padding: [0, 1] }],
-      [2, [6, 1, 1], { outChannels: 4, kernel: 1, bias: true }],
-    ];
+    const cases: [number, number[], Conv2dOptions][] = [...CONV_CASES];
     // Plus seeded random draws over the same space.
     const rng = new Rng(20240601);
     for (let i = 0; i < 12; i++) {

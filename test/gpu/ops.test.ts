@@ -1,10 +1,11 @@
 // Every op forward and backward on CUDA against the CPU backend, on the same seeded random inputs and
-// parameters (helpers and tolerances in compare.ts). Cases mirror test/ops.test.ts: plain, strided,
+// parameters (helpers and tolerances in compare.ts). The conv cases are test/ops.test.ts's (support/conv-cases.ts): plain, strided,
 // padded, grouped, depthwise and rectangular convolutions with and without bias, batch norm on rank 2
 // and 4, pooling with and without padding, the loss with top-k counts.
 import { strict as assert } from 'node:assert';
 import { GraphBuilder, type AvgPoolOptions, type BatchNormOptions, type Conv2dOptions, type PoolOptions } from '../../lib/graph/index.js';
 import { Rng, labels32, normal32, seedFrom } from '../support/random.js';
+import { CONV_CASES } from '../support/conv-cases.js';
 import { Checker, FP32, TF32, pair, parity, type InputGen } from './compare.js';
 
 const fmt = (o: object) => JSON.stringify(o).replace(/"/g, '');
@@ -13,22 +14,8 @@ const shape = (n: number, s: number[]) => `[${[n, ...s].join(',')}]`;
 describe(`ops on CUDA against the CPU backend (fp32, allowTF32 off: rtol ${FP32.rtol}, atol ${FP32.atol})`, () => {
   describe('conv2d (cuDNN, heuristic algorithms)', () => {
     const cases: [number, number[], Conv2dOptions][] = [
-      [2, [16, 7, 9], { outChannels: 16, kernel: 3, padding: 1 }],
-      [1, [8, 7, 9], { outChannels: 12, kernel: 3, stride: 2, padding: 1, bias: true }],
-      [3, [16, 8, 8], { outChannels: 32, kernel: 1 }],
-      [2, [8, 9, 7], { outChannels: 8, kernel: 1, stride: 2, bias: true }],
-      [4, [4, 7, 9], { outChannels: 4, kernel: 7, padding: 1 }],
-      [2, [3, 11, 13], { outChannels: 8, kernel: 7, stride: 2, padding: 3 }],
-      [2, [16, 7, 9], { outChannels: 16, kernel: 3, padding: 1, groups: 4 }],
-      [3, [16, 7, 9], { outChannels: 32, kernel: 3, stride: 2, padding: 1, groups: 4, bias: true }],
-      [2, [64, 7, 9], { outChannels: 64, kernel: 3, padding: 1, groups: 32 }],
-      [3, [32, 7, 9], { outChannels: 64, kernel: 1, stride: 2, groups: 32 }],
-      [2, [16, 7, 9], { outChannels: 16, kernel: 3, padding: 1, groups: 16 }],
-      [3, [24, 8, 10], { outChannels: 24, kernel: 3, stride: 2, padding: 1, groups: 24, bias: true }],
-      [1, [8, 7, 9], { outChannels: 16, kernel: 3, padding: 1, groups: 8 }],
-      [1, [4, 5, 6], { outChannels: 6, kernel: [1, 3], stride: [1, 2], padding: [0, 1] }],
-      [2, [6, 1, 1], { outChannels: 4, kernel: 1, bias: true }],
-      [8, [64, 14, 14], { outChannels: 128, kernel: 3, padding: 1, groups: 32 }],  // a ResNeXt-sized grouped conv
+      ...CONV_CASES,
+      [8, [64, 14, 14], { outChannels: 128, kernel: 3, padding: 1, groups: 32 }], // a ResNeXt-sized grouped conv
     ];
     for (const [n, s, o] of cases) {
       const what = `conv2d x${shape(n, s)} ${fmt(o)}`;
