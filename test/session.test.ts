@@ -27,6 +27,23 @@ describe('Session', () => {
   });
   afterEach(() => s.dispose());
 
+  it('profile(): implementations always, kernel times only while profiling is on', async () => {
+    const conv = () => s.profile().find((p) => p.name === 'conv')!;
+    assert.match(conv().impl, /fwd=\S+/);
+    await s.step(images, labels);
+    assert.equal(conv().calls, 0, 'compiled without profile: nothing timed');
+    s.setProfiling(true);
+    await s.step(images, labels);
+    await s.step(images, labels);
+    assert.equal(conv().calls, 2);
+    assert.ok(conv().forwardMs > 0 && conv().backwardMs > 0, JSON.stringify(conv()));
+    s.setProfiling(false);
+    s.resetProfile();
+    await s.step(images, labels);
+    assert.equal(conv().calls, 0);
+    assert.throws(() => s.setProfiling('yes' as unknown as boolean), /setProfiling: expected a boolean/);
+  });
+
   it('steps, reporting loss and top-1/top-k counts', async () => {
     const r = await s.step(images, labels);
     assert.ok(Number.isFinite(r.loss) && r.loss > 0);

@@ -1,7 +1,7 @@
 // crunet bench: what a user asks of a device before training on it. For every distinct convolution
 // shape of a model: the implementation (oneDNN's on the CPU; on CUDA each direction's cuDNN algorithm
-// and the search behind it: every candidate's time and workspace), the measured kernel times when the
-// device can be profiled (the CPU), and the whole training step's images/s at a batch size and precision.
+// and the search behind it: every candidate's time and workspace), the kernel times of a few profiled
+// steps, and the whole training step's images/s (unprofiled steps) at a batch size and precision.
 import { parseArgs } from 'node:util';
 import { buildInfo, compile, type AlgorithmChoice, type NodeProfile, type Precision } from '../engine/index.js';
 import type { NodeIR } from '../graph/ir.js';
@@ -12,8 +12,9 @@ import { parseModelOptions } from './model-options.js';
 export const BENCH_HELP = `Usage: crunet bench [options]
 
 Benchmarks a model's training step on a device: per distinct convolution shape, the implementation
-(CUDA: every cuDNN algorithm tried per direction, its time and workspace, and the one chosen) and, on
-the CPU, the kernel times; then the whole step's images/s (median of --steps after --warmup).
+(CUDA: every cuDNN algorithm tried per direction, its time and workspace, and the one chosen) and the
+kernel times of up to 3 profiled steps; then the whole step's images/s (median of --steps after --warmup,
+timed without profiling).
 
 Options:
   --model NAME            model (default crunet56; 'crunet summary --list' lists them)
@@ -95,9 +96,9 @@ export interface ConvShapeReport {
   groups: number;
   /** The nodes with this shape (a shared factor's uses included). */
   nodes: string[];
-  /** Kernel times summed over the nodes, per step (profiled devices only). */
-  forwardMs?: number;
-  backwardMs?: number;
+  /** Kernel times summed over the nodes, per step (mean of up to 3 profiled steps after the timed ones). */
+  forwardMs: number;
+  backwardMs: number;
   /** The implementation of the first node of the shape (all nodes of one shape get the same). */
   impl: string;
   algorithms?: AlgorithmChoice[];
@@ -135,8 +136,9 @@ export async function runBench(a: BenchArgs, model: Model = create(a.model, a.mo
   const t0 = performance.now();
   const session = await compile(model, {
     device: a.device, batchSize: a.batch, precision: a.precision,
-    // Per-kernel host timing means something only where kernels run synchronously (the CPU).
-    profile: cpu,
+    // Whole steps are timed without kernel timing (on a GPU it synchronizes around every kernel); a few
+    // profiled steps follow.
+    profile: false,
     optimizer: { lr: 0.01, momentum: 0.9, nesterov: true, weightDecay: 1e-4 },
     ...(cpu ? {} : {
       cudnn: {
@@ -151,13 +153,17 @@ export async function runBench(a: BenchArgs, model: Model = create(a.model, a.mo
     const images = Float32Array.from({ length: a.batch * perSample }, (_, i) => Math.sin(i * 0.37));
     const labels = Int32Array.from({ length: a.batch }, (_, i) => i % classes);
     for (let i = 0; i < a.warmup; i++) await session.step(images, labels);
-    session.resetProfile();
     const stepsMs: number[] = [];
     for (let i = 0; i < a.steps; i++) {
       const s0 = performance.now();
       await session.step(images, labels);
       stepsMs.push(performance.now() - s0);
     }
+    const profiled = Math.min(a.steps, 3);
+    session.setProfiling(true);
+    session.resetProfile();
+    for (let i = 0; i < profiled; i++) await session.step(images, labels);
+    session.setProfiling(false);
     const profile = new Map<string, NodeProfile>(session.profile().map((p) => [p.name, p]));
     const shapes = new Map<string, ConvShapeReport>();
     for (const node of graph.ir.nodes) {
@@ -170,15 +176,15 @@ export async function runBench(a: BenchArgs, model: Model = create(a.model, a.mo
         r = {
           input: [...x], outChannels: node.attrs.outChannels as number, kernel: node.attrs.kernel as number[],
           stride: node.attrs.stride as number[], padding: node.attrs.padding as number[], groups: node.attrs.groups as number,
-          nodes: [], impl: p?.impl ?? '', ...(cpu ? { forwardMs: 0, backwardMs: 0 } : {}),
+          nodes: [], impl: p?.impl ?? '', forwardMs: 0, backwardMs: 0,
           ...(p?.algorithms ? { algorithms: p.algorithms } : {}),
         };
         shapes.set(key, r);
       }
       r.nodes.push(node.name);
-      if (cpu && p) {
-        r.forwardMs! += p.forwardMs / a.steps;
-        r.backwardMs! += p.backwardMs / a.steps;
+      if (p) {
+        r.forwardMs += p.forwardMs / profiled;
+        r.backwardMs += p.backwardMs / profiled;
       }
     }
     const med = median(stepsMs);
@@ -204,13 +210,11 @@ export function formatBench(r: BenchReport): string {
   out.push(`crunet bench: ${r.model} (${r.params.toLocaleString('en-US')} parameters), ${r.input.join('x')}, batch ${r.batch}, ${r.device}, ${r.precision}; ${r.build}`);
   const n = r.convolutions.reduce((s, c) => s + c.nodes.length, 0);
   out.push(`convolutions: ${r.convolutions.length} distinct shapes in ${n} nodes`);
-  const timed = r.convolutions.some((c) => c.forwardMs !== undefined);
   out.push(`  ${'input'.padEnd(14)} ${'out'.padStart(5)} ${'kernel'.padEnd(6)} ${'stride'.padEnd(6)} ${'groups'.padStart(6)} ${'nodes'.padStart(5)}` +
-    (timed ? ` ${'fwd ms'.padStart(8)} ${'bwd ms'.padStart(8)}` : '') + '  implementation');
+    ` ${'fwd ms'.padStart(8)} ${'bwd ms'.padStart(8)}  implementation`);
   for (const c of r.convolutions) {
     const head = `  ${c.input.join('x').padEnd(14)} ${String(c.outChannels).padStart(5)} ${c.kernel.join('x').padEnd(6)} ${c.stride.join('x').padEnd(6)} ` +
-      `${String(c.groups).padStart(6)} ${String(c.nodes.length).padStart(5)}` +
-      (timed ? ` ${c.forwardMs!.toFixed(2).padStart(8)} ${c.backwardMs!.toFixed(2).padStart(8)}` : '');
+      `${String(c.groups).padStart(6)} ${String(c.nodes.length).padStart(5)} ${c.forwardMs.toFixed(2).padStart(8)} ${c.backwardMs.toFixed(2).padStart(8)}`;
     if (!c.algorithms) {
       out.push(`${head}  ${c.impl}`);
       continue;
@@ -225,10 +229,8 @@ export function formatBench(r: BenchReport): string {
       }
     }
   }
-  if (timed) {
-    const f = r.convolutions.reduce((s, c) => s + c.forwardMs!, 0), b = r.convolutions.reduce((s, c) => s + c.backwardMs!, 0);
-    out.push(`  all convolutions: forward ${f.toFixed(1)} ms, backward ${b.toFixed(1)} ms per step`);
-  }
+  const f = r.convolutions.reduce((s, c) => s + c.forwardMs, 0), b = r.convolutions.reduce((s, c) => s + c.backwardMs, 0);
+  out.push(`  all convolutions: forward ${f.toFixed(1)} ms, backward ${b.toFixed(1)} ms per profiled step`);
   if (r.algorithmCache) out.push(`cuDNN algorithm cache: ${r.algorithmCache.notes}`);
   const hits = r.convolutions.flatMap((c) => c.algorithms ?? []).filter((d) => d.cached).length;
   const searched = r.convolutions.flatMap((c) => c.algorithms ?? []).length;

@@ -44,6 +44,7 @@ export interface NativeSession {
   memory(): NativeMemory;
   profile(): NativeNodeProfile[];
   resetProfile(): void;
+  setProfiling(on: boolean): void;
   dispose(): void;
 }
 

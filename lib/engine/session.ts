@@ -311,6 +311,14 @@ export class Session {
     this.live('resetProfile').resetProfile();
   }
 
+  /**
+   * Turns kernel timing on or off (compile's `profile` sets the start). On a GPU each timed kernel is
+   * bracketed by stream synchronizations, which slows steps: time whole steps with it off.
+   */
+  setProfiling(on: boolean): void {
+    this.live('setProfiling').setProfiling(on);
+  }
+
   get isDisposed(): boolean {
     return this.disposed;
   }

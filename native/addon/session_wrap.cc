@@ -63,6 +63,7 @@ Napi::Function SessionWrap::define(Napi::Env env) {
                       InstanceMethod("memory", &SessionWrap::memory),
                       InstanceMethod("profile", &SessionWrap::profile),
                       InstanceMethod("resetProfile", &SessionWrap::reset_profile),
+                      InstanceMethod("setProfiling", &SessionWrap::set_profiling),
                       InstanceMethod("dispose", &SessionWrap::dispose)});
 }
 
@@ -411,6 +412,13 @@ Napi::Value SessionWrap::profile(const Napi::CallbackInfo& info) {
 Napi::Value SessionWrap::reset_profile(const Napi::CallbackInfo& info) {
   live(info.Env(), "resetProfile").reset_profile();
   return info.Env().Undefined();
+}
+
+Napi::Value SessionWrap::set_profiling(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBoolean()) throw Napi::TypeError::New(env, "setProfiling: expected a boolean");
+  live(env, "setProfiling").set_profile(info[0].As<Napi::Boolean>().Value());
+  return env.Undefined();
 }
 
 Napi::Value SessionWrap::dispose(const Napi::CallbackInfo& info) {

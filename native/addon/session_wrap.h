@@ -31,6 +31,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value memory(const Napi::CallbackInfo& info);
   Napi::Value profile(const Napi::CallbackInfo& info);
   Napi::Value reset_profile(const Napi::CallbackInfo& info);
+  Napi::Value set_profiling(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);
 
   Executor& live(Napi::Env env, const char* what);  // throws if disposed or busy

@@ -104,6 +104,10 @@ class Backend {
     upload(dst, zeros.data(), bytes);
   }
 
+  // Waits until all work queued so far has finished (profiling: host clocks then time the work, not its
+  // queueing). The CPU runs synchronously: nothing to wait for.
+  virtual void synchronize() {}
+
   virtual void accumulate(float* dst, const float* src, size_t n) = 0;  // dst += src
   // PyTorch's SGD: g += wd*w (if decay); buf = m*buf + g; g = nesterov ? g + m*buf : buf; w -= lr*g
   virtual void sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) = 0;

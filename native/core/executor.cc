@@ -331,8 +331,10 @@ void Executor::plan_and_bind() {
 template <typename F>
 void Executor::timed(int node, bool fwd, F&& f) {
   if (!opts_.profile) return f();
+  be_.synchronize();  // device backends queue work: time the kernel's execution, not its launch
   auto t0 = std::chrono::steady_clock::now();
   f();
+  be_.synchronize();
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   (fwd ? prof_[node].forward_ms : prof_[node].backward_ms) += ms;
   if (fwd) prof_[node].calls++;

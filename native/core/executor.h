@@ -69,6 +69,9 @@ class Executor {
   MemoryReport memory() const;
   std::vector<NodeProfile> profile() const { return prof_; }
   void reset_profile();
+  // Turns per-kernel timing on or off between calls (benchmarks time whole steps without it, then profile
+  // a few). On a device backend each timed kernel is bracketed by synchronizations.
+  void set_profile(bool on) { opts_.profile = on; }
 
  private:
   struct Pass;  // one backward schedule (towards the loss, or towards outputs[0])

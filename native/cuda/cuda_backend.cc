@@ -97,6 +97,11 @@ void CudaBackend::zero(void* dst, size_t bytes) {
   CK(cudaMemsetAsync, "zero", dst, 0, bytes, dev_.stream);
 }
 
+void CudaBackend::synchronize() {
+  make_current("synchronize");
+  CK(cudaStreamSynchronize, "synchronize", dev_.stream);
+}
+
 void CudaBackend::accumulate(float* dst, const float* src, size_t n) {
   make_current("accumulate");
   cuda::accumulate(dev_, dst, src, n);

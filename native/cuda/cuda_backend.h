@@ -27,6 +27,7 @@ class CudaBackend final : public Backend {
 
   void copy(void* dst, const void* src, size_t bytes) override;  // on the stream, no host round trip
   void zero(void* dst, size_t bytes) override;                    // cudaMemsetAsync on the stream
+  void synchronize() override;                                    // cudaStreamSynchronize
   void accumulate(float* dst, const float* src, size_t n) override;
   void sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) override;
 
