@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <random>
@@ -70,6 +71,19 @@ Executor::Executor(Backend& backend, const GraphDesc& graph, const ExecutorOptio
 
 Executor::~Executor() { release(); }
 
+// Out of memory at compile time names what was being allocated, its size and the batch, and what helps.
+void* Executor::alloc_or_explain(size_t bytes, const char* what, bool per_batch) {
+  try {
+    return be_.alloc(bytes);
+  } catch (const Error& e) {
+    char size[32];
+    std::snprintf(size, sizeof size, "%.3g GiB", static_cast<double>(bytes) / (1u << 30));
+    fail("cannot allocate ", what, " (", size, per_batch ? " at batch " : ")", per_batch ? std::to_string(opts_.batch) + ")" : "",
+         " on ", be_.name(), ": ", e.what(),
+         per_batch ? "; activation memory grows with the batch: try a smaller batch size" : "");
+  }
+}
+
 void Executor::release() {
   kernels_.clear();
   for (auto* v : {&param_data_, &param_grad_, &param_mom_})
@@ -121,10 +135,10 @@ void Executor::init_params() {
         std::fill(host.begin(), host.end(), static_cast<float>(p.init.a));
         break;
     }
-    param_data_.push_back(static_cast<float*>(be_.alloc(n * 4)));
+    param_data_.push_back(static_cast<float*>(alloc_or_explain(n * 4, "the parameters", false)));
     be_.upload(param_data_.back(), host.data(), n * 4);
-    param_grad_.push_back(p.trainable ? static_cast<float*>(be_.alloc(n * 4)) : nullptr);
-    param_mom_.push_back(p.trainable ? static_cast<float*>(be_.alloc(n * 4)) : nullptr);
+    param_grad_.push_back(p.trainable ? static_cast<float*>(alloc_or_explain(n * 4, "the parameter gradients", false)) : nullptr);
+    param_mom_.push_back(p.trainable ? static_cast<float*>(alloc_or_explain(n * 4, "the momentum buffers", false)) : nullptr);
     param_bytes_ += n * 4 * (p.trainable ? 3 : 1);
   }
   size_t backup_bytes = 0;
@@ -134,7 +148,7 @@ void Executor::init_params() {
       backup_bytes += static_cast<size_t>(numel(g_.params[i].shape)) * 4;
     }
   if (backup_bytes) {
-    running_backup_ = be_.alloc(backup_bytes);
+    running_backup_ = alloc_or_explain(backup_bytes, "the batch-norm statistics snapshot", false);
     param_bytes_ += backup_bytes;  // counted with the parameters: it is their shadow
   }
 }
@@ -262,8 +276,8 @@ void Executor::plan_and_bind() {
   }
 
   plan_ = plan_memory(req, opts_.reuse_memory);
-  arena_ = be_.alloc(std::max<size_t>(plan_.arena_bytes, 64));
-  if (scratch_bytes_) scratch_ = be_.alloc(scratch_bytes_);
+  arena_ = alloc_or_explain(std::max<size_t>(plan_.arena_bytes, 64), "the activation arena", true);
+  if (scratch_bytes_) scratch_ = alloc_or_explain(scratch_bytes_, "the kernels' scratch space", true);
   auto at = [&](int buf) { return buf < 0 ? nullptr : static_cast<char*>(arena_) + plan_.offsets[buf]; };
 
   value_data_.resize(nv);

@@ -76,6 +76,7 @@ class Executor {
  private:
   struct Pass;  // one backward schedule (towards the loss, or towards outputs[0])
   void release();  // frees the kernels and all backend memory; idempotent (destructor, failed constructor)
+  void* alloc_or_explain(size_t bytes, const char* what, bool per_batch);
   void build_kernels();
   void plan_and_bind();
   void init_params();
