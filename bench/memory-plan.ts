@@ -24,7 +24,7 @@ async function main() {
   console.log(`buffers planned              ${m.buffers}`);
   console.log(`naive sum of intermediates   ${gib(m.naiveBytes)}`);
   console.log(`planned arena                ${gib(m.arenaBytes)}   arena / naive = ${m.reuseRatio.toFixed(3)}`);
-  console.log(`parameters + grads + momenta ${gib(m.parameterBytes)}`);
+  console.log(`parameter state              ${gib(m.parameterBytes)}   (values, gradients, momenta, BN statistics and their snapshot)`);
   console.log(`scratch (largest kernel)     ${gib(m.scratchBytes)}`);
   console.log(`planned peak                 ${gib(m.plannedPeakBytes)}`);
   let stepMs: number | undefined;

@@ -89,6 +89,11 @@ describe('crunet CLI', () => {
     const other = await crunet('train', '--model', 'resnet_small', '--epochs', '3', '--resume', ckpt, ...common);
     assert.equal(other.code, 1);
     assert.match(other.err, /holds a crunet_small model, not resnet_small/);
+    // Trained without augmentation (the IDX default): a resume may not add erasing.
+    assert.deepEqual(loadCheckpoint(ckpt).meta.augmentation, { augment: false, erase: 0 });
+    const erase = await crunet('train', '--epochs', '3', '--resume', ckpt, '--erase', '0.3', ...common);
+    assert.equal(erase.code, 2);
+    assert.match(erase.err, /was trained with erase = 0, but this run asks for 0.3/);
     fs.rmSync(dir, { recursive: true });
   });
 
@@ -99,6 +104,7 @@ describe('crunet CLI', () => {
       [['--model-options', '{width: 3}'], /--model-options is not JSON/],
       [['--model-options', '[1]'], /--model-options must be a JSON object/],
       [['--model-options', '{"classes": 3}'], /--model-options may not set classes: the data set decides them/],
+      [['--erase', '0.5', '--dataset', 'folder:/nonexistent'], /--erase is for IDX and CIFAR data sets/],
     ];
     for (const [args, re] of cases) {
       const r = await crunet('train', ...args);
@@ -113,7 +119,7 @@ describe('crunet CLI', () => {
   (fs.existsSync(FASHION) ? it : it.skip)('trains a model with --model-options and --erase; a resume keeps both and refuses to change them', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
     const common = ['--limit-train', '512', '--limit-test', '128', '--batch-size', '64', '--out', dir, '--json'];
-    const one = await crunet('train', '--epochs', '1', '--model-options', '{"width":16,"D":[32]}', '--erase', '0.5', ...common);
+    const one = await crunet('train', '--epochs', '1', '--model-options', '{"width":16,"D":32}', '--erase', '0.5', ...common);
     assert.equal(one.code, 0, one.err);
     const ckpt = path.join(dir, 'checkpoint.safetensors');
     const meta = loadCheckpoint(ckpt).meta;
@@ -129,9 +135,13 @@ describe('crunet CLI', () => {
     const other = await crunet('train', '--epochs', '2', '--resume', ckpt, '--model-options', '{"width":32}', ...common);
     assert.equal(other.code, 1);
     assert.match(other.err, /holds crunet_small with width = 16, but --model-options asks for 32/);
-    const two = await crunet('train', '--epochs', '2', '--resume', ckpt, ...common);
+    // The same options as given at first (D as a number, stored resolved as [32]) are accepted.
+    const two = await crunet('train', '--epochs', '2', '--resume', ckpt, '--model-options', '{"width":16,"D":32}', ...common);
     assert.equal(two.code, 0, two.err);
     assert.deepEqual(loadCheckpoint(ckpt).meta.augmentation, { augment: true, erase: 0.5 });
+    const noAug = await crunet('train', '--epochs', '3', '--resume', ckpt, '--no-augment', ...common);
+    assert.equal(noAug.code, 2);
+    assert.match(noAug.err, /was trained with augmentation on, but this run asks for it off/);
     fs.rmSync(dir, { recursive: true });
   });
 
@@ -163,6 +173,7 @@ describe('crunet CLI', () => {
     assert.match(bf16.err, /bf16/);
     assert.match((await crunet('bench', '--precision', 'fp8')).err, /--precision must be fp32, bf16 or fp16, got 'fp8'/);
     assert.match((await crunet('bench', '--steps', '0')).err, /--steps expects an integer >= 1, got '0'/);
+    assert.match((await crunet('bench', '--cache-file', 'x')).err, /--cache-file applies to CUDA devices \(--device cuda\), not the CPU/);
   });
 
   it('refuses a damaged checkpoint before doing any work', async () => {

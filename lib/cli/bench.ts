@@ -66,12 +66,15 @@ export function parseBenchArgs(args: string[]): BenchArgs {
     },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const device = v.device ?? 'cpu';
+  const cudnnFlags = (['no-benchmark', 'benchmark-limit', 'deterministic', 'no-tf32', 'cache-file'] as const).filter((f) => v[f] !== undefined);
+  if (device === 'cpu' && cudnnFlags.length) throw new UsageError(`--${cudnnFlags[0]} applies to CUDA devices (--device cuda), not the CPU`);
   const precision = v.precision ?? 'fp32';
   if (!['fp32', 'bf16', 'fp16'].includes(precision)) throw new UsageError(`--precision must be fp32, bf16 or fp16, got '${precision}'`);
   return {
     model: v.model ?? 'crunet56',
     modelOptions: parseModelOptions(v['model-options'], []),
-    device: v.device ?? 'cpu',
+    device,
     batch: int(v['batch-size'], '--batch-size', 1, 32),
     precision: precision as Precision,
     steps: int(v.steps, '--steps', 1, 10),

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { DataLoader, DATASET_SPECS, openDataset, type Dataset } from '../data/index.js';
+import { DataLoader, DATASET_SPECS, openDataset, parseDatasetSpec, type Dataset, type SmallAugment } from '../data/index.js';
 import { limitDataset } from '../data/subset.js';
 import { compile, setNumThreads, type Session } from '../engine/index.js';
 import { create, fromJSON, type Model } from '../models/index.js';
@@ -169,10 +169,12 @@ function modelFor(a: TrainArgs, data: Dataset, ckpt?: Checkpoint): Model {
   if (ckpt) {
     const m = fromJSON(ckpt.meta.model as { name: string; options: Record<string, unknown> });
     if (m.name !== a.model) throw new Error(`--resume: ${ckpt.path} holds a ${m.name} model, not ${a.model}; pass --model ${m.name}`);
+    // Compared after resolution, so that '{"D":96}' matches the [96] it resolves to.
     const stored = m.toJSON().options as Record<string, unknown>;
-    for (const [k, v] of Object.entries(a.modelOptions)) {
-      if (JSON.stringify(stored[k]) !== JSON.stringify(v)) {
-        throw new Error(`--resume: ${ckpt.path} holds ${m.name} with ${k} = ${JSON.stringify(stored[k])}, but --model-options asks for ${JSON.stringify(v)}`);
+    const asked = create(a.model, { ...a.modelOptions, ...opts }).toJSON().options as Record<string, unknown>;
+    for (const k of Object.keys(a.modelOptions)) {
+      if (JSON.stringify(stored[k]) !== JSON.stringify(asked[k])) {
+        throw new Error(`--resume: ${ckpt.path} holds ${m.name} with ${k} = ${JSON.stringify(stored[k])}, but --model-options asks for ${JSON.stringify(asked[k])}`);
       }
     }
     return m;
@@ -180,18 +182,34 @@ function modelFor(a: TrainArgs, data: Dataset, ckpt?: Checkpoint): Model {
   return create(a.model, { ...a.modelOptions, ...opts });
 }
 
+/** The augmentation a run's training split really gets: stored in checkpoints, checked on resume. */
+interface Augmentation {
+  augment: boolean;
+  erase: number;
+}
+
+function effectiveAugmentation(a: TrainArgs, train: Dataset): Augmentation {
+  const small = (train as { augment?: SmallAugment | null }).augment;
+  if (small !== undefined) return { augment: small !== null, erase: small?.erase ?? 0 };
+  return { augment: a.augment ?? true, erase: 0 }; // image folders: the paper's augmentation unless --no-augment
+}
+
 /**
  * A resumed run sees the data as the first part did: augmentation flags not given now come from the
- * checkpoint, and flags that contradict it are refused (the run would no longer be the run it continues).
+ * checkpoint, and flags that contradict what the first part really used are refused (the run would no
+ * longer be the run it continues).
  */
 function resumeAugmentation(a: TrainArgs, ckpt: Checkpoint): void {
-  const was = (ckpt.meta.augmentation ?? {}) as { augment?: boolean; erase?: number };
-  for (const key of ['augment', 'erase'] as const) {
-    if (a[key] === undefined) (a as unknown as Record<string, unknown>)[key] = was[key];
-    else if (was[key] !== undefined && a[key] !== was[key]) {
-      throw new UsageError(`--resume: ${ckpt.path} was trained with ${key} = ${was[key]}, but this run asks for ${a[key]}`);
-    }
+  const was = ckpt.meta.augmentation as Augmentation | undefined;
+  if (!was) return; // written before augmentation was recorded: the flags decide
+  if (a.erase !== undefined && a.erase !== was.erase) {
+    throw new UsageError(`--resume: ${ckpt.path} was trained with erase = ${was.erase}, but this run asks for ${a.erase}`);
   }
+  if (a.augment !== undefined && a.augment !== was.augment) {
+    throw new UsageError(`--resume: ${ckpt.path} was trained with augmentation ${was.augment ? 'on' : 'off'}, but this run asks for it ${a.augment ? 'on' : 'off'}`);
+  }
+  a.augment = was.augment;
+  a.erase = was.erase > 0 ? was.erase : undefined;
 }
 
 export async function trainCommand(args: string[]): Promise<number> {
@@ -200,11 +218,15 @@ export async function trainCommand(args: string[]): Promise<number> {
   if (a.threads) setNumThreads(a.threads);
   const ckpt = a.resume ? loadCheckpoint(a.resume) : undefined; // a damaged checkpoint stops here, before any work
   if (ckpt) resumeAugmentation(a, ckpt);
+  if (a.erase !== undefined && parseDatasetSpec(a.dataset).kind === 'folder') {
+    throw new UsageError('--erase is for IDX and CIFAR data sets; image folders get the paper\'s augmentation (--augment / --no-augment)');
+  }
   const augment = a.erase !== undefined ? { erase: a.erase } : a.augment;
   const data = await openDataset(a.dataset, { ...(augment !== undefined ? { augment } : {}), seed: a.seed });
   const train = limitDataset(data.train, a.limitTrain, a.seed);
   const test = limitDataset(data.test, a.limitTest, a.seed + 1);
   const model = modelFor(a, train, ckpt);
+  const augmentation = effectiveAugmentation(a, data.train);
   const out = a.out ?? (ckpt ? path.dirname(a.resume!) : path.join('runs', `${model.name}-${a.dataset.split(':')[0]}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
   fs.mkdirSync(out, { recursive: true });
 
@@ -253,7 +275,7 @@ export async function trainCommand(args: string[]): Promise<number> {
         writePlot(path.join(out, 'plot.svg'), epochHistory(readMetrics(log.path)), { title: `${model.name} on ${a.dataset}`, subtitle: `batch ${a.batchSize}, lr ${a.lr} ${schedule.config.type}, seed ${a.seed}` });
         await saveCheckpoint(path.join(out, 'checkpoint.safetensors'), session, {
           model: model.toJSON(), epoch: e.epoch + 1, step: e.step, schedule: schedule.config, optimizer, dataset: a.dataset, seed: a.seed,
-          augmentation: { augment: a.augment, erase: a.erase },
+          augmentation,
         });
       },
     },

@@ -157,7 +157,7 @@ CrunetCudnnOptionsV1 cudnn_options_from_js(const Napi::Value& v) {
     throw Napi::TypeError::New(env, e.what());
   }
   if (v.IsUndefined() || v.IsNull()) return o;
-  if (!v.IsObject()) throw Napi::TypeError::New(env, "options.cudnn: expected an object {benchmark, deterministic, benchmarkLimit, allowTF32}");
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "options.cudnn: expected an object {benchmark, deterministic, benchmarkLimit, allowTF32, cacheFile}");
   auto obj = v.As<Napi::Object>();
   auto flag = [&](const char* key, int32_t& dst) {
     if (!obj.Has(key) || obj.Get(key).IsUndefined()) return;

@@ -122,8 +122,19 @@ Napi::Value SessionWrap::compile(const Napi::CallbackInfo& info) {
       env,
       [result, graph = std::move(graph), opts, &backend, device, cache] {
         if (cache->api) cache->loaded = cuda_algorithm_cache(cache->api, false, device, cache->path, cache->load_note);
-        *result = new Executor(backend, graph, opts);
-        if (cache->api) cache->saved = cuda_algorithm_cache(cache->api, true, device, cache->path, cache->save_note);
+        // A file that could not be read as ours is left untouched; otherwise new choices are written back,
+        // also when the session then fails (e.g. out of memory for the arena): the searches were done.
+        auto save = [&] {
+          if (cache->api && cache->loaded >= 0)
+            cache->saved = cuda_algorithm_cache(cache->api, true, device, cache->path, cache->save_note);
+        };
+        try {
+          *result = new Executor(backend, graph, opts);
+        } catch (...) {
+          save();
+          throw;
+        }
+        save();
       },
       [result, ctor, cache](Napi::Env env) -> Napi::Value {
         Napi::Object s = ctor->New({Napi::External<Executor>::New(env, *result)});

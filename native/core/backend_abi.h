@@ -31,7 +31,7 @@ extern "C" {
 // cuDNN algorithm choice, with PyTorch's meanings and defaults (torch.backends.cudnn.*).
 struct CrunetCudnnOptionsV1 {
   uint32_t struct_size;     // sizeof(CrunetCudnnOptionsV1)
-  int32_t benchmark;        // 0: heuristics (cudnnGet*_v7); 1: time candidates (cudnnFind*Ex), cache the winner
+  int32_t benchmark;        // 0: heuristics (cudnnGet*_v7); 1: time the first benchmark_limit candidates, cache the fastest
   int32_t deterministic;    // 1: only algorithms with CUDNN_DETERMINISTIC results
   int32_t benchmark_limit;  // candidates timed per convolution in benchmark mode (0: all)
   int32_t allow_tf32;       // 1: convolutions may use TF32 tensor-core math on fp32 data
@@ -68,9 +68,10 @@ struct CrunetCudaApiV1 {
   crunet::Backend* (*create_backend)(int device_index, const CrunetCudnnOptionsV1* options, char* err, size_t errlen);
   void (*destroy_backend)(crunet::Backend* backend);
   // The cuDNN algorithm cache as a file (native/cuda/conv_algo.h): load adds the file's entries for this
-  // device and returns how many, 0 with `note` saying why when the file is absent or was written for
-  // another GPU, driver or cuDNN; save writes the device's entries atomically and returns their count.
-  // Both return -1 with `note` naming the problem (unreadable or damaged file, full disk).
+  // device and returns how many (0 when the file does not exist yet); -1 with `note` saying why when the
+  // file is unreadable, damaged, not ours or written for another GPU, driver or cuDNN (the caller must
+  // then not save over it). save writes the device's entries atomically when choices were searched since
+  // the last load or save and returns their count (0: nothing new, file untouched); -1 on I/O errors.
   int (*load_algorithm_cache)(int device_index, const char* path, char* note, size_t notelen);
   int (*save_algorithm_cache)(int device_index, const char* path, char* note, size_t notelen);
 };

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -161,6 +163,7 @@ struct Scratch {
 struct Cache {
   std::mutex mu;
   std::map<std::string, AlgoChoice> by_key[3];  // one per direction
+  std::set<int> dirty;  // devices with choices searched since their cache file was last written or read
 };
 Cache& cache() {
   static Cache* c = new Cache;  // never destroyed: may be used until the process exits
@@ -236,8 +239,8 @@ AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvD
   CK(cudnnSetConvolutionMathType, op, d.conv, base_math);
   const int count = std::max(1, max_count(h, dir, op));
 
-  // The candidates: cuDNN's heuristic order, less the unsupported and (deterministic) the nondeterministic.
-  // The limit applies after this filter, so deterministic mode never runs out of candidates early.
+  // The candidates: cuDNN's heuristic order, less the unsupported, (deterministic) the nondeterministic,
+  // and repeats (the heuristics can list an algorithm under two math types, which are one with TF32 off).
   std::vector<AlgoCandidate> cands;
   for (const Perf& p : heuristics(h, dir, d, count, op)) {
     if (p.status != CUDNN_STATUS_SUCCESS) continue;
@@ -246,31 +249,48 @@ AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvD
     c.algo = p.algo;
     c.math = tf32 ? p.math : CUDNN_FMA_MATH;
     c.deterministic = p.determinism == CUDNN_DETERMINISTIC;
-    cands.push_back(c);
+    if (std::none_of(cands.begin(), cands.end(), [&](const AlgoCandidate& o) { return o.algo == c.algo && o.math == c.math; }))
+      cands.push_back(c);
   }
-  if (key.benchmark && key.benchmark_limit > 0 && int(cands.size()) > key.benchmark_limit) cands.resize(key.benchmark_limit);
 
-  // Benchmark mode runs each candidate on scratch tensors of the convolution's sizes (zeroed, so that no
-  // NaN or denormal garbage skews the times).
+  // Benchmark mode runs candidates on scratch tensors of the convolution's sizes (zeroed, so that no NaN
+  // or denormal garbage skews the times). If those cannot be allocated, the heuristic choice is made
+  // instead and not cached, so that a later search with more memory free can still time.
+  bool bench = key.benchmark != 0;
+  std::string bench_note;
   std::unique_ptr<Scratch> x, w, y;
   std::unique_ptr<Events> ev;
-  if (key.benchmark) {
+  if (bench) {
     const size_t x_bytes = size_t(key.n) * key.c * key.h * key.w * 4;
     const size_t w_bytes = size_t(key.o) * (key.c / key.groups) * key.kh * key.kw * 4;
     const int oh = (key.h + 2 * key.ph - key.dh * (key.kh - 1) - 1) / key.sh + 1;
     const int ow = (key.w + 2 * key.pw - key.dw * (key.kw - 1) - 1) / key.sw + 1;
     const size_t y_bytes = size_t(key.n) * key.o * oh * ow * 4;
-    x = std::make_unique<Scratch>(*dev.alloc, x_bytes, op + ": cuDNN benchmark input");
-    w = std::make_unique<Scratch>(*dev.alloc, w_bytes, op + ": cuDNN benchmark weights");
-    y = std::make_unique<Scratch>(*dev.alloc, y_bytes, op + ": cuDNN benchmark output");
-    CK(cudaMemsetAsync, op, x->p, 0, x_bytes, dev.stream);
-    CK(cudaMemsetAsync, op, w->p, 0, w_bytes, dev.stream);
-    CK(cudaMemsetAsync, op, y->p, 0, y_bytes, dev.stream);
-    ev = std::make_unique<Events>(op);
+    try {
+      x = std::make_unique<Scratch>(*dev.alloc, x_bytes, op + ": cuDNN benchmark input");
+      w = std::make_unique<Scratch>(*dev.alloc, w_bytes, op + ": cuDNN benchmark weights");
+      y = std::make_unique<Scratch>(*dev.alloc, y_bytes, op + ": cuDNN benchmark output");
+    } catch (const Error& e) {
+      bench = false;
+      bench_note = std::string("benchmark skipped (") + e.what() + ")";
+    }
+    if (bench) {
+      CK(cudaMemsetAsync, op, x->p, 0, x_bytes, dev.stream);
+      CK(cudaMemsetAsync, op, w->p, 0, w_bytes, dev.stream);
+      CK(cudaMemsetAsync, op, y->p, 0, y_bytes, dev.stream);
+      ev = std::make_unique<Events>(op);
+    }
   }
+  const size_t limit = bench && key.benchmark_limit > 0 ? size_t(key.benchmark_limit) : cands.size();
 
+  // Timed: the first `limit` candidates (benchmark mode). Otherwise, and past the limit when none of the
+  // timed ones could run (the fall back on out-of-memory), the first usable candidate wins untimed.
   int best = -1;
+  size_t looked = 0;
   for (size_t i = 0; i < cands.size(); i++) {
+    const bool time_it = bench && i < limit;
+    if (!time_it && best >= 0) break;
+    looked = i + 1;
     AlgoCandidate& c = cands[i];
     if (cudnnSetConvolutionMathType(d.conv, c.math) != CUDNN_STATUS_SUCCESS) {
       c.skipped = std::string("math type ") + math_name(c.math) + " refused";
@@ -287,9 +307,8 @@ AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvD
       c.skipped = std::string("out of memory: ") + e.what();
       continue;
     }
-    if (!key.benchmark) {  // heuristic mode: the first usable candidate wins; the rest are not looked at
+    if (!time_it) {
       best = static_cast<int>(i);
-      cands.resize(i + 1);
       break;
     }
     Buffers b{x->p, w->p, y->p, ws->p, c.workspace};
@@ -303,7 +322,7 @@ AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvD
     if (st != CUDNN_STATUS_SUCCESS || synced != cudaSuccess) {
       c.skipped = std::string("run failed: ") +
                   (st != CUDNN_STATUS_SUCCESS ? cudnnGetErrorString(st) : cudaGetErrorString(synced));
-      cudaGetLastError();  // a failed run must not poison later calls
+      cudaGetLastError();  // clears a non-sticky error; a sticky one (a fault) will surface at the next call
       continue;
     }
     float total = 0;
@@ -311,6 +330,7 @@ AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvD
     c.ms = total / kTimedRuns;
     if (best < 0 || c.ms < cands[best].ms) best = static_cast<int>(i);
   }
+  cands.resize(looked);  // report what was looked at
 
   if (best < 0) {
     CK(cudnnSetConvolutionMathType, op, d.conv, base_math);
@@ -320,31 +340,36 @@ AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvD
          "], w [", key.o, ",", key.c / key.groups, ",", key.kh, ",", key.kw, "], groups ", key.groups, ", stride ", key.sh,
          "x", key.sw, ", padding ", key.ph, "x", key.pw, " (deterministic ", key.deterministic, ", allowTF32 ",
          key.allow_tf32, ", benchmark ", key.benchmark, ", ", cands.size(), " candidates",
-         tried.empty() ? std::string(")") : ": " + tried + ")");
+         tried.empty() ? std::string(")") : ": " + tried + ")", bench_note.empty() ? "" : "; " + bench_note);
   }
   AlgoChoice choice;
   choice.algo = cands[best].algo;
   choice.math = cands[best].math;
   choice.workspace = cands[best].workspace;
   choice.ms = cands[best].ms;
-  choice.benchmarked = key.benchmark != 0;
+  choice.benchmarked = cands[best].ms >= 0;
   choice.candidates = std::move(cands);
   CK(cudnnSetConvolutionMathType, op, d.conv, choice.math);
-  std::lock_guard<std::mutex> lock(cache().mu);
-  cache().by_key[static_cast<int>(dir)].emplace(k, choice);
+  if (bench == (key.benchmark != 0)) {  // a benchmark that could not run is not what the key promises
+    std::lock_guard<std::mutex> lock(cache().mu);
+    if (cache().by_key[static_cast<int>(dir)].emplace(k, choice).second) cache().dirty.insert(key.device);
+  }
   return choice;
 }
 
 // Note [algorithm cache file]
 // Text, one line per entry, after a header naming what the timings are only valid for:
-//   crunet-cudnn-algorithms 1
+//   crunet-cudnn-algorithms 2 <ConvKey field count>
 //   <GPU name>\t<driver version>\t<cuDNN version>
 //   <direction 0-2>\t<ConvKey fields, comma-separated, device written as 0>\t<algo>\t<math>\t<workspace>\t<ms>\t<benchmarked>
-// Keys are read back for the loading device's index. A file whose header differs is ignored, not an error.
+// Keys are read back for the loading device's index. A file that is not ours, or was written for another
+// GPU, driver or cuDNN (or another ConvKey layout), is refused with the reason and left untouched: the
+// session does not overwrite it.
 namespace {
 
 constexpr int kKeyFields = sizeof(ConvKey) / sizeof(int32_t);
-static_assert(sizeof(ConvKey) == kKeyFields * sizeof(int32_t), "ConvKey must be int32 fields only (no padding)");
+static_assert(sizeof(ConvKey) % sizeof(int32_t) == 0, "ConvKey must be int32 fields only");
+const std::string kMagic = "crunet-cudnn-algorithms 2 " + std::to_string(kKeyFields);
 
 std::string device_identity(int index, const std::string& op) {
   cudaDeviceProp prop{};
@@ -360,42 +385,58 @@ int load_algo_cache(int index, const std::string& path, std::string& note) {
   const std::string op = "cuDNN algorithm cache " + path;
   std::ifstream in(path);
   if (!in) {
-    note = "no algorithm cache file at " + path + " yet";
-    return 0;
+    if (errno == ENOENT) {
+      note = "no algorithm cache file at " + path + " yet";
+      return 0;
+    }
+    note = "cannot read " + path + ": " + std::strerror(errno) + "; it is left as it is";
+    return -1;
   }
   std::string magic, ident;
   std::getline(in, magic);
   std::getline(in, ident);
-  if (magic != "crunet-cudnn-algorithms 1") {
-    note = path + " is not a crunet cuDNN algorithm cache (first line '" + magic.substr(0, 60) + "'); ignored";
-    return 0;
+  if (magic != kMagic) {
+    note = path + " is not a crunet cuDNN algorithm cache of this version (first line '" + magic.substr(0, 60) +
+           "', expected '" + kMagic + "'); it is left as it is: delete it or choose another cacheFile";
+    return -1;
   }
   const std::string mine = device_identity(index, op);
   if (ident != mine) {
     auto show = [](std::string s) { std::replace(s.begin(), s.end(), '\t', '/'); return s; };
-    note = path + " was written for " + show(ident) + ", this device is " + show(mine) + " (GPU/driver/cuDNN); ignored";
-    return 0;
+    note = path + " was written for " + show(ident) + ", this device is " + show(mine) +
+           " (GPU/driver/cuDNN); it is left as it is: delete it or choose another cacheFile";
+    return -1;
   }
-  int added = 0, line_no = 2;
+  // Parsed whole before anything enters the cache, so that a damaged file adds nothing.
+  std::vector<std::pair<int, std::pair<std::string, AlgoChoice>>> entries;
+  int line_no = 2;
   std::string line;
-  std::lock_guard<std::mutex> lock(cache().mu);
+  auto bad = [&](const std::string& why) {
+    note = path + ": line " + std::to_string(line_no) + " " + why + " ('" + line.substr(0, 80) + "'); it is left as it is";
+    return -1;
+  };
   while (std::getline(in, line)) {
     line_no++;
     if (line.empty()) continue;
     std::istringstream ls(line);
-    int dir = -1, algo = -1, math = 0, benchmarked = 0;
-    std::string fields;
+    int dir = -1, algo = -1, math = -1, benchmarked = 0;
+    std::string fields, rest;
     size_t ws = 0;
     float ms = -1;
-    if (!(ls >> dir >> fields >> algo >> math >> ws >> ms >> benchmarked) || dir < 0 || dir > 2)
-      fail(path, ": line ", line_no, " is not an algorithm cache entry: '", line.substr(0, 80), "'");
+    if (!(ls >> dir >> fields >> algo >> math >> ws >> ms >> benchmarked) || (ls >> rest)) return bad("is not an algorithm cache entry");
+    if (dir < 0 || dir > 2 || algo < 0 || algo > 15 || math < 0 || math > 3) return bad("has a direction, algorithm or math type out of range");
     ConvKey key{};
     int32_t* f = reinterpret_cast<int32_t*>(&key);
     std::istringstream fs(fields);
     std::string v;
     int n = 0;
-    for (; n < kKeyFields && std::getline(fs, v, ','); n++) f[n] = static_cast<int32_t>(std::strtol(v.c_str(), nullptr, 10));
-    if (n != kKeyFields) fail(path, ": line ", line_no, " has ", n, " key fields, expected ", kKeyFields);
+    while (std::getline(fs, v, ',')) {
+      char* end = nullptr;
+      long x = std::strtol(v.c_str(), &end, 10);
+      if (n == kKeyFields || v.empty() || *end || x < INT32_MIN || x > INT32_MAX) return bad("has a malformed key");
+      f[n++] = static_cast<int32_t>(x);
+    }
+    if (n != kKeyFields) return bad("has " + std::to_string(n) + " key fields, expected " + std::to_string(kKeyFields));
     key.device = index;
     AlgoChoice c;
     c.algo = algo;
@@ -404,8 +445,12 @@ int load_algo_cache(int index, const std::string& path, std::string& note) {
     c.ms = ms;
     c.benchmarked = benchmarked != 0;
     c.from_file = true;
-    if (cache().by_key[dir].emplace(key_bytes(key), c).second) added++;
+    entries.push_back({dir, {key_bytes(key), c}});
   }
+  int added = 0;
+  std::lock_guard<std::mutex> lock(cache().mu);
+  for (auto& [dir, kc] : entries)
+    if (cache().by_key[dir].emplace(kc.first, kc.second).second) added++;
   note = "loaded " + std::to_string(added) + " cuDNN algorithm choices from " + path;
   return added;
 }
@@ -413,10 +458,14 @@ int load_algo_cache(int index, const std::string& path, std::string& note) {
 int save_algo_cache(int index, const std::string& path, std::string& note) {
   const std::string op = "cuDNN algorithm cache " + path;
   std::ostringstream out;
-  out << "crunet-cudnn-algorithms 1\n" << device_identity(index, op) << "\n";
+  out << kMagic << "\n" << device_identity(index, op) << "\n";
   int n = 0;
   {
     std::lock_guard<std::mutex> lock(cache().mu);
+    if (!cache().dirty.count(index)) {
+      note = "no new cuDNN algorithm choices: " + path + " left as it is";
+      return 0;
+    }
     for (int dir = 0; dir < 3; dir++)
       for (const auto& [k, c] : cache().by_key[dir]) {
         ConvKey key;
@@ -445,8 +494,13 @@ int save_algo_cache(int index, const std::string& path, std::string& note) {
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
     std::remove(tmp.c_str());
-    fail("cannot replace the cuDNN algorithm cache ", path, ": ", std::strerror(errno));
+    fail("cannot replace the cuDNN algorithm cache ", path, ": ", std::strerror(err));
+  }
+  {
+    std::lock_guard<std::mutex> lock(cache().mu);
+    cache().dirty.erase(index);
   }
   note = "saved " + std::to_string(n) + " cuDNN algorithm choices to " + path;
   return n;

@@ -8,8 +8,10 @@
 //                  PyTorch's v8 path times the first benchmark_limit engine configurations;
 //   allowTF32 off: fp32 convolutions use CUDNN_FMA_MATH (no TF32 tensor cores).
 // A candidate whose workspace cannot be allocated, or whose run fails, is skipped with the reason kept
-// (the fall back on out-of-memory); only a candidate that ran is cached. Every candidate's outcome is
-// kept in the choice, for `crunet bench` and Session.kernelInfo(). See Note [conv algorithm key].
+// (the fall back on out-of-memory); when no timed candidate could run, the first usable one past the
+// limit is taken untimed. Only usable choices are cached (a benchmark that could not get its scratch
+// tensors is not cached under a benchmark key). Every candidate's outcome is kept in the choice, for
+// `crunet bench` and Session.profile()[i].algorithms. See Note [conv algorithm key].
 #pragma once
 #include <cstdint>
 #include <string>

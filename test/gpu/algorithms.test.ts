@@ -50,7 +50,7 @@ describe('cuDNN algorithm choice', () => {
   it('deterministic: only deterministic candidates, and a limit of 1 still finds one', async () => {
     const a = await choices({ benchmark: true, benchmarkLimit: 1, deterministic: true, allowTF32: false }, 'det1');
     for (const d of a) {
-      assert.equal(d.candidates.length, 1, d.direction);
+      assert.ok(d.candidates.length >= 1, d.direction); // 1 unless the first could not get its workspace
       assert.ok(d.candidates.every((c) => c.deterministic), `${d.direction}: ${JSON.stringify(d.candidates)}`);
     }
   });
@@ -81,6 +81,7 @@ describe('cuDNN algorithm choice', () => {
       assert.ok(first.algorithms.every((d) => !d.fromFile && d.mode === 'benchmark'));
       const second = run();
       assert.equal(second.cache.loaded, first.cache.saved, second.cache.notes);
+      assert.equal(second.cache.saved, 0, 'nothing new was searched, so the file is not rewritten');
       assert.ok(second.algorithms.every((d) => d.fromFile && d.cached), JSON.stringify(second.algorithms));
       assert.deepEqual(second.algorithms.map((d) => d.algo), first.algorithms.map((d) => d.algo));
 
@@ -88,9 +89,10 @@ describe('cuDNN algorithm choice', () => {
       lines[1] = 'Some Other GPU\t1\t1';
       fs.writeFileSync(file, lines.join('\n'));
       const third = run();
-      assert.equal(third.cache.loaded, 0);
-      assert.match(third.cache.notes, /was written for Some Other GPU\/1\/1, this device is .*; ignored/);
+      assert.equal(third.cache.loaded, -1);
+      assert.match(third.cache.notes, /was written for Some Other GPU\/1\/1, this device is .*; it is left as it is/);
       assert.ok(third.algorithms.every((d) => !d.fromFile));
+      assert.equal(fs.readFileSync(file, 'utf8'), lines.join('\n'), 'another device\'s file is not overwritten');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
