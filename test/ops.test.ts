@@ -16,18 +16,17 @@
 
 import { strict as assert } from 'node:assert';
 import { compile } from '../lib/index.js';
-import { GraphBuilder, type AvgPoolOptions, type BatchNormOptions, type Conv2dOptions, type PoolOptions, type Value } from '../lib/graph/index.js';
+import { GraphBuilder, type AvgPoolOptions, type Conv2dOptions, type PoolOptions, type Value } from '../lib/graph/index.js';
 import {
   closeMessage, params64, randomParams, referenceBackward, referenceForward, softmaxCrossEntropyBackward,
   softmaxCrossEntropyForward, to64, type Tolerance,
 } from './reference/index.js';
-import { CONV_CASES } from './support/conv-cases.js';
+import { AVG_POOL_CASES, BATCH_NORM_CASES, CONV_CASES, MAX_POOL_CASES, RELU_CASES, ties, type InputGen } from './support/op-cases.js';
 import { Rng, labels32, normal32, seedFrom } from './support/random.js';
 
 const TOL: Tolerance = { rtol: 1e-4, atol: 1e-5 };
 
 type Session = Awaited<ReturnType<typeof compile>>;
-type InputGen = (rng: Rng, n: number) => Float32Array;
 
 const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
@@ -112,46 +111,24 @@ describe('ops: engine (cpu, float32) against the float64 reference', () => {
   });
 
   describe('batchNorm (training: batch statistics and running-stat update; inference: running statistics)', () => {
-    // [batch, per-sample shape, options, input distribution]
-    const cases: [number, number[], BatchNormOptions, InputGen?][] = [
-      [2, [8, 7, 9], {}],
-      [1, [4, 5, 5], {}],
-      [4, [16, 3, 3], { momentum: 0.3, eps: 1e-3 }],
-      [3, [32, 1, 1], {}],
-      [4, [10], {}],
-      [2, [6], { momentum: 0.5 }],
-      [3, [64, 4, 4], { momentum: 1 }],
-      [3, [8, 4, 4], {}, (rng, n) => normal32(rng, n, 3, 0.5)],  // mean far from 0: variance by E[x^2] - E[x]^2 loses digits
-    ];
-    for (const [n, s, o, data] of cases) {
+    for (const [n, s, o, data] of BATCH_NORM_CASES) {
       const what = `batchNorm x${shape(n, s)} ${fmt(o)}${data ? ' input N(3, 0.5^2)' : ''}`;
       it(what, () => checkOp(what, n, { x: s }, (g, x) => g.batchNorm(x.x!, o), { data }));
     }
   });
 
   describe('relu', () => {
-    const halves: InputGen = (rng, n) => Float32Array.from({ length: n }, () => rng.int(-2, 2) / 2);
-    const cases: [number, number[], InputGen?][] = [[2, [4, 7, 9]], [3, [10]], [1, [3, 5, 5], halves]];
-    for (const [n, s, data] of cases) {
+    for (const [n, s, data] of RELU_CASES) {
       const what = `relu x${shape(n, s)}${data ? ' with exact zeros (gradient 0 at 0)' : ''}`;
       it(what, () => checkOp(what, n, { x: s }, (g, x) => g.relu(x.x!), { data }));
     }
   });
 
   describe('maxPool', () => {
-    const cases: [number, number[], PoolOptions][] = [
-      [2, [4, 7, 9], { kernel: 2 }],
-      [1, [8, 7, 9], { kernel: 3, stride: 2, padding: 1 }],
-      [3, [3, 8, 8], { kernel: 3, stride: 1, padding: 1 }],
-      [2, [5, 9, 7], { kernel: [3, 2], stride: [2, 1], padding: [1, 0] }],
-      [4, [2, 6, 6], { kernel: 2, stride: 1 }],
-      [2, [16, 11, 11], { kernel: 3, stride: 2 }],
-    ];
-    for (const [n, s, o] of cases) {
+    for (const [n, s, o] of MAX_POOL_CASES) {
       const what = `maxPool x${shape(n, s)} ${fmt(o)}`;
       it(what, () => checkOp(what, n, { x: s }, (g, x) => g.maxPool(x.x!, o)));
     }
-    const ties: InputGen = (rng, n) => Float32Array.from({ length: n }, () => rng.int(0, 1));
     for (const [n, s, o] of [[2, [3, 5, 7], { kernel: 3, stride: 1, padding: 1 }], [1, [2, 6, 6], { kernel: 2 }]] as [number, number[], PoolOptions][]) {
       const what = `maxPool x${shape(n, s)} ${fmt(o)} with ties (0/1 input): gradient to the first maximum, row-major`;
       it(what, () => checkOp(what, n, { x: s }, (g, x) => g.maxPool(x.x!, o), { data: ties }));
@@ -159,14 +136,7 @@ describe('ops: engine (cpu, float32) against the float64 reference', () => {
   });
 
   describe('avgPool', () => {
-    const cases: [number, number[], PoolOptions][] = [
-      [2, [4, 7, 9], { kernel: 2 }],
-      [1, [8, 7, 9], { kernel: 3, stride: 2, padding: 1 }],
-      [3, [3, 8, 8], { kernel: 3, stride: 1, padding: 1 }],
-      [2, [5, 9, 7], { kernel: [3, 2], stride: [2, 1], padding: [1, 1] }],
-      [4, [2, 5, 5], { kernel: 2, stride: 2, padding: 1 }],
-    ];
-    for (const [n, s, base] of cases) {
+    for (const [n, s, base] of AVG_POOL_CASES) {
       for (const countIncludePad of [true, false]) {
         const o: AvgPoolOptions = { ...base, countIncludePad };
         const what = `avgPool x${shape(n, s)} ${fmt(o)}`;

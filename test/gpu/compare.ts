@@ -9,13 +9,13 @@ import { strict as assert } from 'node:assert';
 import { compile, type CompileOptions, type Session } from '../../lib/index.js';
 import { GraphBuilder, type Value } from '../../lib/graph/index.js';
 import { closeMessage, randomParams, type Tolerance } from '../reference/index.js';
+import type { InputGen } from '../support/op-cases.js';
 import { Rng, normal32, seedFrom } from '../support/random.js';
 
 export const FP32: Tolerance = { rtol: 2e-4, atol: 2e-5 };
 export const TF32: Tolerance = { rtol: 1e-2, atol: 5e-3 };
 export const GPU = process.env.CRUNET_TEST_DEVICE ?? 'cuda:0';
 
-export type InputGen = (rng: Rng, n: number) => Float32Array;
 export const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
 export async function pair(graph: Parameters<typeof compile>[0], batch: number, o: Partial<CompileOptions> = {}) {

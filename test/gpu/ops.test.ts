@@ -3,10 +3,10 @@
 // padded, grouped, depthwise and rectangular convolutions with and without bias, batch norm on rank 2
 // and 4, pooling with and without padding, the loss with top-k counts.
 import { strict as assert } from 'node:assert';
-import { GraphBuilder, type AvgPoolOptions, type BatchNormOptions, type Conv2dOptions, type PoolOptions } from '../../lib/graph/index.js';
+import { GraphBuilder, type AvgPoolOptions, type Conv2dOptions } from '../../lib/graph/index.js';
 import { Rng, labels32, normal32, seedFrom } from '../support/random.js';
-import { CONV_CASES } from '../support/conv-cases.js';
-import { Checker, FP32, TF32, pair, parity, type InputGen } from './compare.js';
+import { AVG_POOL_CASES, BATCH_NORM_CASES, CONV_CASES, MAX_POOL_CASES, RELU_CASES, ties } from '../support/op-cases.js';
+import { Checker, FP32, TF32, pair, parity } from './compare.js';
 
 const fmt = (o: object) => JSON.stringify(o).replace(/"/g, '');
 const shape = (n: number, s: number[]) => `[${[n, ...s].join(',')}]`;
@@ -38,16 +38,7 @@ describe(`ops on CUDA against the CPU backend (fp32, allowTF32 off: rtol ${FP32.
   });
 
   describe('batchNorm (cuDNN; running statistics with PyTorch momentum and unbiased variance)', () => {
-    const cases: [number, number[], BatchNormOptions, InputGen?][] = [
-      [2, [8, 7, 9], {}],
-      [4, [16, 3, 3], { momentum: 0.3, eps: 1e-3 }],
-      [3, [32, 1, 1], {}],
-      [4, [10], {}],
-      [2, [6], { momentum: 0.5 }],
-      [3, [64, 4, 4], { momentum: 1 }],
-      [3, [8, 4, 4], {}, (rng, n) => normal32(rng, n, 3, 0.5)],
-    ];
-    for (const [n, s, o, data] of cases) {
+    for (const [n, s, o, data] of BATCH_NORM_CASES) {
       const what = `batchNorm x${shape(n, s)} ${fmt(o)}${data ? ' input N(3, 0.5^2)' : ''}`;
       it(what, () => parity(what, n, { x: s }, (g, x) => g.batchNorm(x.x!, o), { data }));
     }
@@ -72,28 +63,17 @@ describe(`ops on CUDA against the CPU backend (fp32, allowTF32 off: rtol ${FP32.
   });
 
   describe('relu, pooling, add', () => {
-    const halves: InputGen = (rng, n) => Float32Array.from({ length: n }, () => rng.int(-2, 2) / 2);
-    for (const [n, s, data] of [[2, [4, 7, 9]], [3, [10]], [1, [3, 5, 5], halves]] as [number, number[], InputGen?][]) {
+    for (const [n, s, data] of RELU_CASES) {
       const what = `relu x${shape(n, s)}${data ? ' with exact zeros' : ''}`;
       it(what, () => parity(what, n, { x: s }, (g, x) => g.relu(x.x!), { data }));
     }
-    for (const [n, s, o] of [
-      [2, [4, 7, 9], { kernel: 2 }],
-      [1, [8, 7, 9], { kernel: 3, stride: 2, padding: 1 }],
-      [2, [5, 9, 7], { kernel: [3, 2], stride: [2, 1], padding: [1, 0] }],
-      [2, [16, 11, 11], { kernel: 3, stride: 2 }],
-    ] as [number, number[], PoolOptions][]) {
+    for (const [n, s, o] of MAX_POOL_CASES) {
       const what = `maxPool x${shape(n, s)} ${fmt(o)}`;
       it(what, () => parity(what, n, { x: s }, (g, x) => g.maxPool(x.x!, o)));
     }
-    const ties: InputGen = (rng, n) => Float32Array.from({ length: n }, () => rng.int(0, 1));
     const tieWhat = 'maxPool x[2,3,5,7] {kernel:3,stride:1,padding:1} with ties: gradient to the first maximum (PyTorch)';
     it(tieWhat, () => parity(tieWhat, 2, { x: [3, 5, 7] }, (g, x) => g.maxPool(x.x!, { kernel: 3, stride: 1, padding: 1 }), { data: ties }));
-    for (const [n, s, base] of [
-      [2, [4, 7, 9], { kernel: 2 }],
-      [1, [8, 7, 9], { kernel: 3, stride: 2, padding: 1 }],
-      [4, [2, 5, 5], { kernel: 2, stride: 2, padding: 1 }],
-    ] as [number, number[], PoolOptions][]) {
+    for (const [n, s, base] of AVG_POOL_CASES) {
       for (const countIncludePad of [true, false]) {
         const o: AvgPoolOptions = { ...base, countIncludePad };
         const what = `avgPool x${shape(n, s)} ${fmt(o)}`;
