@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { create } from '../lib/models/index.js';
 import { PytorchPeer, type PeerFormat } from './lib/peer.js';
+import { median } from './lib/stats.js';
 
 async function main() {
   const { values: v } = parseArgs({
@@ -42,8 +43,7 @@ async function main() {
       });
       await peer.request('steps', { n: warmup });
       const r = await peer.request<{ steps: { ms: number; loss: number }[] }>('steps', { n: steps });
-      const ms = r.steps.map((s) => s.ms).sort((a, b) => a - b);
-      const med = ms.length % 2 ? ms[(ms.length - 1) / 2]! : (ms[ms.length / 2 - 1]! + ms[ms.length / 2]!) / 2;
+      const med = median(r.steps.map((s) => s.ms));
       const mem = await peer.request<{ peakBytes: number }>('memory');
       const out = {
         bench: 'peer-only', model: model.name, params: model.parameterCount(), device: v.device, batch, amp: v.amp, format: v.format,

@@ -1,11 +1,7 @@
 // Small statistics helpers shared by the suites.
+import { median } from '../../lib/cli/bench.js';
 
-export function median(xs: readonly number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
+export { median };
 
 export function min(xs: readonly number[]): number {
   return xs.length ? Math.min(...xs) : NaN;

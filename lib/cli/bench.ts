@@ -125,9 +125,12 @@ function convKey(node: NodeIR, input: readonly number[]): string {
   return JSON.stringify([input, a.outChannels, a.kernel, a.stride, a.padding, a.groups]);
 }
 
-function median(xs: number[]): number {
+/** The median (NaN for none). bench/lib/stats.ts re-exports it for the benchmark suites. */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** Runs the benchmark; throws what compile or a step throws. */
