@@ -114,12 +114,20 @@ describe('data: IDX', () => {
     it('a damaged gzip stream', async () => {
       const gz = zlib.gzipSync(images());
       const f = write('x.gz', gz.subarray(0, gz.length - 12));
-      await rejectsWith(readIdx(f, 3), f, 'gzip error');
+      const cut = await rejectsWith(readIdx(f, 3), f, 'gzip error', 'truncated', `the ${gz.length - 12}-byte file ends before the gzip stream does`);
+      assert.equal(cut.offset, gz.length - 12);
       const g = Buffer.from(gz);
       g[12] ^= 0xff;
       g[13] ^= 0xff;
       const f2 = write('y.gz', g);
-      await rejectsWith(readIdx(f2, 3), f2, 'gzip error');
+      const bad = await rejectsWith(readIdx(f2, 3), f2, 'gzip error', /damaged compressed data at byte offset \d+ of the \d+-byte file/);
+      // zlib notices a damaged block at or after the damage, and before the end of the file.
+      assert.ok(bad.offset! >= 12 && bad.offset! < gz.length, `offset ${bad.offset}`);
+      // Damage that still inflates is caught by the checksum at the end.
+      const h = Buffer.from(gz);
+      h[h.length - 6] ^= 0x01;
+      const f3 = write('z.gz', h);
+      await rejectsWith(readIdx(f3, 3), f3, 'gzip error', `the checksum at byte offset ${gz.length - 8} of the ${gz.length}-byte file does not match`);
     });
     it('label and image counts that differ', async () => {
       writeIdxSet(dir, { n: 5, m: 2, h: 2, w: 2 });

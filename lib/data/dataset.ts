@@ -82,7 +82,10 @@ export type DatasetRecipe = MemoryRecipe | FolderRecipe;
 export class DataError extends Error {
   /** The file at fault (or the directory looked in). */
   readonly file?: string;
-  /** Byte offset in the file (of the decompressed stream for gzip files) where the problem was found. */
+  /**
+   * Byte offset where the problem was found: in the file, except for format errors inside a gzip file,
+   * which count in its decompressed stream (the message says which).
+   */
   readonly offset?: number;
   constructor(message: string, where: { file?: string; offset?: number; cause?: unknown } = {}) {
     super(message, where.cause === undefined ? undefined : { cause: where.cause });

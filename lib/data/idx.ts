@@ -84,9 +84,43 @@ export async function readIdx(file: string, ndims: number): Promise<IdxArray> {
   try {
     bytes = await gunzip(raw);
   } catch (e) {
-    throw new DataError(`${file}: gzip error: ${(e as Error).message} (compressed file of ${raw.length} bytes)`, { file, cause: e });
+    const offset = firstBadGzipByte(raw);
+    const what = offset === raw.length
+      ? `the stream is truncated: the ${raw.length}-byte file ends before the gzip stream does ` +
+        `(it decompresses to ${zlib.gunzipSync(raw, SYNC_FLUSH).length} bytes)`
+      : offset >= raw.length - 8 // the trailer: CRC-32 and length of the data
+        ? `the checksum at byte offset ${raw.length - 8} of the ${raw.length}-byte file does not match the data: damaged before it`
+        : `damaged compressed data at byte offset ${offset} of the ${raw.length}-byte file`;
+    throw new DataError(`${file}: gzip error: ${(e as Error).message}: ${what}`, { file, offset, cause: e });
   }
   return parseIdx(bytes, file, ndims, true);
+}
+
+/** Inflating with a sync flush at the end accepts a stream that merely stops early (a truncated file). */
+const SYNC_FLUSH = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
+
+/**
+ * Where zlib first rejects a gzip file: the length of its longest prefix that inflates without an error
+ * (raw.length when only the end is missing). Prefixes past a damaged byte all fail, so a binary search
+ * finds it; only run on files that already failed, so the ~25 inflations cost nothing in the good case.
+ */
+function firstBadGzipByte(raw: Uint8Array): number {
+  const inflates = (n: number) => {
+    try {
+      zlib.gunzipSync(raw.subarray(0, n), SYNC_FLUSH);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (inflates(raw.length)) return raw.length;
+  let ok = 0, bad = raw.length; // the prefix of length ok inflates, that of length bad does not
+  while (bad - ok > 1) {
+    const mid = (ok + bad) >>> 1;
+    if (inflates(mid)) ok = mid;
+    else bad = mid;
+  }
+  return ok;
 }
 
 export interface IdxOptions {
