@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import sharp from 'sharp';
 import { main } from '../lib/cli/main.js';
 import { devices } from '../lib/index.js';
 import { create } from '../lib/models/index.js';
@@ -62,39 +63,70 @@ describe('crunet CLI', () => {
     assert.match(r.err, /\/nonexistent\/fm/);
   });
 
-  (fs.existsSync(FASHION) ? it : it.skip)('trains, writes metrics, plot and checkpoint, resumes, evaluates, and refuses another model', async function () {
+  (fs.existsSync(FASHION) ? it : it.skip)('trains, writes metrics, plot and checkpoint; a stopped and resumed run logs what an uninterrupted one does', async function () {
+    const whole = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
-    const common = ['--limit-train', '2048', '--limit-test', '256', '--batch-size', '64', '--lr', '0.1', '--out', dir, '--json'];
-    const one = await crunet('train', '--epochs', '1', ...common);
-    assert.equal(one.code, 0, one.err);
-    const r1 = JSON.parse(one.out.trim().split('\n').at(-1)!);
-    assert.equal(r1.model, 'crunet_small');
-    for (const k of ['testLoss', 'top1', 'top5', 'imagesPerSec', 'wallSeconds', 'params']) assert.ok(Number.isFinite(r1[k]), k);
-    assert.ok(r1.top1 > 0.3, `better than chance (0.1) after one epoch on 2048 images (top-1 ${r1.top1})`);
-    for (const f of ['metrics.jsonl', 'plot.svg', 'checkpoint.safetensors']) assert.ok(fs.existsSync(path.join(dir, f)), f);
-    assert.match(fs.readFileSync(path.join(dir, 'plot.svg'), 'utf8'), /^(<\?xml[^>]*>\s*)?<svg[\s\S]*<\/svg>\s*$/);
+    const run = ['--epochs', '2', '--limit-train', '2048', '--batch-size', '64', '--lr', '0.1', '--seed', '3', '--json'];
+    const common = [...run, '--limit-test', '256'];
+    const ref = await crunet('train', ...common, '--out', whole);
+    assert.equal(ref.code, 0, ref.err);
+    const r = JSON.parse(ref.out.trim().split('\n').at(-1)!);
+    assert.equal(r.model, 'crunet_small');
+    assert.equal(r.epoch, 2);
+    for (const k of ['testLoss', 'top1', 'top5', 'imagesPerSec', 'wallSeconds', 'params']) assert.ok(Number.isFinite(r[k]), k);
+    assert.ok(r.top1 > 0.3, `better than chance (0.1) after two epochs on 2048 images (top-1 ${r.top1})`);
+    for (const f of ['metrics.jsonl', 'plot.svg', 'checkpoint.safetensors']) assert.ok(fs.existsSync(path.join(whole, f)), f);
+    assert.match(fs.readFileSync(path.join(whole, 'plot.svg'), 'utf8'), /^(<\?xml[^>]*>\s*)?<svg[\s\S]*<\/svg>\s*$/);
 
-    const ckpt = path.join(dir, 'checkpoint.safetensors');
-    const two = await crunet('train', '--epochs', '2', '--resume', ckpt, ...common);
-    assert.equal(two.code, 0, two.err);
-    assert.match(two.err, /resuming from .* after epoch 1/);
-    const lines = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    assert.deepEqual(lines.filter((l) => l.type === 'eval').map((l) => l.epoch), [0, 1]);
+    const stopped = await crunet('train', ...common, '--out', dir, '--stop-after-epoch', '1');
+    assert.equal(stopped.code, 0, stopped.err);
+    assert.match(stopped.err, /stopping after epoch 1 as asked/);
+    assert.equal(JSON.parse(stopped.out.trim().split('\n').at(-1)!).epoch, 1);
+    // Only the checkpoint (a run directory names it) and the test limit: everything else comes from it.
+    const resumed = await crunet('train', '--resume', dir, '--limit-test', '256', '--json');
+    assert.equal(resumed.code, 0, resumed.err);
+    assert.match(resumed.err, /resuming from .* after epoch 1 \(step 32\)/);
+    const r2 = JSON.parse(resumed.out.trim().split('\n').at(-1)!);
+    assert.equal(r2.epoch, 2);
+    const trace = (d: string) => fs.readFileSync(path.join(d, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+      .filter((l) => l.type !== 'run').map(({ type, epoch, step, lr, loss, acc, top5 }) => ({ type, epoch, step, lr, loss, acc, top5 }));
+    assert.deepEqual(trace(dir), trace(whole));
+    assert.equal(r2.top1, r.top1);
+    assert.equal(r2.testLoss, r.testLoss);
 
-    const ev = await crunet('eval', '--checkpoint', ckpt, '--limit', '256', '--json');
+    // eval scores the same --limit-test subset the run did (drawn under the run's seed).
+    const ev = await crunet('eval', '--checkpoint', path.join(dir, 'checkpoint.safetensors'), '--limit', '256', '--json');
     assert.equal(ev.code, 0, ev.err);
-    const r2 = JSON.parse(two.out.trim().split('\n').at(-1)!);
     assert.ok(Math.abs(JSON.parse(ev.out).top1 - r2.top1) < 1e-9, 'eval of the checkpoint matches the run');
+    // Resuming a finished run trains nothing and reports its evaluation.
+    const done = await crunet('train', '--resume', dir, '--limit-test', '256', '--json');
+    assert.equal(done.code, 0, done.err);
+    assert.match(done.err, /the run is complete, evaluating it/);
+    assert.equal(JSON.parse(done.out.trim().split('\n').at(-1)!).top1, r2.top1);
 
-    const other = await crunet('train', '--model', 'resnet_small', '--epochs', '3', '--resume', ckpt, ...common);
-    assert.equal(other.code, 1);
-    assert.match(other.err, /holds a crunet_small model, not resnet_small/);
-    // Trained without augmentation (the IDX default): a resume may not add erasing.
-    assert.deepEqual(loadCheckpoint(ckpt).meta.augmentation, { augment: false, erase: 0 });
-    const erase = await crunet('train', '--epochs', '3', '--resume', ckpt, '--erase', '0.3', ...common);
-    assert.equal(erase.code, 2);
-    assert.match(erase.err, /was trained with erase = 0, but this run asks for 0.3/);
+    // A flag that contradicts the checkpoint is refused, naming both values.
+    const ckpt = path.join(dir, 'checkpoint.safetensors');
+    const refusals: [string[], RegExp][] = [
+      [['--model', 'resnet_small'], /is from a run with --model crunet_small, but this command asks for --model resnet_small/],
+      [['--epochs', '3'], /is from a run with --epochs 2, but this command asks for --epochs 3/],
+      [['--lr', '0.05'], /with --lr 0.1, but this command asks for --lr 0.05/],
+      [['--batch-size', '32'], /with --batch-size 64, but this command asks for --batch-size 32/],
+      [['--limit-train', '1024'], /with --limit-train 2048, but this command asks for --limit-train 1024/],
+      [['--seed', '4'], /with --seed 3, but this command asks for --seed 4/],
+      [['--warmup-epochs', '1'], /with --warmup-epochs 0.3125 \(10 steps\), but this command asks for --warmup-epochs 1 \(32 steps\)/],
+      // Trained without augmentation (the IDX default): a resume may not add erasing.
+      [['--erase', '0.3'], /with --no-augment, but this command asks for --augment/],
+    ];
+    for (const [flags, re] of refusals) {
+      const bad = await crunet('train', '--resume', ckpt, ...flags);
+      assert.equal(bad.code, 2, flags.join(' '));
+      assert.match(bad.err, re);
+    }
+    // The same values as stored are fine (warmup compares in steps: 0.3 epochs of 32 steps is 10).
+    const same = await crunet('train', '--resume', ckpt, ...run, '--warmup-epochs', '0.3', '--limit-test', '64');
+    assert.equal(same.code, 0, same.err);
     fs.rmSync(dir, { recursive: true });
+    fs.rmSync(whole, { recursive: true });
   });
 
   it('refuses bad --erase, --model-options and --tta values, naming the flag', async () => {
@@ -119,7 +151,7 @@ describe('crunet CLI', () => {
   (fs.existsSync(FASHION) ? it : it.skip)('trains a model with --model-options and --erase; a resume keeps both and refuses to change them', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
     const common = ['--limit-train', '512', '--limit-test', '128', '--batch-size', '64', '--out', dir, '--json'];
-    const one = await crunet('train', '--epochs', '1', '--model-options', '{"width":16,"D":32}', '--erase', '0.5', ...common);
+    const one = await crunet('train', '--epochs', '2', '--stop-after-epoch', '1', '--model-options', '{"width":16,"D":32}', '--erase', '0.5', ...common);
     assert.equal(one.code, 0, one.err);
     const ckpt = path.join(dir, 'checkpoint.safetensors');
     const meta = loadCheckpoint(ckpt).meta;
@@ -129,19 +161,48 @@ describe('crunet CLI', () => {
     assert.deepEqual(opts.D, [32]);
     assert.equal(JSON.parse(one.out.trim().split('\n').at(-1)!).params, create('crunet_small', { width: 16, D: [32] }).parameterCount());
 
-    const changed = await crunet('train', '--epochs', '2', '--resume', ckpt, '--erase', '0.25', ...common);
+    const changed = await crunet('train', '--resume', ckpt, '--erase', '0.25', ...common);
     assert.equal(changed.code, 2);
-    assert.match(changed.err, /was trained with erase = 0.5, but this run asks for 0.25/);
-    const other = await crunet('train', '--epochs', '2', '--resume', ckpt, '--model-options', '{"width":32}', ...common);
-    assert.equal(other.code, 1);
+    assert.match(changed.err, /is from a run with --erase 0.5, but this command asks for --erase 0.25/);
+    const other = await crunet('train', '--resume', ckpt, '--model-options', '{"width":32}', ...common);
+    assert.equal(other.code, 2);
     assert.match(other.err, /holds crunet_small with width = 16, but --model-options asks for 32/);
-    // The same options as given at first (D as a number, stored resolved as [32]) are accepted.
-    const two = await crunet('train', '--epochs', '2', '--resume', ckpt, '--model-options', '{"width":16,"D":32}', ...common);
-    assert.equal(two.code, 0, two.err);
-    assert.deepEqual(loadCheckpoint(ckpt).meta.augmentation, { augment: true, erase: 0.5 });
-    const noAug = await crunet('train', '--epochs', '3', '--resume', ckpt, '--no-augment', ...common);
+    const noAug = await crunet('train', '--resume', ckpt, '--no-augment', ...common);
     assert.equal(noAug.code, 2);
-    assert.match(noAug.err, /was trained with augmentation on, but this run asks for it off/);
+    assert.match(noAug.err, /is from a run with --augment, but this command asks for --no-augment/);
+    // The same options as given at first (D as a number, stored resolved as [32]) are accepted.
+    const two = await crunet('train', '--resume', ckpt, '--model-options', '{"width":16,"D":32}', ...common);
+    assert.equal(two.code, 0, two.err);
+    assert.equal(JSON.parse(two.out.trim().split('\n').at(-1)!).epoch, 2);
+    assert.deepEqual(loadCheckpoint(ckpt).meta.augmentation, { augment: true, erase: 0.5 });
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('trains on an image folder split by --val-split, skipping an unreadable image under --bad-images skip', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-folder-'));
+    for (const [c, k] of [['cat', 0], ['dog', 1]] as const) {
+      fs.mkdirSync(path.join(dir, 'images', c), { recursive: true });
+      for (let i = 0; i < 4; i++) {
+        const px = Buffer.alloc(32 * 32 * 3, 40 + 150 * k + 10 * i);
+        await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(path.join(dir, 'images', c, `${i}.png`));
+      }
+    }
+    const broken = path.join(dir, 'images', 'cat', 'broken.png');
+    fs.writeFileSync(broken, 'not a png');
+    const common = ['--dataset', `folder:${path.join(dir, 'images')}`, '--model', 'resnet_small', '--epochs', '1', '--batch-size', '2', '--val-split', '0.5', '--out', path.join(dir, 'run'), '--json'];
+    const fatal = await crunet('train', ...common);
+    assert.equal(fatal.code, 1);
+    assert.ok(fatal.err.includes(broken), fatal.err);
+    const skip = await crunet('train', ...common, '--bad-images', 'skip');
+    assert.equal(skip.code, 0, skip.err);
+    assert.match(skip.err, /1 unreadable images skipped so far/);
+    // eval holds out the same images: the run's seed and split come from the checkpoint.
+    const ev = await crunet('eval', '--checkpoint', path.join(dir, 'run'), '--batch-size', '2', '--json');
+    assert.equal(ev.code, 0, ev.err);
+    assert.ok(Math.abs(JSON.parse(ev.out).top1 - JSON.parse(skip.out.trim().split('\n').at(-1)!).top1) < 1e-9);
+    const bad = await crunet('train', ...common, '--val-split', '1.5');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--val-split is a fraction in \(0, 1\), got '1.5'/);
     fs.rmSync(dir, { recursive: true });
   });
 

@@ -37,6 +37,18 @@ describe('metrics log (JSONL)', () => {
     assert.deepEqual(readMetrics(file), []);
   });
 
+  it('a full disk is an error naming the log (a real ENOSPC from /dev/full)', function () {
+    if (!fs.existsSync('/dev/full')) this.skip(); // Linux only
+    const file = path.join(dir, 'metrics.jsonl');
+    fs.symlinkSync('/dev/full', file);
+    const log = new MetricsLog(file, { fsync: 'never' });
+    assert.throws(() => log.write({ type: 'step', step: 1 }), (e: Error) =>
+      e.message.includes(`metrics log ${file}: cannot append to it: ENOSPC`) && (e.cause as NodeJS.ErrnoException).code === 'ENOSPC');
+    // A character device cannot be fsynced: close says so, naming the log, and still closes it.
+    assert.throws(() => log.close(), new RegExp(`metrics log ${file}: cannot fsync it`));
+    assert.throws(() => log.write({ type: 'step' }), /write after close/);
+  });
+
   it('survives a line torn by a crash: skips it and starts the next on a fresh line', () => {
     const file = path.join(dir, 'torn.jsonl');
     fs.writeFileSync(file, '{"type":"step","step":1}\n{"type":"step","st');

@@ -7,18 +7,20 @@ import { loadCheckpoint, restoreSession } from '../train/checkpoint.js';
 import { Trainer } from '../train/trainer.js';
 import { createSchedule } from '../train/schedule.js';
 import { UsageError } from './errors.js';
+import { checkDataMatches, checkpointFile } from './run-settings.js';
 
 export const EVAL_HELP = `Usage: crunet eval --checkpoint CKPT [options]
 
 Evaluates a checkpoint (it rebuilds its own model) on a data set's test split: loss, top-1 and top-5.
 
 Options:
-  --checkpoint CKPT   a checkpoint.safetensors written by 'crunet train'
+  --checkpoint CKPT   a checkpoint.safetensors written by 'crunet train', or its run directory
   --dataset SPEC      ${DATASET_SPECS} (default: the one it was trained on)
   --batch-size B      (default 256)
-  --limit N           evaluate on N samples (a seeded random subset)
+  --limit N           evaluate on N samples (the random subset that 'crunet train --limit-test N' used)
   --tta flip          test-time augmentation: score the mean softmax of each image and its mirror image
                       (for data sets whose classes are mirror-symmetric, e.g. Fashion-MNIST and CIFAR; not digits)
+  --bad-images P      image folders: an unreadable image is fatal (fail, default) or skipped (skip)
   --device D          cpu (default)
   --json              one JSON line: {checkpoint, dataset, tta, loss, top1, top5, images, seconds}`;
 
@@ -27,7 +29,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     args, strict: true, allowPositionals: true,
     options: {
       checkpoint: { type: 'string' }, dataset: { type: 'string' }, 'batch-size': { type: 'string' },
-      limit: { type: 'string' }, tta: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' },
+      limit: { type: 'string' }, tta: { type: 'string' }, 'bad-images': { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' },
     },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -37,11 +39,21 @@ export async function evalCommand(args: string[]): Promise<number> {
   const tta = v.tta ?? 'none';
   if (tta !== 'none' && tta !== 'flip') throw new UsageError(`--tta must be none or flip, got '${tta}'`);
   const limit = v.limit === undefined ? undefined : Number(v.limit);
-  const ckpt = loadCheckpoint(v.checkpoint);
+  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) throw new UsageError(`--limit expects a positive integer, got '${v.limit}'`);
+  const onBadImage = v['bad-images'] ?? 'fail';
+  if (onBadImage !== 'fail' && onBadImage !== 'skip') throw new UsageError(`--bad-images must be fail or skip, got '${onBadImage}'`);
+  const file = checkpointFile(v.checkpoint);
+  const ckpt = loadCheckpoint(file);
   const dataset = v.dataset ?? (typeof ckpt.meta.dataset === 'string' ? ckpt.meta.dataset : undefined);
   if (!dataset) throw new UsageError(`${v.checkpoint} does not record its data set: pass --dataset`);
   const model = fromJSON(ckpt.meta.model as { name: string; options: Record<string, unknown> });
-  const test = limitDataset((await openDataset(dataset)).test, limit, 1);
+  // A folder split by --val-split at training: the same held-out images.
+  const valSplit = typeof ckpt.meta.valSplit === 'number' ? ckpt.meta.valSplit : undefined;
+  const seed = typeof ckpt.meta.seed === 'number' ? ckpt.meta.seed : 0;
+  const data = (await openDataset(dataset, { seed, onBadImage, ...(valSplit !== undefined && dataset === ckpt.meta.dataset ? { valSplit } : {}) })).test;
+  checkDataMatches(ckpt.meta, data, file);
+  // The training run drew its --limit-test subset with seed + 1: the same samples here.
+  const test = limitDataset(data, limit, seed + 1);
   const session = await compile(model, { device: v.device ?? 'cpu', batchSize: batch });
   restoreSession(session, ckpt, { optimizerState: false, model: model.name });
   const loader = new DataLoader(test, { batchSize: batch, shuffle: false });
@@ -49,7 +61,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   const r = await trainer.evaluate(loader, 0, { tta });
   await loader.close();
   session.dispose();
-  if (v.json) console.log(JSON.stringify({ checkpoint: v.checkpoint, dataset, tta, ...r }));
-  else console.log(`${model.name} from ${v.checkpoint} on ${dataset} (${r.images} images${tta === 'flip' ? ', mean of each image and its mirror' : ''}): loss ${r.loss.toFixed(4)}, top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}% (${r.seconds.toFixed(1)} s)`);
+  if (v.json) console.log(JSON.stringify({ checkpoint: file, dataset, tta, ...r }));
+  else console.log(`${model.name} from ${file} on ${dataset} (${r.images} images${tta === 'flip' ? ', mean of each image and its mirror' : ''}): loss ${r.loss.toFixed(4)}, top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}% (${r.seconds.toFixed(1)} s)`);
   return 0;
 }

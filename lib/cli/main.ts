@@ -26,19 +26,19 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case 'info':
-        if (rest.includes('--help')) return print('Usage: crunet info [--json]\n\nPrints the version, the native build and the devices; --json prints one JSON object.');
+        if (wantsHelp(rest)) return print('Usage: crunet info [--json]\n\nPrints the version, the native build and the devices; --json prints one JSON object.');
         return infoCommand(rest);
       case 'train':
-        if (rest.includes('--help')) return print(TRAIN_HELP);
+        if (wantsHelp(rest)) return print(TRAIN_HELP);
         return await trainCommand(rest);
       case 'eval':
-        if (rest.includes('--help')) return print(EVAL_HELP);
+        if (wantsHelp(rest)) return print(EVAL_HELP);
         return await evalCommand(rest);
       case 'bench':
-        if (rest.includes('--help')) return print(BENCH_HELP);
+        if (wantsHelp(rest)) return print(BENCH_HELP);
         return await benchCommand(rest);
       case 'summary':
-        if (rest.includes('--help')) return print(SUMMARY_HELP);
+        if (wantsHelp(rest)) return print(SUMMARY_HELP);
         return summaryCommand(rest);
       case undefined:
       case 'help':
@@ -55,6 +55,10 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`crunet ${cmd}: ${(e as Error).message}${usage ? `\nRun 'crunet ${cmd} --help' for usage.` : ''}`);
     return usage ? 2 : 1;
   }
+}
+
+function wantsHelp(args: string[]): boolean {
+  return args.includes('--help') || args.includes('-h');
 }
 
 function print(text: string): number {

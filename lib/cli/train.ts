@@ -13,19 +13,7 @@ import { createSchedule, SCHEDULE_TYPES, type ScheduleConfig } from '../train/sc
 import { Trainer } from '../train/trainer.js';
 import { UsageError } from './errors.js';
 import { parseModelOptions } from './model-options.js';
-
-export const TRAIN_DEFAULTS = {
-  model: 'crunet_small',
-  dataset: 'fashion-mnist',
-  epochs: 3,
-  batchSize: 128,
-  lr: 0.2,
-  schedule: 'cosine',
-  warmupEpochs: 0.3,
-  momentum: 0.9,
-  weightDecay: 5e-4,
-  seed: 0,
-};
+import { checkDataMatches, checkpointFile, resumeSettings, TRAIN_DEFAULTS, trainMeta, type RunSettings } from './run-settings.js';
 
 export const TRAIN_HELP = `Usage: crunet train [options]
 
@@ -57,32 +45,26 @@ Options:
   --out DIR               run directory (default runs/<model>-<dataset>-<time>)
   --limit-train N         train on N samples (a seeded random subset)
   --limit-test N          evaluate on N samples
-  --resume CKPT           continue a run from its checkpoint (same model and batch size)
+  --val-split F           image folders without PATH/val: hold out the fraction F of each class (seeded) as the
+                          test set
+  --bad-images P          image folders: an unreadable image is fatal (fail, default) or skipped and counted (skip)
+  --stop-after-epoch E    end this process after epoch E of the run (for time-limited jobs; --resume continues)
+  --resume CKPT|DIR       continue a run from its checkpoint (or a run directory's): the model, data set, schedule,
+                          optimizer, augmentation, seed and limits come from the checkpoint; a flag that
+                          contradicts them is refused. Resuming on the CPU reproduces the uninterrupted run.
   --json                  end with one JSON line: test loss, top-1, top-5, images/s, wall time, parameters`;
 
 interface TrainArgs {
-  model: string;
+  /** The settings given on the command line (undefined: not given). */
+  given: Partial<RunSettings>;
   modelOptions: Record<string, unknown>;
-  dataset: string;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  schedule: string;
-  stepSize?: number;
-  milestones?: number[];
-  warmupEpochs: number;
-  momentum: number;
-  nesterov: boolean;
-  weightDecay: number;
-  augment?: boolean;
-  erase?: number;
   device: string;
   threads?: number;
   workers?: number;
-  seed: number;
   out?: string;
-  limitTrain?: number;
   limitTest?: number;
+  stopAfterEpoch?: number;
+  badImages: 'fail' | 'skip';
   resume?: string;
   json: boolean;
 }
@@ -111,46 +93,55 @@ export function parseTrainArgs(args: string[]): TrainArgs {
       'weight-decay': { type: 'string' }, augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' }, erase: { type: 'string' },
       device: { type: 'string' }, threads: { type: 'string' }, workers: { type: 'string' }, seed: { type: 'string' },
       out: { type: 'string' }, 'limit-train': { type: 'string' }, 'limit-test': { type: 'string' },
-      resume: { type: 'string' }, json: { type: 'boolean' },
+      'stop-after-epoch': { type: 'string' }, 'val-split': { type: 'string' }, 'bad-images': { type: 'string' }, resume: { type: 'string' }, json: { type: 'boolean' },
     },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-  const schedule = v.schedule ?? TRAIN_DEFAULTS.schedule;
-  if (!(SCHEDULE_TYPES as readonly string[]).includes(schedule)) {
-    throw new UsageError(`--schedule must be one of ${SCHEDULE_TYPES.join(', ')}, got '${schedule}'`);
+  if (v.schedule !== undefined && !(SCHEDULE_TYPES as readonly string[]).includes(v.schedule)) {
+    throw new UsageError(`--schedule must be one of ${SCHEDULE_TYPES.join(', ')}, got '${v.schedule}'`);
   }
   const erase = num(v.erase, '--erase', false, 0);
   if (erase !== undefined && erase > 1) throw new UsageError(`--erase is a probability in [0, 1], got '${v.erase}'`);
   if (erase !== undefined && v['no-augment']) throw new UsageError('--erase needs augmentation, but --no-augment was given');
-  return {
-    model: v.model ?? TRAIN_DEFAULTS.model,
-    modelOptions: parseModelOptions(v['model-options'], FROM_DATA),
-    dataset: v.dataset ?? TRAIN_DEFAULTS.dataset,
-    epochs: num(v.epochs, '--epochs', true, 0) ?? TRAIN_DEFAULTS.epochs,
-    batchSize: num(v['batch-size'], '--batch-size', true, 2) ?? TRAIN_DEFAULTS.batchSize,
-    lr: num(v.lr, '--lr', false, 0) ?? TRAIN_DEFAULTS.lr,
-    schedule,
+  const given: Partial<RunSettings> = {
+    model: v.model,
+    dataset: v.dataset,
+    epochs: num(v.epochs, '--epochs', true, 1),
+    batchSize: num(v['batch-size'], '--batch-size', true, 2),
+    lr: num(v.lr, '--lr', false, 0),
+    schedule: v.schedule,
     stepSize: num(v['step-size'], '--step-size', true, 1),
     milestones: v.milestones?.split(',').map((m) => num(m, '--milestones', true, 1)!),
-    warmupEpochs: num(v['warmup-epochs'], '--warmup-epochs', false, 0) ?? TRAIN_DEFAULTS.warmupEpochs,
-    momentum: num(v.momentum, '--momentum', false, 0) ?? TRAIN_DEFAULTS.momentum,
-    nesterov: !v['no-nesterov'],
-    weightDecay: num(v['weight-decay'], '--weight-decay', false, 0) ?? TRAIN_DEFAULTS.weightDecay,
+    warmupEpochs: num(v['warmup-epochs'], '--warmup-epochs', false, 0),
+    momentum: num(v.momentum, '--momentum', false, 0),
+    nesterov: v['no-nesterov'] ? false : undefined,
+    weightDecay: num(v['weight-decay'], '--weight-decay', false, 0),
     augment: v['no-augment'] ? false : v.augment || erase !== undefined ? true : undefined,
     erase,
+    seed: num(v.seed, '--seed', true, 0),
+    limitTrain: num(v['limit-train'], '--limit-train', true, 1),
+    valSplit: num(v['val-split'], '--val-split', false, 0),
+  };
+  if (given.valSplit !== undefined && !(given.valSplit > 0 && given.valSplit < 1)) throw new UsageError(`--val-split is a fraction in (0, 1), got '${v['val-split']}'`);
+  const badImages = v['bad-images'] ?? 'fail';
+  if (badImages !== 'fail' && badImages !== 'skip') throw new UsageError(`--bad-images must be fail or skip, got '${badImages}'`);
+  for (const k of Object.keys(given) as (keyof RunSettings)[]) if (given[k] === undefined) delete given[k];
+  return {
+    given,
+    modelOptions: parseModelOptions(v['model-options'], FROM_DATA),
     device: v.device ?? 'cpu',
     threads: num(v.threads, '--threads', true, 1),
     workers: num(v.workers, '--workers', true, 0),
-    seed: num(v.seed, '--seed', true, 0) ?? TRAIN_DEFAULTS.seed,
     out: v.out,
-    limitTrain: num(v['limit-train'], '--limit-train', true, 1),
     limitTest: num(v['limit-test'], '--limit-test', true, 1),
+    stopAfterEpoch: num(v['stop-after-epoch'], '--stop-after-epoch', true, 1),
+    badImages,
     resume: v.resume,
     json: !!v.json,
   };
 }
 
-function scheduleConfig(a: TrainArgs, stepsPerEpoch: number): ScheduleConfig {
+function scheduleConfig(a: RunSettings, stepsPerEpoch: number): ScheduleConfig {
   // Warmup may be a fraction of an epoch: pass it on in steps.
   const warmup = a.warmupEpochs > 0 ? { warmup: { steps: Math.max(1, Math.round(a.warmupEpochs * stepsPerEpoch)) } } : {};
   switch (a.schedule) {
@@ -162,81 +153,73 @@ function scheduleConfig(a: TrainArgs, stepsPerEpoch: number): ScheduleConfig {
 }
 
 /** The model for a data set: classes, channels and input size come from the data. */
-function modelFor(a: TrainArgs, data: Dataset, ckpt?: Checkpoint): Model {
+function modelFor(run: RunSettings, modelOptions: Record<string, unknown>, data: Dataset, ckpt?: Checkpoint): Model {
   const [channels, h, w] = data.shape;
   if (h !== w) throw new UsageError(`the models take square inputs, but ${data.name} has ${h}x${w} images`);
   const opts = { classes: data.classes.length, channels, inputSize: h };
-  if (ckpt) {
-    const m = fromJSON(ckpt.meta.model as { name: string; options: Record<string, unknown> });
-    if (m.name !== a.model) throw new Error(`--resume: ${ckpt.path} holds a ${m.name} model, not ${a.model}; pass --model ${m.name}`);
-    // Compared after resolution, so that '{"D":96}' matches the [96] it resolves to.
-    const stored = m.toJSON().options as Record<string, unknown>;
-    const asked = create(a.model, { ...a.modelOptions, ...opts }).toJSON().options as Record<string, unknown>;
-    for (const k of Object.keys(a.modelOptions)) {
-      if (JSON.stringify(stored[k]) !== JSON.stringify(asked[k])) {
-        throw new Error(`--resume: ${ckpt.path} holds ${m.name} with ${k} = ${JSON.stringify(stored[k])}, but --model-options asks for ${JSON.stringify(asked[k])}`);
-      }
+  if (!ckpt) return create(run.model, { ...modelOptions, ...opts });
+  checkDataMatches(ckpt.meta, data, ckpt.path);
+  const m = fromJSON(ckpt.meta.model as { name: string; options: Record<string, unknown> });
+  // Compared after resolution, so that '{"D":96}' matches the [96] it resolves to.
+  const stored = m.toJSON().options as Record<string, unknown>;
+  const asked = create(m.name, { ...modelOptions, ...opts }).toJSON().options as Record<string, unknown>;
+  for (const k of Object.keys(modelOptions)) {
+    if (JSON.stringify(stored[k]) !== JSON.stringify(asked[k])) {
+      throw new UsageError(`--resume: ${ckpt.path} holds ${m.name} with ${k} = ${JSON.stringify(stored[k])}, but --model-options asks for ${JSON.stringify(asked[k])}`);
     }
-    return m;
   }
-  return create(a.model, { ...a.modelOptions, ...opts });
+  return m;
 }
 
 /** The augmentation a run's training split really gets: stored in checkpoints, checked on resume. */
-interface Augmentation {
-  augment: boolean;
-  erase: number;
-}
-
-function effectiveAugmentation(a: TrainArgs, train: Dataset): Augmentation {
+function effectiveAugmentation(run: RunSettings, train: Dataset): { augment: boolean; erase: number } {
   const small = (train as { augment?: SmallAugment | null }).augment;
   if (small !== undefined) return { augment: small !== null, erase: small?.erase ?? 0 };
-  return { augment: a.augment ?? true, erase: 0 }; // image folders: the paper's augmentation unless --no-augment
+  return { augment: run.augment ?? true, erase: 0 }; // image folders: the paper's augmentation unless --no-augment
 }
 
-/**
- * A resumed run sees the data as the first part did: augmentation flags not given now come from the
- * checkpoint, and flags that contradict what the first part really used are refused (the run would no
- * longer be the run it continues).
- */
-function resumeAugmentation(a: TrainArgs, ckpt: Checkpoint): void {
-  const was = ckpt.meta.augmentation as Augmentation | undefined;
-  if (!was) return; // written before augmentation was recorded: the flags decide
-  if (a.erase !== undefined && a.erase !== was.erase) {
-    throw new UsageError(`--resume: ${ckpt.path} was trained with erase = ${was.erase}, but this run asks for ${a.erase}`);
-  }
-  if (a.augment !== undefined && a.augment !== was.augment) {
-    throw new UsageError(`--resume: ${ckpt.path} was trained with augmentation ${was.augment ? 'on' : 'off'}, but this run asks for it ${a.augment ? 'on' : 'off'}`);
-  }
-  a.augment = was.augment;
-  a.erase = was.erase > 0 ? was.erase : undefined;
+/** The run's settings: the flags, over the checkpoint's when resuming (contradictions refused), over the defaults. */
+function resolveRun(a: TrainArgs, ckpt?: Checkpoint): RunSettings {
+  const known = ckpt ? resumeSettings(a.given, ckpt.meta, ckpt.path) : a.given;
+  const run = { ...TRAIN_DEFAULTS, ...known } as RunSettings;
+  if (!run.erase) delete run.erase; // a stored 0: augmentation without erasing
+  return run;
 }
 
 export async function trainCommand(args: string[]): Promise<number> {
   const a = parseTrainArgs(args);
   const t0 = performance.now();
   if (a.threads) setNumThreads(a.threads);
-  const ckpt = a.resume ? loadCheckpoint(a.resume) : undefined; // a damaged checkpoint stops here, before any work
-  if (ckpt) resumeAugmentation(a, ckpt);
-  if (a.erase !== undefined && parseDatasetSpec(a.dataset).kind === 'folder') {
+  const resume = a.resume === undefined ? undefined : checkpointFile(a.resume);
+  const ckpt = resume ? loadCheckpoint(resume) : undefined; // a damaged checkpoint stops here, before any work
+  const run = resolveRun(a, ckpt);
+  if (run.erase !== undefined && parseDatasetSpec(run.dataset).kind === 'folder') {
     throw new UsageError('--erase is for IDX and CIFAR data sets; image folders get the paper\'s augmentation (--augment / --no-augment)');
   }
-  const augment = a.erase !== undefined ? { erase: a.erase } : a.augment;
-  const data = await openDataset(a.dataset, { ...(augment !== undefined ? { augment } : {}), seed: a.seed });
-  const train = limitDataset(data.train, a.limitTrain, a.seed);
-  const test = limitDataset(data.test, a.limitTest, a.seed + 1);
-  const model = modelFor(a, train, ckpt);
-  const augmentation = effectiveAugmentation(a, data.train);
-  const out = a.out ?? (ckpt ? path.dirname(a.resume!) : path.join('runs', `${model.name}-${a.dataset.split(':')[0]}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+  const augment = run.erase !== undefined ? { erase: run.erase } : run.augment;
+  if (run.valSplit !== undefined && parseDatasetSpec(run.dataset).kind !== 'folder') throw new UsageError('--val-split is for image folders (folder:PATH); the other data sets have their own test split');
+  const data = await openDataset(run.dataset, {
+    ...(augment !== undefined ? { augment } : {}), seed: run.seed, onBadImage: a.badImages, ...(run.valSplit !== undefined ? { valSplit: run.valSplit } : {}),
+  });
+  const train = limitDataset(data.train, run.limitTrain, run.seed);
+  const test = limitDataset(data.test, a.limitTest, run.seed + 1);
+  const model = modelFor(run, a.modelOptions, train, ckpt);
+  const augmentation = effectiveAugmentation(run, data.train);
+  const stepsPerEpoch = Math.floor(train.length / run.batchSize);
+  if (stepsPerEpoch < 1) throw new UsageError(`the training set has ${train.length} samples, fewer than one batch of ${run.batchSize}`);
+  const ranWith = ckpt?.meta.schedule?.stepsPerEpoch;
+  if (ranWith !== undefined && ranWith !== stepsPerEpoch) {
+    throw new UsageError(`--resume: ${ckpt!.path} is from a run of ${ranWith} steps per epoch, but ${run.dataset} gives ${stepsPerEpoch} at batch ${run.batchSize} ` +
+      `(${train.length} training samples): has the data set changed?`);
+  }
+  const out = a.out ?? (resume ? path.dirname(resume) : path.join('runs', `${model.name}-${run.dataset.split(':')[0]}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
   fs.mkdirSync(out, { recursive: true });
 
-  const optimizer = { lr: a.lr, momentum: a.momentum, nesterov: a.nesterov && a.momentum > 0, weightDecay: a.weightDecay };
-  const session: Session = await compile(model, { device: a.device, batchSize: a.batchSize, seed: a.seed, optimizer });
-  const trainLoader = new DataLoader(train, { batchSize: a.batchSize, shuffle: true, seed: a.seed, dropLast: true, ...(a.workers !== undefined ? { workers: a.workers } : {}) });
-  const testLoader = new DataLoader(test, { batchSize: a.batchSize, shuffle: false, seed: a.seed });
-  const stepsPerEpoch = Math.floor(train.length / a.batchSize);
-  if (stepsPerEpoch < 1) throw new UsageError(`the training set has ${train.length} samples, fewer than one batch of ${a.batchSize}`);
-  const schedule = createSchedule(ckpt?.meta.schedule ?? scheduleConfig(a, stepsPerEpoch), stepsPerEpoch);
+  const optimizer = { lr: run.lr, momentum: run.momentum, nesterov: run.nesterov && run.momentum > 0, weightDecay: run.weightDecay };
+  const session: Session = await compile(model, { device: a.device, batchSize: run.batchSize, seed: run.seed, optimizer });
+  const trainLoader = new DataLoader(train, { batchSize: run.batchSize, shuffle: true, seed: run.seed, dropLast: true, ...(a.workers !== undefined ? { workers: a.workers } : {}) });
+  const testLoader = new DataLoader(test, { batchSize: run.batchSize, shuffle: false, seed: run.seed });
+  const schedule = createSchedule(ckpt?.meta.schedule ?? scheduleConfig(run, stepsPerEpoch), stepsPerEpoch);
 
   let startEpoch = 0, startStep = 0;
   if (ckpt) {
@@ -247,18 +230,18 @@ export async function trainCommand(args: string[]): Promise<number> {
   const log = new MetricsLog(path.join(out, 'metrics.jsonl'), ckpt ? { resumeAfterStep: startStep } : { truncate: true });
   const params = model.parameterCount();
   const say = (s: string) => (a.json ? process.stderr : process.stdout).write(s + '\n');
-  say(`crunet train: ${model.name} (${params.toLocaleString('en-US')} parameters) on ${a.dataset}: ${train.length} train / ${test.length} test samples, ` +
-      `batch ${a.batchSize}, ${a.epochs} epochs, lr ${a.lr} ${schedule.config.type}, ${a.device}; writing ${out}`);
-  if (ckpt) say(`resuming from ${a.resume} after epoch ${startEpoch} (step ${startStep})`);
-  log.write({ type: 'run', model: model.toJSON(), dataset: a.dataset, args: a, params, startEpoch, startStep });
+  say(`crunet train: ${model.name} (${params.toLocaleString('en-US')} parameters) on ${run.dataset}: ${train.length} train / ${test.length} test samples, ` +
+      `batch ${run.batchSize}, ${run.epochs} epochs, lr ${run.lr} ${schedule.config.type}, ${a.device}; writing ${out}`);
+  if (ckpt) say(`resuming from ${resume} after epoch ${startEpoch} (step ${startStep})${startEpoch >= run.epochs ? ': the run is complete, evaluating it' : ''}`);
+  log.write({ type: 'run', model: model.toJSON(), dataset: run.dataset, args: { ...run, device: a.device, limitTest: a.limitTest }, params, startEpoch, startStep });
 
   const bar = new ProgressBar({ stream: process.stderr });
   let seen = 0, lossSum = 0, correct = 0;
-  const trainer = new Trainer({
-    session, train: trainLoader, test: testLoader, schedule, epochs: a.epochs, startEpoch, startStep,
+  const trainer: Trainer = new Trainer({
+    session, train: trainLoader, test: testLoader, schedule, epochs: run.epochs, startEpoch, startStep,
     callbacks: {
       onStep: (s) => {
-        if (s.batch === 0) (bar.start(s.epoch + 1, stepsPerEpoch, a.epochs), (seen = lossSum = correct = 0));
+        if (s.batch === 0) (bar.start(s.epoch + 1, stepsPerEpoch, run.epochs), (seen = lossSum = correct = 0));
         seen += s.size;
         lossSum += s.loss * s.size;
         correct += s.correct;
@@ -270,34 +253,40 @@ export async function trainCommand(args: string[]): Promise<number> {
         log.write({ type: 'epoch', epoch: e.epoch, step: e.step, lr: e.train.lr, loss: e.train.loss, acc: e.train.acc, imagesPerSec: e.train.imagesPerSec, seconds: e.train.seconds });
         if (e.test) log.write({ type: 'eval', epoch: e.epoch, step: e.step, loss: e.test.loss, acc: e.test.top1, top5: e.test.top5 });
         log.flush();
-        say(`epoch ${e.epoch + 1}/${a.epochs}: train loss ${e.train.loss.toFixed(4)} acc ${(100 * e.train.acc).toFixed(2)}% ` +
-            `(${e.train.imagesPerSec.toFixed(0)} img/s)` + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : ''));
-        writePlot(path.join(out, 'plot.svg'), epochHistory(readMetrics(log.path)), { title: `${model.name} on ${a.dataset}`, subtitle: `batch ${a.batchSize}, lr ${a.lr} ${schedule.config.type}, seed ${a.seed}` });
+        const skipped = trainLoader.skippedCount + testLoader.skippedCount;
+        say(`epoch ${e.epoch + 1}/${run.epochs}: train loss ${e.train.loss.toFixed(4)} acc ${(100 * e.train.acc).toFixed(2)}% ` +
+            `(${e.train.imagesPerSec.toFixed(0)} img/s)` + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : '') +
+            (skipped ? `; ${skipped} unreadable images skipped so far (--bad-images skip)` : ''));
+        writePlot(path.join(out, 'plot.svg'), epochHistory(readMetrics(log.path)), { title: `${model.name} on ${run.dataset}`, subtitle: `batch ${run.batchSize}, lr ${run.lr} ${schedule.config.type}, seed ${run.seed}` });
         await saveCheckpoint(path.join(out, 'checkpoint.safetensors'), session, {
-          model: model.toJSON(), epoch: e.epoch + 1, step: e.step, schedule: schedule.config, optimizer, dataset: a.dataset, seed: a.seed,
-          augmentation,
+          model: model.toJSON(), epoch: e.epoch + 1, step: e.step, schedule: schedule.config, optimizer, ...trainMeta(run, train, augmentation),
         });
+        if (a.stopAfterEpoch !== undefined && e.epoch + 1 >= a.stopAfterEpoch && e.epoch + 1 < run.epochs) {
+          say(`stopping after epoch ${e.epoch + 1} as asked (--stop-after-epoch); continue with --resume ${path.join(out, 'checkpoint.safetensors')}`);
+          trainer.stop();
+        }
       },
     },
   });
-  let result;
+  let result, final;
   try {
     result = await trainer.fit();
+    // A resumed run that was already complete trains nothing: evaluate what it holds.
+    final = result.epochs.at(-1)?.test ?? (await trainer.evaluate(testLoader));
   } finally {
     await trainLoader.close();
     await testLoader.close();
     log.close();
+    session.dispose();
   }
-  const last = result.epochs.at(-1);
-  const final = last?.test ?? (await trainer.evaluate(testLoader));
-  session.dispose();
+  const epoch = result.epochs.at(-1) ? result.epochs.at(-1)!.epoch + 1 : startEpoch;
   const trained = result.epochs.reduce((s, e) => s + e.train.images, 0);
   const trainSeconds = result.epochs.reduce((s, e) => s + e.train.seconds, 0);
   const summary = {
-    model: model.name, dataset: a.dataset, epochs: a.epochs, testLoss: final.loss, top1: final.top1, top5: final.top5,
+    model: model.name, dataset: run.dataset, epoch, epochs: run.epochs, testLoss: final.loss, top1: final.top1, top5: final.top5,
     imagesPerSec: trainSeconds > 0 ? trained / trainSeconds : 0, wallSeconds: (performance.now() - t0) / 1000, params, out,
   };
-  say(`test accuracy ${(100 * final.top1).toFixed(2)}% (top-5 ${(100 * final.top5).toFixed(2)}%), loss ${final.loss.toFixed(4)}; ` +
+  say(`${epoch < run.epochs ? `after epoch ${epoch} of ${run.epochs}: ` : ''}test accuracy ${(100 * final.top1).toFixed(2)}% (top-5 ${(100 * final.top5).toFixed(2)}%), loss ${final.loss.toFixed(4)}; ` +
       `${summary.imagesPerSec.toFixed(0)} train img/s; ${summary.wallSeconds.toFixed(0)} s in all; results in ${out}`);
   if (a.json) console.log(JSON.stringify(summary));
   return 0;

@@ -20,7 +20,6 @@ import type { Session, SgdOptions } from '../engine/session.js';
 import { version as crunetVersion } from '../engine/info.js';
 import { readSafetensors, readSafetensorsHeader, SafetensorsError, writeAll, writeSafetensorsTo, type ByteSink, type ReadTensor, type TensorToWrite } from './safetensors.js';
 import type { ScheduleConfig } from './schedule.js';
-import type { RngState } from './rng.js';
 
 export const CHECKPOINT_FORMAT = 1;
 export const MOMENTUM_PREFIX = 'optimizer.momentum.';
@@ -35,7 +34,12 @@ export interface CheckpointMeta {
   step: number;
   schedule?: ScheduleConfig;
   optimizer?: SgdOptions;
-  rng?: RngState;
+  /**
+   * The state of the run's random numbers. crunet's data pipeline keeps none that evolves: every draw
+   * (shuffle order, crops, flips, erasing) is a pure function of (seed, epoch, sample index), so the seed
+   * with epoch and step above restores it exactly ('crunet train' stores the seed under this name).
+   */
+  seed?: number;
   [key: string]: unknown;
 }
 
@@ -249,7 +253,7 @@ export function loadCheckpoint(file: string): Checkpoint {
     if (e instanceof SafetensorsError) {
       throw new Error(`loadCheckpoint: ${file} is damaged or not a safetensors file: ${e.message}`, { cause: e });
     }
-    throw e;
+    throw new Error(`loadCheckpoint: cannot read ${file}: ${(e as Error).message}`, { cause: e });
   }
   return { path: file, meta: parseInfo(file, st.metadata), tensors: st.tensors };
 }

@@ -70,20 +70,32 @@ export class MetricsLog {
     if (this.fd === undefined) throw new Error(`MetricsLog ${this.path}: write after close`);
     if (!record || typeof record.type !== 'string') throw new TypeError(`MetricsLog ${this.path}: a record needs a type ('step', 'epoch', 'eval' or 'run')`);
     const rec = record.time === undefined ? { ...record, time: this.now() / 1000 } : record;
-    fs.writeSync(this.fd, JSON.stringify(rec) + '\n');
-    if (this.fsyncMode === 'always' || (this.fsyncMode === 'epoch' && rec.type !== 'step')) fs.fsyncSync(this.fd);
+    const fd = this.fd;
+    this.io('append to it', () => fs.writeSync(fd, JSON.stringify(rec) + '\n'));
+    if (this.fsyncMode === 'always' || (this.fsyncMode === 'epoch' && rec.type !== 'step')) this.io('fsync it', () => fs.fsyncSync(fd));
     return rec;
   }
 
   /** fsyncs what was written (e.g. before exiting). */
   flush(): void {
-    if (this.fd !== undefined) fs.fsyncSync(this.fd);
+    const fd = this.fd;
+    if (fd !== undefined) this.io('fsync it', () => fs.fsyncSync(fd));
+  }
+
+  /** File-system errors (a full disk, say) name the log they happened to. */
+  private io<T>(what: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      throw new Error(`metrics log ${this.path}: cannot ${what}: ${(e as Error).message}`, { cause: e });
+    }
   }
 
   close(): void {
     if (this.fd === undefined) return;
+    const fd = this.fd;
     try {
-      fs.fsyncSync(this.fd);
+      this.io('fsync it', () => fs.fsyncSync(fd));
     } finally {
       fs.closeSync(this.fd);
       this.fd = undefined;

@@ -90,6 +90,7 @@ export class Trainer {
   /** Global optimizer steps completed. */
   step: number;
   private readonly opts: TrainerOptions;
+  private stopping = false;
 
   constructor(opts: TrainerOptions) {
     if (!Number.isInteger(opts.epochs) || opts.epochs < 0) throw new RangeError(`Trainer: epochs must be a non-negative integer, but received ${opts.epochs}`);
@@ -142,11 +143,20 @@ export class Trainer {
     };
   }
 
-  /** Trains from startEpoch to epochs, evaluating on the test set after each epoch. */
+  /**
+   * Makes fit() return after the epoch in progress (once its onEpochEnd has run): for early stopping and
+   * time-limited jobs. Call it from a callback or anywhere else; the next fit() starts afresh.
+   */
+  stop(): void {
+    this.stopping = true;
+  }
+
+  /** Trains from startEpoch to epochs (or until stop()), evaluating on the test set after each epoch. */
   async fit(): Promise<FitResult> {
     const t0 = performance.now();
     const done: EpochEnd[] = [];
-    for (let e = this.opts.startEpoch ?? 0; e < this.opts.epochs; e++) {
+    this.stopping = false;
+    for (let e = this.opts.startEpoch ?? 0; e < this.opts.epochs && !this.stopping; e++) {
       const train = await this.trainEpoch(e);
       const test = this.opts.test ? await this.evaluate(this.opts.test, e) : undefined;
       const end: EpochEnd = { epoch: e, step: this.step, train, ...(test ? { test } : {}) };

@@ -1,0 +1,148 @@
+// What defines a training run, and how `crunet train --resume` recovers it from a checkpoint: settings
+// not given on the command line come from the checkpoint, and flags that contradict it are refused, so a
+// resumed run is the run it continues (on the CPU, step for step).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Dataset } from '../data/index.js';
+import type { CheckpointInfo } from '../train/checkpoint.js';
+import { UsageError } from './errors.js';
+
+export interface RunSettings {
+  model: string;
+  dataset: string;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  schedule: string;
+  stepSize?: number;
+  milestones?: number[];
+  warmupEpochs: number;
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+  /** Undefined: the data set's default (see --help). */
+  augment?: boolean;
+  erase?: number;
+  seed: number;
+  limitTrain?: number;
+  /** Image folders without a val/ split: the fraction of each class held out as the test set. */
+  valSplit?: number;
+}
+
+export const TRAIN_DEFAULTS = {
+  model: 'crunet_small',
+  dataset: 'fashion-mnist',
+  epochs: 3,
+  batchSize: 128,
+  lr: 0.2,
+  schedule: 'cosine',
+  warmupEpochs: 0.3,
+  momentum: 0.9,
+  nesterov: true,
+  weightDecay: 5e-4,
+  seed: 0,
+} satisfies Partial<RunSettings>;
+
+/** A setting as the flag that sets it. */
+function asFlag(key: keyof RunSettings, value: unknown): string {
+  switch (key) {
+    case 'augment': return value ? '--augment' : '--no-augment';
+    case 'nesterov': return value ? 'Nesterov momentum' : '--no-nesterov';
+    case 'milestones': return `--milestones ${(value as number[]).join(',')}`;
+    case 'limitTrain': return value === undefined ? 'the whole training set' : `--limit-train ${value}`;
+    case 'valSplit': return value === undefined ? 'the data set\'s own test split' : `--val-split ${value}`;
+    default: return `--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} ${value}`;
+  }
+}
+
+/** The metadata fields of a checkpoint written by `crunet train` (format 1; older ones lack some). */
+interface TrainMeta {
+  dataset?: string;
+  seed?: number;
+  runEpochs?: number;
+  limitTrain?: number | null;
+  valSplit?: number | null;
+  augmentation?: { augment: boolean; erase: number };
+  classNames?: string[];
+}
+
+/** What a checkpoint says about its run's settings, and its steps per epoch. */
+export function storedSettings(meta: CheckpointInfo): { settings: Partial<RunSettings>; stepsPerEpoch?: number } {
+  const m = meta as CheckpointInfo & TrainMeta;
+  const s: Partial<RunSettings> = { model: meta.model.name, batchSize: meta.session.batchSize };
+  if (typeof m.dataset === 'string') s.dataset = m.dataset;
+  if (typeof m.seed === 'number') s.seed = m.seed;
+  if (m.limitTrain !== undefined) s.limitTrain = m.limitTrain ?? undefined;
+  if (m.valSplit !== undefined) s.valSplit = m.valSplit ?? undefined;
+  if (m.augmentation) (s.augment = m.augmentation.augment), (s.erase = m.augmentation.erase);
+  if (meta.optimizer) {
+    const o = meta.optimizer;
+    if (o.momentum !== undefined) s.momentum = o.momentum;
+    if (o.nesterov !== undefined) s.nesterov = o.nesterov;
+    if (o.weightDecay !== undefined) s.weightDecay = o.weightDecay;
+  }
+  const sch = meta.schedule;
+  const spe = sch?.stepsPerEpoch;
+  if (sch) {
+    s.lr = sch.lr;
+    s.schedule = sch.type;
+    if (sch.type === 'step') s.stepSize = sch.stepSize;
+    if (sch.type === 'multistep') s.milestones = sch.milestones;
+    if (sch.type === 'cosine' && sch.epochs !== undefined) s.epochs = sch.epochs;
+    if (spe) s.warmupEpochs = (sch.warmup?.steps ?? 0) / spe;
+  }
+  if (typeof m.runEpochs === 'number') s.epochs = m.runEpochs;
+  return { settings: s, ...(spe ? { stepsPerEpoch: spe } : {}) };
+}
+
+/** The metadata `crunet train` adds to its checkpoints so that storedSettings() recovers everything. */
+export function trainMeta(run: RunSettings, train: Dataset, augmentation: { augment: boolean; erase: number }): TrainMeta {
+  return { dataset: run.dataset, seed: run.seed, runEpochs: run.epochs, limitTrain: run.limitTrain ?? null, valSplit: run.valSplit ?? null, augmentation, classNames: [...train.classes] };
+}
+
+/**
+ * The settings of a resumed run: each comes from the checkpoint where it records it, else from the
+ * flags; a flag that contradicts the checkpoint is a UsageError naming both values.
+ */
+export function resumeSettings(given: Partial<RunSettings>, meta: CheckpointInfo, ckptPath: string): Partial<RunSettings> {
+  const { settings: stored, stepsPerEpoch } = storedSettings(meta);
+  const same = (k: keyof RunSettings, a: unknown, b: unknown) =>
+    k === 'warmupEpochs' && stepsPerEpoch // compared in steps: what the schedule really uses
+      ? Math.round((a as number) * stepsPerEpoch) === Math.round((b as number) * stepsPerEpoch)
+      : JSON.stringify(a) === JSON.stringify(b);
+  for (const k of Object.keys(given) as (keyof RunSettings)[]) {
+    const g = given[k];
+    if (g === undefined || !(k in stored) || same(k, g, stored[k])) continue;
+    const show = (v: unknown) => asFlag(k, v) + (k === 'warmupEpochs' && stepsPerEpoch ? ` (${Math.round((v as number) * stepsPerEpoch)} steps)` : '');
+    throw new UsageError(
+      `--resume: ${ckptPath} is from a run with ${show(stored[k])}, but this command asks for ${show(g)}; ` +
+        'a resumed run keeps the settings it started with (leave the flag out, or start a new run)',
+    );
+  }
+  const merged: Partial<RunSettings> = { ...given };
+  for (const [k, v] of Object.entries(stored)) (merged as Record<string, unknown>)[k] = v;
+  return merged;
+}
+
+/**
+ * Refuses data that the checkpoint's model cannot have been trained on: another image shape or class
+ * count, or (where the checkpoint records them) other class names, e.g. MNIST for a Fashion-MNIST model.
+ */
+export function checkDataMatches(meta: CheckpointInfo, data: Dataset, ckptPath: string): void {
+  const o = (meta.model.options ?? {}) as { classes?: number; channels?: number; inputSize?: number };
+  const [c, h, w] = data.shape;
+  const trained = `${ckptPath} holds ${meta.model.name} for ${o.channels}x${o.inputSize}x${o.inputSize} images in ${o.classes} classes`;
+  if (o.channels !== c || o.inputSize !== h || o.inputSize !== w || o.classes !== data.classes.length) {
+    throw new UsageError(`${trained}, but ${data.name} has ${c}x${h}x${w} images in ${data.classes.length} classes`);
+  }
+  const names = (meta as CheckpointInfo & TrainMeta).classNames;
+  if (names && JSON.stringify(names) !== JSON.stringify(data.classes)) {
+    const show = (n: readonly string[]) => n.slice(0, 4).join(', ') + (n.length > 4 ? ', ...' : '');
+    throw new UsageError(`${ckptPath} was trained on classes ${show(names)}, but ${data.name} has classes ${show(data.classes)}`);
+  }
+}
+
+/** A checkpoint argument: a checkpoint file, or a run directory (its checkpoint.safetensors). */
+export function checkpointFile(arg: string): string {
+  return fs.statSync(arg, { throwIfNoEntry: false })?.isDirectory() ? path.join(arg, 'checkpoint.safetensors') : arg;
+}
