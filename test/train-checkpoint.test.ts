@@ -185,6 +185,12 @@ describe('checkpoints', () => {
     const badJson = put('badjson.safetensors', encodeSafetensors({}, { crunet: '{"format": 1,' }));
     assert.throws(() => loadCheckpoint(badJson), /badjson\.safetensors is damaged: its 'crunet' metadata is not valid JSON/);
     assert.throws(() => loadCheckpoint(path.join(dir, 'nope.safetensors')), /loadCheckpoint: no checkpoint at .*nope\.safetensors/);
+    // One bit flipped in the tensor data leaves a well-formed file: the checksum catches it.
+    const flipped = Buffer.from(bytes);
+    flipped[bytes.length - 3] ^= 0x10;
+    const rot = put('bitrot.safetensors', flipped);
+    assert.throws(() => loadCheckpoint(rot), new RegExp(`loadCheckpoint: ${rot} is damaged: its tensor data does not match the SHA-256 recorded when it was saved`));
+    assert.match(loadCheckpoint(good).meta.sha256!, /^[0-9a-f]{64}$/);
   });
 
   it('checks the metadata it is given', async () => {

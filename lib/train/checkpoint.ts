@@ -8,12 +8,15 @@
 //             BN's running_mean / running_var are the non-trainable parameters)
 //             "optimizer.momentum.<name>" for each trainable parameter (torch.optim.SGD's momentum_buffer)
 //   metadata  "crunet": JSON of CheckpointInfo; "format": "pt" (what Hugging Face tools expect)
+//             CheckpointInfo.sha256 covers every tensor (name, shape, bytes), so that damage inside the
+//             data, which leaves the file well-formed, is refused at load too (safetensors has no checksum)
 //
 // Note [atomic replace]: the bytes go to a temporary file in the target's directory (same file
 // system, so rename is atomic), which is fsynced, renamed over the target, and then the directory is
 // fsynced so that the rename itself survives a power loss. On any failure before the rename the temporary
 // file is removed and the previous checkpoint is untouched. A process killed mid-write can leave a
 // ".<name>.tmp-*" file behind; latestCheckpoint ignores those.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Session, SgdOptions } from '../engine/session.js';
@@ -53,6 +56,8 @@ export interface CheckpointInfo extends CheckpointMeta {
   session: { device: string; batchSize: number; precision: string };
   /** Whether momentum buffers were saved. */
   optimizerState: boolean;
+  /** tensorDigest() of the tensors (absent in checkpoints written before it was added). */
+  sha256?: string;
 }
 
 export interface Checkpoint {
@@ -209,6 +214,7 @@ export async function saveCheckpoint(
     savedAt: new Date().toISOString(),
     session: { device: session.device, batchSize: session.batchSize, precision: session.precision },
     optimizerState: withMomentum,
+    sha256: tensorDigest(tensors.map(([name, t]) => [name, t.shape, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)])),
   };
   const json = JSON.stringify(info);
   await writeFileAtomic(file, async (sink) => {
@@ -255,7 +261,24 @@ export function loadCheckpoint(file: string): Checkpoint {
     }
     throw new Error(`loadCheckpoint: cannot read ${file}: ${(e as Error).message}`, { cause: e });
   }
-  return { path: file, meta: parseInfo(file, st.metadata), tensors: st.tensors };
+  const meta = parseInfo(file, st.metadata);
+  if (meta.sha256 !== undefined) {
+    const digest = tensorDigest([...st.tensors].map(([name, t]) => [name, t.shape, t.bytes]));
+    if (digest !== meta.sha256) {
+      throw new Error(`loadCheckpoint: ${file} is damaged: its tensor data does not match the SHA-256 recorded when it was saved (${meta.sha256.slice(0, 12)}..., now ${digest.slice(0, 12)}...)`);
+    }
+  }
+  return { path: file, meta, tensors: st.tensors };
+}
+
+/** SHA-256 over the tensors in name order: each name, shape and stored little-endian bytes. */
+function tensorDigest(tensors: [string, readonly number[], Uint8Array][]): string {
+  const h = createHash('sha256');
+  for (const [name, shape, bytes] of [...tensors].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))) {
+    h.update(`${name}\0${shape.join(',')}\0`);
+    h.update(bytes);
+  }
+  return h.digest('hex');
 }
 
 /** The metadata alone (reads and validates only the header). */
