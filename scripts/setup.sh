@@ -4,6 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Node.js is the one prerequisite not installed here: Debian's own package is older than the 20.17 that
+# package.json's engines asks for.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "setup: Node.js >= 20.17 with npm is needed and was not found on PATH (https://nodejs.org/en/download)" >&2
+  exit 1
+fi
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 17) ? 0 : 1)'; then
+  echo "setup: Node.js >= 20.17 is needed, found $(node --version) (https://nodejs.org/en/download)" >&2
+  exit 1
+fi
+
 apt_packages=(libdnnl-dev cmake g++ dataset-fashion-mnist)
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -29,5 +40,8 @@ if [ ! -f "$addon" ] || [ -n "$(find native CMakeLists.txt sources.json -newer "
   npm run --silent build:native
 fi
 
-echo "setup: compiling TypeScript"
-npm run --silent build:ts
+entry=dist/lib/index.js
+if [ ! -f "$entry" ] || [ -n "$(find lib tsconfig.json tsconfig.build.json -newer "$entry" -print -quit)" ]; then
+  echo "setup: compiling TypeScript"
+  npm run --silent build:ts
+fi

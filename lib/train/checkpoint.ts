@@ -217,6 +217,7 @@ export async function saveCheckpoint(
     sha256: tensorDigest(tensors.map(([name, t]) => [name, t.shape, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)])),
   };
   const json = JSON.stringify(info);
+  fs.mkdirSync(path.dirname(file), { recursive: true }); // as Keras' ModelCheckpoint: a new run's directory
   await writeFileAtomic(file, async (sink) => {
     await writeSafetensorsTo(sink, tensors, { crunet: json, format: 'pt' });
   }, opts.io);
