@@ -81,6 +81,7 @@ describe('crunet CLI', () => {
     const stopped = await crunet('train', ...common, '--out', dir, '--stop-after-epoch', '1');
     assert.equal(stopped.code, 0, stopped.err);
     assert.match(stopped.err, /stopping after epoch 1 as asked/);
+    assert.match(stopped.err, /epoch 1\/2: train loss .*; run ETA \d+:\d\d\n/);
     assert.equal(JSON.parse(stopped.out.trim().split('\n').at(-1)!).epoch, 1);
     // Only the checkpoint (a run directory names it) and the test limit: everything else comes from it.
     const resumed = await crunet('train', '--resume', dir, '--limit-test', '256', '--json');

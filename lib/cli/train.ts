@@ -8,7 +8,7 @@ import { create, fromJSON, type Model } from '../models/index.js';
 import { loadCheckpoint, restoreSession, saveCheckpoint, type Checkpoint } from '../train/checkpoint.js';
 import { epochHistory, MetricsLog, readMetrics } from '../train/metrics-log.js';
 import { writePlot } from '../train/plot.js';
-import { ProgressBar } from '../train/progress.js';
+import { etaSeconds, formatDuration, ProgressBar } from '../train/progress.js';
 import { createSchedule, SCHEDULE_TYPES, type ScheduleConfig } from '../train/schedule.js';
 import { Trainer } from '../train/trainer.js';
 import { UsageError } from './errors.js';
@@ -236,6 +236,13 @@ export async function trainCommand(args: string[]): Promise<number> {
   log.write({ type: 'run', model: model.toJSON(), dataset: run.dataset, args: { ...run, device: a.device, limitTest: a.limitTest }, params, startEpoch, startStep });
 
   const bar = new ProgressBar({ stream: process.stderr });
+  // The progress bar's ETA is the epoch's; after each epoch, the whole run's at this invocation's pace.
+  const tFit = performance.now();
+  const runEta = (done: number) => {
+    if (done >= run.epochs) return '';
+    const eta = etaSeconds(done - startEpoch, run.epochs - startEpoch, (performance.now() - tFit) / 1000);
+    return `; run ETA ${formatDuration(eta)}`;
+  };
   let seen = 0, lossSum = 0, correct = 0;
   const trainer: Trainer = new Trainer({
     session, train: trainLoader, test: testLoader, schedule, epochs: run.epochs, startEpoch, startStep,
@@ -256,7 +263,7 @@ export async function trainCommand(args: string[]): Promise<number> {
         const skipped = trainLoader.skippedCount + testLoader.skippedCount;
         say(`epoch ${e.epoch + 1}/${run.epochs}: train loss ${e.train.loss.toFixed(4)} acc ${(100 * e.train.acc).toFixed(2)}% ` +
             `(${e.train.imagesPerSec.toFixed(0)} img/s)` + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : '') +
-            (skipped ? `; ${skipped} unreadable images skipped so far (--bad-images skip)` : ''));
+            (skipped ? `; ${skipped} unreadable images skipped so far (--bad-images skip)` : '') + runEta(e.epoch + 1));
         writePlot(path.join(out, 'plot.svg'), epochHistory(readMetrics(log.path)), { title: `${model.name} on ${run.dataset}`, subtitle: `batch ${run.batchSize}, lr ${run.lr} ${schedule.config.type}, seed ${run.seed}` });
         await saveCheckpoint(path.join(out, 'checkpoint.safetensors'), session, {
           model: model.toJSON(), epoch: e.epoch + 1, step: e.step, schedule: schedule.config, optimizer, ...trainMeta(run, train, augmentation),
