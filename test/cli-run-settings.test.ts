@@ -36,7 +36,7 @@ describe('crunet train: run settings in checkpoints', () => {
     const { warmupEpochs, ...rest } = settings;
     assert.equal(Math.round(warmupEpochs! * 468), 140);
     const { warmupEpochs: _, ...expected } = run;
-    assert.deepEqual(rest, { ...expected, limitTrain: undefined });
+    assert.deepEqual(rest, { ...expected, limitTrain: undefined, valSplit: undefined });
   });
 
   it('reads checkpoints written before the run settings were recorded from their schedule and optimizer', () => {
