@@ -7,7 +7,7 @@ import { loadCheckpoint, restoreSession } from '../train/checkpoint.js';
 import { Trainer } from '../train/trainer.js';
 import { createSchedule } from '../train/schedule.js';
 import { UsageError } from './errors.js';
-import { checkDataMatches, checkpointFile } from './run-settings.js';
+import { badImagesFlag, checkDataMatches, checkpointFile, storedSettings } from './run-settings.js';
 
 export const EVAL_HELP = `Usage: crunet eval --checkpoint CKPT [options]
 
@@ -40,17 +40,16 @@ export async function evalCommand(args: string[]): Promise<number> {
   if (tta !== 'none' && tta !== 'flip') throw new UsageError(`--tta must be none or flip, got '${tta}'`);
   const limit = v.limit === undefined ? undefined : Number(v.limit);
   if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) throw new UsageError(`--limit expects a positive integer, got '${v.limit}'`);
-  const onBadImage = v['bad-images'] ?? 'fail';
-  if (onBadImage !== 'fail' && onBadImage !== 'skip') throw new UsageError(`--bad-images must be fail or skip, got '${onBadImage}'`);
+  const onBadImage = badImagesFlag(v['bad-images']);
   const file = checkpointFile(v.checkpoint);
   const ckpt = loadCheckpoint(file);
-  const dataset = v.dataset ?? (typeof ckpt.meta.dataset === 'string' ? ckpt.meta.dataset : undefined);
+  const stored = storedSettings(ckpt.meta).settings;
+  const dataset = v.dataset ?? stored.dataset;
   if (!dataset) throw new UsageError(`${v.checkpoint} does not record its data set: pass --dataset`);
   const model = fromJSON(ckpt.meta.model as { name: string; options: Record<string, unknown> });
   // A folder split by --val-split at training: the same held-out images.
-  const valSplit = typeof ckpt.meta.valSplit === 'number' ? ckpt.meta.valSplit : undefined;
-  const seed = typeof ckpt.meta.seed === 'number' ? ckpt.meta.seed : 0;
-  const data = (await openDataset(dataset, { seed, onBadImage, ...(valSplit !== undefined && dataset === ckpt.meta.dataset ? { valSplit } : {}) })).test;
+  const { valSplit, seed = 0 } = stored;
+  const data = (await openDataset(dataset, { seed, onBadImage, ...(valSplit !== undefined && dataset === stored.dataset ? { valSplit } : {}) })).test;
   checkDataMatches(ckpt.meta, data, file);
   // The training run drew its --limit-test subset with seed + 1: the same samples here.
   const test = limitDataset(data, limit, seed + 1);

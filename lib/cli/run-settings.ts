@@ -142,6 +142,13 @@ export function checkDataMatches(meta: CheckpointInfo, data: Dataset, ckptPath: 
   }
 }
 
+/** --bad-images: what an unreadable image in a folder data set does (train and eval). */
+export function badImagesFlag(v: string | undefined): 'fail' | 'skip' {
+  const p = v ?? 'fail';
+  if (p !== 'fail' && p !== 'skip') throw new UsageError(`--bad-images must be fail or skip, got '${p}'`);
+  return p;
+}
+
 /** A checkpoint argument: a checkpoint file, or a run directory (its checkpoint.safetensors). */
 export function checkpointFile(arg: string): string {
   return fs.statSync(arg, { throwIfNoEntry: false })?.isDirectory() ? path.join(arg, 'checkpoint.safetensors') : arg;

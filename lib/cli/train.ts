@@ -13,7 +13,7 @@ import { createSchedule, SCHEDULE_TYPES, type ScheduleConfig } from '../train/sc
 import { Trainer } from '../train/trainer.js';
 import { UsageError } from './errors.js';
 import { parseModelOptions } from './model-options.js';
-import { checkDataMatches, checkpointFile, resumeSettings, TRAIN_DEFAULTS, trainMeta, type RunSettings } from './run-settings.js';
+import { badImagesFlag, checkDataMatches, checkpointFile, resumeSettings, TRAIN_DEFAULTS, trainMeta, type RunSettings } from './run-settings.js';
 
 export const TRAIN_HELP = `Usage: crunet train [options]
 
@@ -123,8 +123,7 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     valSplit: num(v['val-split'], '--val-split', false, 0),
   };
   if (given.valSplit !== undefined && !(given.valSplit > 0 && given.valSplit < 1)) throw new UsageError(`--val-split is a fraction in (0, 1), got '${v['val-split']}'`);
-  const badImages = v['bad-images'] ?? 'fail';
-  if (badImages !== 'fail' && badImages !== 'skip') throw new UsageError(`--bad-images must be fail or skip, got '${badImages}'`);
+  const badImages = badImagesFlag(v['bad-images']);
   for (const k of Object.keys(given) as (keyof RunSettings)[]) if (given[k] === undefined) delete given[k];
   return {
     given,
