@@ -7,6 +7,7 @@ import { buildInfo, compile, type AlgorithmChoice, type NodeProfile, type Precis
 import type { NodeIR } from '../graph/ir.js';
 import { create, type Model } from '../models/index.js';
 import { UsageError } from './errors.js';
+import { intFlag } from './flags.js';
 import { parseModelOptions } from './model-options.js';
 
 export const BENCH_HELP = `Usage: crunet bench [options]
@@ -48,13 +49,6 @@ interface BenchArgs {
   json: boolean;
 }
 
-function int(v: string | undefined, flag: string, min: number, def: number): number {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`${flag} expects an integer >= ${min}, got '${v}'`);
-  return n;
-}
-
 export function parseBenchArgs(args: string[]): BenchArgs {
   const { values: v, positionals } = parseArgs({
     args, strict: true, allowPositionals: true,
@@ -75,12 +69,12 @@ export function parseBenchArgs(args: string[]): BenchArgs {
     model: v.model ?? 'crunet56',
     modelOptions: parseModelOptions(v['model-options'], []),
     device,
-    batch: int(v['batch-size'], '--batch-size', 1, 32),
+    batch: intFlag(v['batch-size'], '--batch-size', 1) ?? 32,
     precision: precision as Precision,
-    steps: int(v.steps, '--steps', 1, 10),
-    warmup: int(v.warmup, '--warmup', 0, 3),
+    steps: intFlag(v.steps, '--steps', 1) ?? 10,
+    warmup: intFlag(v.warmup, '--warmup', 0) ?? 3,
     benchmark: !v['no-benchmark'],
-    benchmarkLimit: int(v['benchmark-limit'], '--benchmark-limit', 0, 10),
+    benchmarkLimit: intFlag(v['benchmark-limit'], '--benchmark-limit', 0) ?? 10,
     deterministic: !!v.deterministic,
     allowTF32: !v['no-tf32'],
     cacheFile: v['cache-file'],

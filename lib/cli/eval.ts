@@ -7,6 +7,7 @@ import { loadCheckpoint, restoreSession } from '../train/checkpoint.js';
 import { Trainer } from '../train/trainer.js';
 import { createSchedule } from '../train/schedule.js';
 import { UsageError } from './errors.js';
+import { intFlag } from './flags.js';
 import { badImagesFlag, checkDataMatches, checkpointFile, storedSettings } from './run-settings.js';
 
 export const EVAL_HELP = `Usage: crunet eval --checkpoint CKPT [options]
@@ -34,12 +35,10 @@ export async function evalCommand(args: string[]): Promise<number> {
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if (!v.checkpoint) throw new UsageError('--checkpoint CKPT is required');
-  const batch = Number(v['batch-size'] ?? 256);
-  if (!Number.isInteger(batch) || batch < 1) throw new UsageError(`--batch-size expects a positive integer, got '${v['batch-size']}'`);
+  const batch = intFlag(v['batch-size'], '--batch-size', 1) ?? 256;
   const tta = v.tta ?? 'none';
   if (tta !== 'none' && tta !== 'flip') throw new UsageError(`--tta must be none or flip, got '${tta}'`);
-  const limit = v.limit === undefined ? undefined : Number(v.limit);
-  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) throw new UsageError(`--limit expects a positive integer, got '${v.limit}'`);
+  const limit = intFlag(v.limit, '--limit', 1);
   const onBadImage = badImagesFlag(v['bad-images']);
   const file = checkpointFile(v.checkpoint);
   const ckpt = loadCheckpoint(file);

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { compareTable, create, list, modelTable, summaryJSON, summaryTable, type ModelOptions } from '../models/index.js';
 import { UsageError } from './errors.js';
+import { intFlag } from './flags.js';
 
 export const SUMMARY_HELP = `Usage: crunet summary <model> [options]
        crunet summary --compare resnet50,resnext50_32x4d,crunet56
@@ -40,12 +41,7 @@ export function summaryCommand(args: string[]): number {
   });
   const format = values.markdown ? 'markdown' : 'text';
   const opts: ModelOptions = {};
-  const int = (v: string | undefined, flag: string) => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n)) throw new UsageError(`summary: ${flag} expects an integer, got '${v}'`);
-    return n;
-  };
+  const int = (v: string | undefined, flag: string) => intFlag(v, `summary: ${flag}`);
   if (values.classes !== undefined) opts.classes = int(values.classes, '--classes');
   if (values['input-size'] !== undefined) opts.inputSize = int(values['input-size'], '--input-size');
   if (values.L !== undefined) opts.L = int(values.L, '--L');

@@ -12,6 +12,7 @@ import { etaSeconds, formatDuration, ProgressBar } from '../train/progress.js';
 import { createSchedule, SCHEDULE_TYPES, type ScheduleConfig } from '../train/schedule.js';
 import { Trainer } from '../train/trainer.js';
 import { UsageError } from './errors.js';
+import { intFlag, numberFlag } from './flags.js';
 import { parseModelOptions } from './model-options.js';
 import { badImagesFlag, checkDataMatches, checkpointFile, resumeSettings, TRAIN_DEFAULTS, trainMeta, type RunSettings } from './run-settings.js';
 
@@ -69,15 +70,6 @@ interface TrainArgs {
   json: boolean;
 }
 
-function num(v: string | undefined, flag: string, int: boolean, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || (int && !Number.isInteger(n)) || n < min) {
-    throw new UsageError(`${flag} expects ${int ? 'an integer' : 'a number'} >= ${min}, got '${v}'`);
-  }
-  return n;
-}
-
 /** Options that the data set decides; --model-options may not set them. */
 const FROM_DATA = ['classes', 'channels', 'inputSize'];
 
@@ -100,27 +92,27 @@ export function parseTrainArgs(args: string[]): TrainArgs {
   if (v.schedule !== undefined && !(SCHEDULE_TYPES as readonly string[]).includes(v.schedule)) {
     throw new UsageError(`--schedule must be one of ${SCHEDULE_TYPES.join(', ')}, got '${v.schedule}'`);
   }
-  const erase = num(v.erase, '--erase', false, 0);
+  const erase = numberFlag(v.erase, '--erase', { min: 0 });
   if (erase !== undefined && erase > 1) throw new UsageError(`--erase is a probability in [0, 1], got '${v.erase}'`);
   if (erase !== undefined && v['no-augment']) throw new UsageError('--erase needs augmentation, but --no-augment was given');
   const given: Partial<RunSettings> = {
     model: v.model,
     dataset: v.dataset,
-    epochs: num(v.epochs, '--epochs', true, 1),
-    batchSize: num(v['batch-size'], '--batch-size', true, 2),
-    lr: num(v.lr, '--lr', false, 0),
+    epochs: intFlag(v.epochs, '--epochs', 1),
+    batchSize: intFlag(v['batch-size'], '--batch-size', 2),
+    lr: numberFlag(v.lr, '--lr', { min: 0 }),
     schedule: v.schedule,
-    stepSize: num(v['step-size'], '--step-size', true, 1),
-    milestones: v.milestones?.split(',').map((m) => num(m, '--milestones', true, 1)!),
-    warmupEpochs: num(v['warmup-epochs'], '--warmup-epochs', false, 0),
-    momentum: num(v.momentum, '--momentum', false, 0),
+    stepSize: intFlag(v['step-size'], '--step-size', 1),
+    milestones: v.milestones?.split(',').map((m) => intFlag(m, '--milestones', 1)!),
+    warmupEpochs: numberFlag(v['warmup-epochs'], '--warmup-epochs', { min: 0 }),
+    momentum: numberFlag(v.momentum, '--momentum', { min: 0 }),
     nesterov: v['no-nesterov'] ? false : undefined,
-    weightDecay: num(v['weight-decay'], '--weight-decay', false, 0),
+    weightDecay: numberFlag(v['weight-decay'], '--weight-decay', { min: 0 }),
     augment: v['no-augment'] ? false : v.augment || erase !== undefined ? true : undefined,
     erase,
-    seed: num(v.seed, '--seed', true, 0),
-    limitTrain: num(v['limit-train'], '--limit-train', true, 1),
-    valSplit: num(v['val-split'], '--val-split', false, 0),
+    seed: intFlag(v.seed, '--seed', 0),
+    limitTrain: intFlag(v['limit-train'], '--limit-train', 1),
+    valSplit: numberFlag(v['val-split'], '--val-split', { min: 0 }),
   };
   if (given.valSplit !== undefined && !(given.valSplit > 0 && given.valSplit < 1)) throw new UsageError(`--val-split is a fraction in (0, 1), got '${v['val-split']}'`);
   const badImages = badImagesFlag(v['bad-images']);
@@ -129,11 +121,11 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     given,
     modelOptions: parseModelOptions(v['model-options'], FROM_DATA),
     device: v.device ?? 'cpu',
-    threads: num(v.threads, '--threads', true, 1),
-    workers: num(v.workers, '--workers', true, 0),
+    threads: intFlag(v.threads, '--threads', 1),
+    workers: intFlag(v.workers, '--workers', 0),
     out: v.out,
-    limitTest: num(v['limit-test'], '--limit-test', true, 1),
-    stopAfterEpoch: num(v['stop-after-epoch'], '--stop-after-epoch', true, 1),
+    limitTest: intFlag(v['limit-test'], '--limit-test', 1),
+    stopAfterEpoch: intFlag(v['stop-after-epoch'], '--stop-after-epoch', 1),
     badImages,
     resume: v.resume,
     json: !!v.json,

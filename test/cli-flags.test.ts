@@ -1,0 +1,34 @@
+import { strict as assert } from 'node:assert';
+import { UsageError } from '../lib/cli/errors.js';
+import { intFlag, numberFlag } from '../lib/cli/flags.js';
+import { parseTrainArgs } from '../lib/cli/train.js';
+
+describe('cli: numeric flags', () => {
+  it('absent flags are undefined; present ones are parsed as numbers', () => {
+    assert.equal(numberFlag(undefined, '--lr'), undefined);
+    assert.equal(numberFlag('0.05', '--lr', { min: 0 }), 0.05);
+    assert.equal(numberFlag('1e-4', '--weight-decay', { min: 0 }), 1e-4);
+    assert.equal(intFlag('1e3', '--limit', 1), 1000);
+    assert.equal(intFlag('-3', '--D'), -3);
+  });
+
+  it('refuses what is not a finite number of the right kind, naming the flag and the text', () => {
+    const bad: [() => unknown, RegExp][] = [
+      [() => intFlag('2.5', '--epochs', 1), /^--epochs expects an integer >= 1, got '2\.5'$/],
+      [() => intFlag('0', '--limit', 1), /^--limit expects an integer >= 1, got '0'$/],
+      [() => intFlag('', '--batch-size', 1), /^--batch-size expects an integer >= 1, got ''$/],
+      [() => intFlag(' ', '--seed', 0), /--seed expects an integer >= 0/],
+      [() => numberFlag('Infinity', '--lr', { min: 0 }), /--lr expects a number >= 0, got 'Infinity'/],
+      [() => numberFlag('0.1x', '--lr'), /^--lr expects a number, got '0\.1x'$/],
+      [() => numberFlag('-0.5', '--erase', { min: 0 }), /--erase expects a number >= 0/],
+    ];
+    for (const [f, re] of bad) assert.throws(f, (e: unknown) => e instanceof UsageError && re.test((e as Error).message));
+  });
+
+  it('crunet train reads its numeric flags through them', () => {
+    const a = parseTrainArgs(['--epochs', '7', '--lr', '0.05', '--milestones', '3,5', '--limit-test', '100']);
+    assert.deepEqual([a.given.epochs, a.given.lr, a.given.milestones, a.limitTest], [7, 0.05, [3, 5], 100]);
+    assert.throws(() => parseTrainArgs(['--milestones', '3,x']), /--milestones expects an integer >= 1, got 'x'/);
+    assert.throws(() => parseTrainArgs(['--epochs', '']), /--epochs expects an integer >= 1, got ''/);
+  });
+});
