@@ -12,7 +12,7 @@ const data = (name: string, shape: [number, number, number], classes: string[]) 
 
 const run: RunSettings = {
   model: 'crunet_small', dataset: 'fashion-mnist', epochs: 42, batchSize: 128, lr: 0.2, schedule: 'cosine', warmupEpochs: 0.3,
-  momentum: 0.9, nesterov: true, weightDecay: 5e-4, augment: true, erase: 0.5, seed: 0,
+  momentum: 0.9, nesterov: true, weightDecay: 5e-4, labelSmoothing: 0.1, augment: true, erase: 0.5, seed: 0,
 };
 
 /** A checkpoint's metadata as 'crunet train' writes it after `epoch` epochs of `run`. */
@@ -47,6 +47,7 @@ describe('crunet train: run settings in checkpoints', () => {
     assert.equal(s.batchSize, 128);
     assert.equal(s.erase, 0.5);
     assert.equal('limitTrain' in s, false); // unknown: the flags decide
+    assert.equal('labelSmoothing' in s, false);
     assert.deepEqual(resumeSettings({ limitTrain: 1000 }, legacy, 'old.safetensors').limitTrain, 1000);
   });
 
@@ -60,6 +61,14 @@ describe('crunet train: run settings in checkpoints', () => {
     refuse({ dataset: 'cifar10:/data' }, /--dataset fashion-mnist, but this command asks for --dataset cifar10:\/data/);
     refuse({ limitTrain: 100 }, /with the whole training set, but this command asks for --limit-train 100/);
     refuse({ schedule: 'step' }, /--schedule cosine, but this command asks for --schedule step/);
+    refuse({ labelSmoothing: 0 }, /--label-smoothing 0.1, but this command asks for --label-smoothing 0/);
+  });
+
+  it('runs recorded before --label-smoothing existed had none', () => {
+    const { labelSmoothing: _, ...before } = trainMeta(run, data('f', [1, 28, 28], FASHION), { augment: true, erase: 0.5 }) as Record<string, unknown>;
+    const meta = info(run, before);
+    assert.equal(storedSettings(meta).settings.labelSmoothing, 0);
+    assert.throws(() => resumeSettings({ labelSmoothing: 0.1 }, meta, 'c'), /with --label-smoothing 0, but this command asks for --label-smoothing 0.1/);
   });
 
   it('refuses data of another shape, class count or class names than the model was trained on', () => {

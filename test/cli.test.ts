@@ -66,7 +66,7 @@ describe('crunet CLI', () => {
   (fs.existsSync(FASHION) ? it : it.skip)('trains, writes metrics, plot and checkpoint; a stopped and resumed run logs what an uninterrupted one does', async function () {
     const whole = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
-    const run = ['--epochs', '2', '--limit-train', '2048', '--batch-size', '64', '--lr', '0.1', '--seed', '3', '--json'];
+    const run = ['--epochs', '2', '--limit-train', '2048', '--batch-size', '64', '--lr', '0.1', '--seed', '3', '--label-smoothing', '0.1', '--json'];
     const common = [...run, '--limit-test', '256'];
     const ref = await crunet('train', ...common, '--out', whole);
     assert.equal(ref.code, 0, ref.err);
@@ -99,6 +99,8 @@ describe('crunet CLI', () => {
     const ev = await crunet('eval', '--checkpoint', path.join(dir, 'checkpoint.safetensors'), '--limit', '256', '--json');
     assert.equal(ev.code, 0, ev.err);
     assert.ok(Math.abs(JSON.parse(ev.out).top1 - r2.top1) < 1e-9, 'eval of the checkpoint matches the run');
+    assert.ok(Math.abs(JSON.parse(ev.out).loss - r2.testLoss) < 1e-5, 'eval reports the loss with the run\'s label smoothing');
+    assert.equal(loadCheckpoint(path.join(dir, 'checkpoint.safetensors')).meta.labelSmoothing, 0.1);
     // Resuming a finished run trains nothing and reports its evaluation.
     const done = await crunet('train', '--resume', dir, '--limit-test', '256', '--json');
     assert.equal(done.code, 0, done.err);
@@ -114,6 +116,7 @@ describe('crunet CLI', () => {
       [['--batch-size', '32'], /with --batch-size 64, but this command asks for --batch-size 32/],
       [['--limit-train', '1024'], /with --limit-train 2048, but this command asks for --limit-train 1024/],
       [['--seed', '4'], /with --seed 3, but this command asks for --seed 4/],
+      [['--label-smoothing', '0'], /with --label-smoothing 0.1, but this command asks for --label-smoothing 0/],
       [['--warmup-epochs', '1'], /with --warmup-epochs 0.3125 \(10 steps\), but this command asks for --warmup-epochs 1 \(32 steps\)/],
       // Trained without augmentation (the IDX default): a resume may not add erasing.
       [['--erase', '0.3'], /with --no-augment, but this command asks for --augment/],

@@ -30,10 +30,12 @@ type Session = Awaited<ReturnType<typeof compile>>;
 
 const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
-async function withSession<T>(graph: Parameters<typeof compile>[0], batch: number, fn: (s: Session) => Promise<T>): Promise<T> {
+async function withSession<T>(
+  graph: Parameters<typeof compile>[0], batch: number, fn: (s: Session) => Promise<T>, extra: { labelSmoothing?: number } = {},
+): Promise<T> {
   const s = await compile(graph, {
     device: 'cpu', batchSize: batch, inputGrads: true, seed: 1,
-    optimizer: { lr: 0.1, momentum: 0.9, nesterov: false, weightDecay: 0 },
+    optimizer: { lr: 0.1, momentum: 0.9, nesterov: false, weightDecay: 0 }, ...extra,
   });
   try {
     return await fn(s);
@@ -173,17 +175,21 @@ describe('ops: engine (cpu, float32) against the float64 reference', () => {
      * Graph: logits input x[K] and labels -> mean loss. gradients() with a scalar seed gives the loss
      * and dlogits (inputGrads.x); step() gives loss, correct and topkCorrect; forward() the loss.
      */
-    async function checkCrossEntropy(what: string, n: number, k: number, topk: number, logits: (rng: Rng) => Float32Array): Promise<void> {
+    /** `smoothing`: label smoothing, set in the graph or (`via` 'compile') as a compile option. */
+    async function checkCrossEntropy(
+      what: string, n: number, k: number, topk: number, logits: (rng: Rng) => Float32Array,
+      smoothing = 0, via: 'graph' | 'compile' = 'graph',
+    ): Promise<void> {
       const rng = new Rng(seedFrom(what));
       const g = new GraphBuilder();
       const x = g.input('x', [k]);
       const labels = g.input('labels', [], 'i32');
-      const loss = g.softmaxCrossEntropy(x, labels, { topk });
+      const loss = g.softmaxCrossEntropy(x, labels, { topk, ...(via === 'graph' ? { labelSmoothing: smoothing } : {}) });
       const graph = g.build({ outputs: [loss], loss });
       const z = logits(rng), y = labels32(rng, n, k);
       const seed = 0.75;
-      const ref = softmaxCrossEntropyForward(to64(z), y, n, k, topk);
-      const dz = softmaxCrossEntropyBackward(ref.probs, y, n, k, seed);
+      const ref = softmaxCrossEntropyForward(to64(z), y, n, k, topk, smoothing);
+      const dz = softmaxCrossEntropyBackward(ref.probs, y, n, k, seed, smoothing);
       const errors: string[] = [];
       const check = (actual: ArrayLike<number> | undefined, expected: ArrayLike<number>, tensor: string) => {
         const m = closeMessage(actual, expected, TOL, `${what}: ${tensor}`);
@@ -198,7 +204,7 @@ describe('ops: engine (cpu, float32) against the float64 reference', () => {
         check([st.loss], [ref.loss], 'step() loss');
         if (st.correct !== ref.correct) errors.push(`${what}: step() correct ${st.correct}, expected ${ref.correct}`);
         if (topk > 0 && st.topkCorrect !== ref.topkCorrect) errors.push(`${what}: step() topkCorrect ${st.topkCorrect}, expected ${ref.topkCorrect}`);
-      });
+      }, via === 'compile' ? { labelSmoothing: smoothing } : {});
       if (errors.length) assert.fail(errors.join('\n'));
     }
 
@@ -213,5 +219,35 @@ describe('ops: engine (cpu, float32) against the float64 reference', () => {
     }
     const what = 'softmaxCrossEntropy logits[32,4] topk 2 with ties (integer logits 0..2): top-1 ties to the lowest index, top-k counts strictly greater';
     it(what, () => checkCrossEntropy(what, 32, 4, 2, (rng) => Float32Array.from({ length: 128 }, () => rng.int(0, 2))));
+    // [batch, classes, label smoothing, where it is set]
+    const smoothed: [number, number, number, 'graph' | 'compile'][] = [[8, 10, 0.1, 'graph'], [5, 3, 0.5, 'compile'], [4, 1000, 0.2, 'graph']];
+    for (const [n, k, e, via] of smoothed) {
+      const what = `softmaxCrossEntropy logits[${n},${k}] label smoothing ${e} (set in the ${via === 'graph' ? 'graph' : 'compile options'})`;
+      it(what, () => checkCrossEntropy(what, n, k, 2, (rng) => normal32(rng, n * k, 0, 2), e, via));
+    }
+    it('label smoothing outside [0, 1) is refused by the builder and by compile', async () => {
+      const g = new GraphBuilder();
+      const x = g.input('x', [4]), y = g.input('labels', [], 'i32');
+      assert.throws(() => g.softmaxCrossEntropy(x, y, { labelSmoothing: 1 }), /labelSmoothing must be a number in \[0, 1\), got 1/);
+      const loss = g.softmaxCrossEntropy(x, y, { labelSmoothing: 0.3 });
+      const graph = g.build({ outputs: [loss], loss });
+      await assert.rejects(compile(graph, { batchSize: 2, labelSmoothing: -0.1 }), /compile: labelSmoothing must be a number in \[0, 1\), got -0.1/);
+      await assert.rejects(compile(graph, { batchSize: 2, labelSmoothing: NaN }), /labelSmoothing must be a number in \[0, 1\), got NaN/);
+      const noLoss = new GraphBuilder();
+      const out = noLoss.relu(noLoss.input('x', [4]));
+      await assert.rejects(compile(noLoss.build({ outputs: [out] }), { batchSize: 2, labelSmoothing: 0.1 }), /graph has no loss/);
+    });
+    it('compile labelSmoothing 0 turns off the smoothing a graph was built with, and leaves the graph as built', async () => {
+      const g = new GraphBuilder();
+      const x = g.input('x', [5]), y = g.input('labels', [], 'i32');
+      const loss = g.softmaxCrossEntropy(x, y, { labelSmoothing: 0.3 });
+      const graph = g.build({ outputs: [loss], loss });
+      const z = Float32Array.of(1, 2, 3, 4, 5, -1, 0, 1, 0, 2), labels = Int32Array.of(0, 4);
+      const plain = softmaxCrossEntropyForward(to64(z), labels, 2, 5).loss;
+      const smoothed = softmaxCrossEntropyForward(to64(z), labels, 2, 5, 0, 0.3).loss;
+      const got = await withSession(graph, 2, (s) => s.forward({ x: z, labels }), { labelSmoothing: 0 });
+      assert.ok(Math.abs(got[0]! - plain) < 1e-5 && Math.abs(plain - smoothed) > 1e-2, `loss ${got[0]} vs unsmoothed ${plain}`);
+      assert.equal(graph.ir.nodes.find((n) => n.op === 'softmaxCrossEntropy')!.attrs.labelSmoothing, 0.3);
+    });
   });
 });

@@ -247,6 +247,23 @@ describe('reference ops (float64)', () => {
       const fd = numericalGradient(() => seed * softmaxCrossEntropyForward(logits, labels, n, k).loss, logits, FD_H);
       assertClose(analytic, fd, FD_TOL, 'dlogits');
     });
+
+    it('label smoothing: the loss is (1 - e) CE + e mean_j(-log p_j), and backward matches finite differences', () => {
+      const rng = new Rng(23);
+      const [n, k, e, seed] = [3, 6, 0.15, 1.3];
+      const logits = normal64(rng, n * k, 0, 2), labels = labels32(rng, n, k);
+      const r = softmaxCrossEntropyForward(logits, labels, n, k, 0, e);
+      let expected = 0;  // PyTorch's definition, from the probabilities
+      for (let i = 0; i < n; i++) {
+        let uniform = 0;
+        for (let j = 0; j < k; j++) uniform -= Math.log(r.probs[i * k + j]!) / k;
+        expected += ((1 - e) * -Math.log(r.probs[i * k + labels[i]!]!) + e * uniform) / n;
+      }
+      assert.ok(Math.abs(r.loss - expected) < 1e-12, `loss ${r.loss} vs ${expected}`);
+      const analytic = softmaxCrossEntropyBackward(r.probs, labels, n, k, seed, e);
+      const fd = numericalGradient(() => seed * softmaxCrossEntropyForward(logits, labels, n, k, 0, e).loss, logits, FD_H);
+      assertClose(analytic, fd, FD_TOL, 'dlogits with label smoothing');
+    });
   });
 
   describe('graph interpreter and SGD', () => {

@@ -13,6 +13,7 @@ import { badImagesFlag, checkDataMatches, checkpointFile, storedSettings } from 
 export const EVAL_HELP = `Usage: crunet eval --checkpoint CKPT [options]
 
 Evaluates a checkpoint (it rebuilds its own model) on a data set's test split: loss, top-1 and top-5.
+The loss is the one the run reported (with its --label-smoothing, if any).
 
 Options:
   --checkpoint CKPT   a checkpoint.safetensors written by 'crunet train', or its run directory
@@ -52,7 +53,8 @@ export async function evalCommand(args: string[]): Promise<number> {
   checkDataMatches(ckpt.meta, data, file);
   // The training run drew its --limit-test subset with seed + 1: the same samples here.
   const test = limitDataset(data, limit, seed + 1);
-  const session = await compile(model, { device: v.device ?? 'cpu', batchSize: batch });
+  // The loss as the run reported it: with its label smoothing, if any.
+  const session = await compile(model, { device: v.device ?? 'cpu', batchSize: batch, labelSmoothing: stored.labelSmoothing ?? 0 });
   restoreSession(session, ckpt, { optimizerState: false, model: model.name });
   const loader = new DataLoader(test, { batchSize: batch, shuffle: false });
   const trainer = new Trainer({ session, train: loader, schedule: createSchedule({ type: 'constant', lr: 0 }), epochs: 0 });

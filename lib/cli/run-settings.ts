@@ -20,6 +20,8 @@ export interface RunSettings {
   momentum: number;
   nesterov: boolean;
   weightDecay: number;
+  /** Label smoothing of the loss (0: none). */
+  labelSmoothing: number;
   /** Undefined: the data set's default (see --help). */
   augment?: boolean;
   erase?: number;
@@ -40,6 +42,7 @@ export const TRAIN_DEFAULTS = {
   momentum: 0.9,
   nesterov: true,
   weightDecay: 5e-4,
+  labelSmoothing: 0,
   seed: 0,
 } satisfies Partial<RunSettings>;
 
@@ -63,6 +66,7 @@ interface TrainMeta {
   limitTrain?: number | null;
   valSplit?: number | null;
   augmentation?: { augment: boolean; erase: number };
+  labelSmoothing?: number;
   classNames?: string[];
 }
 
@@ -75,6 +79,7 @@ export function storedSettings(meta: CheckpointInfo): { settings: Partial<RunSet
   if (m.limitTrain !== undefined) s.limitTrain = m.limitTrain ?? undefined;
   if (m.valSplit !== undefined) s.valSplit = m.valSplit ?? undefined;
   if (m.augmentation) (s.augment = m.augmentation.augment), (s.erase = m.augmentation.erase);
+  if (m.runEpochs !== undefined) s.labelSmoothing = m.labelSmoothing ?? 0; // crunet train wrote it; none before the flag existed
   if (meta.optimizer) {
     const o = meta.optimizer;
     if (o.momentum !== undefined) s.momentum = o.momentum;
@@ -97,7 +102,10 @@ export function storedSettings(meta: CheckpointInfo): { settings: Partial<RunSet
 
 /** The metadata `crunet train` adds to its checkpoints so that storedSettings() recovers everything. */
 export function trainMeta(run: RunSettings, train: Dataset, augmentation: { augment: boolean; erase: number }): TrainMeta {
-  return { dataset: run.dataset, seed: run.seed, runEpochs: run.epochs, limitTrain: run.limitTrain ?? null, valSplit: run.valSplit ?? null, augmentation, classNames: [...train.classes] };
+  return {
+    dataset: run.dataset, seed: run.seed, runEpochs: run.epochs, limitTrain: run.limitTrain ?? null, valSplit: run.valSplit ?? null,
+    augmentation, labelSmoothing: run.labelSmoothing, classNames: [...train.classes],
+  };
 }
 
 /**

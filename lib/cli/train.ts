@@ -35,6 +35,8 @@ Options:
   --warmup-epochs N       linear warmup (default ${TRAIN_DEFAULTS.warmupEpochs})
   --momentum M            SGD momentum (default ${TRAIN_DEFAULTS.momentum}); --no-nesterov for plain momentum
   --weight-decay W        L2 on weights, not on BN or biases (default ${TRAIN_DEFAULTS.weightDecay})
+  --label-smoothing E     train towards (1 - E) onehot + E / classes (default ${TRAIN_DEFAULTS.labelSmoothing}); the losses
+                          reported, test loss included, are then the smoothed loss
   --augment / --no-augment  training augmentation (IDX: pad 2 + crop (+ mirror for Fashion-MNIST), off by
                           default: it slows short runs; CIFAR: pad 4 + crop + mirror, on; folders: the paper's, on)
   --erase P               IDX and CIFAR: random erasing with probability P after crop and mirror (implies
@@ -82,7 +84,7 @@ export function parseTrainArgs(args: string[]): TrainArgs {
       model: { type: 'string' }, 'model-options': { type: 'string' }, dataset: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
       lr: { type: 'string' }, schedule: { type: 'string' }, 'step-size': { type: 'string' }, milestones: { type: 'string' },
       'warmup-epochs': { type: 'string' }, momentum: { type: 'string' }, 'no-nesterov': { type: 'boolean' },
-      'weight-decay': { type: 'string' }, augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' }, erase: { type: 'string' },
+      'weight-decay': { type: 'string' }, 'label-smoothing': { type: 'string' }, augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' }, erase: { type: 'string' },
       device: { type: 'string' }, threads: { type: 'string' }, workers: { type: 'string' }, seed: { type: 'string' },
       out: { type: 'string' }, 'limit-train': { type: 'string' }, 'limit-test': { type: 'string' },
       'stop-after-epoch': { type: 'string' }, 'val-split': { type: 'string' }, 'bad-images': { type: 'string' }, resume: { type: 'string' }, json: { type: 'boolean' },
@@ -108,12 +110,14 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     momentum: numberFlag(v.momentum, '--momentum', { min: 0 }),
     nesterov: v['no-nesterov'] ? false : undefined,
     weightDecay: numberFlag(v['weight-decay'], '--weight-decay', { min: 0 }),
+    labelSmoothing: numberFlag(v['label-smoothing'], '--label-smoothing', { min: 0 }),
     augment: v['no-augment'] ? false : v.augment || erase !== undefined ? true : undefined,
     erase,
     seed: intFlag(v.seed, '--seed', 0),
     limitTrain: intFlag(v['limit-train'], '--limit-train', 1),
     valSplit: numberFlag(v['val-split'], '--val-split', { min: 0 }),
   };
+  if (given.labelSmoothing !== undefined && given.labelSmoothing >= 1) throw new UsageError(`--label-smoothing is in [0, 1), got '${v['label-smoothing']}'`);
   if (given.valSplit !== undefined && !(given.valSplit > 0 && given.valSplit < 1)) throw new UsageError(`--val-split is a fraction in (0, 1), got '${v['val-split']}'`);
   const badImages = badImagesFlag(v['bad-images']);
   for (const k of Object.keys(given) as (keyof RunSettings)[]) if (given[k] === undefined) delete given[k];
@@ -207,7 +211,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   fs.mkdirSync(out, { recursive: true });
 
   const optimizer = { lr: run.lr, momentum: run.momentum, nesterov: run.nesterov && run.momentum > 0, weightDecay: run.weightDecay };
-  const session: Session = await compile(model, { device: a.device, batchSize: run.batchSize, seed: run.seed, optimizer });
+  const session: Session = await compile(model, { device: a.device, batchSize: run.batchSize, seed: run.seed, optimizer, labelSmoothing: run.labelSmoothing });
   const trainLoader = new DataLoader(train, { batchSize: run.batchSize, shuffle: true, seed: run.seed, dropLast: true, ...(a.workers !== undefined ? { workers: a.workers } : {}) });
   const testLoader = new DataLoader(test, { batchSize: run.batchSize, shuffle: false, seed: run.seed });
   const schedule = createSchedule(ckpt?.meta.schedule ?? scheduleConfig(run, stepsPerEpoch), stepsPerEpoch);

@@ -1,5 +1,5 @@
-import type { Graph } from '../graph/builder.js';
-import type { GraphIR } from '../graph/ir.js';
+import { checkLabelSmoothing, type Graph } from '../graph/builder.js';
+import type { AttrValue, GraphIR } from '../graph/ir.js';
 import { native, type Feed, type NativeMemory, type NativeSession } from './native.js';
 
 export type Precision = 'fp32' | 'bf16' | 'fp16';
@@ -101,6 +101,11 @@ export interface CompileOptions {
   fuse?: boolean;
   /** cuDNN algorithm settings for 'cuda' devices (ignored on the CPU). */
   cudnn?: CudnnOptions;
+  /**
+   * Label smoothing of the loss, in [0, 1): step() trains towards (1 - e) onehot + e / K and reports that
+   * loss (PyTorch's CrossEntropyLoss(label_smoothing=e)). Replaces the value the graph was built with.
+   */
+  labelSmoothing?: number;
 }
 
 export interface StepResult {
@@ -133,6 +138,19 @@ function toIR(m: Compilable): GraphIR {
   return g.ir;
 }
 
+/** The graph with its loss's label smoothing set to `e` (a copy: the caller's graph is left as built). */
+function withLabelSmoothing(ir: GraphIR, e: number): GraphIR {
+  checkLabelSmoothing(e, 'compile');
+  if (!ir.loss) throw new Error('compile: labelSmoothing was given, but the graph has no loss');
+  const nodes = ir.nodes.map((n) => {
+    if (n.name !== ir.loss) return n;
+    const attrs: Record<string, AttrValue> = { ...n.attrs, labelSmoothing: e };
+    if (e === 0) delete attrs.labelSmoothing;  // as the builder writes an unsmoothed loss
+    return { ...n, attrs };
+  });
+  return { ...ir, nodes };
+}
+
 /** Re-throws a native failure as an Error whose stack shows the caller's await. */
 function rethrow(e: unknown): never {
   const err = e instanceof Error ? e : new Error(String(e));
@@ -144,8 +162,9 @@ function rethrow(e: unknown): never {
  * and parameter storage, all in native code off the JS thread.
  */
 export async function compile(model: Compilable, opts: CompileOptions): Promise<Session> {
-  const ir = toIR(model);
+  let ir = toIR(model);
   if (!opts || typeof opts !== 'object') throw new TypeError('compile: options must be an object with batchSize');
+  if (opts.labelSmoothing !== undefined) ir = withLabelSmoothing(ir, opts.labelSmoothing);
   const precision = opts.precision ?? 'fp32';
   if (!['fp32', 'bf16', 'fp16'].includes(precision)) {
     throw new RangeError(`compile: precision must be 'fp32', 'bf16' or 'fp16', but received ${JSON.stringify(precision)}`);

@@ -193,8 +193,11 @@ export class GraphBuilder {
     return this.node(n, 'add', [a, b], [], {}, a.shape);
   }
 
-  /** Mean softmax cross-entropy over the batch; step() also reports the top-1 (and top-k) correct count. */
-  softmaxCrossEntropy(logits: Value, labels: Value, o: { topk?: number; name?: string } = {}): Value {
+  /**
+   * Mean softmax cross-entropy over the batch; step() also reports the top-1 (and top-k) correct count.
+   * `labelSmoothing` e in [0, 1) trains towards (1 - e) onehot + e / K, as PyTorch's CrossEntropyLoss.
+   */
+  softmaxCrossEntropy(logits: Value, labels: Value, o: { topk?: number; labelSmoothing?: number; name?: string } = {}): Value {
     const name = this.nodeName(o.name, 'softmaxCrossEntropy');
     const [k] = this.expectRank(logits, 1, name, 'softmaxCrossEntropy');
     if (labels.dtype !== 'i32' || labels.shape.length !== 0) {
@@ -204,7 +207,9 @@ export class GraphBuilder {
     if (!Number.isInteger(topk) || topk < 0 || topk > k!) {
       throw new Error(`softmaxCrossEntropy ${name}: topk must be an integer in [0, ${k}], got ${topk}`);
     }
-    return this.node(name, 'softmaxCrossEntropy', [logits, labels], [], { topk }, []);
+    const e = o.labelSmoothing ?? 0;
+    checkLabelSmoothing(e, `softmaxCrossEntropy ${name}`);
+    return this.node(name, 'softmaxCrossEntropy', [logits, labels], [], { topk, ...(e > 0 ? { labelSmoothing: e } : {}) }, []);
   }
 
   /** Finishes the graph: `outputs` are what forward() returns, `loss` is what step() minimises. */
@@ -284,4 +289,9 @@ export class GraphBuilder {
       throw new Error(`${name}: parameter ${p.name} has shape [${p.shape.join(',')}], expected [${shape.join(',')}]`);
     }
   }
+}
+
+/** Label smoothing is a probability mass moved off the label: a number in [0, 1). */
+export function checkLabelSmoothing(e: number, where: string): void {
+  if (typeof e !== 'number' || !(e >= 0 && e < 1)) throw new RangeError(`${where}: labelSmoothing must be a number in [0, 1), got ${e}`);
 }

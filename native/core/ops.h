@@ -51,6 +51,7 @@ struct BatchNormAttrs {
 };
 struct CrossEntropyAttrs {
   int topk = 0;  // 0: no top-k count; else also count labels within the k largest logits
+  float smoothing = 0;  // label smoothing e: the target is (1 - e) onehot(label) + e / K
 };
 
 // One node as a backend sees it: shapes are inferred and checked; the batch is in dim 0.

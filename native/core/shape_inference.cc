@@ -26,7 +26,7 @@ const std::map<std::string, OpRule>& op_rules() {
       {"globalAvgPool", {OpKind::global_avg_pool, 1, 0, 0, {}}},
       {"linear", {OpKind::linear, 1, 2, 2, {"outFeatures"}}},
       {"add", {OpKind::add, 2, 0, 0, {}}},
-      {"softmaxCrossEntropy", {OpKind::softmax_cross_entropy, 2, 0, 0, {"topk"}}},
+      {"softmaxCrossEntropy", {OpKind::softmax_cross_entropy, 2, 0, 0, {"topk", "labelSmoothing"}}},
   };
   return rules;
 }
@@ -183,6 +183,11 @@ void infer_node(const NodeDesc& n, const OpRule& rule, NodeSpec& spec, const std
       spec.xent.topk = a.integer("topk", 0, 0);
       if (spec.xent.topk > x[1])
         fail("node ", n.name, " (softmaxCrossEntropy): topk (", spec.xent.topk, ") exceeds the number of classes (", x[1], ")");
+      {
+        const double e = a.number("labelSmoothing", 0);
+        if (!(e >= 0 && e < 1)) fail("node ", n.name, " (softmaxCrossEntropy): labelSmoothing must be in [0, 1), got ", e);
+        spec.xent.smoothing = static_cast<float>(e);
+      }
       spec.out = {};
       break;
   }

@@ -1,5 +1,5 @@
 // Softmax cross-entropy over logits [N,K] and i32 labels [N]: PyTorch's CrossEntropyLoss (mean over the
-// batch), plus top-1 and top-k hit counts. Training forward saves the probabilities and a copy of the
+// batch, with optional label smoothing), plus top-1 and top-k hit counts. Training forward saves the probabilities and a copy of the
 // labels, so backward needs neither input and the planner may free both after the forward pass.
 #include <cmath>
 #include <cstring>
@@ -14,7 +14,7 @@ namespace {
 class SoftmaxCrossEntropy final : public Kernel {
  public:
   explicit SoftmaxCrossEntropy(const NodeSpec& spec)
-      : node_(spec.name), n_(spec.in[0][0]), k_(spec.in[0][1]), topk_(spec.xent.topk) {}
+      : node_(spec.name), n_(spec.in[0][0]), k_(spec.in[0][1]), topk_(spec.xent.topk), eps_(spec.xent.smoothing) {}
 
   size_t saved_bytes() const override { return (n_ * k_ + n_) * 4; }
   bool backward_reads_input(int) const override { return false; }
@@ -51,7 +51,13 @@ class SoftmaxCrossEntropy final : public Kernel {
       } else {
         for (int64_t j = 0; j < k_; j++) sum += std::exp(row[j] - mx);
       }
-      loss += std::log(sum) - (row[label] - mx);
+      double target = row[label] - mx;  // sum over j of target_j (x_j - mx); the target sums to 1
+      if (eps_ > 0) {
+        double mean = 0;
+        for (int64_t j = 0; j < k_; j++) mean += row[j] - mx;
+        target = (1 - double(eps_)) * target + double(eps_) * mean / k_;
+      }
+      loss += std::log(sum) - target;
       correct += argmax == label;
       if (topk_ > 0) {
         int64_t above = 0;
@@ -80,8 +86,9 @@ class SoftmaxCrossEntropy final : public Kernel {
     for (int64_t i = 0; i < n_; i++) {
       const float* p = probs + i * k_;
       float* d = dx + i * k_;
-      for (int64_t j = 0; j < k_; j++) d[j] = p[j] * scale;
-      d[labels[i]] = (p[labels[i]] - 1) * scale;
+      const float off = eps_ / k_, on = 1 - eps_ + off;  // the smoothed target off and on the label
+      for (int64_t j = 0; j < k_; j++) d[j] = (p[j] - off) * scale;
+      d[labels[i]] = (p[labels[i]] - on) * scale;
     }
   }
 
@@ -89,6 +96,7 @@ class SoftmaxCrossEntropy final : public Kernel {
   std::string node_;
   int64_t n_, k_;
   int topk_;
+  float eps_;
 };
 
 }  // namespace

@@ -1,5 +1,5 @@
 // Softmax cross-entropy over logits [N,K] and i32 labels [N]: PyTorch's CrossEntropyLoss (mean over the
-// batch), plus top-1 and top-k hit counts. Training forward saves the probabilities and a copy of the
+// batch, with optional label smoothing), plus top-1 and top-k hit counts. Training forward saves the probabilities and a copy of the
 // labels, so backward needs neither input (as the CPU kernel).
 //
 // The executor reads the loss on the host right after forward (it refuses a non-finite loss before
@@ -21,7 +21,7 @@ struct Result {  // written by the device, read by the host after the synchroniz
 
 // One warp per sample: max and argmax (ties to the lowest index, as the CPU kernel), sum of exp,
 // the sample's loss, hit counts, and (training) the probabilities.
-__global__ void xent_rows(const float* x, const int32_t* labels, int64_t n, int64_t k, int topk, float* probs,
+__global__ void xent_rows(const float* x, const int32_t* labels, int64_t n, int64_t k, int topk, float eps, float* probs,
                           float* row_loss, int* row_hits, Result* res) {
   const int64_t row = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
@@ -47,15 +47,17 @@ __global__ void xent_rows(const float* x, const int32_t* labels, int64_t n, int6
   }
   mx = __shfl_sync(0xffffffffu, mx, 0);
   arg = __shfl_sync(0xffffffffu, arg, 0);
-  float sum = 0;
+  float sum = 0, shifted = 0;  // shifted: sum of (x_j - mx), for label smoothing
   int above = 0;
   const float xl = r[label];
   for (int64_t j = lane; j < k; j += 32) {
     sum += expf(r[j] - mx);
+    shifted += r[j] - mx;
     above += r[j] > xl;
   }
   for (int off = 16; off > 0; off >>= 1) {
     sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    shifted += __shfl_xor_sync(0xffffffffu, shifted, off);
     above += __shfl_xor_sync(0xffffffffu, above, off);
   }
   if (probs) {
@@ -63,7 +65,7 @@ __global__ void xent_rows(const float* x, const int32_t* labels, int64_t n, int6
     for (int64_t j = lane; j < k; j += 32) probs[row * k + j] = expf(r[j] - mx) * inv;
   }
   if (lane == 0) {
-    row_loss[row] = logf(sum) - (xl - mx);
+    row_loss[row] = logf(sum) - ((1.f - eps) * (xl - mx) + eps * shifted / float(k));
     row_hits[row] = (arg == label ? 1 : 0) | (topk > 0 && above < topk ? 2 : 0);
   }
 }
@@ -104,21 +106,22 @@ __global__ void xent_reset(Result* res) {
   res->bad_sample = INT_MAX;
 }
 
-// dx = (p - onehot(label)) * seed / N, seed = dL/dloss (1 when none is given).
+// dx = (p - target) * seed / N, target = (1 - eps) onehot(label) + eps / K, seed = dL/dloss (1 when none is given).
 __global__ void xent_bwd(const float* probs, const int32_t* labels, const float* seed, float* dx, int64_t n,
-                         int64_t k) {
+                         int64_t k, float eps) {
   const float scale = (seed ? *seed : 1.f) / float(n);
+  const float off = eps / float(k), on = 1.f - eps + off;
   const int64_t total = n * k;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = i / k, j = i % k;
-    dx[i] = (probs[i] - (j == labels[row] ? 1.f : 0.f)) * scale;
+    dx[i] = (probs[i] - (j == labels[row] ? on : off)) * scale;
   }
 }
 
 class SoftmaxCrossEntropy final : public CudaKernel {
  public:
   SoftmaxCrossEntropy(Device& dev, const NodeSpec& spec)
-      : CudaKernel(dev, spec), n_(spec.in[0][0]), k_(spec.in[0][1]), topk_(spec.xent.topk) {
+      : CudaKernel(dev, spec), n_(spec.in[0][0]), k_(spec.in[0][1]), topk_(spec.xent.topk), eps_(spec.xent.smoothing) {
     CK(cudaMallocHost, op_, reinterpret_cast<void**>(&host_), sizeof(Result));
   }
   ~SoftmaxCrossEntropy() override { cudaFreeHost(host_); }
@@ -141,7 +144,7 @@ class SoftmaxCrossEntropy final : public CudaKernel {
     xent_reset<<<1, 1, 0, dev_.stream>>>(res);
     check_launch("xent_reset", op_);
     xent_rows<<<unsigned((n_ * 32 + kThreads - 1) / kThreads), kThreads, 0, dev_.stream>>>(
-        static_cast<const float*>(io.in[0]), labels, n_, k_, topk_, probs, row_loss, row_hits, res);
+        static_cast<const float*>(io.in[0]), labels, n_, k_, topk_, eps_, probs, row_loss, row_hits, res);
     check_launch("xent_rows", op_);
     xent_reduce<<<1, 256, 0, dev_.stream>>>(row_loss, row_hits, labels, n_, static_cast<float*>(io.out), saved_labels,
                                             res);
@@ -167,13 +170,14 @@ class SoftmaxCrossEntropy final : public CudaKernel {
     const auto* probs = static_cast<const float*>(io.saved);
     const auto* labels = reinterpret_cast<const int32_t*>(probs + n_ * k_);
     xent_bwd<<<grid_for(n_ * k_), kThreads, 0, dev_.stream>>>(probs, labels, static_cast<const float*>(io.out_grad),
-                                                              dx, n_, k_);
+                                                              dx, n_, k_, eps_);
     check_launch("xent_bwd", op_);
   }
 
  private:
   int64_t n_, k_;
   int topk_;
+  float eps_;
   Result* host_ = nullptr;  // pinned
 };
 

@@ -1,5 +1,7 @@
 // Reference softmax cross-entropy (PyTorch's F.cross_entropy with reduction='mean'), float64.
 // logits[N,K], labels i32[N] -> loss = mean over n of (logsumexp(logits[n]) - logits[n, label]).
+// Label smoothing e (PyTorch's label_smoothing): the target is (1 - e) onehot(label) + e / K, so
+// loss = mean over n of (logsumexp(logits[n]) - (1 - e) logits[n, label] - e mean_j logits[n, j]).
 //
 // Counts, as step() reports them:
 //   correct:     argmax(logits[n]) == label, the argmax taking the LOWEST index among ties;
@@ -14,7 +16,7 @@ export interface CrossEntropyResult {
 }
 
 export function softmaxCrossEntropyForward(
-  logits: Float64Array, labels: Int32Array, n: number, k: number, topk = 0,
+  logits: Float64Array, labels: Int32Array, n: number, k: number, topk = 0, smoothing = 0,
 ): CrossEntropyResult {
   const probs = new Float64Array(n * k);
   let loss = 0, correct = 0, topkCorrect = 0;
@@ -27,7 +29,9 @@ export function softmaxCrossEntropyForward(
     let sum = 0;
     for (let j = 0; j < k; j++) sum += Math.exp(row[j]! - max);
     for (let j = 0; j < k; j++) probs[i * k + j] = Math.exp(row[j]! - max) / sum;
-    loss += max + Math.log(sum) - row[label]!;
+    let mean = 0;
+    for (let j = 0; j < k; j++) mean += row[j]! / k;
+    loss += max + Math.log(sum) - (1 - smoothing) * row[label]! - smoothing * mean;
     if (argmax === label) correct++;
     let greater = 0;
     for (let j = 0; j < k; j++) if (row[j]! > row[label]!) greater++;
@@ -36,11 +40,19 @@ export function softmaxCrossEntropyForward(
   return { loss: loss / n, correct, topkCorrect, probs };
 }
 
-/** dlogits = (softmax - onehot(label)) / N * seed, where seed is dL_total/dloss (1 for a plain loss). */
-export function softmaxCrossEntropyBackward(probs: Float64Array, labels: Int32Array, n: number, k: number, seed = 1): Float64Array {
+/**
+ * dlogits = (softmax - target) / N * seed, target = (1 - e) onehot(label) + e / K, where seed is
+ * dL_total/dloss (1 for a plain loss).
+ */
+export function softmaxCrossEntropyBackward(
+  probs: Float64Array, labels: Int32Array, n: number, k: number, seed = 1, smoothing = 0,
+): Float64Array {
   const d = new Float64Array(n * k);
   for (let i = 0; i < n; i++) {
-    for (let j = 0; j < k; j++) d[i * k + j] = ((probs[i * k + j]! - (j === labels[i] ? 1 : 0)) / n) * seed;
+    for (let j = 0; j < k; j++) {
+      const target = (1 - smoothing) * (j === labels[i] ? 1 : 0) + smoothing / k;
+      d[i * k + j] = ((probs[i * k + j]! - target) / n) * seed;
+    }
   }
   return d;
 }
