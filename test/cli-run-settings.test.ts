@@ -47,7 +47,8 @@ describe('crunet train: run settings in checkpoints', () => {
     assert.equal(s.batchSize, 128);
     assert.equal(s.erase, 0.5);
     assert.equal('limitTrain' in s, false); // unknown: the flags decide
-    assert.equal('labelSmoothing' in s, false);
+    assert.equal(s.labelSmoothing, 0); // the flag did not exist yet
+    assert.throws(() => resumeSettings({ labelSmoothing: 0.1 }, legacy, 'old'), /with --label-smoothing 0, but this command asks for --label-smoothing 0.1/);
     assert.deepEqual(resumeSettings({ limitTrain: 1000 }, legacy, 'old.safetensors').limitTrain, 1000);
   });
 

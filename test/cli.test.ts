@@ -99,7 +99,7 @@ describe('crunet CLI', () => {
     const ev = await crunet('eval', '--checkpoint', path.join(dir, 'checkpoint.safetensors'), '--limit', '256', '--json');
     assert.equal(ev.code, 0, ev.err);
     assert.ok(Math.abs(JSON.parse(ev.out).top1 - r2.top1) < 1e-9, 'eval of the checkpoint matches the run');
-    assert.ok(Math.abs(JSON.parse(ev.out).loss - r2.testLoss) < 1e-5, 'eval reports the loss with the run\'s label smoothing');
+    assert.ok(Math.abs(JSON.parse(ev.out).loss - r2.testLoss) < 1e-5, 'eval reports the run\'s test loss (plain cross-entropy)');
     assert.equal(loadCheckpoint(path.join(dir, 'checkpoint.safetensors')).meta.labelSmoothing, 0.1);
     // Resuming a finished run trains nothing and reports its evaluation.
     const done = await crunet('train', '--resume', dir, '--limit-test', '256', '--json');

@@ -51,7 +51,10 @@ function residualGraph(): Graph {
   return g.build({ outputs: [loss], loss });
 }
 
-/** ONE Parameter, 'shared.weight' [4,2,3,3] (groups 2), used by three convolutions (the last with stride 2). */
+/**
+ * ONE Parameter, 'shared.weight' [4,2,3,3] (groups 2), used by three convolutions (the last with stride 2);
+ * the loss with label smoothing 0.1.
+ */
 function sharedGraph(): Graph {
   const g = new GraphBuilder();
   const x = g.input('x', [4, 6, 6]);
@@ -62,7 +65,7 @@ function sharedGraph(): Graph {
   const b = conv(g.relu(g.batchNorm(a, { name: 'bn1' })), 'unit2');
   const c = conv(g.relu(g.batchNorm(g.add(b, a), { name: 'bn2' })), 'unit3', 2);
   const logits = g.linear(g.globalAvgPool(c), { outFeatures: 3, name: 'fc' });
-  const loss = g.softmaxCrossEntropy(logits, labels, { name: 'loss' });
+  const loss = g.softmaxCrossEntropy(logits, labels, { name: 'loss', labelSmoothing: 0.1 });
   return g.build({ outputs: [loss], loss });
 }
 

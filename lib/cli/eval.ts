@@ -13,7 +13,7 @@ import { badImagesFlag, checkDataMatches, checkpointFile, storedSettings } from 
 export const EVAL_HELP = `Usage: crunet eval --checkpoint CKPT [options]
 
 Evaluates a checkpoint (it rebuilds its own model) on a data set's test split: loss, top-1 and top-5.
-The loss is the one the run reported (with its --label-smoothing, if any).
+The loss is plain cross-entropy, as the test loss 'crunet train' reports (also for runs with --label-smoothing).
 
 Options:
   --checkpoint CKPT   a checkpoint.safetensors written by 'crunet train', or its run directory
@@ -53,8 +53,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   checkDataMatches(ckpt.meta, data, file);
   // The training run drew its --limit-test subset with seed + 1: the same samples here.
   const test = limitDataset(data, limit, seed + 1);
-  // The loss as the run reported it: with its label smoothing, if any.
-  const session = await compile(model, { device: v.device ?? 'cpu', batchSize: batch, labelSmoothing: stored.labelSmoothing ?? 0 });
+  const session = await compile(model, { device: v.device ?? 'cpu', batchSize: batch });
   restoreSession(session, ckpt, { optimizerState: false, model: model.name });
   const loader = new DataLoader(test, { batchSize: batch, shuffle: false });
   const trainer = new Trainer({ session, train: loader, schedule: createSchedule({ type: 'constant', lr: 0 }), epochs: 0 });

@@ -79,7 +79,8 @@ export function storedSettings(meta: CheckpointInfo): { settings: Partial<RunSet
   if (m.limitTrain !== undefined) s.limitTrain = m.limitTrain ?? undefined;
   if (m.valSplit !== undefined) s.valSplit = m.valSplit ?? undefined;
   if (m.augmentation) (s.augment = m.augmentation.augment), (s.erase = m.augmentation.erase);
-  if (m.runEpochs !== undefined) s.labelSmoothing = m.labelSmoothing ?? 0; // crunet train wrote it; none before the flag existed
+  // Every checkpoint of `crunet train` records its data set; those without labelSmoothing predate the flag.
+  if (typeof m.dataset === 'string') s.labelSmoothing = m.labelSmoothing ?? 0;
   if (meta.optimizer) {
     const o = meta.optimizer;
     if (o.momentum !== undefined) s.momentum = o.momentum;

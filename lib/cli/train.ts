@@ -35,8 +35,8 @@ Options:
   --warmup-epochs N       linear warmup (default ${TRAIN_DEFAULTS.warmupEpochs})
   --momentum M            SGD momentum (default ${TRAIN_DEFAULTS.momentum}); --no-nesterov for plain momentum
   --weight-decay W        L2 on weights, not on BN or biases (default ${TRAIN_DEFAULTS.weightDecay})
-  --label-smoothing E     train towards (1 - E) onehot + E / classes (default ${TRAIN_DEFAULTS.labelSmoothing}); the losses
-                          reported, test loss included, are then the smoothed loss
+  --label-smoothing E     train towards (1 - E) onehot + E / classes (default ${TRAIN_DEFAULTS.labelSmoothing}); the training
+                          loss reported is then the smoothed one, the test loss stays plain cross-entropy
   --augment / --no-augment  training augmentation (IDX: pad 2 + crop (+ mirror for Fashion-MNIST), off by
                           default: it slows short runs; CIFAR: pad 4 + crop + mirror, on; folders: the paper's, on)
   --erase P               IDX and CIFAR: random erasing with probability P after crop and mirror (implies

@@ -141,7 +141,10 @@ function toIR(m: Compilable): GraphIR {
 /** The graph with its loss's label smoothing set to `e` (a copy: the caller's graph is left as built). */
 function withLabelSmoothing(ir: GraphIR, e: number): GraphIR {
   checkLabelSmoothing(e, 'compile');
-  if (!ir.loss) throw new Error('compile: labelSmoothing was given, but the graph has no loss');
+  if (!ir.loss) {
+    if (e > 0) throw new Error('compile: labelSmoothing was given, but the graph has no loss');
+    return ir;
+  }
   const nodes = ir.nodes.map((n) => {
     if (n.name !== ir.loss) return n;
     const attrs: Record<string, AttrValue> = { ...n.attrs, labelSmoothing: e };

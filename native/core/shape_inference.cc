@@ -185,8 +185,9 @@ void infer_node(const NodeDesc& n, const OpRule& rule, NodeSpec& spec, const std
         fail("node ", n.name, " (softmaxCrossEntropy): topk (", spec.xent.topk, ") exceeds the number of classes (", x[1], ")");
       {
         const double e = a.number("labelSmoothing", 0);
-        if (!(e >= 0 && e < 1)) fail("node ", n.name, " (softmaxCrossEntropy): labelSmoothing must be in [0, 1), got ", e);
-        spec.xent.smoothing = static_cast<float>(e);
+        spec.xent.smoothing = static_cast<float>(e);  // checked as the kernels will use it: 1 - 1e-9 rounds to 1
+        if (!(spec.xent.smoothing >= 0 && spec.xent.smoothing < 1))
+          fail("node ", n.name, " (softmaxCrossEntropy): labelSmoothing must be in [0, 1) in float32, got ", e);
       }
       spec.out = {};
       break;

@@ -65,7 +65,9 @@ __global__ void xent_rows(const float* x, const int32_t* labels, int64_t n, int6
     for (int64_t j = lane; j < k; j += 32) probs[row * k + j] = expf(r[j] - mx) * inv;
   }
   if (lane == 0) {
-    row_loss[row] = logf(sum) - ((1.f - eps) * (xl - mx) + eps * shifted / float(k));
+    // Unsmoothed, the loss is finite even when some logit is -inf (0 * -inf would make it NaN).
+    const float target = eps > 0.f ? (1.f - eps) * (xl - mx) + eps * shifted / float(k) : xl - mx;
+    row_loss[row] = logf(sum) - target;
     row_hits[row] = (arg == label ? 1 : 0) | (topk > 0 && above < topk ? 2 : 0);
   }
 }

@@ -100,15 +100,19 @@ describe(`ops on CUDA against the CPU backend (fp32, allowTF32 off: rtol ${FP32.
   });
 
   describe('softmaxCrossEntropy (loss, counts, dlogits)', () => {
-    const cases: [number, number, number, number][] = [[4, 10, 0, 1], [1, 3, 2, 1], [16, 5, 2, 2], [3, 1000, 5, 1], [6, 10, 3, 30]];
-    for (const [n, k, topk, std] of cases) {
-      const what = `softmaxCrossEntropy logits[${n},${k}] topk ${topk} std ${std}`;
+    // [batch, classes, topk, logit std, label smoothing]
+    const cases: [number, number, number, number, number][] = [
+      [4, 10, 0, 1, 0], [1, 3, 2, 1, 0], [16, 5, 2, 2, 0], [3, 1000, 5, 1, 0], [6, 10, 3, 30, 0],
+      [8, 10, 2, 1, 0.1], [3, 1000, 5, 30, 0.2],
+    ];
+    for (const [n, k, topk, std, labelSmoothing] of cases) {
+      const what = `softmaxCrossEntropy logits[${n},${k}] topk ${topk} std ${std}${labelSmoothing ? ` label smoothing ${labelSmoothing}` : ''}`;
       it(what, async () => {
         const rng = new Rng(seedFrom(what));
         const g = new GraphBuilder();
         const x = g.input('x', [k]);
         const labels = g.input('labels', [], 'i32');
-        const loss = g.softmaxCrossEntropy(x, labels, { topk });
+        const loss = g.softmaxCrossEntropy(x, labels, { topk, labelSmoothing });
         const graph = g.build({ outputs: [loss], loss });
         const z = normal32(rng, n * k, 0, std), y = labels32(rng, n, k);
         const { cpu, gpu, dispose } = await pair(graph, n);

@@ -139,7 +139,7 @@ export function referenceForward(graph: Graph, batch: number, feeds: Feeds64, pa
         const k = size(graph, node.inputs[0]!);
         const lab = labels.get(node.inputs[1]!);
         if (!lab) continue;  // no labels fed: the loss is not computed
-        const r = softmaxCrossEntropyForward(x, lab, batch, k, num(node.attrs.topk));
+        const r = softmaxCrossEntropyForward(x, lab, batch, k, num(node.attrs.topk), num(node.attrs.labelSmoothing ?? 0));
         saved.set(node.name, r);
         if (graph.ir.loss === node.name || !loss) loss = { loss: r.loss, correct: r.correct, topkCorrect: r.topkCorrect };
         y = Float64Array.of(r.loss);
@@ -231,7 +231,8 @@ export function referenceBackward(
       case 'softmaxCrossEntropy': {
         const k = size(graph, xName);
         const s = run.saved.get(node.name) as ReturnType<typeof softmaxCrossEntropyForward>;
-        addTo(xName, softmaxCrossEntropyBackward(s.probs, run.labels.get(node.inputs[1]!)!, batch, k, dy[0]!));
+        const e = num(node.attrs.labelSmoothing ?? 0);
+        addTo(xName, softmaxCrossEntropyBackward(s.probs, run.labels.get(node.inputs[1]!)!, batch, k, dy[0]!, e));
         break;
       }
     }
