@@ -1,6 +1,7 @@
 // Softmax cross-entropy over logits [N,K] and i32 labels [N]: PyTorch's CrossEntropyLoss (mean over the
-// batch, with optional label smoothing), plus top-1 and top-k hit counts. Training forward saves the probabilities and a copy of the
-// labels, so backward needs neither input and the planner may free both after the forward pass.
+// batch, with optional label smoothing), plus top-1 and top-k hit counts. Training forward saves the
+// probabilities and a copy of the labels, so backward needs neither input and the planner may free both
+// after the forward pass.
 #include <cmath>
 #include <cstring>
 
@@ -82,11 +83,11 @@ class SoftmaxCrossEntropy final : public Kernel {
     const auto* probs = static_cast<const float*>(io.saved);
     const auto* labels = reinterpret_cast<const int32_t*>(probs + n_ * k_);
     const float scale = (io.out_grad ? *static_cast<const float*>(io.out_grad) : 1.0f) / n_;
+    const float off = eps_ / k_, on = 1 - eps_ + off;  // the smoothed target off and on the label
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n_; i++) {
       const float* p = probs + i * k_;
       float* d = dx + i * k_;
-      const float off = eps_ / k_, on = 1 - eps_ + off;  // the smoothed target off and on the label
       for (int64_t j = 0; j < k_; j++) d[j] = (p[j] - off) * scale;
       d[labels[i]] = (p[labels[i]] - on) * scale;
     }

@@ -1,6 +1,6 @@
 // Softmax cross-entropy over logits [N,K] and i32 labels [N]: PyTorch's CrossEntropyLoss (mean over the
-// batch, with optional label smoothing), plus top-1 and top-k hit counts. Training forward saves the probabilities and a copy of the
-// labels, so backward needs neither input (as the CPU kernel).
+// batch, with optional label smoothing), plus top-1 and top-k hit counts. Training forward saves the
+// probabilities and a copy of the labels, so backward needs neither input (as the CPU kernel).
 //
 // The executor reads the loss on the host right after forward (it refuses a non-finite loss before
 // backward and the update), so forward ends with the step's one device-to-host copy, of 24 bytes into
@@ -108,7 +108,8 @@ __global__ void xent_reset(Result* res) {
   res->bad_sample = INT_MAX;
 }
 
-// dx = (p - target) * seed / N, target = (1 - eps) onehot(label) + eps / K, seed = dL/dloss (1 when none is given).
+// dx = (p - target) * seed / N, target = (1 - eps) onehot(label) + eps / K, seed = dL/dloss (1 when none
+// is given).
 __global__ void xent_bwd(const float* probs, const int32_t* labels, const float* seed, float* dx, int64_t n,
                          int64_t k, float eps) {
   const float scale = (seed ? *seed : 1.f) / float(n);
