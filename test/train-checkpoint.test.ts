@@ -191,6 +191,14 @@ describe('checkpoints', () => {
     const rot = put('bitrot.safetensors', flipped);
     assert.throws(() => loadCheckpoint(rot), new RegExp(`loadCheckpoint: ${rot} is damaged: its tensor data does not match the SHA-256 recorded when it was saved`));
     assert.match(loadCheckpoint(good).meta.sha256!, /^[0-9a-f]{64}$/);
+    // A changed digit in the metadata leaves valid JSON of the same length: its own checksum catches it.
+    const edited = Buffer.from(bytes);
+    const at = edited.indexOf('epoch\\":1,') + 'epoch\\":'.length;
+    assert.ok(at > 20, 'the epoch is in the header');
+    edited[at] = '7'.charCodeAt(0);
+    const meddled = put('meddled.safetensors', edited);
+    assert.throws(() => loadCheckpoint(meddled), new RegExp(`loadCheckpoint: ${meddled} is damaged: its 'crunet' metadata does not match the SHA-256`));
+    assert.throws(() => readCheckpointInfo(meddled), /metadata does not match the SHA-256/);
   });
 
   it('checks the metadata it is given', async () => {

@@ -10,6 +10,7 @@
 //   metadata  "crunet": JSON of CheckpointInfo; "format": "pt" (what Hugging Face tools expect)
 //             CheckpointInfo.sha256 covers every tensor (name, shape, bytes), so that damage inside the
 //             data, which leaves the file well-formed, is refused at load too (safetensors has no checksum)
+//             "crunet_sha256": SHA-256 of the "crunet" JSON text (absent in files written before it)
 //
 // Note [atomic replace]: the bytes go to a temporary file in the target's directory (same file
 // system, so rename is atomic), which is fsynced, renamed over the target, and then the directory is
@@ -219,7 +220,7 @@ export async function saveCheckpoint(
   const json = JSON.stringify(info);
   fs.mkdirSync(path.dirname(file), { recursive: true }); // as Keras' ModelCheckpoint: a new run's directory
   await writeFileAtomic(file, async (sink) => {
-    await writeSafetensorsTo(sink, tensors, { crunet: json, format: 'pt' });
+    await writeSafetensorsTo(sink, tensors, { crunet: json, crunet_sha256: sha256(json), format: 'pt' });
   }, opts.io);
   return JSON.parse(json) as CheckpointInfo;
 }
@@ -231,6 +232,12 @@ function parseInfo(file: string, metadata: Record<string, string>): CheckpointIn
   const raw = metadata.crunet;
   if (raw === undefined) {
     throw new Error(`loadCheckpoint: ${file} is a safetensors file but not a crunet checkpoint (its metadata has no 'crunet' key; keys: ${Object.keys(metadata).join(', ') || 'none'})`);
+  }
+  // The tensors' digest is inside this JSON; this one covers the JSON itself (a changed digit in lr or
+  // epoch would still parse). Checkpoints from before it have none.
+  const digest = metadata.crunet_sha256;
+  if (digest !== undefined && digest !== sha256(raw)) {
+    throw new Error(`loadCheckpoint: ${file} is damaged: its 'crunet' metadata does not match the SHA-256 recorded when it was saved`);
   }
   let info: CheckpointInfo;
   try {
@@ -271,6 +278,8 @@ export function loadCheckpoint(file: string): Checkpoint {
   }
   return { path: file, meta, tensors: st.tensors };
 }
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 /** SHA-256 over the tensors in name order: each name, shape and stored little-endian bytes. */
 function tensorDigest(tensors: [string, readonly number[], Uint8Array][]): string {
