@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import {
   BadImageError, DataError, DataLoader, FolderDataset, imageTransform, openDataset, randomResizedCrop, resizeCentreCrop, Rng,
-  type Batch,
+  scanFolder, type Batch,
 } from '../lib/data/index.js';
 import { pixelsToChw, NO_JITTER } from '../lib/data/augment.js';
 import { limitDataset } from '../lib/data/subset.js';
@@ -177,6 +177,22 @@ describe('data: image folders', function () {
       await writeImage(path.join(d, 'train/a/x.png'), 8, 8, noise(1));
       await writeImage(path.join(d, 'val/b/x.png'), 8, 8, noise(1));
       await assert.rejects(openDataset(`folder:${d}`), (e: Error) => e instanceof DataError && e.message.includes(`class 'b' is not among the training classes`));
+    } finally {
+      removeDir(d);
+    }
+  });
+
+  it('follows symbolic links to class folders, and refuses a link that loops back up', async () => {
+    const d = tempDir('links');
+    try {
+      await writeImage(path.join(d, 'elsewhere/x.png'), 8, 8, noise(1));
+      await writeImage(path.join(d, 'root/a/x.png'), 8, 8, noise(2));
+      fs.symlinkSync(path.join(d, 'elsewhere'), path.join(d, 'root/b'));
+      const scan = await scanFolder(path.join(d, 'root'));
+      assert.deepEqual(scan.classes, ['a', 'b']);
+      assert.deepEqual(scan.files, ['a/x.png', 'b/x.png']);
+      fs.symlinkSync(path.join(d, 'root'), path.join(d, 'root/a/up'));
+      await assert.rejects(scanFolder(path.join(d, 'root')), (e: Error) => e instanceof DataError && e.message.includes(`${path.join(d, 'root/a/up')}: a symbolic link loops back to`));
     } finally {
       removeDir(d);
     }

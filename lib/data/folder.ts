@@ -45,13 +45,19 @@ export interface FolderScan {
 export async function scanFolder(root: string, classes?: readonly string[]): Promise<FolderScan> {
   if (!fs.existsSync(root)) throw new DataError(`directory ${root} does not exist (an image folder data set has one sub-folder of images per class)`, { file: root });
   const byClass = new Map<string, string[]>();
-  const walk = async (rel: string): Promise<void> => {
+  // `above`: the real paths of the directories on the way down, to stop a symbolic link back up a cycle.
+  const walk = async (rel: string, above: ReadonlySet<string>): Promise<void> => {
+    const dir = path.join(root, rel);
     let entries: fs.Dirent[];
+    let real: string;
     try {
-      entries = await fs.promises.readdir(path.join(root, rel), { withFileTypes: true });
+      real = await fs.promises.realpath(dir);
+      entries = await fs.promises.readdir(dir, { withFileTypes: true });
     } catch (e) {
-      throw new DataError(`${path.join(root, rel)}: cannot list: ${(e as Error).message}`, { file: path.join(root, rel), cause: e });
+      throw new DataError(`${dir}: cannot list: ${(e as Error).message}`, { file: dir, cause: e });
     }
+    if (above.has(real)) throw new DataError(`${dir}: a symbolic link loops back to ${real}, which contains it`, { file: dir });
+    const here = new Set(above).add(real);
     const images: string[] = [];
     const subdirs: string[] = [];
     for (const e of entries) {
@@ -65,9 +71,9 @@ export async function scanFolder(root: string, classes?: readonly string[]): Pro
       if (!rel) throw new DataError(`${root}: images directly in the root (${images[0]}, ...); put each class's images in its own sub-folder`, { file: root });
       byClass.set(rel, images.sort());
     }
-    await Promise.all(subdirs.map(walk));
+    await Promise.all(subdirs.map((d) => walk(d, here)));
   };
-  await walk('');
+  await walk('', new Set());
   const found = [...byClass.keys()].sort();
   if (!found.length) {
     throw new DataError(`no images (${IMAGE_EXTENSIONS.join(' ')}) under ${root}; expected one sub-folder of images per class`, { file: root });
