@@ -1,14 +1,16 @@
 // The metrics of a run as JSON Lines: one object per line, appended as it happens.
 //
 //   {"type":"run","time":...,"model":...}                                     (optional, once at start)
-//   {"type":"step","epoch":0,"step":50,"lr":0.1,"loss":1.93,"acc":0.31,"imagesPerSec":812,"time":...}
-//   {"type":"epoch","epoch":0,"step":390,"loss":1.21,"acc":0.56,"top5":0.95,"time":...}   (train means)
+//   {"type":"step","epoch":0,"step":50,"lr":0.1,"loss":1.93,"acc":0.31,"time":...}          (one batch)
+//   {"type":"epoch","epoch":0,"step":390,"lr":0.1,"loss":1.21,"acc":0.56,"imagesPerSec":812,
+//    "seconds":48,"time":...}                                                   (the epoch's training means)
 //   {"type":"eval","epoch":0,"step":390,"loss":1.05,"acc":0.63,"top5":0.97,"time":...}    (test set)
 //
-// acc and top5 are fractions in [0, 1]; time is Unix time in seconds; a non-finite number is written as
-// null (JSON has no NaN). Each line is written with one write(2) on a file opened for appending, so it
-// is in the kernel as soon as write() returns and survives a crash of the process; "epoch" and "eval"
-// lines (and every line with fsync: 'always') are also fsynced, to survive a power loss.
+// These are the fields crunet train writes; other fields may be added. acc and top5 are fractions in
+// [0, 1]; time is Unix time in seconds; a non-finite number is written as null (JSON has no NaN). Each
+// line is written with one write(2) on a file opened for appending, so it is in the kernel as soon as
+// write() returns and survives a crash of the process; "epoch" and "eval" lines (and every line with
+// fsync: 'always') are also fsynced, to survive a power loss.
 import * as fs from 'node:fs';
 import { writeFileAtomicSync } from './checkpoint.js';
 
