@@ -133,7 +133,7 @@ describe('crunet CLI', () => {
     fs.rmSync(whole, { recursive: true });
   });
 
-  it('refuses bad --erase, --model-options and --tta values, naming the flag', async () => {
+  it('refuses bad --erase, --model-options, --dataset, schedule and --tta values, naming the flag', async () => {
     const cases: [string[], RegExp][] = [
       [['--erase', '1.5'], /--erase is a probability in \[0, 1\], got '1.5'/],
       [['--erase', '0.5', '--no-augment'], /--erase needs augmentation, but --no-augment was given/],
@@ -141,6 +141,10 @@ describe('crunet CLI', () => {
       [['--model-options', '[1]'], /--model-options must be a JSON object/],
       [['--model-options', '{"classes": 3}'], /--model-options may not set classes: the data set decides them/],
       [['--erase', '0.5', '--dataset', 'folder:/nonexistent'], /--erase is for IDX and CIFAR data sets/],
+      [['--dataset', 'svhn:/data'], /unknown kind 'svhn'/],
+      [['--dataset', 'cifar10'], /'cifar10' needs a directory: 'cifar10:PATH'/],
+      // The schedule is checked once the data set gives the steps per epoch.
+      ...(fs.existsSync(FASHION) ? [[['--schedule', 'multistep', '--milestones', '5,3', '--limit-train', '256'], /milestones \(epochs\) must be a non-decreasing list/]] as [string[], RegExp][] : []),
     ];
     for (const [args, re] of cases) {
       const r = await crunet('train', ...args);

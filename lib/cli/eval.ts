@@ -4,7 +4,7 @@ import { limitDataset } from '../data/subset.js';
 import { compile } from '../engine/index.js';
 import { fromJSON } from '../models/index.js';
 import { loadCheckpoint, restoreSession } from '../train/checkpoint.js';
-import { Trainer } from '../train/trainer.js';
+import { Trainer, type EvalStats } from '../train/trainer.js';
 import { createSchedule } from '../train/schedule.js';
 import { UsageError } from './errors.js';
 import { intFlag } from './flags.js';
@@ -22,9 +22,10 @@ Options:
   --limit N           evaluate on N samples (the random subset that 'crunet train --limit-test N' used)
   --tta flip          test-time augmentation: score the mean softmax of each image and its mirror image
                       (for data sets whose classes are mirror-symmetric, e.g. Fashion-MNIST and CIFAR; not digits)
-  --bad-images P      image folders: an unreadable image is fatal (fail, default) or skipped (skip)
+  --bad-images P      image folders: an unreadable image is fatal (fail, default) or skipped: counted and
+                      left out of the scores (skip)
   --device D          cpu (default)
-  --json              one JSON line: {checkpoint, dataset, tta, loss, top1, top5, images, seconds}`;
+  --json              one JSON line: {checkpoint, dataset, tta, loss, top1, top5, images, skipped, seconds}`;
 
 export async function evalCommand(args: string[]): Promise<number> {
   const { values: v, positionals } = parseArgs({
@@ -57,10 +58,15 @@ export async function evalCommand(args: string[]): Promise<number> {
   restoreSession(session, ckpt, { optimizerState: false, model: model.name });
   const loader = new DataLoader(test, { batchSize: batch, shuffle: false });
   const trainer = new Trainer({ session, train: loader, schedule: createSchedule({ type: 'constant', lr: 0 }), epochs: 0 });
-  const r = await trainer.evaluate(loader, 0, { tta });
-  await loader.close();
-  session.dispose();
+  let r: EvalStats;
+  try {
+    r = await trainer.evaluate(loader, 0, { tta });
+  } finally {
+    await loader.close();
+    session.dispose();
+  }
+  const skipped = r.skipped ? `, ${r.skipped} unreadable skipped` : '';
   if (v.json) console.log(JSON.stringify({ checkpoint: file, dataset, tta, ...r }));
-  else console.log(`${model.name} from ${file} on ${dataset} (${r.images} images${tta === 'flip' ? ', mean of each image and its mirror' : ''}): loss ${r.loss.toFixed(4)}, top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}% (${r.seconds.toFixed(1)} s)`);
+  else console.log(`${model.name} from ${file} on ${dataset} (${r.images} images${skipped}${tta === 'flip' ? ', mean of each image and its mirror' : ''}): loss ${r.loss.toFixed(4)}, top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}% (${r.seconds.toFixed(1)} s)`);
   return 0;
 }

@@ -43,7 +43,7 @@ Options:
                           --augment; default off)
   --device D              cpu (default)
   --threads N             CPU threads for the kernels (default: all cores)
-  --workers N             data-loading worker threads (default: the loader's choice)
+  --workers N             data-loading worker threads, for training and test sets (default: the loader's choice)
   --seed S                seeds initialisation, shuffling and augmentation (default ${TRAIN_DEFAULTS.seed})
   --out DIR               run directory (default runs/<model>-<dataset>-<time>)
   --limit-train N         train on N samples (a seeded random subset)
@@ -136,6 +136,18 @@ export function parseTrainArgs(args: string[]): TrainArgs {
   };
 }
 
+/** A settings check of the library's (a RangeError or TypeError) turned into a usage error of the command. */
+function usage<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof RangeError || e instanceof TypeError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+const datasetKind = (spec: string) => usage(() => parseDatasetSpec(spec).kind);
+
 function scheduleConfig(a: RunSettings, stepsPerEpoch: number): ScheduleConfig {
   // Warmup may be a fraction of an epoch: pass it on in steps.
   const warmup = a.warmupEpochs > 0 ? { warmup: { steps: Math.max(1, Math.round(a.warmupEpochs * stepsPerEpoch)) } } : {};
@@ -188,11 +200,12 @@ export async function trainCommand(args: string[]): Promise<number> {
   const resume = a.resume === undefined ? undefined : checkpointFile(a.resume);
   const ckpt = resume ? loadCheckpoint(resume) : undefined; // a damaged checkpoint stops here, before any work
   const run = resolveRun(a, ckpt);
-  if (run.erase !== undefined && parseDatasetSpec(run.dataset).kind === 'folder') {
+  const kind = datasetKind(run.dataset);
+  if (run.erase !== undefined && kind === 'folder') {
     throw new UsageError('--erase is for IDX and CIFAR data sets; image folders get the paper\'s augmentation (--augment / --no-augment)');
   }
   const augment = run.erase !== undefined ? { erase: run.erase } : run.augment;
-  if (run.valSplit !== undefined && parseDatasetSpec(run.dataset).kind !== 'folder') throw new UsageError('--val-split is for image folders (folder:PATH); the other data sets have their own test split');
+  if (run.valSplit !== undefined && kind !== 'folder') throw new UsageError('--val-split is for image folders (folder:PATH); the other data sets have their own test split');
   const data = await openDataset(run.dataset, {
     ...(augment !== undefined ? { augment } : {}), seed: run.seed, onBadImage: a.badImages, ...(run.valSplit !== undefined ? { valSplit: run.valSplit } : {}),
   });
@@ -207,14 +220,15 @@ export async function trainCommand(args: string[]): Promise<number> {
     throw new UsageError(`--resume: ${ckpt!.path} is from a run of ${ranWith} steps per epoch, but ${run.dataset} gives ${stepsPerEpoch} at batch ${run.batchSize} ` +
       `(${train.length} training samples): has the data set changed?`);
   }
+  const storedSchedule = ckpt?.meta.schedule;
+  const schedule = storedSchedule ? createSchedule(storedSchedule, stepsPerEpoch) : usage(() => createSchedule(scheduleConfig(run, stepsPerEpoch), stepsPerEpoch));
   const out = a.out ?? (resume ? path.dirname(resume) : path.join('runs', `${model.name}-${run.dataset.split(':')[0]}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
   fs.mkdirSync(out, { recursive: true });
 
   const optimizer = { lr: run.lr, momentum: run.momentum, nesterov: run.nesterov && run.momentum > 0, weightDecay: run.weightDecay };
   const session: Session = await compile(model, { device: a.device, batchSize: run.batchSize, seed: run.seed, optimizer, labelSmoothing: run.labelSmoothing });
   const trainLoader = new DataLoader(train, { batchSize: run.batchSize, shuffle: true, seed: run.seed, dropLast: true, ...(a.workers !== undefined ? { workers: a.workers } : {}) });
-  const testLoader = new DataLoader(test, { batchSize: run.batchSize, shuffle: false, seed: run.seed });
-  const schedule = createSchedule(ckpt?.meta.schedule ?? scheduleConfig(run, stepsPerEpoch), stepsPerEpoch);
+  const testLoader = new DataLoader(test, { batchSize: run.batchSize, shuffle: false, seed: run.seed, ...(a.workers !== undefined ? { workers: a.workers } : {}) });
 
   let startEpoch = 0, startStep = 0;
   if (ckpt) {
@@ -242,17 +256,27 @@ export async function trainCommand(args: string[]): Promise<number> {
   const trainer: Trainer = new Trainer({
     session, train: trainLoader, test: testLoader, schedule, epochs: run.epochs, startEpoch, startStep,
     callbacks: {
+      onEpochStart: (epoch) => {
+        bar.start(epoch + 1, stepsPerEpoch, run.epochs);
+        seen = lossSum = correct = 0;
+      },
       onStep: (s) => {
-        if (s.batch === 0) (bar.start(s.epoch + 1, stepsPerEpoch, run.epochs), (seen = lossSum = correct = 0));
         seen += s.size;
         lossSum += s.loss * s.size;
         correct += s.correct;
         bar.update({ step: s.batch + 1, images: seen, loss: lossSum / seen, acc: correct / seen });
         if (s.step % 50 === 0) log.write({ type: 'step', epoch: s.epoch, step: s.step, lr: s.lr, loss: s.loss, acc: s.correct / s.size });
       },
-      onEpochEnd: async (e) => {
+      // The epoch's line and checkpoint come before its evaluation: a failing evaluation cannot cost the epoch.
+      onEpochTrained: async (e) => {
         bar.end();
         log.write({ type: 'epoch', epoch: e.epoch, step: e.step, lr: e.train.lr, loss: e.train.loss, acc: e.train.acc, imagesPerSec: e.train.imagesPerSec, seconds: e.train.seconds });
+        log.flush();
+        await saveCheckpoint(path.join(out, 'checkpoint.safetensors'), session, {
+          model: model.toJSON(), epoch: e.epoch + 1, step: e.step, schedule: schedule.config, optimizer, ...trainMeta(run, train, augmentation),
+        });
+      },
+      onEpochEnd: (e) => {
         if (e.test) log.write({ type: 'eval', epoch: e.epoch, step: e.step, loss: e.test.loss, acc: e.test.top1, top5: e.test.top5 });
         log.flush();
         const skipped = trainLoader.skippedCount + testLoader.skippedCount;
@@ -260,9 +284,6 @@ export async function trainCommand(args: string[]): Promise<number> {
             `(${e.train.imagesPerSec.toFixed(0)} img/s)` + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : '') +
             (skipped ? `; ${skipped} unreadable images skipped so far (--bad-images skip)` : '') + runEta(e.epoch + 1));
         writePlot(path.join(out, 'plot.svg'), epochHistory(readMetrics(log.path)), { title: `${model.name} on ${run.dataset}`, subtitle: `batch ${run.batchSize}, lr ${run.lr} ${schedule.config.type}, seed ${run.seed}` });
-        await saveCheckpoint(path.join(out, 'checkpoint.safetensors'), session, {
-          model: model.toJSON(), epoch: e.epoch + 1, step: e.step, schedule: schedule.config, optimizer, ...trainMeta(run, train, augmentation),
-        });
         if (a.stopAfterEpoch !== undefined && e.epoch + 1 >= a.stopAfterEpoch && e.epoch + 1 < run.epochs) {
           say(`stopping after epoch ${e.epoch + 1} as asked (--stop-after-epoch); continue with --resume ${path.join(out, 'checkpoint.safetensors')}`);
           trainer.stop();

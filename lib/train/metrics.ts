@@ -14,32 +14,32 @@ export function emptyScore(): Score {
 }
 
 /**
- * Adds the first n rows of logits [n, classes] to `into`: softmax cross-entropy (log-sum-exp with the max
- * subtracted), top-1 (ties to the lowest index, as the native loss) and top-5 (fewer than 5 logits
- * strictly greater than the label's).
+ * Adds the first n rows of logits [n, classes] to `into`, less the rows in `skip`: softmax cross-entropy
+ * (log-sum-exp with the max subtracted), top-1 and top-5. Ties rank to the lower class index, as the native
+ * loss's argmax does, so top-1 is exactly rank 0 and a constant output is not "correct" for every label; a
+ * NaN logit for the label counts as wrong.
  */
-export function scoreLogits(into: Score, logits: Float32Array, labels: Int32Array, n: number, classes: number): Score {
+export function scoreLogits(into: Score, logits: Float32Array, labels: Int32Array, n: number, classes: number, skip?: ReadonlySet<number>): Score {
   for (let i = 0; i < n; i++) {
+    if (skip?.has(i)) continue;
     const row = i * classes;
     const label = labels[i]!;
     if (!(label >= 0 && label < classes)) throw new RangeError(`score: label ${label} of sample ${i} is outside [0, ${classes})`);
     let max = -Infinity;
-    let arg = 0;
-    for (let k = 0; k < classes; k++) {
-      const v = logits[row + k]!;
-      if (v > max) (max = v), (arg = k);
-    }
+    for (let k = 0; k < classes; k++) max = Math.max(max, logits[row + k]!);
     let sum = 0;
-    let greater = 0;
+    let rank = 0;
     const mine = logits[row + label]!;
     for (let k = 0; k < classes; k++) {
       const v = logits[row + k]!;
       sum += Math.exp(v - max);
-      if (v > mine) greater++;
+      if (v > mine || (v === mine && k < label)) rank++;
     }
     into.lossSum += Math.log(sum) + max - mine;
-    if (arg === label) into.top1++;
-    if (greater < 5) into.top5++;
+    if (!Number.isNaN(mine)) {
+      if (rank === 0) into.top1++;
+      if (rank < 5) into.top5++;
+    }
     into.count++;
   }
   return into;

@@ -10,6 +10,12 @@ export interface TrainBatch {
   images: Float32Array;
   labels: Int32Array;
   size: number;
+  /**
+   * The data set index of each sample, and the samples that could not be read (a DataLoader under
+   * onBadImage 'skip' fills their places with copies of others): evaluation leaves those places out.
+   */
+  indices?: Int32Array;
+  skipped?: readonly { index: number }[];
 }
 
 /** Anything that yields the batches of an epoch (lib/data's DataLoader). */
@@ -49,7 +55,10 @@ export interface EvalStats {
   loss: number;
   top1: number;
   top5: number;
+  /** Images scored: those of the data set less the unreadable ones skipped. */
   images: number;
+  /** Unreadable images left out (onBadImage 'skip'). */
+  skipped: number;
   seconds: number;
 }
 
@@ -62,7 +71,15 @@ export interface EpochEnd {
 }
 
 export interface TrainerCallbacks {
+  /** Before an epoch's first batch is asked for. */
+  onEpochStart?(epoch: number): void | Promise<void>;
   onStep?(info: StepInfo): void | Promise<void>;
+  /**
+   * After an epoch's training, before its evaluation: the place for a checkpoint, so that an evaluation
+   * that fails (an unreadable test image, say) cannot cost the epoch's training.
+   */
+  onEpochTrained?(info: Omit<EpochEnd, 'test'>): void | Promise<void>;
+  /** After the epoch's evaluation. */
   onEpochEnd?(info: EpochEnd): void | Promise<void>;
 }
 
@@ -102,6 +119,7 @@ export class Trainer {
   /** One pass over the training set: a step per full batch (a short last batch is skipped: batch norm needs the compiled batch). */
   async trainEpoch(epoch: number): Promise<EpochStats> {
     const { session, schedule, callbacks } = this.opts;
+    await callbacks?.onEpochStart?.(epoch);
     const t0 = performance.now();
     let lossSum = 0, correct = 0, images = 0, batch = 0, lr = schedule.lrAt(this.step);
     for await (const b of this.opts.train.epoch(epoch)) {
@@ -120,10 +138,14 @@ export class Trainer {
     return { epoch, loss: images ? lossSum / images : NaN, acc: images ? correct / images : NaN, images, seconds, imagesPerSec: images / seconds, lr };
   }
 
-  /** Loss, top-1 and top-5 accuracy over a data set, in inference mode (batch norm's running statistics). */
+  /**
+   * Loss, top-1 and top-5 accuracy over a data set, in inference mode (batch norm's running statistics).
+   * Images the loader skipped as unreadable are not scored (their places hold copies of other images).
+   */
   async evaluate(source: BatchSource, epoch = 0, opts: { tta?: TestTimeAugment } = {}): Promise<EvalStats> {
     const t0 = performance.now();
     const score = emptyScore();
+    let skipped = 0;
     const tta = opts.tta ?? 'none';
     const width = source.dataset?.shape[2];
     if (tta === 'flip' && !width) throw new Error("evaluate: tta 'flip' needs the images' width: pass a source with dataset.shape [C, H, W]");
@@ -132,13 +154,16 @@ export class Trainer {
       let logits = await this.session.forward(images);
       const classes = logits.length / b.size;
       if (tta === 'flip') logits = meanSoftmaxLogits([logits, await this.session.forward(mirrorRows(images, width!))], b.size, classes);
-      scoreLogits(score, logits, b.labels, b.size, classes);
+      const left = skippedPositions(b);
+      skipped += left.size;
+      scoreLogits(score, logits, b.labels, b.size, classes, left);
     }
     return {
       loss: score.lossSum / score.count,
       top1: score.top1 / score.count,
       top5: score.top5 / score.count,
       images: score.count,
+      skipped,
       seconds: (performance.now() - t0) / 1000,
     };
   }
@@ -158,6 +183,7 @@ export class Trainer {
     this.stopping = false;
     for (let e = this.opts.startEpoch ?? 0; e < this.opts.epochs && !this.stopping; e++) {
       const train = await this.trainEpoch(e);
+      await this.opts.callbacks?.onEpochTrained?.({ epoch: e, step: this.step, train });
       const test = this.opts.test ? await this.evaluate(this.opts.test, e) : undefined;
       const end: EpochEnd = { epoch: e, step: this.step, train, ...(test ? { test } : {}) };
       done.push(end);
@@ -165,6 +191,16 @@ export class Trainer {
     }
     return { epochs: done, steps: this.step, seconds: (performance.now() - t0) / 1000 };
   }
+}
+
+/** Positions in a batch whose sample was skipped as unreadable. */
+function skippedPositions(b: TrainBatch): Set<number> {
+  const out = new Set<number>();
+  if (!b.skipped?.length) return out;
+  if (!b.indices) throw new Error('evaluate: a batch with skipped samples must give their indices');
+  const bad = new Set(b.skipped.map((s) => s.index));
+  for (let j = 0; j < b.size; j++) if (bad.has(b.indices[j]!)) out.add(j);
+  return out;
 }
 
 /** A copy of NCHW images with every row of `width` values reversed: each image's mirror image. */
