@@ -227,8 +227,9 @@ export async function trainCommand(args: string[]): Promise<number> {
 
   const optimizer = { lr: run.lr, momentum: run.momentum, nesterov: run.nesterov && run.momentum > 0, weightDecay: run.weightDecay };
   const session: Session = await compile(model, { device: a.device, batchSize: run.batchSize, seed: run.seed, optimizer, labelSmoothing: run.labelSmoothing });
-  const trainLoader = new DataLoader(train, { batchSize: run.batchSize, shuffle: true, seed: run.seed, dropLast: true, ...(a.workers !== undefined ? { workers: a.workers } : {}) });
-  const testLoader = new DataLoader(test, { batchSize: run.batchSize, shuffle: false, seed: run.seed, ...(a.workers !== undefined ? { workers: a.workers } : {}) });
+  const workers = a.workers !== undefined ? { workers: a.workers } : {};
+  const trainLoader = new DataLoader(train, { batchSize: run.batchSize, shuffle: true, seed: run.seed, dropLast: true, ...workers });
+  const testLoader = new DataLoader(test, { batchSize: run.batchSize, shuffle: false, seed: run.seed, ...workers });
 
   let startEpoch = 0, startStep = 0;
   if (ckpt) {
@@ -271,14 +272,12 @@ export async function trainCommand(args: string[]): Promise<number> {
       onEpochTrained: async (e) => {
         bar.end();
         log.write({ type: 'epoch', epoch: e.epoch, step: e.step, lr: e.train.lr, loss: e.train.loss, acc: e.train.acc, imagesPerSec: e.train.imagesPerSec, seconds: e.train.seconds });
-        log.flush();
         await saveCheckpoint(path.join(out, 'checkpoint.safetensors'), session, {
           model: model.toJSON(), epoch: e.epoch + 1, step: e.step, schedule: schedule.config, optimizer, ...trainMeta(run, train, augmentation),
         });
       },
       onEpochEnd: (e) => {
         if (e.test) log.write({ type: 'eval', epoch: e.epoch, step: e.step, loss: e.test.loss, acc: e.test.top1, top5: e.test.top5 });
-        log.flush();
         const skipped = trainLoader.skippedCount + testLoader.skippedCount;
         say(`epoch ${e.epoch + 1}/${run.epochs}: train loss ${e.train.loss.toFixed(4)} acc ${(100 * e.train.acc).toFixed(2)}% ` +
             `(${e.train.imagesPerSec.toFixed(0)} img/s)` + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : '') +

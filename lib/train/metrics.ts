@@ -17,7 +17,8 @@ export function emptyScore(): Score {
  * Adds the first n rows of logits [n, classes] to `into`, less the rows in `skip`: softmax cross-entropy
  * (log-sum-exp with the max subtracted), top-1 and top-5. Ties rank to the lower class index, as the native
  * loss's argmax does, so top-1 is exactly rank 0 and a constant output is not "correct" for every label; a
- * NaN logit for the label counts as wrong.
+ * NaN logit for the label counts as wrong. (The native loss's own top-k count, step()'s topkCorrect, still
+ * lets ties favour the label.)
  */
 export function scoreLogits(into: Score, logits: Float32Array, labels: Int32Array, n: number, classes: number, skip?: ReadonlySet<number>): Score {
   for (let i = 0; i < n; i++) {
