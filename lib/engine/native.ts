@@ -2,6 +2,7 @@
 // (native/addon/addon.cc). Nothing else in lib/ touches the addon directly.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import type { GraphIR } from '../graph/ir.js';
 
 export interface NativeMemory {
@@ -114,6 +115,8 @@ export interface Addon {
   setNumThreads(n: number): void;
   /** Seconds spent inside oneDNN primitives since the addon loaded (for overhead benchmarks). */
   primitiveSeconds(): number;
+  /** Stops the engine thread (at process exit): queued work is dropped, a running step stops at its next kernel. */
+  shutdown(): void;
 }
 
 /** The package root: the nearest folder above this file whose package.json is crunet's. */
@@ -134,6 +137,13 @@ export function native(): Addon {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     addon = require('node-gyp-build')(root) as Addon;
+    // The process must not exit (process.exit(), an uncaught exception) while the engine thread is inside
+    // a kernel: exit() would destroy oneDNN's static objects under it (SIGSEGV). Stop it first. Only the
+    // main thread's exit ends the process; a worker's must leave the shared engine thread running.
+    if (isMainThread) {
+      const loaded = addon;
+      process.on('exit', () => loaded.shutdown());
+    }
   } catch (e) {
     throw new Error(
       `crunet: the native addon could not be loaded from ${root}/build/Release or prebuilds/ ` +

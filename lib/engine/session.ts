@@ -219,7 +219,13 @@ export class Session {
     this.inputs = graph.inputs.map((i) => ({ name: i.name, perSample: i.shape.reduce((a, b) => a * b, 1), dtype: i.dtype }));
   }
 
-  /** One training step: forward, loss, backward (shared parameters summed over uses) and the SGD update. */
+  /**
+   * One training step: forward, loss, backward (shared parameters summed over uses) and the SGD update.
+   * The arrays are copied before step() returns, so the caller may refill them at once. Refused without
+   * changing any state: inputs with NaN or Inf, labels outside [0, classes), a non-finite loss. When the
+   * update itself makes a parameter NaN or infinite (a learning rate far too large), the step rejects
+   * naming that parameter, and the update stays applied: restore a checkpoint before training on.
+   */
   async step(feeds: Feeds, labels?: Int32Array, opts: { lr?: number } = {}): Promise<StepResult> {
     const arrays = this.feeds('step', feeds, labels, this.batchSize);
     if (opts.lr !== undefined && !(Number.isFinite(opts.lr) && opts.lr >= 0)) {
@@ -262,8 +268,9 @@ export class Session {
   }
 
   /**
-   * Training-mode forward and backward seeded with dL/d(first output); no update. Returns the outputs,
-   * the gradients of the f32 inputs (when compiled with inputGrads) and of every trainable parameter.
+   * Training-mode forward and backward seeded with dL/d(first output); no update: parameters, momentum
+   * and batch-norm running statistics are left exactly as they were. Returns the outputs, the gradients
+   * of the f32 inputs (when compiled with inputGrads) and of every trainable parameter.
    */
   async gradients(feeds: Feeds, seed: Float32Array): Promise<Gradients> {
     const arrays = this.feeds('gradients', feeds, undefined, this.batchSize);
@@ -345,7 +352,11 @@ export class Session {
     return this.disposed;
   }
 
-  /** Frees the native memory now. Calling it again does nothing; any other call afterwards throws. */
+  /**
+   * Frees the native memory now, or, while a step/forward/gradients call runs, as soon as it completes
+   * (that call still resolves or rejects normally). Calling it again does nothing; any other call
+   * afterwards throws.
+   */
   dispose(): void {
     if (this.disposed) return;
     this.handle.dispose();
@@ -381,6 +392,9 @@ export class Session {
       }
       byName = { [f32[0]!.name]: feeds };
       if (i32[0] && labels !== undefined) byName[i32[0].name] = labels;
+    } else if (ArrayBuffer.isView(feeds)) {
+      // Another typed array (Float64Array, Uint8Array...): said as such, not taken for an object of arrays by name.
+      throw new TypeError(`${what}: expected Float32Array, got ${feeds.constructor.name}`);
     } else if (feeds && typeof feeds === 'object') {
       byName = { ...feeds };
       const i32 = this.inputs.find((i) => i.dtype === 'i32');

@@ -62,12 +62,25 @@ export interface Graph {
   parameters: Parameter[];
 }
 
+/**
+ * The largest integer attribute (channels, features, kernel, stride, padding, groups) and per-sample
+ * dimension: 2^24, the engine's bound (kMaxDim in native/core/shape.h), checked here too so that the
+ * mistake is reported where the layer is added.
+ */
+export const MAX_DIM = 2 ** 24;
+
 function pair(v: Pair, what: string, op: string): [number, number] {
   const p: [number, number] = typeof v === 'number' ? [v, v] : v;
-  if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x) && x >= 0)) {
-    throw new Error(`${op}: expected ${what} to be a non-negative integer or a pair of them, but received ${JSON.stringify(v)}`);
+  if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x) && x >= 0 && x <= MAX_DIM)) {
+    throw new Error(`${op}: expected ${what} to be an integer in [0, ${MAX_DIM}] or a pair of them, but received ${JSON.stringify(v)}`);
   }
   return p;
+}
+
+function positiveDim(v: number, what: string, where: string): void {
+  if (!Number.isInteger(v) || v <= 0 || v > MAX_DIM) {
+    throw new Error(`${where}: expected ${what} to be an integer in [1, ${MAX_DIM}], but received ${v}`);
+  }
 }
 
 function outSize(size: number, k: number, s: number, p: number): number {
@@ -88,8 +101,8 @@ export class GraphBuilder {
 
   input(name: string, shape: number[], dtype: DType = 'f32'): Value {
     this.claim(name, 'input');
-    if (!shape.every((d) => Number.isInteger(d) && d > 0)) {
-      throw new Error(`input ${name}: shape must hold positive integers, got [${shape.join(',')}]`);
+    if (!shape.every((d) => Number.isInteger(d) && d > 0 && d <= MAX_DIM)) {
+      throw new Error(`input ${name}: shape must hold integers in [1, ${MAX_DIM}], got [${shape.join(',')}]`);
     }
     this.inputs.push({ name, shape: [...shape], dtype });
     return this.value(name, shape, dtype);
@@ -111,9 +124,7 @@ export class GraphBuilder {
     const [sh, sw] = pair(o.stride ?? 1, 'stride', name);
     const [ph, pw] = pair(o.padding ?? 0, 'padding', name);
     const groups = o.groups ?? 1;
-    if (!Number.isInteger(o.outChannels) || o.outChannels <= 0) {
-      throw new Error(`conv2d ${name}: expected outChannels to be a positive integer, but received ${o.outChannels}`);
-    }
+    positiveDim(o.outChannels, 'outChannels', `conv2d ${name}`);
     if (!Number.isInteger(groups) || groups <= 0 || c % groups || o.outChannels % groups) {
       throw new Error(`conv2d ${name}: groups (${groups}) must divide input channels (${c}) and outChannels (${o.outChannels})`);
     }
@@ -175,9 +186,7 @@ export class GraphBuilder {
   linear(x: Value, o: LinearOptions): Value {
     const name = this.nodeName(o.name, 'linear');
     const [f] = this.expectRank(x, 1, name, 'linear');
-    if (!Number.isInteger(o.outFeatures) || o.outFeatures <= 0) {
-      throw new Error(`linear ${name}: expected outFeatures to be a positive integer, but received ${o.outFeatures}`);
-    }
+    positiveDim(o.outFeatures, 'outFeatures', `linear ${name}`);
     const weight = o.weight ?? new Parameter(`${name}.weight`, [o.outFeatures, f], linearDefault(f));
     const bias = o.biasParam ?? new Parameter(`${name}.bias`, [o.outFeatures], linearDefault(f), true, false);
     this.expectParamShape(weight, [o.outFeatures, f], name);

@@ -6,6 +6,7 @@
 #include "../cpu/dnnl_util.h"
 #include "backend_registry.h"
 #include "engine_thread.h"
+#include "fault.h"
 #include "session_wrap.h"
 
 namespace crunet::addon {
@@ -31,6 +32,7 @@ Napi::Object cuda_versions(Napi::Env env, const CrunetCudaVersionsV1& v) {
 }
 
 Napi::Value build_info(const Napi::CallbackInfo& info) {
+  fault_point("buildInfo");
   Napi::Env env = info.Env();
   auto cpu = cpu::cpu_info();
   int threads = 0;
@@ -60,6 +62,7 @@ Napi::Value build_info(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value devices(const Napi::CallbackInfo& info) {
+  fault_point("devices");
   Napi::Env env = info.Env();
   auto cpu = cpu::cpu_info();
   auto d = Napi::Object::New(env);
@@ -89,6 +92,7 @@ Napi::Value devices(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value set_num_threads(const Napi::CallbackInfo& info) {
+  fault_point("setNumThreads");
   Napi::Env env = info.Env();
   if (!info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1)
     throw Napi::RangeError::New(env, "setNumThreads: expected a positive integer");
@@ -99,9 +103,15 @@ Napi::Value set_num_threads(const Napi::CallbackInfo& info) {
 
 // Seconds spent inside oneDNN primitives so far (read on the engine thread, which is the only writer).
 Napi::Value primitive_seconds(const Napi::CallbackInfo& info) {
+  fault_point("primitiveSeconds");
   double s = 0;
   run_sync([&] { s = cpu::primitive_seconds(); });
   return Napi::Number::New(info.Env(), s);
+}
+
+Napi::Value shutdown(const Napi::CallbackInfo& info) {
+  shutdown_engine_thread();
+  return info.Env().Undefined();
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
@@ -113,6 +123,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("devices", Napi::Function::New(env, devices, "devices"));
   exports.Set("primitiveSeconds", Napi::Function::New(env, primitive_seconds, "primitiveSeconds"));
   exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads, "setNumThreads"));
+  exports.Set("shutdown", Napi::Function::New(env, shutdown, "shutdown"));
   return exports;
 }
 

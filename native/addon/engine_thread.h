@@ -13,7 +13,13 @@ namespace crunet::addon {
 // that resolves the returned promise. An exception from either rejects it with an Error.
 Napi::Promise submit(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> finish);
 
-// Runs `work` on the engine thread and waits for it (for short queries such as thread counts).
+// Runs `work` on the engine thread and waits for it (for short queries such as thread counts); after
+// shutdown_engine_thread(), on the calling thread.
 void run_sync(const std::function<void()>& work);
+
+// Stops the engine thread before the process exits (lib/engine/native.ts calls it from process.on('exit')):
+// queued jobs are dropped, the running one stops at its next kernel boundary, the thread is joined. Static
+// destructors then never run under a oneDNN primitive (they used to: SIGSEGV at exit during a step).
+void shutdown_engine_thread();
 
 }  // namespace crunet::addon

@@ -2,10 +2,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <set>
 
 #include "../core/error.h"
 #include "backend_registry.h"
 #include "engine_thread.h"
+#include "fault.h"
 #include "graph_from_js.h"
 
 namespace crunet::addon {
@@ -30,13 +32,40 @@ bool opt_bool(const Napi::Object& o, const char* key, bool def) {
   return o.Get(key).As<Napi::Boolean>().Value();
 }
 
+// The constructor's name of a JS value ("Float64Array", "Array"), or its typeof; for error messages.
+std::string js_type_name(const Napi::Value& v) {
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsObject()) {
+    Napi::Value ctor = v.As<Napi::Object>().Get("constructor");
+    if (ctor.IsFunction()) {
+      Napi::Value name = ctor.As<Napi::Object>().Get("name");
+      if (name.IsString()) return name.As<Napi::String>().Utf8Value();
+    }
+    return "object";
+  }
+  return v.IsNumber() ? "number" : v.IsString() ? "string" : v.IsBoolean() ? "boolean" : "a non-object value";
+}
+
+// Reads one optimizer setting as the float the kernels use: a finite double can still overflow float.
+float sgd_number(const Napi::Object& o, const char* key, float def) {
+  const float x = static_cast<float>(opt_number(o, key, def));
+  if (!std::isfinite(x) || x < 0)
+    throw Napi::RangeError::New(o.Env(), std::string("optimizer: ") + key + " must be a finite number >= 0 in float32, got " +
+                                             o.Get(key).ToString().Utf8Value());
+  return x;
+}
+
 SgdConfig read_sgd(const Napi::Object& o, SgdConfig cfg) {
-  cfg.lr = static_cast<float>(opt_number(o, "lr", cfg.lr));
-  cfg.momentum = static_cast<float>(opt_number(o, "momentum", cfg.momentum));
-  cfg.weight_decay = static_cast<float>(opt_number(o, "weightDecay", cfg.weight_decay));
+  cfg.lr = sgd_number(o, "lr", cfg.lr);
+  cfg.momentum = sgd_number(o, "momentum", cfg.momentum);
+  cfg.weight_decay = sgd_number(o, "weightDecay", cfg.weight_decay);
   cfg.nesterov = opt_bool(o, "nesterov", cfg.nesterov);
-  if (cfg.lr < 0 || cfg.momentum < 0 || cfg.weight_decay < 0)
-    throw Napi::RangeError::New(o.Env(), "optimizer: lr, momentum and weightDecay must be >= 0");
+  // buf = momentum * buf + g: with momentum above 1 the buffer grows geometrically, every step, for any
+  // gradient, so training can only diverge (PyTorch does not check; 1 itself, a plain sum, is allowed).
+  if (cfg.momentum > 1)
+    throw Napi::RangeError::New(o.Env(), "optimizer: momentum must be in [0, 1] (above 1 the momentum buffer grows without bound), got " +
+                                             o.Get("momentum").ToString().Utf8Value());
   if (cfg.nesterov && cfg.momentum <= 0)
     throw Napi::RangeError::New(o.Env(), "optimizer: nesterov needs momentum > 0");
   return cfg;
@@ -84,6 +113,7 @@ SessionWrap::~SessionWrap() {
 }
 
 Napi::Value SessionWrap::compile(const Napi::CallbackInfo& info) {
+  fault_point("compile");
   Napi::Env env = info.Env();
   GraphDesc graph = graph_from_js(info[0]);
   if (!info[1].IsObject()) throw Napi::TypeError::New(env, "compile: options must be an object");
@@ -91,7 +121,7 @@ Napi::Value SessionWrap::compile(const Napi::CallbackInfo& info) {
   ExecutorOptions opts;
   double batch = opt_number(o, "batchSize", 0);
   if (batch < 1 || batch != std::floor(batch) || batch > 1e7)
-    throw Napi::RangeError::New(env, "compile: options.batchSize must be a positive integer, got " + std::to_string(batch));
+    throw Napi::RangeError::New(env, "compile: options.batchSize must be an integer in [1, 10000000], got " + Napi::Number::New(env, batch).ToString().Utf8Value());
   opts.batch = static_cast<int64_t>(batch);
   opts.seed = static_cast<uint64_t>(opt_number(o, "seed", 0));
   opts.input_grads = opt_bool(o, "inputGrads", false);
@@ -151,7 +181,7 @@ Napi::Value SessionWrap::compile(const Napi::CallbackInfo& info) {
 }
 
 Executor& SessionWrap::live(Napi::Env env, const char* what) {
-  if (!exec_) throw Napi::Error::New(env, std::string(what) + ": this session was disposed");
+  if (!exec_ || dispose_pending_) throw Napi::Error::New(env, std::string(what) + ": this session was disposed");
   if (busy_) throw Napi::Error::New(env, std::string(what) + ": a call is already running on this session; await it before starting another");
   return *exec_;
 }
@@ -162,10 +192,13 @@ std::shared_ptr<void> SessionWrap::hold(const Napi::CallbackInfo& info, std::vec
   busy_ = true;
   refs.push_back(Napi::Persistent(info.This()));
   auto owned = std::make_shared<std::vector<Napi::Reference<Napi::Value>>>(std::move(refs));
-  return std::shared_ptr<void>(nullptr, [this, owned](void*) { busy_ = false; });
+  return std::shared_ptr<void>(nullptr, [this, owned](void*) {
+    busy_ = false;
+    if (dispose_pending_) free_executor(Env());  // dispose() was called while this call ran
+  });
 }
 
-Feeds SessionWrap::read_feeds(const Napi::Value& v, std::vector<Napi::Reference<Napi::Value>>& refs) {
+std::shared_ptr<FeedCopy> SessionWrap::read_feeds(const Napi::Value& v) {
   Napi::Env env = v.Env();
   const auto& g = exec_->graph();
   if (!v.IsArray()) throw Napi::TypeError::New(env, "feeds: expected an array with one typed array per graph input");
@@ -175,13 +208,15 @@ Feeds SessionWrap::read_feeds(const Napi::Value& v, std::vector<Napi::Reference<
     if (val.producer < 0) inputs.push_back(&val);
   if (a.Length() != inputs.size())
     throw Napi::TypeError::New(env, "feeds: expected " + std::to_string(inputs.size()) + " arrays (one per graph input), got " + std::to_string(a.Length()));
-  Feeds feeds;
+  auto feeds = std::make_shared<FeedCopy>();
+  feeds->data.resize(inputs.size());
   for (auto* in : inputs) {
     Napi::Value x = a.Get(static_cast<uint32_t>(in->input_index));
     bool f32 = in->dtype == DType::f32;
     auto want_type = f32 ? napi_float32_array : napi_int32_array;
     if (!x.IsTypedArray() || x.As<Napi::TypedArray>().TypedArrayType() != want_type)
-      throw Napi::TypeError::New(env, "input " + in->name + ": expected a " + (f32 ? "Float32Array" : "Int32Array"));
+      throw Napi::TypeError::New(env, "input " + in->name + ": expected a " + (f32 ? "Float32Array" : "Int32Array") +
+                                          ", got " + js_type_name(x));
     auto t = x.As<Napi::TypedArray>();
     size_t want = static_cast<size_t>(numel(in->shape));
     if (t.ElementLength() != want)
@@ -189,23 +224,25 @@ Feeds SessionWrap::read_feeds(const Napi::Value& v, std::vector<Napi::Reference<
                                            shape_str(in->shape) + "), got " + std::to_string(t.ElementLength()));
     // The element pointer from napi_get_typedarray_info: unlike ArrayBuffer().Data() it also works for
     // arrays over a SharedArrayBuffer (what worker-thread loaders hand out).
-    if (f32) feeds.push_back(x.As<Napi::Float32Array>().Data());
-    else feeds.push_back(x.As<Napi::Int32Array>().Data());
-    refs.push_back(Napi::Persistent(x));
+    const void* src = f32 ? static_cast<const void*>(x.As<Napi::Float32Array>().Data()) : x.As<Napi::Int32Array>().Data();
+    auto& copy = feeds->data[in->input_index];
+    copy.resize(want);
+    std::memcpy(copy.data(), src, want * 4);
   }
+  for (auto& d : feeds->data) feeds->ptrs.push_back(d.data());
   return feeds;
 }
 
 Napi::Value SessionWrap::step(const Napi::CallbackInfo& info) {
+  fault_point("step");
   Napi::Env env = info.Env();
   Executor& ex = live(env, "step");
-  std::vector<Napi::Reference<Napi::Value>> refs;
-  Feeds feeds = read_feeds(info[0], refs);
+  auto feeds = read_feeds(info[0]);
   float lr = info[1].IsNumber() ? info[1].As<Napi::Number>().FloatValue() : ex.sgd().lr;
   auto stats = std::make_shared<StepStats>();
-  auto guard = hold(info, std::move(refs));
+  auto guard = hold(info, {});
   return submit(
-      env, [&ex, feeds, lr, stats] { *stats = ex.step(feeds, lr); },
+      env, [&ex, feeds, lr, stats] { *stats = ex.step(feeds->ptrs, lr); },
       [stats, guard](Napi::Env env) -> Napi::Value {
         auto r = Napi::Object::New(env);
         r.Set("loss", stats->loss);
@@ -216,10 +253,11 @@ Napi::Value SessionWrap::step(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SessionWrap::forward(const Napi::CallbackInfo& info) {
+  fault_point("forward");
   Napi::Env env = info.Env();
   Executor& ex = live(env, "forward");
   std::vector<Napi::Reference<Napi::Value>> refs;
-  Feeds feeds = read_feeds(info[0], refs);
+  auto feeds = read_feeds(info[0]);
   auto outs = Napi::Array::New(env);
   std::vector<float*> ptrs;
   for (int v : ex.graph().outputs) {
@@ -231,24 +269,24 @@ Napi::Value SessionWrap::forward(const Napi::CallbackInfo& info) {
   auto out_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(Napi::Value(outs)));
   auto guard = hold(info, std::move(refs));
   return submit(
-      env, [&ex, feeds, ptrs] { ex.forward(feeds, ptrs); },
+      env, [&ex, feeds, ptrs] { ex.forward(feeds->ptrs, ptrs); },
       [out_ref, guard](Napi::Env) -> Napi::Value { return out_ref->Value(); });
 }
 
 Napi::Value SessionWrap::gradients(const Napi::CallbackInfo& info) {
+  fault_point("gradients");
   Napi::Env env = info.Env();
   Executor& ex = live(env, "gradients");
   const auto& g = ex.graph();
-  std::vector<Napi::Reference<Napi::Value>> refs;
-  Feeds feeds = read_feeds(info[0], refs);
+  auto feeds = read_feeds(info[0]);
   if (g.outputs.empty()) throw Napi::Error::New(env, "gradients: the graph has no outputs");
   const auto& target = g.values[g.outputs[0]];
   if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
       info[1].As<Napi::TypedArray>().ElementLength() != static_cast<size_t>(numel(target.shape)))
     throw Napi::TypeError::New(env, "gradients: seed must be a Float32Array of " + std::to_string(numel(target.shape)) +
                                         " elements (the shape of output " + target.name + ", " + shape_str(target.shape) + ")");
-  auto seed = info[1].As<Napi::Float32Array>();
-  refs.push_back(Napi::Persistent(info[1]));
+  auto seed_js = info[1].As<Napi::Float32Array>();
+  auto seed = std::make_shared<std::vector<float>>(seed_js.Data(), seed_js.Data() + seed_js.ElementLength());  // copied, as the feeds
 
   auto result = Napi::Object::New(env);
   auto outs = Napi::Array::New(env), in_grads = Napi::Array::New(env), p_grads = Napi::Array::New(env);
@@ -283,14 +321,14 @@ Napi::Value SessionWrap::gradients(const Napi::CallbackInfo& info) {
   result.Set("inputGrads", in_grads);
   result.Set("paramGrads", p_grads);
   auto res_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(Napi::Value(result)));
-  auto guard = hold(info, std::move(refs));
-  const float* seed_p = seed.Data();
+  auto guard = hold(info, {});
   return submit(
-      env, [&ex, feeds, seed_p, out_p, in_p, p_p] { ex.gradients(feeds, seed_p, out_p, in_p, p_p); },
+      env, [&ex, feeds, seed, out_p, in_p, p_p] { ex.gradients(feeds->ptrs, seed->data(), out_p, in_p, p_p); },
       [res_ref, guard](Napi::Env) -> Napi::Value { return res_ref->Value(); });
 }
 
 Napi::Value SessionWrap::params(const Napi::CallbackInfo& info) {
+  fault_point("params");
   Napi::Env env = info.Env();
   if (!exec_) throw Napi::Error::New(env, "params: this session was disposed");
   auto a = Napi::Array::New(env);
@@ -306,6 +344,7 @@ Napi::Value SessionWrap::params(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SessionWrap::values(const Napi::CallbackInfo& info) {
+  fault_point("values");
   Napi::Env env = info.Env();
   if (!exec_) throw Napi::Error::New(env, "values: this session was disposed");
   auto a = Napi::Array::New(env);
@@ -328,6 +367,7 @@ int SessionWrap::param_index(const Napi::Value& v) {
 }
 
 Napi::Value SessionWrap::get_parameter(const Napi::CallbackInfo& info) {
+  fault_point("getParameter");
   Executor& ex = live(info.Env(), "getParameter");
   int i = param_index(info[0]);
   auto a = new_f32(info.Env(), ex.graph().params[i].shape);
@@ -337,6 +377,7 @@ Napi::Value SessionWrap::get_parameter(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SessionWrap::get_momentum(const Napi::CallbackInfo& info) {
+  fault_point("getMomentum");
   Executor& ex = live(info.Env(), "getMomentum");
   int i = param_index(info[0]);
   auto a = new_f32(info.Env(), ex.graph().params[i].shape);
@@ -350,6 +391,14 @@ Napi::Value SessionWrap::get_momentum(const Napi::CallbackInfo& info) {
 }
 
 namespace {
+// The parameters that batch-norm nodes use as running variance (their fourth slot).
+std::set<int> running_variance_params(const TypedGraph& g) {
+  std::set<int> r;
+  for (const auto& n : g.nodes)
+    if (n.spec.op == OpKind::batch_norm && n.params.size() == 4) r.insert(n.params[3]);
+  return r;
+}
+
 const float* checked_values(const Napi::CallbackInfo& info, const ParamDesc& p, const char* what) {
   if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
     throw Napi::TypeError::New(info.Env(), std::string(what) + " " + p.name + ": expected a Float32Array");
@@ -362,17 +411,37 @@ const float* checked_values(const Napi::CallbackInfo& info, const ParamDesc& p, 
 }  // namespace
 
 Napi::Value SessionWrap::set_parameter(const Napi::CallbackInfo& info) {
+  fault_point("setParameter");
   Executor& ex = live(info.Env(), "setParameter");
   int i = param_index(info[0]);
-  const float* src = checked_values(info, ex.graph().params[i], "setParameter");
+  const ParamDesc& p = ex.graph().params[i];
+  const float* src = checked_values(info, p, "setParameter");
+  // A NaN or infinite weight would train silently to garbage (a fused BN+ReLU maps NaN to 0), and a
+  // negative running variance makes batch norm divide by the square root of a negative number. A
+  // checkpoint restore comes through here too, so a damaged checkpoint is refused the same way.
+  const bool variance = running_variance_params(ex.graph()).count(i) > 0;
+  const size_t n = static_cast<size_t>(numel(p.shape));
+  for (size_t k = 0; k < n; k++) {
+    if (!std::isfinite(src[k]))
+      throw Napi::RangeError::New(info.Env(), "setParameter " + p.name + ": element " + std::to_string(k) + " is " +
+                                                  (std::isnan(src[k]) ? "NaN" : "infinite") + "; the parameter was left unchanged");
+    if (variance && src[k] < 0)
+      throw Napi::RangeError::New(info.Env(), "setParameter " + p.name + ": element " + std::to_string(k) + " is " +
+                                                  std::to_string(src[k]) + ", but a running variance must be >= 0; the parameter was left unchanged");
+  }
   run_sync([&] { ex.write_param(i, src); });
   return info.Env().Undefined();
 }
 
 Napi::Value SessionWrap::set_momentum(const Napi::CallbackInfo& info) {
+  fault_point("setMomentum");
   Executor& ex = live(info.Env(), "setMomentum");
   int i = param_index(info[0]);
   const float* src = checked_values(info, ex.graph().params[i], "setMomentum");
+  for (size_t k = 0, n = static_cast<size_t>(numel(ex.graph().params[i].shape)); k < n; k++)
+    if (!std::isfinite(src[k]))
+      throw Napi::RangeError::New(info.Env(), "setMomentum " + ex.graph().params[i].name + ": element " + std::to_string(k) +
+                                                  " is " + (std::isnan(src[k]) ? "NaN" : "infinite") + "; the optimizer state was left unchanged");
   try {
     run_sync([&] { ex.write_momentum(i, src); });
   } catch (const std::exception& e) {
@@ -382,6 +451,7 @@ Napi::Value SessionWrap::set_momentum(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SessionWrap::set_optimizer(const Napi::CallbackInfo& info) {
+  fault_point("setOptimizer");
   Executor& ex = live(info.Env(), "setOptimizer");
   if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "setOptimizer: expected an object");
   ex.set_sgd(read_sgd(info[0].As<Napi::Object>(), ex.sgd()));
@@ -389,6 +459,7 @@ Napi::Value SessionWrap::set_optimizer(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SessionWrap::memory(const Napi::CallbackInfo& info) {
+  fault_point("memory");
   Napi::Env env = info.Env();
   if (!exec_) throw Napi::Error::New(env, "memory: this session was disposed");
   auto m = exec_->memory();
@@ -403,6 +474,7 @@ Napi::Value SessionWrap::memory(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SessionWrap::profile(const Napi::CallbackInfo& info) {
+  fault_point("profile");
   Napi::Env env = info.Env();
   if (!exec_) throw Napi::Error::New(env, "profile: this session was disposed");
   auto a = Napi::Array::New(env);
@@ -421,11 +493,13 @@ Napi::Value SessionWrap::profile(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SessionWrap::reset_profile(const Napi::CallbackInfo& info) {
+  fault_point("resetProfile");
   live(info.Env(), "resetProfile").reset_profile();
   return info.Env().Undefined();
 }
 
 Napi::Value SessionWrap::set_profiling(const Napi::CallbackInfo& info) {
+  fault_point("setProfiling");
   Napi::Env env = info.Env();
   if (!info[0].IsBoolean()) throw Napi::TypeError::New(env, "setProfiling: expected a boolean");
   live(env, "setProfiling").set_profile(info[0].As<Napi::Boolean>().Value());
@@ -433,14 +507,25 @@ Napi::Value SessionWrap::set_profiling(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SessionWrap::dispose(const Napi::CallbackInfo& info) {
+  fault_point("dispose");
   Napi::Env env = info.Env();
   if (!exec_) return env.Undefined();  // disposing twice is harmless, as in tfjs
-  if (busy_) throw Napi::Error::New(env, "dispose: a call is still running on this session; await it first");
+  if (busy_) {
+    // The running call finishes (or fails) normally; the memory is freed as it completes (hold()).
+    dispose_pending_ = true;
+    return env.Undefined();
+  }
+  free_executor(env);
+  return env.Undefined();
+}
+
+void SessionWrap::free_executor(Napi::Env env) {
+  dispose_pending_ = false;
   Executor* e = exec_.release();
+  if (!e) return;
   run_sync([e] { delete e; });
   Napi::MemoryManagement::AdjustExternalMemory(env, -external_bytes_);
   external_bytes_ = 0;
-  return env.Undefined();
 }
 
 }  // namespace crunet::addon

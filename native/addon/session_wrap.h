@@ -10,6 +10,12 @@
 
 namespace crunet::addon {
 
+// A batch copied out of the caller's typed arrays: one buffer per graph input, and pointers into them.
+struct FeedCopy {
+  std::vector<std::vector<float>> data;  // f32 values, or i32 labels bit for bit
+  Feeds ptrs;
+};
+
 class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
  public:
   static Napi::Function define(Napi::Env env);
@@ -36,11 +42,15 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
 
   Executor& live(Napi::Env env, const char* what);  // throws if disposed or busy
   std::shared_ptr<void> hold(const Napi::CallbackInfo& info, std::vector<Napi::Reference<Napi::Value>> refs);
-  Feeds read_feeds(const Napi::Value& v, std::vector<Napi::Reference<Napi::Value>>& refs);
+  // Checks the feeds and copies them (on the JS thread): the caller may refill its arrays as soon as the
+  // call returns, while the engine thread still works on the batch.
+  std::shared_ptr<FeedCopy> read_feeds(const Napi::Value& v);
   int param_index(const Napi::Value& v);
+  void free_executor(Napi::Env env);  // on the engine thread; the session is disposed afterwards
 
   std::unique_ptr<Executor> exec_;
   std::atomic<bool> busy_{false};
+  bool dispose_pending_ = false;  // dispose() came while a call ran: free when it completes
   int64_t external_bytes_ = 0;
 };
 

@@ -109,8 +109,10 @@ class Backend {
   virtual void synchronize() {}
 
   virtual void accumulate(float* dst, const float* src, size_t n) = 0;  // dst += src
-  // PyTorch's SGD: g += wd*w (if decay); buf = m*buf + g; g = nesterov ? g + m*buf : buf; w -= lr*g
-  virtual void sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) = 0;
+  // PyTorch's SGD: g += wd*w (if decay); buf = m*buf + g; g = nesterov ? g + m*buf : buf; w -= lr*g.
+  // Returns the index (into slots) of the first parameter that holds a NaN or an infinity after the
+  // update, or -1: a flag reduced while updating, so the check costs no extra pass over the weights.
+  virtual int sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) = 0;
 
   // Whether batchNorm kernels accept BatchNormAttrs::fuse_relu (then the executor fuses batchNorm -> relu).
   virtual bool fuses_batch_norm_relu() const { return false; }

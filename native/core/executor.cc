@@ -4,6 +4,7 @@
 #include "executor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -53,7 +54,15 @@ bool all_finite(const float* x, int64_t n) {
   return bad == 0;
 }
 
+std::atomic<bool> g_cancelled{false};
+
+void check_not_cancelled() {
+  if (g_cancelled.load(std::memory_order_relaxed)) fail("cancelled: the process is exiting");
+}
+
 }  // namespace
+
+void cancel_all_work() { g_cancelled.store(true); }
 
 Executor::Executor(Backend& backend, const GraphDesc& graph, const ExecutorOptions& opts)
     : be_(backend), opts_(opts), g_(infer_shapes(opts.fuse && backend.fuses_batch_norm_relu() ? fuse_batch_norm_relu(graph) : graph, opts.batch)) {
@@ -103,6 +112,9 @@ void Executor::build_kernels() {
       kernels_.push_back(be_.make_kernel(n.spec));
     } catch (const Error&) {
       throw;
+    } catch (const std::bad_alloc&) {
+      fail("node ", n.spec.name, " (", op_name(n.spec.op), "): out of host memory while building its ", be_.name(), " kernel for input ",
+           shape_str(n.spec.in.at(0)), " and output ", shape_str(n.spec.out));
     } catch (const std::exception& e) {
       fail("node ", n.spec.name, " (", op_name(n.spec.op), "): ", be_.name(), " backend could not build it: ", e.what());
     }
@@ -115,7 +127,13 @@ void Executor::init_params() {
   for (size_t i = 0; i < g_.params.size(); i++) {
     const auto& p = g_.params[i];
     size_t n = static_cast<size_t>(numel(p.shape));
-    std::vector<float> host(n);
+    std::vector<float> host;
+    try {
+      host.resize(n);
+    } catch (const std::bad_alloc&) {
+      fail("parameter ", p.name, " ", shape_str(p.shape), ": out of host memory: cannot allocate ", n * 4,
+           " bytes to initialise it");
+    }
     // One generator per parameter, seeded from (seed, index): a parameter's values do not depend on
     // which other parameters exist.
     std::seed_seq seq{static_cast<uint32_t>(opts_.seed), static_cast<uint32_t>(opts_.seed >> 32), static_cast<uint32_t>(i)};
@@ -359,6 +377,19 @@ void Executor::reset_profile() {
 }
 
 void Executor::upload_feeds(const Feeds& feeds) {
+  // Every input is checked before any is uploaded and before anything runs: a bad label found by the
+  // loss kernel would come after batch norm had already moved its running statistics.
+  for (const auto& node : g_.nodes) {
+    if (node.spec.op != OpKind::softmax_cross_entropy) continue;
+    const ValueInfo& lv = g_.values[node.inputs[1]];
+    if (lv.producer >= 0) continue;
+    const auto* labels = static_cast<const int32_t*>(feeds.at(lv.input_index));
+    const int64_t classes = node.spec.in[0][1], count = numel(lv.shape);
+    for (int64_t i = 0; i < count; i++)
+      if (labels[i] < 0 || labels[i] >= classes)
+        fail("input ", lv.name, ": label ", labels[i], " at index ", i, " is outside [0, ", classes, ") (node ", node.spec.name,
+             "); nothing was computed or updated");
+  }
   for (auto& v : g_.values) {
     if (v.producer >= 0) continue;
     const void* src = feeds.at(v.input_index);
@@ -380,6 +411,7 @@ void Executor::upload_feeds(const Feeds& feeds) {
 
 void Executor::run_forward(bool training) {
   for (size_t i = 0; i < kernels_.size(); i++) {
+    check_not_cancelled();
     fwd_io_[i].training = training;
     timed(static_cast<int>(i), true, [&] { kernels_[i]->forward(fwd_io_[i]); });
   }
@@ -388,6 +420,7 @@ void Executor::run_forward(bool training) {
 void Executor::run_backward(const Pass& pass) {
   for (auto [z, bytes] : pass.zero_first) be_.zero(z, bytes);
   for (const auto& call : pass.calls) {
+    check_not_cancelled();
     timed(call.node, false, [&] {
       kernels_[call.node]->backward(call.io);
       for (const auto& a : call.then) be_.accumulate(a.dst, a.src, a.n);
@@ -400,13 +433,16 @@ StepStats Executor::step(const Feeds& feeds, float lr) {
   if (!std::isfinite(lr) || lr < 0) fail("step: learning rate must be a finite number >= 0, got ", lr);
   upload_feeds(feeds);
   // Keep batch-norm running statistics so that a step with a non-finite loss changes nothing.
-  char* backup = static_cast<char*>(running_backup_);
-  auto bytes_of = [&](int id) { return static_cast<size_t>(numel(g_.params[id].shape)) * 4; };
-  for (auto [id, off] : running_slots_) be_.copy(backup + off, param_data_[id], bytes_of(id));
-  run_forward(true);
+  save_running_stats();
+  try {
+    run_forward(true);
+  } catch (...) {
+    restore_running_stats();
+    throw;
+  }
   StepStats stats = last_stats_;
   if (!std::isfinite(stats.loss)) {
-    for (auto [id, off] : running_slots_) be_.copy(param_data_[id], backup + off, bytes_of(id));
+    restore_running_stats();
     fail("step: the loss is ", std::isnan(stats.loss) ? "NaN" : "infinite",
          "; parameters, optimizer state and batch-norm statistics were left as they were before this step "
          "(check the inputs for NaN/Inf, or lower the learning rate)");
@@ -415,12 +451,30 @@ StepStats Executor::step(const Feeds& feeds, float lr) {
   SgdConfig cfg = opts_.sgd;
   cfg.lr = lr;
   std::vector<SgdSlot> slots;
+  std::vector<int> slot_params;  // the parameter of each slot
   for (size_t i = 0; i < g_.params.size(); i++)
-    if (loss_pass_->param_reached[i])
+    if (loss_pass_->param_reached[i]) {
+      slot_params.push_back(static_cast<int>(i));
       slots.push_back({param_data_[i], param_grad_[i], param_mom_[i], static_cast<size_t>(numel(g_.params[i].shape)),
                        g_.params[i].weight_decay});
-  be_.sgd_step(cfg, slots);
+    }
+  const int bad = be_.sgd_step(cfg, slots);
+  if (bad >= 0) {
+    const auto& p = g_.params[slot_params[bad]];
+    fail("step: after the update, parameter ", p.name, " holds NaN or infinite values (the learning rate, ", lr,
+         ", is probably too large). This step was applied: parameters, momentum and batch-norm statistics now "
+         "hold its results, so restore them from a checkpoint (or re-create the session) before training on");
+  }
   return stats;
+}
+
+void Executor::save_running_stats() {
+  char* backup = static_cast<char*>(running_backup_);
+  for (auto [id, off] : running_slots_) be_.copy(backup + off, param_data_[id], static_cast<size_t>(numel(g_.params[id].shape)) * 4);
+}
+void Executor::restore_running_stats() {
+  const char* backup = static_cast<const char*>(running_backup_);
+  for (auto [id, off] : running_slots_) be_.copy(param_data_[id], backup + off, static_cast<size_t>(numel(g_.params[id].shape)) * 4);
 }
 
 void Executor::forward(const Feeds& feeds, const std::vector<float*>& outs) {
@@ -436,7 +490,16 @@ void Executor::gradients(const Feeds& feeds, const float* seed, const std::vecto
                          const std::vector<float*>& input_grads, const std::vector<float*>& param_grads) {
   if (!output_pass_) fail("gradients: the graph has no outputs");
   upload_feeds(feeds);
-  run_forward(true);
+  // A training-mode forward moves batch-norm running statistics; gradients() is backward without an
+  // update, so they are put back (also when a kernel fails).
+  save_running_stats();
+  try {
+    run_forward(true);
+  } catch (...) {
+    restore_running_stats();
+    throw;
+  }
+  restore_running_stats();
   int t = output_pass_->target;
   if (value_grad_[t]) be_.upload_activation(value_grad_[t], seed, g_.values[t].shape);
   run_backward(*output_pass_);

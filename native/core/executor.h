@@ -39,6 +39,11 @@ struct NodeProfile {
 // Host pointers to a full batch for each graph input, in graph input order (NCHW f32 or i32 labels).
 using Feeds = std::vector<const void*>;
 
+// Makes every running and later forward or backward pass stop at its next kernel boundary with an
+// Error; called once, when the process exits (addon/engine_thread.cc), so that exiting never waits for
+// a whole step nor tears down oneDNN under one.
+void cancel_all_work();
+
 class Executor {
  public:
   Executor(Backend& backend, const GraphDesc& graph, const ExecutorOptions& opts);
@@ -48,12 +53,14 @@ class Executor {
 
   const TypedGraph& graph() const { return g_; }
 
-  // Forward (training), loss, backward, SGD update. Throws without updating anything when the loss is
-  // not finite.
+  // Forward (training), loss, backward, SGD update. Throws without updating anything when an input is
+  // not finite, a label is out of range or the loss is not finite; throws after the update (which stays
+  // applied) when a parameter became non-finite, naming it.
   StepStats step(const Feeds& feeds, float lr);
   // Inference forward; writes each graph output (NCHW) to outs.
   void forward(const Feeds& feeds, const std::vector<float*>& outs);
-  // Training-mode forward and backward seeded with dL/d(outputs[0]); no update. Writes the outputs,
+  // Training-mode forward and backward seeded with dL/d(outputs[0]); no update, and batch-norm running
+  // statistics are left as they were: no state changes. Writes the outputs,
   // the f32 input gradients (nullptr entries skipped) and the trainable parameters' gradients.
   void gradients(const Feeds& feeds, const float* seed, const std::vector<float*>& outs,
                  const std::vector<float*>& input_grads, const std::vector<float*>& param_grads);
@@ -81,6 +88,8 @@ class Executor {
   void plan_and_bind();
   void init_params();
   void upload_feeds(const Feeds& feeds);
+  void save_running_stats();     // batch-norm running statistics -> running_backup_
+  void restore_running_stats();  // and back
   void run_forward(bool training);
   void run_backward(const Pass& pass);
   template <typename F>

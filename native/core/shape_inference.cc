@@ -71,7 +71,8 @@ class AttrReader {
     return it == n_.attrs.end() ? std::vector<double>{} : it->second;
   }
   int check_int(const std::string& k, double x, int min) const {
-    if (x != std::floor(x) || x < min || x > 1e9) bad(k, "an integer >= " + std::to_string(min), {x});
+    if (x != std::floor(x) || x < min || x > kMaxDim)
+      bad(k, "an integer in [" + std::to_string(min) + ", " + std::to_string(kMaxDim) + "]", {x});
     return static_cast<int>(x);
   }
   [[noreturn]] void bad(const std::string& k, const std::string& want, const std::vector<double>& v) const {
@@ -209,9 +210,12 @@ TypedGraph infer_shapes(const GraphDesc& g, int64_t batch) {
     const auto& in = g.inputs[i];
     Shape s{batch};
     for (auto d : in.shape) {
-      if (d < 1) fail("input ", in.name, ": shape must hold positive integers, got ", shape_str(in.shape));
+      if (d < 1 || d > kMaxDim)
+        fail("input ", in.name, ": shape must hold integers in [1, ", kMaxDim, "], got ", shape_str(in.shape));
       s.push_back(d);
     }
+    if (checked_numel(s) < 0)
+      fail("input ", in.name, ": ", shape_str(s), " (batch ", batch, ") would have more than 2^48 elements");
     if (in.dtype == DType::f32 && s.size() != 4 && s.size() != 2)
       fail("input ", in.name, ": f32 inputs must be [C,H,W] or [F] per sample, got ", shape_str(in.shape));
     if (in.dtype == DType::i32 && s.size() != 1) fail("input ", in.name, ": i32 inputs (labels) must have per-sample shape [], got ", shape_str(in.shape));
@@ -221,7 +225,9 @@ TypedGraph infer_shapes(const GraphDesc& g, int64_t batch) {
   for (size_t i = 0; i < g.params.size(); i++) {
     const auto& p = g.params[i];
     for (auto d : p.shape)
-      if (d < 1) fail("parameter ", p.name, ": shape must hold positive integers, got ", shape_str(p.shape));
+      if (d < 1 || d > kMaxDim)
+        fail("parameter ", p.name, ": shape must hold integers in [1, ", kMaxDim, "], got ", shape_str(p.shape));
+    if (checked_numel(p.shape) < 0) fail("parameter ", p.name, ": ", shape_str(p.shape), " would have more than 2^48 elements");
     if (!t.param_by_name.emplace(p.name, static_cast<int>(i)).second) fail("parameter ", p.name, ": defined twice");
   }
   t.params = g.params;
@@ -272,6 +278,8 @@ TypedGraph infer_shapes(const GraphDesc& g, int64_t batch) {
       for (int j = 2; j < 4; j++)
         if (params[j]->trainable) fail("node ", n.name, " (batchNorm): running statistic ", params[j]->name, " must not be trainable");
     infer_node(n, rule, info.spec, params);
+    if (checked_numel(info.spec.out) < 0)
+      fail("node ", n.name, " (", n.op, "): its output ", shape_str(info.spec.out), " would have more than 2^48 elements");
 
     int node_index = static_cast<int>(t.nodes.size());
     for (size_t j = 0; j < info.inputs.size(); j++) t.values[info.inputs[j]].uses.push_back({node_index, static_cast<int>(j)});

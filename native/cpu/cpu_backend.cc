@@ -6,23 +6,34 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "dnnl_util.h"
 #include "kernels.h"
 
 namespace crunet::cpu {
 
+// Never destroyed: at process exit, static destructors run while the engine thread may still be inside
+// a primitive that uses them (engine_thread.cc also stops that thread first; this covers any other
+// exit path). The operating system reclaims them.
 dnnl::engine& engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
+  static dnnl::engine* e = new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  return *e;
 }
 
 dnnl::stream& stream() {
-  static dnnl::stream s(engine());
-  return s;
+  static dnnl::stream* s = new dnnl::stream(engine());
+  return *s;
 }
 
 namespace {
+
+// 1 when x is NaN or infinite (all exponent bits set); branch-free so that the update loop vectorises.
+inline uint32_t exponent_all_ones(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return (bits & 0x7f800000u) == 0x7f800000u;
+}
 
 memory::desc nchw_md(const Shape& s) { return memory::desc({s[0], s[1], s[2], s[3]}, dt::f32, tag::nchw); }
 
@@ -90,32 +101,52 @@ class CpuBackend final : public Backend {
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
   }
 
-  // A zero buffer makes the first step's m*buf + g equal PyTorch's buf = g exactly.
-  void sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) override {
+  // A zero buffer makes the first step's m*buf + g equal PyTorch's buf = g exactly. Each thread updates
+  // its static share of every parameter (what schedule(static) would give it) and ORs the exponent test
+  // of the new weights into a flag, so finding a NaN or infinity costs no second pass.
+  int sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) override {
     const float lr = cfg.lr, m = cfg.momentum, wd = cfg.weight_decay;
     const bool nesterov = cfg.nesterov;
+    std::vector<unsigned char> bad(slots.size(), 0);
 #pragma omp parallel
-    for (const SgdSlot& s : slots) {
-      const bool decay = s.decay && wd != 0;  // PyTorch skips the term when weight_decay is 0
-      float* w = s.w;
-      float* buf = s.momentum;
-      const float* grad = s.grad;
-      if (m == 0) {
-#pragma omp for simd schedule(static) nowait
-        for (size_t i = 0; i < s.n; i++) {
-          const float g = decay ? grad[i] + wd * w[i] : grad[i];
-          w[i] -= lr * g;
+    {
+      const size_t team = static_cast<size_t>(omp_get_num_threads()), me = static_cast<size_t>(omp_get_thread_num());
+      for (size_t k = 0; k < slots.size(); k++) {
+        const SgdSlot& s = slots[k];
+        const bool decay = s.decay && wd != 0;  // PyTorch skips the term when weight_decay is 0
+        float* w = s.w;
+        float* buf = s.momentum;
+        const float* grad = s.grad;
+        const size_t begin = s.n * me / team, end = s.n * (me + 1) / team;
+        uint32_t nonfinite = 0;
+        if (m == 0) {
+#pragma omp simd reduction(| : nonfinite)
+          for (size_t i = begin; i < end; i++) {
+            const float g = decay ? grad[i] + wd * w[i] : grad[i];
+            const float nw = w[i] - lr * g;
+            w[i] = nw;
+            nonfinite |= exponent_all_ones(nw);
+          }
+        } else {
+#pragma omp simd reduction(| : nonfinite)
+          for (size_t i = begin; i < end; i++) {
+            const float g = decay ? grad[i] + wd * w[i] : grad[i];
+            const float b = m * buf[i] + g;
+            buf[i] = b;
+            const float nw = w[i] - lr * (nesterov ? g + m * b : b);
+            w[i] = nw;
+            nonfinite |= exponent_all_ones(nw);
+          }
         }
-      } else {
-#pragma omp for simd schedule(static) nowait
-        for (size_t i = 0; i < s.n; i++) {
-          const float g = decay ? grad[i] + wd * w[i] : grad[i];
-          const float b = m * buf[i] + g;
-          buf[i] = b;
-          w[i] -= lr * (nesterov ? g + m * b : b);
+        if (nonfinite) {
+#pragma omp atomic write
+          bad[k] = 1;
         }
       }
     }
+    for (size_t k = 0; k < slots.size(); k++)
+      if (bad[k]) return static_cast<int>(k);
+    return -1;
   }
 
   bool fuses_batch_norm_relu() const override { return true; }

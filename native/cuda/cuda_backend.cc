@@ -31,6 +31,7 @@ CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(dev_.stream);
   cublasDestroy(dev_.cublas);
   cudnnDestroy(dev_.cudnn);
+  if (sgd_flags_) alloc_->release(sgd_flags_);
   alloc_.reset();
   cudaStreamDestroy(dev_.stream);
 }
@@ -107,9 +108,23 @@ void CudaBackend::accumulate(float* dst, const float* src, size_t n) {
   cuda::accumulate(dev_, dst, src, n);
 }
 
-void CudaBackend::sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) {
+int CudaBackend::sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) {
   make_current("sgd_step");
-  for (const SgdSlot& s : slots) sgd_update(dev_, cfg, s);
+  if (slots.empty()) return -1;
+  if (sgd_flag_count_ < slots.size()) {
+    if (sgd_flags_) release(sgd_flags_);
+    sgd_flags_ = nullptr;
+    sgd_flags_ = alloc(slots.size() * sizeof(int));
+    sgd_flag_count_ = slots.size();
+  }
+  int* flags = static_cast<int*>(sgd_flags_);
+  zero(flags, slots.size() * sizeof(int));
+  for (size_t k = 0; k < slots.size(); k++) sgd_update(dev_, cfg, slots[k], flags + k);
+  std::vector<int> host(slots.size());
+  download(host.data(), flags, host.size() * sizeof(int));  // one small read back per step (it synchronizes)
+  for (size_t k = 0; k < host.size(); k++)
+    if (host[k]) return static_cast<int>(k);
+  return -1;
 }
 
 }  // namespace crunet::cuda

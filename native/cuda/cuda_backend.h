@@ -29,7 +29,7 @@ class CudaBackend final : public Backend {
   void zero(void* dst, size_t bytes) override;                    // cudaMemsetAsync on the stream
   void synchronize() override;                                    // cudaStreamSynchronize
   void accumulate(float* dst, const float* src, size_t n) override;
-  void sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) override;
+  int sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) override;
 
   // No host threads compute here; the count is kept only so that the setting reads back.
   void set_num_threads(int n) override { threads_ = n; }
@@ -40,6 +40,8 @@ class CudaBackend final : public Backend {
   Device dev_;
   std::unique_ptr<Allocator> alloc_;
   int threads_ = 1;
+  void* sgd_flags_ = nullptr;  // one int per parameter of the last step: set by sgd_kernel on NaN/Inf
+  size_t sgd_flag_count_ = 0;
 };
 
 }  // namespace crunet::cuda

@@ -18,6 +18,6 @@ std::unique_ptr<Kernel> make_softmax_cross_entropy(Device& dev, const NodeSpec& 
 
 // Backend-level helpers, enqueued on dev.stream.
 void accumulate(Device& dev, float* dst, const float* src, size_t n);            // add.cu: dst += src
-void sgd_update(Device& dev, const SgdConfig& cfg, const SgdSlot& slot);         // sgd.cu: one parameter
+void sgd_update(Device& dev, const SgdConfig& cfg, const SgdSlot& slot, int* nonfinite);  // sgd.cu: one parameter; sets *nonfinite (device) on NaN/Inf
 
 }  // namespace crunet::cuda
