@@ -136,7 +136,9 @@ export function native(): Addon {
   const root = packageRoot();
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    addon = require('node-gyp-build')(root) as Addon;
+    // CRUNET_ADDON names another build of the addon (the sanitizer build, docs/HARDENING.md).
+    const override = process.env.CRUNET_ADDON;
+    addon = (override ? require(path.resolve(override)) : require('node-gyp-build')(root)) as Addon;
     // The process must not exit (process.exit(), an uncaught exception) while the engine thread is inside
     // a kernel: exit() would destroy oneDNN's static objects under it (SIGSEGV). Stop it first. Only the
     // main thread's exit ends the process; a worker's must leave the shared engine thread running.
