@@ -77,7 +77,7 @@ describe('hardening: API misuse', () => {
       await assert.rejects(s.step(x, labels()), /input images: element 324 \(sample 3\) is infinite/);
     });
     it('labels out of range are refused, naming the index and value', async () => {
-      await assert.rejects(s.step(images(), new Int32Array([0, 4, 1, 2])), /input labels: label 4 at index 1 is outside \[0, 4\)/);
+      await assert.rejects(s.step(images(), new Int32Array([0, 4, 1, 2])), /input labels: label 4 of sample 1 is outside \[0, 4\)/);
     });
     it('a second step while one runs is refused; the first completes', async () => {
       const first = s.step(images(), labels());

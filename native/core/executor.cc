@@ -387,7 +387,7 @@ void Executor::upload_feeds(const Feeds& feeds) {
     const int64_t classes = node.spec.in[0][1], count = numel(lv.shape);
     for (int64_t i = 0; i < count; i++)
       if (labels[i] < 0 || labels[i] >= classes)
-        fail("input ", lv.name, ": label ", labels[i], " at index ", i, " is outside [0, ", classes, ") (node ", node.spec.name,
+        fail("input ", lv.name, ": label ", labels[i], " of sample ", i, " is outside [0, ", classes, ") (node ", node.spec.name,
              "); nothing was computed or updated");
   }
   for (auto& v : g_.values) {
