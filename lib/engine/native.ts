@@ -114,6 +114,8 @@ export interface Addon {
   setNumThreads(n: number): void;
   /** Seconds spent inside oneDNN primitives since the addon loaded (for overhead benchmarks). */
   primitiveSeconds(): number;
+  /** The memory planner alone (native/core/memory_plan.h), for its tests; sessions plan with their backend's alignment. */
+  planMemory(requests: { bytes: number; first: number; last: number }[], reuse: boolean, alignment: number): { offsets: number[]; arenaBytes: number; naiveBytes: number };
 }
 
 /** The package root: the nearest folder above this file whose package.json is crunet's. */

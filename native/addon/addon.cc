@@ -3,6 +3,8 @@
 #include <omp.h>
 
 #include "../cpu/cpu_info.h"
+#include "../core/error.h"
+#include "../core/memory_plan.h"
 #include "../cpu/dnnl_util.h"
 #include "backend_registry.h"
 #include "engine_thread.h"
@@ -104,6 +106,37 @@ Napi::Value primitive_seconds(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), s);
 }
 
+// The memory planner alone, for its tests: planMemory([{bytes, first, last}], reuse, alignment) ->
+// {offsets, arenaBytes, naiveBytes}. Sessions plan with their backend's Backend::arena_alignment().
+Napi::Value plan_memory_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 3 || !info[0].IsArray() || !info[1].IsBoolean() || !info[2].IsNumber())
+    throw Napi::TypeError::New(env, "planMemory(requests: {bytes, first, last}[], reuse: boolean, alignment: number)");
+  auto a = info[0].As<Napi::Array>();
+  std::vector<BufferRequest> req;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value v = a.Get(i);
+    Napi::Object o = v.IsObject() ? v.As<Napi::Object>() : Napi::Object::New(env);
+    if (!o.Get("bytes").IsNumber() || !o.Get("first").IsNumber() || !o.Get("last").IsNumber())
+      throw Napi::TypeError::New(env, "planMemory: request " + std::to_string(i) + " needs numbers bytes, first and last");
+    req.push_back({static_cast<size_t>(o.Get("bytes").As<Napi::Number>().Int64Value()), o.Get("first").As<Napi::Number>().Int32Value(),
+                   o.Get("last").As<Napi::Number>().Int32Value()});
+  }
+  MemoryPlan p;
+  try {
+    p = plan_memory(req, info[1].As<Napi::Boolean>().Value(), static_cast<size_t>(info[2].As<Napi::Number>().Int64Value()));
+  } catch (const Error& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  auto offsets = Napi::Array::New(env, p.offsets.size());
+  for (size_t i = 0; i < p.offsets.size(); i++) offsets.Set(static_cast<uint32_t>(i), static_cast<double>(p.offsets[i]));
+  auto r = Napi::Object::New(env);
+  r.Set("offsets", offsets);
+  r.Set("arenaBytes", static_cast<double>(p.arena_bytes));
+  r.Set("naiveBytes", static_cast<double>(p.naive_bytes));
+  return r;
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   Napi::Function session = SessionWrap::define(env);
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(session)));
@@ -113,6 +146,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("devices", Napi::Function::New(env, devices, "devices"));
   exports.Set("primitiveSeconds", Napi::Function::New(env, primitive_seconds, "primitiveSeconds"));
   exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads, "setNumThreads"));
+  exports.Set("planMemory", Napi::Function::New(env, plan_memory_js, "planMemory"));
   return exports;
 }
 

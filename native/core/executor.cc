@@ -98,7 +98,17 @@ void Executor::release() {
 }
 
 void Executor::build_kernels() {
+  const int64_t limit = be_.max_tensor_elements();
   for (auto& n : g_.nodes) {
+    // Before the kernel is built: no library call may see a tensor it cannot address (cuDNN: int32).
+    auto check = [&](const Shape& s, const char* what) {
+      if (numel(s) > limit)
+        fail("node ", n.spec.name, " (", op_name(n.spec.op), "): ", what, " ", shape_str(s), " has ", numel(s),
+             " elements, over the ", limit, " one tensor may have on ", be_.name(), "; use a smaller batch size");
+    };
+    for (const Shape& s : n.spec.in) check(s, "input");
+    check(n.spec.out, "output");
+    for (const Shape& s : n.spec.params) check(s, "parameter");
     try {
       kernels_.push_back(be_.make_kernel(n.spec));
     } catch (const Error&) {
@@ -275,7 +285,7 @@ void Executor::plan_and_bind() {
         pass_temps[p][{cs[k].node, cs[k].slot}] = temp_for(cs[k], static_cast<size_t>(numel(g_.params[pid].shape)) * 4);
   }
 
-  plan_ = plan_memory(req, opts_.reuse_memory);
+  plan_ = plan_memory(req, opts_.reuse_memory, be_.arena_alignment());
   arena_ = alloc_or_explain(std::max<size_t>(plan_.arena_bytes, 64), "the activation arena", true);
   if (scratch_bytes_) scratch_ = alloc_or_explain(scratch_bytes_, "the kernels' scratch space", true);
   auto at = [&](int buf) { return buf < 0 ? nullptr : static_cast<char*>(arena_) + plan_.offsets[buf]; };
