@@ -102,6 +102,11 @@ export interface DeviceInfo {
   /** CUDA devices: compute capability ("9.0"), memory, multiprocessors, PCI bus id and library versions. */
   computeCapability?: string;
   memoryBytes?: number;
+  /**
+   * Free device memory now (cudaMemGetInfo), only for devices a session of this process has compiled on:
+   * asking any other device would create a CUDA context there, which holds memory for the process's life.
+   */
+  freeBytes?: number;
   multiprocessors?: number;
   pciBusId?: string;
   versions?: CudaVersions;

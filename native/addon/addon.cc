@@ -82,6 +82,7 @@ Napi::Value devices(const Napi::CallbackInfo& info) {
     g.Set("name", std::string(c.name));
     g.Set("computeCapability", std::to_string(c.cc_major) + "." + std::to_string(c.cc_minor));
     g.Set("memoryBytes", static_cast<double>(c.total_bytes));
+    if (c.free_bytes) g.Set("freeBytes", static_cast<double>(c.free_bytes));
     g.Set("multiprocessors", c.multiprocessors);
     g.Set("pciBusId", std::string(c.pci_bus_id));
     g.Set("versions", cuda_versions(env, cuda.versions));

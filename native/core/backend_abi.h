@@ -42,7 +42,7 @@ struct CrunetCudaDeviceV1 {
   int32_t index;
   char name[256];
   int32_t cc_major, cc_minor;  // compute capability
-  uint64_t total_bytes, free_bytes;
+  uint64_t total_bytes, free_bytes;  // free_bytes: cudaMemGetInfo on devices this process uses, else 0
   int32_t multiprocessors;
   char pci_bus_id[32];
 };
