@@ -11,7 +11,7 @@
 # Parts, in order: unpack, env (driver, GPU, cuDNN, cuBLAS, tools), test-gpu (npm run test:gpu), then per
 # model (crunet56, resnext50_32x4d, crunet_small): bench-M (`crunet bench`: cuDNN algorithm tables and
 # images/s), step-M (crunet against PyTorch in fp32, the same cudnn.benchmark setting on both sides),
-# amp-M (PyTorch alone under AMP bf16, channels_last: the target for crunet's future mixed precision).
+# amp-M (PyTorch alone under AMP bf16, channels_last, batch 256: the target for crunet's future mixed precision).
 #
 # Environment:
 #   OUT                     where the archive and summary go (default ./gpu-out)
@@ -21,6 +21,7 @@
 #                           ~/.cache/crunet/torch-venv if present, else the peer parts are skipped
 #   CRUNET_GPU_FAIL_PART=P  part P fails at once, on purpose (the dry run checks that the others still run)
 #   CRUNET_GPU_HANG_PART=P  part P hangs, on purpose (the dry run checks the timeout and the deadline)
+#   CRUNET_GPU_NO_XZ=1      unpack with python3's lzma module even where xz exists (the dry run tests that path)
 #   CRUNET_GPU_CUDNN_BENCHMARK=0|1   cudnn.benchmark for every benchmark part, crunet and PyTorch (default 1)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -94,8 +95,8 @@ skip() { echo "$1 0s 0s skipped: $2" >> "$SUMMARY"; }
 
 # The bundle: xz archives (smaller than gzip within the 64 MiB carry limit), unpacked with xz where it
 # exists and with python3's lzma module otherwise (python3 is on every lent machine: it holds PyTorch).
-unxz_to() {  # unxz_to FILE.xz DEST
-  if command -v xz > /dev/null; then xz -dc "$1" > "$2"
+unxz_to() {  # unxz_to FILE.xz DEST; CRUNET_GPU_NO_XZ=1 takes the python3 path (the dry run tests it)
+  if command -v xz > /dev/null && [ "${CRUNET_GPU_NO_XZ:-0}" != 1 ]; then xz -dc "$1" > "$2"
   else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; fi
 }
 unpack() {
@@ -108,14 +109,15 @@ unpack() {
     if [ $t = libs ]; then tar -xf "$WORK/$t.tar" -C "$WORK/lib"; else tar -xf "$WORK/$t.tar"; fi || return 1
     rm -f "$WORK/$t.tar"
   done
+  echo "unpacked with $(command -v xz > /dev/null && [ "${CRUNET_GPU_NO_XZ:-0}" != 1 ] && echo xz || echo "python3's lzma")"
   ls -la .gpu build/Release "$WORK/bin" "$WORK/lib"
 }
 
 if [ "$DRY" = 1 ]; then
-  DEVICE=cpu BATCH=2 STEPS=1 WARMUP=1
+  DEVICE=cpu BATCH=2 AMP_BATCH=2 STEPS=1 WARMUP=1
   TORCH_PY=${CRUNET_PEER_PYTHON:-$HOME/.cache/crunet/torch-venv/bin/python}
 else
-  DEVICE=cuda BATCH=64 STEPS=10 WARMUP=3
+  DEVICE=cuda BATCH=64 AMP_BATCH=256 STEPS=10 WARMUP=3
   TORCH_PY=${CRUNET_PEER_PYTHON:-/opt/torch/.venv/bin/python3}
   command -v "$TORCH_PY" > /dev/null || TORCH_PY=python3
 fi
@@ -155,7 +157,7 @@ elif ! PEER_WHY=$("$TORCH_PY" -c 'import torch' 2>&1); then PEER_WHY="$TORCH_PY 
 else PEER=pytorch; fi
 
 if [ "$what" != bench ]; then
-  part test-gpu 240 "${TSX[@]}" test/gpu/run.ts  # in the dry run: the skip line (no device)
+  part test-gpu 180 "${TSX[@]}" test/gpu/run.ts  # in the dry run: the skip line (no device)
 fi
 
 if [ "$what" != test ]; then
@@ -170,7 +172,7 @@ if [ "$what" != test ]; then
     part "step-$m" 150 "${TSX[@]}" bench/run.ts --suite step --model $m --device $DEVICE --batch $BATCH --steps $STEPS --warmup $WARMUP \
       --peer $PEER --cudnn-benchmark $CUDNN_BENCH --json --out "$LOGS/step-$m.json"
     if [ $PEER = pytorch ]; then
-      part "amp-$m" 100 "${TSX[@]}" bench/peer-only.ts --model $m --device $DEVICE --batch $BATCH --steps $STEPS --warmup $WARMUP \
+      part "amp-$m" 100 "${TSX[@]}" bench/peer-only.ts --model $m --device $DEVICE --batch $AMP_BATCH --steps $STEPS --warmup $WARMUP \
         --amp bf16 --cudnn-benchmark $CUDNN_BENCH --json
     else
       skip "amp-$m" "$PEER_WHY"

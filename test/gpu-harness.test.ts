@@ -79,7 +79,7 @@ describe('GPU harness: the CPU dry run of scripts/gpu-run.sh', function () {
       cwd: tree, encoding: 'utf8',
       env: {
         ...env, OUT: out, CRUNET_GPU_BUDGET_S: String(BUDGET),
-        CRUNET_GPU_FAIL_PART: 'env', CRUNET_GPU_HANG_PART: 'bench-crunet56',
+        CRUNET_GPU_FAIL_PART: 'env', CRUNET_GPU_HANG_PART: 'bench-crunet56', CRUNET_GPU_NO_XZ: '1',
       },
     });
     rc = r.status;
@@ -135,5 +135,7 @@ describe('GPU harness: the CPU dry run of scripts/gpu-run.sh', function () {
     assert.match(testLog, /test:gpu: skipped: no usable CUDA device/);
     const envLog = execFileSync('tar', ['-xzOf', path.join(out, 'gpu-run.tar.gz'), 'gpu-run/env.log'], { encoding: 'utf8' });
     assert.match(envLog, /failing on purpose: CRUNET_GPU_FAIL_PART=env/);
+    const unpackLog = execFileSync('tar', ['-xzOf', path.join(out, 'gpu-run.tar.gz'), 'gpu-run/unpack.log'], { encoding: 'utf8' });
+    assert.match(unpackLog, /unpacked with python3's lzma/);  // what a machine without xz does
   });
 });
