@@ -121,6 +121,8 @@ export interface Addon {
   primitiveSeconds(): number;
   /** The memory planner alone (native/core/memory_plan.h), for its tests; sessions plan with their backend's alignment. */
   planMemory(requests: { bytes: number; first: number; last: number }[], reuse: boolean, alignment: number): { offsets: number[]; arenaBytes: number; naiveBytes: number };
+  /** Compile's tensor-size check alone with any limit (CUDA's is 2^31 - 1 elements), for its tests. */
+  checkTensorElements(graph: GraphIR, batch: number, limit: number, where: string): void;
 }
 
 /** The package root: the nearest folder above this file whose package.json is crunet's. */

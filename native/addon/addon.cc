@@ -4,10 +4,12 @@
 
 #include "../cpu/cpu_info.h"
 #include "../core/error.h"
+#include "../core/executor.h"
 #include "../core/memory_plan.h"
 #include "../cpu/dnnl_util.h"
 #include "backend_registry.h"
 #include "engine_thread.h"
+#include "graph_from_js.h"
 #include "session_wrap.h"
 
 namespace crunet::addon {
@@ -138,6 +140,22 @@ Napi::Value plan_memory_js(const Napi::CallbackInfo& info) {
   return r;
 }
 
+// Compile's tensor-size check alone, with any limit, so that the check CUDA needs (cuDNN's 2^31 - 1
+// elements) is tested on machines without a GPU: checkTensorElements(graph, batch, limit, where).
+Napi::Value check_tensor_elements_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 4 || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsString())
+    throw Napi::TypeError::New(env, "checkTensorElements(graph, batch: number, limit: number, where: string)");
+  GraphDesc g = graph_from_js(info[0]);
+  try {
+    check_tensor_elements(infer_shapes(g, info[1].As<Napi::Number>().Int64Value()), info[2].As<Napi::Number>().Int64Value(),
+                          info[3].As<Napi::String>().Utf8Value());
+  } catch (const Error& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return env.Undefined();
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   Napi::Function session = SessionWrap::define(env);
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(session)));
@@ -148,6 +166,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("primitiveSeconds", Napi::Function::New(env, primitive_seconds, "primitiveSeconds"));
   exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads, "setNumThreads"));
   exports.Set("planMemory", Napi::Function::New(env, plan_memory_js, "planMemory"));
+  exports.Set("checkTensorElements", Napi::Function::New(env, check_tensor_elements_js, "checkTensorElements"));
   return exports;
 }
 

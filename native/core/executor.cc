@@ -97,18 +97,22 @@ void Executor::release() {
   arena_ = scratch_ = running_backup_ = nullptr;
 }
 
-void Executor::build_kernels() {
-  const int64_t limit = be_.max_tensor_elements();
-  for (auto& n : g_.nodes) {
-    // Before the kernel is built: no library call may see a tensor it cannot address (cuDNN: int32).
+void check_tensor_elements(const TypedGraph& g, int64_t limit, const std::string& where) {
+  for (auto& n : g.nodes) {
     auto check = [&](const Shape& s, const char* what) {
       if (numel(s) > limit)
         fail("node ", n.spec.name, " (", op_name(n.spec.op), "): ", what, " ", shape_str(s), " has ", numel(s),
-             " elements, over the ", limit, " one tensor may have on ", be_.name(), "; use a smaller batch size");
+             " elements, over the ", limit, " one tensor may have on ", where, "; use a smaller batch size");
     };
     for (const Shape& s : n.spec.in) check(s, "input");
     check(n.spec.out, "output");
     for (const Shape& s : n.spec.params) check(s, "parameter");
+  }
+}
+
+void Executor::build_kernels() {
+  check_tensor_elements(g_, be_.max_tensor_elements(), be_.name());
+  for (auto& n : g_.nodes) {
     try {
       kernels_.push_back(be_.make_kernel(n.spec));
     } catch (const Error&) {

@@ -39,6 +39,11 @@ struct NodeProfile {
 // Host pointers to a full batch for each graph input, in graph input order (NCHW f32 or i32 labels).
 using Feeds = std::vector<const void*>;
 
+// Throws crunet::Error naming the first node with an input, output or parameter of more than `limit`
+// elements (Backend::max_tensor_elements() of the backend `where`). Compile runs it before any kernel
+// is built, so that no library call sees a tensor it cannot address.
+void check_tensor_elements(const TypedGraph& g, int64_t limit, const std::string& where);
+
 class Executor {
  public:
   Executor(Backend& backend, const GraphDesc& graph, const ExecutorOptions& opts);
