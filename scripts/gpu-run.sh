@@ -131,7 +131,9 @@ export PATH=$WORK/bin:$PATH
 NV=$("$TORCH_PY" -c 'import nvidia, os; print(list(nvidia.__path__)[0])' 2> /dev/null)
 export LD_LIBRARY_PATH=$WORK/lib${NV:+:$NV/cudnn/lib:$NV/cu13/lib:$NV/cublas/lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export CRUNET_PEER_PYTHON=$TORCH_PY
-export CRUNET_CUDNN_CACHE_FILE=$LOGS/cudnn-algorithms.txt  # every part shares the searches; archived
+# The benchmark parts share their cuDNN searches through one cache file (archived); not test:gpu, whose
+# algorithm tests must search.
+CACHE=$LOGS/cudnn-algorithms.txt
 TSX=(node node_modules/tsx/dist/cli.mjs)
 
 env_report() {
@@ -167,9 +169,9 @@ if [ "$what" != test ]; then
     else
       nb=$([ "$CUDNN_BENCH" = 1 ] || echo --no-benchmark)
       part "bench-$m" 100 node bin/crunet.js bench --device cuda --model $m --batch-size $BATCH --steps $STEPS --warmup $WARMUP $nb \
-        --cache-file "$CRUNET_CUDNN_CACHE_FILE" --json
+        --cache-file "$CACHE" --json
     fi
-    part "step-$m" 150 "${TSX[@]}" bench/run.ts --suite step --model $m --device $DEVICE --batch $BATCH --steps $STEPS --warmup $WARMUP \
+    part "step-$m" 150 env CRUNET_CUDNN_CACHE_FILE="$CACHE" "${TSX[@]}" bench/run.ts --suite step --model $m --device $DEVICE --batch $BATCH --steps $STEPS --warmup $WARMUP \
       --peer $PEER --cudnn-benchmark $CUDNN_BENCH --json --out "$LOGS/step-$m.json"
     if [ $PEER = pytorch ]; then
       part "amp-$m" 100 "${TSX[@]}" bench/peer-only.ts --model $m --device $DEVICE --batch $AMP_BATCH --steps $STEPS --warmup $WARMUP \
