@@ -3,7 +3,7 @@
 // number crunet has to meet where crunet cannot run the configuration yet (bf16/fp16 on CUDA), and what
 // a GPU session measures first. Usage:
 //   npx tsx bench/peer-only.ts --model crunet56 --device cuda --batch 256 --amp bf16 [--format channels_last]
-//                              [--steps 20] [--warmup 5] [--json]
+//                              [--steps 20] [--warmup 5] [--cudnn-benchmark 1|0] [--json]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -18,10 +18,12 @@ async function main() {
       model: { type: 'string', default: 'crunet56' }, device: { type: 'string', default: 'cuda' }, batch: { type: 'string', default: '256' },
       amp: { type: 'string', default: 'bf16' }, format: { type: 'string', default: 'channels_last' },
       steps: { type: 'string', default: '20' }, warmup: { type: 'string', default: '5' }, json: { type: 'boolean' },
+      'cudnn-benchmark': { type: 'string', default: '1' },
     },
   });
   const batch = Number(v.batch), steps = Number(v.steps), warmup = Number(v.warmup);
   if (!['none', 'bf16', 'fp16'].includes(v.amp!)) throw new Error(`--amp must be none, bf16 or fp16, got '${v.amp}'`);
+  if (!['0', '1'].includes(v['cudnn-benchmark']!)) throw new Error(`--cudnn-benchmark must be 1 or 0, got '${v['cudnn-benchmark']}'`);
   const model = create(v.model!);
   const ir = model.graph.ir;
   const input = ir.inputs.find((i) => i.dtype === 'f32')!.shape;
@@ -33,7 +35,7 @@ async function main() {
     const labels = Int32Array.from({ length: batch }, (_, i) => i % model.options.classes);
     fs.writeFileSync(path.join(tmp, 'images.bin'), new Uint8Array(images.buffer));
     fs.writeFileSync(path.join(tmp, 'labels.bin'), new Uint8Array(labels.buffer));
-    const started = await PytorchPeer.start({ device: v.device!, threads: os.cpus().length, format: v.format as PeerFormat, amp: v.amp as 'none' | 'bf16' | 'fp16' });
+    const started = await PytorchPeer.start({ device: v.device!, threads: os.cpus().length, format: v.format as PeerFormat, amp: v.amp as 'none' | 'bf16' | 'fp16', cudnnBenchmark: v['cudnn-benchmark'] === '1' });
     if ('unavailable' in started) throw new Error(`PyTorch is unavailable: ${started.unavailable}`);
     const peer = started;
     try {

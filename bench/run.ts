@@ -15,6 +15,8 @@
 //   --max-time S                ops suite: Benchmark.js maxTime per case in seconds (default 0.4)
 //   --filter REGEX              ops suite: only layers whose key matches
 //   --threads T                 PyTorch threads (default: crunet's OpenMP thread count)
+//   --cudnn-benchmark on|off    CUDA, step suite: cudnn.benchmark for crunet and PyTorch alike (default on, as
+//                               PyTorch benchmark scripts and `crunet bench`)
 //   --json                      print the result as one JSON object on stdout (progress goes to stderr)
 //   --save / --out FILE         write the result to bench/results/<suite>-<...>.json / FILE
 //   --wait-idle [S]             before measuring, wait up to S seconds (default 900) for a 1-minute load < 1.3
@@ -34,7 +36,7 @@ import { runStep, type StepResultJSON } from './suites/step.js';
 
 const SUITES = ['step', 'ops', 'peak', 'all'] as const;
 const PRECISIONS = ['fp32', 'bf16', 'fp16'] as const;
-const FLAGS = ['suite', 'model', 'batch', 'device', 'precision', 'peer', 'peer-format', 'steps', 'warmup', 'max-time', 'filter', 'threads', 'json', 'save', 'out', 'wait-idle'];
+const FLAGS = ['suite', 'model', 'batch', 'device', 'precision', 'peer', 'peer-format', 'steps', 'warmup', 'max-time', 'filter', 'threads', 'cudnn-benchmark', 'json', 'save', 'out', 'wait-idle'];
 const BOOLEAN = new Set(['json', 'save']);
 const RESULTS = path.join(__dirname, 'results');
 
@@ -132,6 +134,7 @@ async function main(): Promise<void> {
     const model = models[0]!;
     const r = await runStep({
       model, device, precision, peer: peerName, peerFormats, threads, log, cpuBusyBefore: busyNow,
+      cudnnBenchmark: choice('cudnn-benchmark setting', args.get('cudnn-benchmark') ?? 'on', ['on', 'off', '1', '0'] as const).match(/^(on|1)$/) !== null,
       batch: positiveInt('batch', args.get('batch'), defaultBatch(model, device)),
       steps: positiveInt('steps', args.get('steps'), small(model) || device !== 'cpu' ? 16 : 4),
       warmup: positiveInt('warmup', args.get('warmup'), small(model) ? 3 : 2),

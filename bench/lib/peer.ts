@@ -54,9 +54,11 @@ export class PytorchPeer {
   }
 
   /** Starts the peer; resolves to the peer, or to the reason it is unavailable. */
-  static async start(o: { device: string; threads: number; format: PeerFormat; amp?: 'none' | 'bf16' | 'fp16'; timeoutMs?: number }): Promise<PytorchPeer | { unavailable: string }> {
+  /** cudnnBenchmark: torch.backends.cudnn.benchmark on CUDA (default true); give crunet the same setting to compare like with like. */
+  static async start(o: { device: string; threads: number; format: PeerFormat; amp?: 'none' | 'bf16' | 'fp16'; cudnnBenchmark?: boolean; timeoutMs?: number }): Promise<PytorchPeer | { unavailable: string }> {
     const python = peerPython();
-    const child = spawn(python, ['-u', SCRIPT, '--device', o.device, '--threads', String(o.threads), '--format', o.format, '--amp', o.amp ?? 'none'], {
+    const args = ['-u', SCRIPT, '--device', o.device, '--threads', String(o.threads), '--format', o.format, '--amp', o.amp ?? 'none', '--cudnn-benchmark', o.cudnnBenchmark === false ? '0' : '1'];
+    const child = spawn(python, args, {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
     });

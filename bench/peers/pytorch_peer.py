@@ -277,6 +277,7 @@ def main() -> None:
     ap.add_argument('--threads', type=int, default=0)
     ap.add_argument('--format', default='channels_last', choices=['channels_last', 'contiguous'])
     ap.add_argument('--amp', default='none', choices=['none', 'bf16', 'fp16'])
+    ap.add_argument('--cudnn-benchmark', type=int, default=1, choices=[0, 1])
     args = ap.parse_args()
     try:
         import warnings
@@ -291,7 +292,7 @@ def main() -> None:
         if args.device.startswith('cuda'):
             if not torch.cuda.is_available():
                 raise RuntimeError('torch.cuda.is_available() is False')
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = bool(args.cudnn_benchmark)
         peer = Peer(torch, args.device, args.format, args.amp)
         info = {
             'torch': torch.__version__,
@@ -308,6 +309,7 @@ def main() -> None:
         if args.device.startswith('cuda'):
             info['gpu'] = torch.cuda.get_device_name(peer.dev)
             info['cudnn'] = torch.backends.cudnn.version()
+            info['cudnnBenchmark'] = torch.backends.cudnn.benchmark
     except Exception as e:
         send({'ready': False, 'error': f'{type(e).__name__}: {e}'})
         return

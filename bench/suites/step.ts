@@ -65,6 +65,8 @@ export interface StepResultJSON {
   suite: 'step';
   precision: string;
   batch: number;
+  /** CUDA only: cudnn.benchmark on both sides. */
+  cudnnBenchmark?: boolean;
   crunet: CrunetSide | { error: string };
   pytorch: PytorchSide | { unavailable: string } | { error: string } | { skipped: string } | null;
   /** crunet images/s over PyTorch images/s (above 1: crunet is faster). */
@@ -93,6 +95,8 @@ export interface StepOptions {
   peer: PeerName;
   peerFormats: PeerFormat[];
   threads: number;
+  /** CUDA: cudnn.benchmark for crunet and PyTorch alike (a comparison needs the same setting on both sides). */
+  cudnnBenchmark: boolean;
   /** Fraction of the cores busy just before the run (recorded with the machine). */
   cpuBusyBefore?: number;
   log: (s: string) => void;
@@ -172,7 +176,7 @@ export async function runStep(o: StepOptions): Promise<StepResultJSON> {
   // The GEMM peak is measured at the end: its buffers would otherwise sit in the memory baselines.
   const peak = { peakGflops: NaN } as PeakResult;
   const result: StepResultJSON = {
-    model: o.model, device: o.device, suite: 'step', precision: o.precision, batch: o.batch,
+    model: o.model, device: o.device, suite: 'step', precision: o.precision, batch: o.batch, ...(cuda ? { cudnnBenchmark: o.cudnnBenchmark } : {}),
     crunet: { error: 'not run' }, pytorch: null, ratio: null, memoryRatio: null,
     params: model.parameterCount(), trainGflopPerStep: round(flop / 1e9, 2), steps: o.steps, warmup: o.warmup,
     peak, machine, loadAfter: 0, busyAfter: [],
@@ -197,6 +201,7 @@ export async function runStep(o: StepOptions): Promise<StepResultJSON> {
     const t0 = performance.now();
     session = await compile(model, {
       batchSize: o.batch, device: o.device, precision: o.precision as 'fp32', profile: !cuda,
+      ...(cuda ? { cudnn: { benchmark: o.cudnnBenchmark } } : {}),
       optimizer: { lr: 0.01, momentum: 0.9, nesterov: true, weightDecay: 1e-4 },
     });
     compileMs = performance.now() - t0;
@@ -246,7 +251,7 @@ export async function runStep(o: StepOptions): Promise<StepResultJSON> {
     for (const format of o.peerFormats) {
       // The peer trains in the same precision: fp32, or AMP (autocast) for bf16/fp16.
       const amp = o.precision === 'fp32' ? 'none' : (o.precision as 'bf16' | 'fp16');
-      const started = await PytorchPeer.start({ device: o.device, threads: o.threads, format, amp });
+      const started = await PytorchPeer.start({ device: o.device, threads: o.threads, format, amp, cudnnBenchmark: o.cudnnBenchmark });
       if ('unavailable' in started) {
         peerUnavailable = started.unavailable;
         o.log(started.unavailable);

@@ -103,6 +103,11 @@ export interface DeviceInfo {
   /** CUDA devices: compute capability ("9.0"), memory, multiprocessors, PCI bus id and library versions. */
   computeCapability?: string;
   memoryBytes?: number;
+  /**
+   * Free device memory now (cudaMemGetInfo), only for devices a session of this process has compiled on:
+   * asking any other device would create a CUDA context there, which holds memory for the process's life.
+   */
+  freeBytes?: number;
   multiprocessors?: number;
   pciBusId?: string;
   versions?: CudaVersions;
@@ -117,6 +122,10 @@ export interface Addon {
   primitiveSeconds(): number;
   /** Stops the engine thread (at process exit): queued work is dropped, a running step stops at its next kernel. */
   shutdown(): void;
+  /** The memory planner alone (native/core/memory_plan.h), for its tests; sessions plan with their backend's alignment. */
+  planMemory(requests: { bytes: number; first: number; last: number }[], reuse: boolean, alignment: number): { offsets: number[]; arenaBytes: number; naiveBytes: number };
+  /** Compile's tensor-size check alone with any limit (CUDA's is 2^31 - 1 elements), for its tests. */
+  checkTensorElements(graph: GraphIR, batch: number, limit: number, where: string): void;
 }
 
 /** The package root: the nearest folder above this file whose package.json is crunet's. */

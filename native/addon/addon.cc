@@ -3,10 +3,14 @@
 #include <omp.h>
 
 #include "../cpu/cpu_info.h"
+#include "../core/error.h"
+#include "../core/executor.h"
+#include "../core/memory_plan.h"
 #include "../cpu/dnnl_util.h"
 #include "backend_registry.h"
 #include "engine_thread.h"
 #include "fault.h"
+#include "graph_from_js.h"
 #include "session_wrap.h"
 
 namespace crunet::addon {
@@ -83,6 +87,7 @@ Napi::Value devices(const Napi::CallbackInfo& info) {
     g.Set("name", std::string(c.name));
     g.Set("computeCapability", std::to_string(c.cc_major) + "." + std::to_string(c.cc_minor));
     g.Set("memoryBytes", static_cast<double>(c.total_bytes));
+    if (c.free_bytes) g.Set("freeBytes", static_cast<double>(c.free_bytes));
     g.Set("multiprocessors", c.multiprocessors);
     g.Set("pciBusId", std::string(c.pci_bus_id));
     g.Set("versions", cuda_versions(env, cuda.versions));
@@ -112,6 +117,51 @@ Napi::Value primitive_seconds(const Napi::CallbackInfo& info) {
 Napi::Value shutdown(const Napi::CallbackInfo& info) {
   shutdown_engine_thread();
   return info.Env().Undefined();
+// The memory planner alone, for its tests: planMemory([{bytes, first, last}], reuse, alignment) ->
+// {offsets, arenaBytes, naiveBytes}. Sessions plan with their backend's Backend::arena_alignment().
+Napi::Value plan_memory_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 3 || !info[0].IsArray() || !info[1].IsBoolean() || !info[2].IsNumber())
+    throw Napi::TypeError::New(env, "planMemory(requests: {bytes, first, last}[], reuse: boolean, alignment: number)");
+  auto a = info[0].As<Napi::Array>();
+  std::vector<BufferRequest> req;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value v = a.Get(i);
+    Napi::Object o = v.IsObject() ? v.As<Napi::Object>() : Napi::Object::New(env);
+    if (!o.Get("bytes").IsNumber() || !o.Get("first").IsNumber() || !o.Get("last").IsNumber())
+      throw Napi::TypeError::New(env, "planMemory: request " + std::to_string(i) + " needs numbers bytes, first and last");
+    req.push_back({static_cast<size_t>(o.Get("bytes").As<Napi::Number>().Int64Value()), o.Get("first").As<Napi::Number>().Int32Value(),
+                   o.Get("last").As<Napi::Number>().Int32Value()});
+  }
+  MemoryPlan p;
+  try {
+    p = plan_memory(req, info[1].As<Napi::Boolean>().Value(), static_cast<size_t>(info[2].As<Napi::Number>().Int64Value()));
+  } catch (const Error& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  auto offsets = Napi::Array::New(env, p.offsets.size());
+  for (size_t i = 0; i < p.offsets.size(); i++) offsets.Set(static_cast<uint32_t>(i), static_cast<double>(p.offsets[i]));
+  auto r = Napi::Object::New(env);
+  r.Set("offsets", offsets);
+  r.Set("arenaBytes", static_cast<double>(p.arena_bytes));
+  r.Set("naiveBytes", static_cast<double>(p.naive_bytes));
+  return r;
+}
+
+// Compile's tensor-size check alone, with any limit, so that the check CUDA needs (cuDNN's 2^31 - 1
+// elements) is tested on machines without a GPU: checkTensorElements(graph, batch, limit, where).
+Napi::Value check_tensor_elements_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 4 || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsString())
+    throw Napi::TypeError::New(env, "checkTensorElements(graph, batch: number, limit: number, where: string)");
+  GraphDesc g = graph_from_js(info[0]);
+  try {
+    check_tensor_elements(infer_shapes(g, info[1].As<Napi::Number>().Int64Value()), info[2].As<Napi::Number>().Int64Value(),
+                          info[3].As<Napi::String>().Utf8Value());
+  } catch (const Error& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return env.Undefined();
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
@@ -124,6 +174,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("primitiveSeconds", Napi::Function::New(env, primitive_seconds, "primitiveSeconds"));
   exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads, "setNumThreads"));
   exports.Set("shutdown", Napi::Function::New(env, shutdown, "shutdown"));
+  exports.Set("planMemory", Napi::Function::New(env, plan_memory_js, "planMemory"));
+  exports.Set("checkTensorElements", Napi::Function::New(env, check_tensor_elements_js, "checkTensorElements"));
   return exports;
 }
 

@@ -13,6 +13,7 @@
 // parameters keep PyTorch's layout (conv weight [O, C/groups, kh, kw]) on every backend.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -80,7 +81,12 @@ class Backend {
   virtual std::string name() const = 0;
   virtual std::unique_ptr<Kernel> make_kernel(const NodeSpec& spec) = 0;
 
-  virtual void* alloc(size_t bytes) = 0;  // 64-byte aligned, zero-filled; throws crunet::Error on failure
+  virtual void* alloc(size_t bytes) = 0;  // arena_alignment()-aligned, zero-filled; throws crunet::Error on failure
+  // The alignment of every buffer the memory plan places in the activation arena (memory_plan.h).
+  virtual size_t arena_alignment() const { return 64; }
+  // The most elements one tensor may have on this backend; compile refuses a graph with a larger one,
+  // naming the node, instead of failing (or overflowing) inside a library call.
+  virtual int64_t max_tensor_elements() const { return INT64_MAX; }
   virtual void release(void* p) = 0;
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;

@@ -18,7 +18,9 @@
 
 #include "backend.h"
 
-#define CRUNET_BACKEND_ABI_VERSION 3u  // 2: Backend::zero/synchronize, Kernel::report_json, the algorithm cache calls; 3: sgd_step returns the first non-finite slot
+#define CRUNET_BACKEND_ABI_VERSION 3u  // 2: Backend::zero/synchronize, Kernel::report_json, the algorithm cache calls;
+                                        // 3: sgd_step returns the first non-finite slot, Backend::arena_alignment,
+                                        // Backend::max_tensor_elements
 #define CRUNET_CUDA_ENTRY_SYMBOL "crunet_cuda_entry_v1"
 
 // Sizes of the C++ types that cross, so a stale library is refused instead of misreading memory.
@@ -41,7 +43,7 @@ struct CrunetCudaDeviceV1 {
   int32_t index;
   char name[256];
   int32_t cc_major, cc_minor;  // compute capability
-  uint64_t total_bytes, free_bytes;
+  uint64_t total_bytes, free_bytes;  // free_bytes: cudaMemGetInfo on devices this process uses, else 0
   int32_t multiprocessors;
   char pci_bus_id[32];
 };

@@ -106,7 +106,21 @@ void Executor::release() {
   arena_ = scratch_ = running_backup_ = nullptr;
 }
 
+void check_tensor_elements(const TypedGraph& g, int64_t limit, const std::string& where) {
+  for (auto& n : g.nodes) {
+    auto check = [&](const Shape& s, const char* what) {
+      if (numel(s) > limit)
+        fail("node ", n.spec.name, " (", op_name(n.spec.op), "): ", what, " ", shape_str(s), " has ", numel(s),
+             " elements, over the ", limit, " one tensor may have on ", where, "; use a smaller batch size");
+    };
+    for (const Shape& s : n.spec.in) check(s, "input");
+    check(n.spec.out, "output");
+    for (const Shape& s : n.spec.params) check(s, "parameter");
+  }
+}
+
 void Executor::build_kernels() {
+  check_tensor_elements(g_, be_.max_tensor_elements(), be_.name());
   for (auto& n : g_.nodes) {
     try {
       kernels_.push_back(be_.make_kernel(n.spec));
@@ -293,7 +307,7 @@ void Executor::plan_and_bind() {
         pass_temps[p][{cs[k].node, cs[k].slot}] = temp_for(cs[k], static_cast<size_t>(numel(g_.params[pid].shape)) * 4);
   }
 
-  plan_ = plan_memory(req, opts_.reuse_memory);
+  plan_ = plan_memory(req, opts_.reuse_memory, be_.arena_alignment());
   arena_ = alloc_or_explain(std::max<size_t>(plan_.arena_bytes, 64), "the activation arena", true);
   if (scratch_bytes_) scratch_ = alloc_or_explain(scratch_bytes_, "the kernels' scratch space", true);
   auto at = [&](int buf) { return buf < 0 ? nullptr : static_cast<char*>(arena_) + plan_.offsets[buf]; };

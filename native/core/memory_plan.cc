@@ -3,17 +3,16 @@
 #include <algorithm>
 #include <numeric>
 
-namespace crunet {
+#include "error.h"
 
-namespace {
-constexpr size_t kAlign = 64;
-size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-}  // namespace
+namespace crunet {
 
 // Greedy by size: place the largest buffers first, each at the lowest offset that does not collide
 // with an already placed buffer whose lifetime overlaps. Simple, and within a few percent of optimal
 // for the chain-like lifetimes of a training step.
-MemoryPlan plan_memory(const std::vector<BufferRequest>& req, bool reuse) {
+MemoryPlan plan_memory(const std::vector<BufferRequest>& req, bool reuse, size_t alignment) {
+  if (alignment == 0 || (alignment & (alignment - 1))) fail("memory plan: alignment ", alignment, " is not a power of two");
+  auto align_up = [alignment](size_t n) { return (n + alignment - 1) / alignment * alignment; };
   MemoryPlan plan;
   plan.offsets.assign(req.size(), 0);
   for (auto& r : req) plan.naive_bytes += align_up(r.bytes);

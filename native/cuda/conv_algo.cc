@@ -253,14 +253,17 @@ AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvD
       cands.push_back(c);
   }
 
-  // Benchmark mode runs candidates on scratch tensors of the convolution's sizes (zeroed, so that no NaN
-  // or denormal garbage skews the times). If those cannot be allocated, the heuristic choice is made
-  // instead and not cached, so that a later search with more memory free can still time.
-  bool bench = key.benchmark != 0;
-  std::string bench_note;
+  // Note [trial run]: every candidate is run once on scratch tensors of the convolution's sizes (zeroed,
+  // so that no NaN or denormal garbage skews the times) before it is trusted, as PyTorch's try_all: cuDNN
+  // can list an algorithm that then fails with NOT_SUPPORTED or EXECUTION_FAILED on these sizes, and
+  // such a failure is the next candidate's turn, not a fatal error at the first step. Benchmark mode
+  // also times them. If the scratch tensors cannot be allocated, the first candidate whose workspace
+  // fits is taken untried and not cached, so that a later search with more memory free can still try.
+  bool can_run = true;
+  std::string run_note;
   std::unique_ptr<Scratch> x, w, y;
   std::unique_ptr<Events> ev;
-  if (bench) {
+  {
     const size_t x_bytes = size_t(key.n) * key.c * key.h * key.w * 4;
     const size_t w_bytes = size_t(key.o) * (key.c / key.groups) * key.kh * key.kw * 4;
     const int oh = (key.h + 2 * key.ph - key.dh * (key.kh - 1) - 1) / key.sh + 1;
@@ -271,20 +274,22 @@ AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvD
       w = std::make_unique<Scratch>(*dev.alloc, w_bytes, op + ": cuDNN benchmark weights");
       y = std::make_unique<Scratch>(*dev.alloc, y_bytes, op + ": cuDNN benchmark output");
     } catch (const Error& e) {
-      bench = false;
-      bench_note = std::string("benchmark skipped (") + e.what() + ")";
+      can_run = false;
+      run_note = std::string("candidates taken untried (") + e.what() + ")";
     }
-    if (bench) {
+    if (can_run) {
       CK(cudaMemsetAsync, op, x->p, 0, x_bytes, dev.stream);
       CK(cudaMemsetAsync, op, w->p, 0, w_bytes, dev.stream);
       CK(cudaMemsetAsync, op, y->p, 0, y_bytes, dev.stream);
-      ev = std::make_unique<Events>(op);
     }
   }
+  const bool bench = key.benchmark != 0 && can_run;
+  if (bench) ev = std::make_unique<Events>(op);
   const size_t limit = bench && key.benchmark_limit > 0 ? size_t(key.benchmark_limit) : cands.size();
 
   // Timed: the first `limit` candidates (benchmark mode). Otherwise, and past the limit when none of the
-  // timed ones could run (the fall back on out-of-memory), the first usable candidate wins untimed.
+  // timed ones could run (the fall back on out-of-memory), the first candidate whose trial run succeeds
+  // wins untimed.
   int best = -1;
   size_t looked = 0;
   for (size_t i = 0; i < cands.size(); i++) {
@@ -307,23 +312,28 @@ AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvD
       c.skipped = std::string("out of memory: ") + e.what();
       continue;
     }
-    if (!time_it) {
+    if (!can_run) {
       best = static_cast<int>(i);
       break;
     }
     Buffers b{x->p, w->p, y->p, ws->p, c.workspace};
-    cudnnStatus_t st = run_once(h, dir, d, c.algo, b);  // warm-up (and the check that it runs at all)
-    if (st == CUDNN_STATUS_SUCCESS) {
+    cudnnStatus_t st = run_once(h, dir, d, c.algo, b);  // the trial run (and the benchmark's warm-up)
+    if (st == CUDNN_STATUS_SUCCESS && time_it) {
       CK(cudaEventRecord, op, ev->start, dev.stream);
       for (int r = 0; r < kTimedRuns && st == CUDNN_STATUS_SUCCESS; r++) st = run_once(h, dir, d, c.algo, b);
       CK(cudaEventRecord, op, ev->stop, dev.stream);
     }
-    const cudaError_t synced = cudaEventSynchronize(ev->stop);
+    // A launch or execution error surfaces at the synchronization.
+    const cudaError_t synced = time_it ? cudaEventSynchronize(ev->stop) : cudaStreamSynchronize(dev.stream);
     if (st != CUDNN_STATUS_SUCCESS || synced != cudaSuccess) {
       c.skipped = std::string("run failed: ") +
                   (st != CUDNN_STATUS_SUCCESS ? cudnnGetErrorString(st) : cudaGetErrorString(synced));
       cudaGetLastError();  // clears a non-sticky error; a sticky one (a fault) will surface at the next call
       continue;
+    }
+    if (!time_it) {
+      best = static_cast<int>(i);
+      break;
     }
     float total = 0;
     CK(cudaEventElapsedTime, op, &total, ev->start, ev->stop);
@@ -340,7 +350,7 @@ AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvD
          "], w [", key.o, ",", key.c / key.groups, ",", key.kh, ",", key.kw, "], groups ", key.groups, ", stride ", key.sh,
          "x", key.sw, ", padding ", key.ph, "x", key.pw, " (deterministic ", key.deterministic, ", allowTF32 ",
          key.allow_tf32, ", benchmark ", key.benchmark, ", ", cands.size(), " candidates",
-         tried.empty() ? std::string(")") : ": " + tried + ")", bench_note.empty() ? "" : "; " + bench_note);
+         tried.empty() ? std::string(")") : ": " + tried + ")", run_note.empty() ? "" : "; " + run_note);
   }
   AlgoChoice choice;
   choice.algo = cands[best].algo;
@@ -350,7 +360,7 @@ AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvD
   choice.benchmarked = cands[best].ms >= 0;
   choice.candidates = std::move(cands);
   CK(cudnnSetConvolutionMathType, op, d.conv, choice.math);
-  if (bench == (key.benchmark != 0)) {  // a benchmark that could not run is not what the key promises
+  if (can_run) {  // a choice that was not tried (or, in benchmark mode, not timed) is not cached
     std::lock_guard<std::mutex> lock(cache().mu);
     if (cache().by_key[static_cast<int>(dir)].emplace(k, choice).second) cache().dirty.insert(key.device);
   }

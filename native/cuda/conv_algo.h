@@ -2,14 +2,15 @@
 // Conv_v8.cpp for benchmark_limit):
 //   candidates:    cudnnGet*Algorithm_v7 heuristics, in their order, less those cuDNN reports unsupported
 //                  and, with deterministic, those not CUDNN_DETERMINISTIC;
-//   benchmark off: the first candidate whose workspace can be allocated;
+//   benchmark off: the first candidate whose workspace can be allocated and whose trial run on scratch
+//                  tensors of the real sizes succeeds (PyTorch's try_all; Note [trial run] in conv_algo.cc);
 //   benchmark on:  the first benchmarkLimit candidates (0: all) are each run and timed on scratch buffers
 //                  (one warm-up, then kTimedRuns runs between CUDA events), and the fastest wins, as
 //                  PyTorch's v8 path times the first benchmark_limit engine configurations;
 //   allowTF32 off: fp32 convolutions use CUDNN_FMA_MATH (no TF32 tensor cores).
-// A candidate whose workspace cannot be allocated, or whose run fails, is skipped with the reason kept
-// (the fall back on out-of-memory); when no timed candidate could run, the first usable one past the
-// limit is taken untimed. Only usable choices are cached (a benchmark that could not get its scratch
+// A candidate whose workspace cannot be allocated, or whose run fails (NOT_SUPPORTED, EXECUTION_FAILED,
+// ...), is skipped with the reason kept (the fall back); when no timed candidate could run, the first
+// usable one past the limit is taken untimed. Only usable choices are cached (a benchmark that could not get its scratch
 // tensors is not cached under a benchmark key). Every candidate's outcome is kept in the choice, for
 // `crunet bench` and Session.profile()[i].algorithms. See Note [conv algorithm key].
 #pragma once

@@ -2,6 +2,7 @@
 // caching allocator, and the cuDNN options its convolutions choose algorithms with. All of its work is
 // enqueued on its stream; the host waits only where a value must reach it (download, the loss).
 #pragma once
+#include <climits>
 #include <memory>
 
 #include "allocator.h"
@@ -18,6 +19,11 @@ class CudaBackend final : public Backend {
   std::unique_ptr<Kernel> make_kernel(const NodeSpec& spec) override;
 
   void* alloc(size_t bytes) override;
+  // cudaMalloc's alignment, which cuDNN's kernels assume of operands and workspaces; the memory plan
+  // places every arena buffer on it.
+  size_t arena_alignment() const override { return 256; }
+  // cuDNN's legacy API describes tensors with int dimensions and strides: at most 2^31 - 1 elements.
+  int64_t max_tensor_elements() const override { return INT32_MAX; }
   void release(void* p) override;
   void upload(void* dst, const void* host_src, size_t bytes) override;
   void download(void* host_dst, const void* src, size_t bytes) override;

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "conv_algo.h"
@@ -102,6 +104,11 @@ void fill_versions(CrunetCudaVersionsV1* v) {
   v->compiled_cublas = CUBLAS_VERSION;
 }
 
+// Devices with a backend in this process: they have a CUDA context, so asking their free memory costs
+// nothing more (on any other device cudaMemGetInfo would create one, taking its memory for the process's life).
+std::mutex used_mu;
+std::set<int> used_devices;
+
 int list_devices(CrunetCudaDeviceV1* out, int max, CrunetCudaVersionsV1* versions, char* err, size_t errlen) {
   try {
     fill_versions(versions);
@@ -126,7 +133,19 @@ int list_devices(CrunetCudaDeviceV1* out, int max, CrunetCudaVersionsV1* version
       d.cc_major = p.major;
       d.cc_minor = p.minor;
       d.total_bytes = p.totalGlobalMem;
-      d.free_bytes = 0;  // not asked: cudaMemGetInfo would create a context on every device
+      d.free_bytes = 0;  // 0: not asked (no backend on this device yet)
+      bool used;
+      {
+        std::lock_guard<std::mutex> lock(used_mu);
+        used = used_devices.count(i) > 0;
+      }
+      int prev = 0;
+      if (used && cudaGetDevice(&prev) == cudaSuccess && cudaSetDevice(i) == cudaSuccess) {
+        size_t free_b = 0, total_b = 0;
+        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) d.free_bytes = free_b;
+        cudaSetDevice(prev);
+      }
+      cudaGetLastError();
       d.multiprocessors = p.multiProcessorCount;
       cudaDeviceGetPCIBusId(d.pci_bus_id, sizeof d.pci_bus_id, i);
     }
@@ -161,7 +180,10 @@ Backend* create_backend(int index, const CrunetCudnnOptionsV1* options, char* er
     CrunetCudnnOptionsV1 o{sizeof(CrunetCudnnOptionsV1), 0, 0, 10, 1};
     if (options) std::memcpy(&o, options, std::min<size_t>(sizeof o, options->struct_size));
     o.struct_size = sizeof o;
-    return new CudaBackend(index, o);
+    Backend* b = new CudaBackend(index, o);
+    std::lock_guard<std::mutex> lock(used_mu);
+    used_devices.insert(index);
+    return b;
   } catch (const std::exception& e) {
     put(err, errlen, std::string(e.what()) + " (cuDNN from " + origin(reinterpret_cast<const void*>(&cudnnCreate)) +
                          ", cuBLAS from " + origin(reinterpret_cast<const void*>(&cublasCreate_v2)) + ")");

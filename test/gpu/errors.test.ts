@@ -1,7 +1,7 @@
 // Error paths on a machine with a CUDA device: each is an Error naming the op or device and the cause,
 // and the session (and the device) stay usable afterwards.
 import { strict as assert } from 'node:assert';
-import { buildInfo, compile, GraphBuilder } from '../../lib/index.js';
+import { buildInfo, compile, devices, GraphBuilder, type Session } from '../../lib/index.js';
 import { GPU } from './compare.js';
 
 function classifier(c = 3, hw = 8, k = 4) {
@@ -27,19 +27,49 @@ describe('CUDA error paths', () => {
   });
 
   it('names the op, the bytes asked and the bytes free when device memory runs out', async () => {
-    // A training graph keeping 24 activations of 7.5 GB (each under cuDNN's 2^31 elements): ~180 GB.
+    // Sized from the device's free memory, so that it runs out on any card: backward reads every conv's
+    // input, so a training graph of L convolutions over 2^30-element tensors (4 GiB each, under cuDNN's
+    // 2^31 elements) keeps L x 4 GiB alive at once, whatever the memory plan reuses.
+    const warm = await compile(classifier(), { device: GPU, batchSize: 2 });  // a context, so free memory is known
+    warm.dispose();
+    const id = GPU === 'cuda' ? 'cuda:0' : GPU;
+    const free = devices().find((d) => d.id === id)?.freeBytes;
+    assert.ok(free !== undefined && free > 0, `devices() gives no freeBytes for ${id}: ${JSON.stringify(devices())}`);
+    const tensor = 2 ** 32;  // bytes: [16, 16, 2048, 2048] f32
+    const layers = Math.ceil(free / tensor) + 2;
     const g = new GraphBuilder();
-    const x = g.input('images', [64, 1024, 1024]);
+    const x = g.input('images', [16, 2048, 2048]);
     const y = g.input('labels', [], 'i32');
     let t = x;
-    for (let i = 0; i < 12; i++) t = g.relu(g.conv2d(t, { outChannels: 64, kernel: 3, padding: 1, name: `conv${i}` }));
+    for (let i = 0; i < layers; i++) t = g.relu(g.conv2d(t, { outChannels: 16, kernel: 1, name: `conv${i}` }));
     const logits = g.linear(g.globalAvgPool(t), { outFeatures: 4 });
     const graph = g.build({ outputs: [logits], loss: g.softmaxCrossEntropy(logits, y) });
-    await rejects(compile(graph, { device: GPU, batchSize: 28 }),
-      /out of device memory on cuda:\d+: asked for \d+ bytes \([\d.]+ MiB\); \d+ bytes \([\d.]+ MiB\) free of \d+ bytes/);
+    let s: Session | undefined;
+    let error: Error | undefined;
+    try {
+      s = await compile(graph, { device: GPU, batchSize: 16 });
+    } catch (e) {
+      error = e as Error;
+    } finally {
+      s?.dispose();  // if it fit after all, give the memory back before failing
+    }
+    assert.ok(error, `compile of ${layers} layers of 4 GiB tensors succeeded with ${free} bytes free`);
+    assert.match(error.message, /out of device memory on cuda:\d+: asked for \d+ bytes \([\d.]+ MiB\); \d+ bytes \([\d.]+ MiB\) free of \d+ bytes/);
     // The device is still usable.
-    const s = await compile(classifier(), { device: GPU, batchSize: 2 });
-    s.dispose();
+    const again = await compile(classifier(), { device: GPU, batchSize: 2 });
+    again.dispose();
+  });
+
+  it('refuses a tensor over cuDNN\'s 2^31 elements at compile, naming the node', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('images', [16, 2048, 2048]);
+    const y = g.input('labels', [], 'i32');
+    const c = g.conv2d(x, { outChannels: 16, kernel: 1, name: 'wide' });
+    const logits = g.linear(g.globalAvgPool(c), { outFeatures: 4 });
+    const graph = g.build({ outputs: [logits], loss: g.softmaxCrossEntropy(logits, y) });
+    // 32 x 16 x 2048 x 2048 = 2^31 elements: one over the int32 limit.
+    await rejects(compile(graph, { device: GPU, batchSize: 32 }),
+      /node wide \(conv2d\): input \[32,16,2048,2048\] has 2147483648 elements, over the 2147483647 one tensor may have on /);
   });
 
   it('reports an out-of-range label with its sample, and the session goes on', async () => {
