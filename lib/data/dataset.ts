@@ -99,6 +99,8 @@ export interface FolderRecipe {
   labels: Int32Array;
   transform: import('./augment.js').ImageTransform;
   onBadImage: BadImagePolicy;
+  maxImageBytes: number;
+  maxImagePixels: number;
 }
 
 export type DatasetRecipe = MemoryRecipe | FolderRecipe;
