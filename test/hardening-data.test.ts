@@ -322,3 +322,34 @@ describe('hardening: CIFAR binary files', () => {
     await assert.rejects(openCifar100(d), /no test\.bin in .*c100\. CIFAR-100 binary version/);
   });
 });
+
+describe('preprocessing is recorded on the data set', () => {
+  let dir: string;
+  before(() => (dir = tempDir('hard-pre')));
+  after(() => removeDir(dir));
+
+  it('IDX (Fashion-MNIST): (x/255 - 0.286) / 0.353, one channel', async () => {
+    writeIdxSet(dir, { n: 2, m: 2, h: 4, w: 3 });
+    const { train, test } = await openDataset(`fashion-mnist:${dir}`);
+    assert.deepEqual(train.preprocessing, { scale: 1 / 255, mean: [0.286], std: [0.353], layout: 'NCHW', channels: 1, size: [4, 3] });
+    assert.deepEqual(test.preprocessing, train.preprocessing);
+    // It describes what read() does: byte v of the first sample becomes (v * scale - mean) / std.
+    const out = new Float32Array(12);
+    await train.read(0, out, 0, new Rng(0));
+    const p = train.preprocessing!;
+    const first = (train as unknown as { pixels: Uint8Array }).pixels.subarray(0, 12);
+    first.forEach((v, k) => assert.ok(Math.abs(out[k]! - (v * p.scale - p.mean[0]!) / p.std[0]!) < 1e-5));
+  });
+
+  it('image folders: the transform\'s (v - mean) * multiplier, in the same form, with the evaluation geometry', async () => {
+    await uniformPng(path.join(dir, 'f/a/x.png'), 20, 20, [200, 100, 50]);
+    const ds = await FolderDataset.open(path.join(dir, 'f'), { train: false, transform: SMALL });
+    const p = ds.preprocessing;
+    assert.equal(p.channels, 3);
+    assert.deepEqual(p.size, [16, 16]);
+    assert.equal(p.resize, 16);
+    assert.deepEqual(p.background, [255, 255, 255]);
+    const out = await read(ds, 'x.png');
+    [200, 100, 50].forEach((v, c) => assert.ok(Math.abs(out[c * 256 + 8 * 16 + 8]! - (v * p.scale - p.mean[c]!) / p.std[c]!) < 0.02));
+  });
+});

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import {
   drawJitter, imageTransform, NO_JITTER, pixelsToChw, randomResizedCrop, resizeCentreCrop, type ImageTransform,
 } from './augment.js';
-import { BadImageError, DataError, type BadImagePolicy, type Dataset, type FolderRecipe, type SampleShape } from './dataset.js';
+import { BadImageError, DataError, type BadImagePolicy, type Dataset, type FolderRecipe, type Preprocessing, type SampleShape } from './dataset.js';
 import { hash32, Rng } from './rng.js';
 
 type Sharp = typeof import('sharp');
@@ -234,6 +234,7 @@ export class FolderDataset implements Dataset {
   readonly transform: ImageTransform;
   readonly maxImageBytes: number;
   readonly maxImagePixels: number;
+  readonly preprocessing: Preprocessing;
   private readonly joined: string;
   private readonly starts: Int32Array;
 
@@ -248,6 +249,12 @@ export class FolderDataset implements Dataset {
     if (this.length !== this.labels.length) throw new RangeError(`${root}: ${this.length} files but ${this.labels.length} labels`);
     this.transform = imageTransform(opts.train, opts.transform);
     this.shape = [3, this.transform.size, this.transform.size];
+    const t = this.transform;
+    // (v - mean) * multiplier, in the (v * scale - mean) / std form every other data set uses.
+    this.preprocessing = {
+      scale: 1 / 255, mean: t.mean.map((m) => m / 255), std: t.mean.map(() => 1 / (255 * t.multiplier)), layout: 'NCHW', channels: 3,
+      size: [t.size, t.size], resize: t.resize, kernel: t.kernel, background: [...t.background],
+    };
     this.onBadImage = opts.onBadImage ?? 'fail';
     if (this.onBadImage !== 'skip' && this.onBadImage !== 'fail') {
       throw new RangeError(`onBadImage must be 'skip' or 'fail', but received ${JSON.stringify(this.onBadImage)}`);
