@@ -184,10 +184,12 @@ describe('hardening: image folders', function () {
       ['half-transparent-red.png', [255, 0, 0, 128], false, [255, 127, 127]],
       ['half-transparent-grey.png', [0, 128], false, [127, 127, 127]],
     ];
+    cases.push(['palette.png', [], false, [200, 100, 50]]); // written in before(): a PNG with a colour table
     let ds: FolderDataset;
     before(async () => {
       const r = path.join(dir, 'colour');
-      for (const [name, value, d16] of cases) await uniformPng(path.join(r, 'a', name), 24, 20, value, d16);
+      for (const [name, value, d16] of cases) if (value.length) await uniformPng(path.join(r, 'a', name), 24, 20, value, d16);
+      await sharp(Buffer.alloc(24 * 20 * 3, 0).map((_, i) => [200, 100, 50][i % 3]!), { raw: { width: 24, height: 20, channels: 3 } }).png({ palette: true }).toFile(path.join(r, 'a/palette.png'));
       ds = await FolderDataset.open(r, { train: false, transform: SMALL });
     });
     for (const [name, , , want] of cases) {
