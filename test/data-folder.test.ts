@@ -173,7 +173,7 @@ describe('data: image folders', function () {
     try {
       fs.mkdirSync(path.join(d, 'train/a'), { recursive: true });
       fs.mkdirSync(path.join(d, 'val'));
-      await assert.rejects(openDataset(`folder:${d}`), (e: Error) => e instanceof DataError && e.message.includes(`no images`) && e.message.includes(path.join(d, 'train')));
+      await assert.rejects(openDataset(`folder:${d}`), (e: Error) => e instanceof DataError && e.message.includes(`no valid image for the class 'a' (empty)`) && e.message.includes(path.join(d, 'train')));
       await writeImage(path.join(d, 'train/a/x.png'), 8, 8, noise(1));
       await writeImage(path.join(d, 'val/b/x.png'), 8, 8, noise(1));
       await assert.rejects(openDataset(`folder:${d}`), (e: Error) => e instanceof DataError && e.message.includes(`class 'b' is not among the training classes`));

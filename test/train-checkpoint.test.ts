@@ -190,7 +190,7 @@ describe('checkpoints', () => {
     flipped[bytes.length - 3] ^= 0x10;
     const rot = put('bitrot.safetensors', flipped);
     assert.throws(() => loadCheckpoint(rot), new RegExp(`loadCheckpoint: ${rot} is damaged: its tensor data does not match the SHA-256 recorded when it was saved`));
-    assert.match(loadCheckpoint(good).meta.sha256!, /^[0-9a-f]{64}$/);
+    assert.match(loadCheckpoint(good).meta.tensorSha256!, /^[0-9a-f]{64}$/);
     // A changed digit in the metadata leaves valid JSON of the same length: its own checksum catches it.
     const edited = Buffer.from(bytes);
     const at = edited.indexOf('epoch\\":1,') + 'epoch\\":'.length;

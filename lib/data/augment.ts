@@ -122,6 +122,12 @@ export interface ImageTransform {
   /** ... then multiplied by this (the paper: 0.0167). */
   multiplier: number;
   kernel: ResizeKernel;
+  /**
+   * RGB (0-255) that images with an alpha channel are composited onto before any resampling (default
+   * white, as a browser shows them). Dropping the alpha instead would keep whatever colour the
+   * transparent pixels happen to store, usually black.
+   */
+  background: [number, number, number];
 }
 
 /** The paper's training transform (CRUNET.md section 6). */
@@ -137,6 +143,7 @@ export const PAPER_TRAIN_TRANSFORM: ImageTransform = Object.freeze({
   multiplier: 0.0167,
   // Bilinear with antialiasing, as torchvision's default; libvips' 'linear' also reduces properly.
   kernel: 'linear' as ResizeKernel,
+  background: [255, 255, 255] as [number, number, number],
 });
 
 /** The paper's evaluation transform: shorter side 256, centre crop 224. */
@@ -154,6 +161,7 @@ export function imageTransform(train: boolean, opts: Partial<ImageTransform> = {
   if (!(t.ratio[0] > 0 && t.ratio[0] <= t.ratio[1])) bad('ratio must be [lo, hi] with 0 < lo <= hi', t.ratio);
   if (t.hsl.length !== 3 || t.hsl.some((v) => !(v >= 0))) bad('hsl must be three non-negative offsets', t.hsl);
   if (t.mean.length !== 3) bad('mean must have three values (R, G, B)', t.mean);
+  if (t.background.length !== 3 || t.background.some((v) => !(v >= 0 && v <= 255))) bad('background must be three values (R, G, B) in [0, 255]', t.background);
   if (!['nearest', 'linear', 'cubic', 'mitchell', 'lanczos3'].includes(t.kernel)) bad('kernel must be a sharp kernel', t.kernel);
   return t;
 }

@@ -29,6 +29,10 @@ export function parseCifar(bytes: Uint8Array, spec: CifarFile): { pixels: Uint8A
   const { file, labelBytes, classCounts } = spec;
   const record = labelBytes + PIXELS;
   if (bytes.length === 0) throw new DataError(`${file}: empty file, expected records of ${record} bytes`, { file, offset: 0 });
+  // The archive's own name ends in .tar.gz, but a renamed or half-extracted one is a common mistake.
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
+    throw new DataError(`${file}: is gzip-compressed (magic 0x1f8b at byte offset 0), not CIFAR binary records: extract the archive (tar xzf cifar-*-binary.tar.gz) and point at the .bin files`, { file, offset: 0 });
+  }
   const n = Math.floor(bytes.length / record);
   if (n * record !== bytes.length) {
     throw new DataError(

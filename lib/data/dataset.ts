@@ -17,6 +17,8 @@ export interface Dataset {
   readonly classes: readonly string[];
   readonly shape: SampleShape;
   readonly onBadImage: BadImagePolicy;
+  /** The normalisation and input geometry (the built-in data sets have it; see Preprocessing). */
+  readonly preprocessing?: Preprocessing;
   /**
    * Writes sample i into out[offset, offset + C*H*W) as float32 CHW, normalised; rng drives augmentation
    * (a data set without augmentation ignores it). Synchronous for in-memory sets, a Promise for decoded
@@ -28,6 +30,29 @@ export interface Dataset {
    * the built-in kinds have one; a data set without it is read on the main thread (workers: 0).
    */
   recipe?(): DatasetRecipe;
+}
+
+/**
+ * How a data set turns stored pixels into the model's input, recorded so that a trained model can be
+ * fed new images the same way (checkpoints store it): each 8-bit value v of channel c becomes
+ * (v * scale - mean[c]) / std[c], in NCHW order.
+ */
+export interface Preprocessing {
+  scale: number;
+  mean: number[];
+  std: number[];
+  layout: 'NCHW';
+  /** 1 (grey) or 3 (RGB, in that order). */
+  channels: number;
+  /** The input's [height, width]. */
+  size: [number, number];
+  /**
+   * Image folders: evaluation resizes the shorter side to this with `kernel` and takes the centre
+   * size crop, after compositing transparency onto `background` (RGB, 0-255).
+   */
+  resize?: number;
+  kernel?: string;
+  background?: [number, number, number];
 }
 
 /** Per-channel normalisation: out = (pixel / 255 - mean[c]) / std[c]. */
@@ -74,6 +99,8 @@ export interface FolderRecipe {
   labels: Int32Array;
   transform: import('./augment.js').ImageTransform;
   onBadImage: BadImagePolicy;
+  maxImageBytes: number;
+  maxImagePixels: number;
 }
 
 export type DatasetRecipe = MemoryRecipe | FolderRecipe;

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import {
   drawJitter, imageTransform, NO_JITTER, pixelsToChw, randomResizedCrop, resizeCentreCrop, type ImageTransform,
 } from './augment.js';
-import { BadImageError, DataError, type BadImagePolicy, type Dataset, type FolderRecipe, type SampleShape } from './dataset.js';
+import { BadImageError, DataError, type BadImagePolicy, type Dataset, type FolderRecipe, type Preprocessing, type SampleShape } from './dataset.js';
 import { hash32, Rng } from './rng.js';
 
 type Sharp = typeof import('sharp');
@@ -38,13 +38,29 @@ export interface FolderScan {
   labels: Int32Array;
 }
 
+/** What a directory entry is, for messages about entries that are not regular files. */
+function kindOf(st: fs.Stats): string {
+  if (st.isFIFO()) return 'a named pipe (FIFO)';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isDirectory()) return 'a directory';
+  return 'not a regular file';
+}
+
 /**
- * Finds every image under root. With `classes` (e.g. a validation folder checked against the training
- * classes) every class found must be one of them, and labels index into them.
+ * Finds every image under root. An image is a regular file (a symbolic link is followed) with an image
+ * extension; an entry with an image extension that is anything else (a named pipe, a device, a dangling
+ * link) is an error naming it, as reading it would hang or never end. A class folder (a directory with
+ * no sub-directories) without a single image is an error too, as in torchvision's ImageFolder ("Found no
+ * valid file for the classes ..."): a class silently missing would shift every label after it. With
+ * `classes` (e.g. a validation folder checked against the training classes) every class found must be
+ * one of them, and labels index into them.
  */
 export async function scanFolder(root: string, classes?: readonly string[]): Promise<FolderScan> {
   if (!fs.existsSync(root)) throw new DataError(`directory ${root} does not exist (an image folder data set has one sub-folder of images per class)`, { file: root });
   const byClass = new Map<string, string[]>();
+  const empty: { rel: string; others: number }[] = [];
   // `above`: the real paths of the directories on the way down, to stop a symbolic link back up a cycle.
   const walk = async (rel: string, above: ReadonlySet<string>): Promise<void> => {
     const dir = path.join(root, rel);
@@ -60,20 +76,42 @@ export async function scanFolder(root: string, classes?: readonly string[]): Pro
     const here = new Set(above).add(real);
     const images: string[] = [];
     const subdirs: string[] = [];
+    let others = 0;
     for (const e of entries) {
       if (e.name.startsWith('.')) continue;
       const p = rel ? `${rel}/${e.name}` : e.name;
-      const isDir = e.isDirectory() || (e.isSymbolicLink() && fs.statSync(path.join(root, p), { throwIfNoEntry: false })?.isDirectory());
-      if (isDir) subdirs.push(p);
-      else if (IMAGE_EXTENSIONS.includes(path.extname(e.name).toLowerCase())) images.push(p);
+      const isImageName = IMAGE_EXTENSIONS.includes(path.extname(e.name).toLowerCase());
+      // Regular files and directories are known from the listing; anything else needs a stat (which
+      // follows symbolic links).
+      const st = e.isFile() || e.isDirectory() ? undefined : await fs.promises.stat(path.join(root, p)).catch(() => null);
+      if (e.isDirectory() || st?.isDirectory()) subdirs.push(p);
+      else if (!isImageName) others++;
+      else if (e.isFile() || st?.isFile()) images.push(p);
+      else {
+        const file = path.join(root, p);
+        const what = st === null ? 'a symbolic link that cannot be followed (dangling or unreadable)' : kindOf(st!);
+        throw new DataError(`${file}: has an image extension but is ${what}; only regular files are read as images. Remove it from the data set`, { file });
+      }
     }
     if (images.length) {
       if (!rel) throw new DataError(`${root}: images directly in the root (${images[0]}, ...); put each class's images in its own sub-folder`, { file: root });
       byClass.set(rel, images.sort());
+    } else if (rel && !subdirs.length) {
+      empty.push({ rel, others });
     }
     await Promise.all(subdirs.map((d) => walk(d, here)));
   };
   await walk('', new Set());
+  if (empty.length) {
+    empty.sort((a, b) => (a.rel < b.rel ? -1 : 1));
+    const shown = empty.slice(0, 5).map((c) => `'${c.rel}' (${c.others ? `${c.others} file${c.others > 1 ? 's' : ''}, none an image` : 'empty'})`);
+    const more = empty.length > 5 ? ` and ${empty.length - 5} more` : '';
+    throw new DataError(
+      `${root}: found no valid image for the class${empty.length > 1 ? 'es' : ''} ${shown.join(', ')}${more}. ` +
+        `Supported extensions are ${IMAGE_EXTENSIONS.join(' ')}; add images to each class folder or remove it`,
+      { file: path.join(root, empty[0].rel) },
+    );
+  }
   const found = [...byClass.keys()].sort();
   if (!found.length) {
     throw new DataError(`no images (${IMAGE_EXTENSIONS.join(' ')}) under ${root}; expected one sub-folder of images per class`, { file: root });
@@ -93,7 +131,68 @@ export async function scanFolder(root: string, classes?: readonly string[]): Pro
   return { classes: names, files, labels: Int32Array.from(labels) };
 }
 
-export interface FolderOptions {
+/** Files larger than this are refused unread by default (FolderOptions.maxImageBytes). */
+export const DEFAULT_MAX_IMAGE_BYTES = 64 * 1024 * 1024;
+/**
+ * Images with more pixels (width x height, from the header, before decoding) are refused by default
+ * (FolderOptions.maxImagePixels): Pillow's decompression-bomb limit, 2 x 89,478,485 pixels. A small
+ * compressed file can otherwise claim, and decode into, gigabytes.
+ */
+export const DEFAULT_MAX_IMAGE_PIXELS = 178_956_970;
+
+/** Limits on one image file, so a hostile or damaged file cannot exhaust memory. */
+export interface ImageLimits {
+  /** Default DEFAULT_MAX_IMAGE_BYTES (64 MiB). */
+  maxImageBytes?: number;
+  /** Default DEFAULT_MAX_IMAGE_PIXELS. */
+  maxImagePixels?: number;
+}
+
+function checkLimit(name: string, v: number | undefined, def: number): number {
+  if (v === undefined) return def;
+  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, but received ${JSON.stringify(v)}`);
+  return v;
+}
+
+// O_NONBLOCK: opening a named pipe for reading would otherwise wait for a writer forever. It changes
+// nothing for a regular file, and anything else is refused after fstat.
+const OPEN_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
+
+/**
+ * Reads an image file whole, refusing anything that is not a regular file or is larger than maxBytes
+ * before reading a byte of it. fstat on the open handle, so the file checked is the file read.
+ */
+export async function readImageFile(file: string, maxBytes: number): Promise<Buffer> {
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(file, OPEN_FLAGS);
+  } catch (e) {
+    throw new BadImageError(`${file}: cannot read: ${(e as Error).message}`, file, e);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new BadImageError(`${file}: is ${kindOf(st)}, not an image file`, file);
+    if (st.size === 0) throw new BadImageError(`${file}: is empty (0 bytes)`, file);
+    if (st.size > maxBytes) {
+      throw new BadImageError(`${file}: is ${st.size} bytes, over the limit of ${maxBytes} bytes for one image (maxImageBytes)`, file);
+    }
+    // Exactly the size fstat gave: a file that grows while it is read cannot grow the buffer.
+    const bytes = Buffer.allocUnsafe(st.size);
+    for (let off = 0; off < st.size; ) {
+      const { bytesRead } = await fh.read(bytes, off, st.size - off, off);
+      if (bytesRead === 0) throw new BadImageError(`${file}: shrank while being read (${off} of ${st.size} bytes)`, file);
+      off += bytesRead;
+    }
+    return bytes;
+  } catch (e) {
+    if (e instanceof BadImageError) throw e;
+    throw new BadImageError(`${file}: cannot read: ${(e as Error).message}`, file, e);
+  } finally {
+    await fh.close();
+  }
+}
+
+export interface FolderOptions extends ImageLimits {
   /** Training transform (random crop, mirror, HSL jitter) when true, evaluation transform when false. */
   train: boolean;
   /** Sizes, ranges and normalisation; defaults are the paper's (augment.ts). */
@@ -133,6 +232,9 @@ export class FolderDataset implements Dataset {
   readonly shape: SampleShape;
   readonly onBadImage: BadImagePolicy;
   readonly transform: ImageTransform;
+  readonly maxImageBytes: number;
+  readonly maxImagePixels: number;
+  readonly preprocessing: Preprocessing;
   private readonly joined: string;
   private readonly starts: Int32Array;
 
@@ -147,10 +249,18 @@ export class FolderDataset implements Dataset {
     if (this.length !== this.labels.length) throw new RangeError(`${root}: ${this.length} files but ${this.labels.length} labels`);
     this.transform = imageTransform(opts.train, opts.transform);
     this.shape = [3, this.transform.size, this.transform.size];
+    const t = this.transform;
+    // (v - mean) * multiplier, in the (v * scale - mean) / std form every other data set uses.
+    this.preprocessing = {
+      scale: 1 / 255, mean: t.mean.map((m) => m / 255), std: t.mean.map(() => 1 / (255 * t.multiplier)), layout: 'NCHW', channels: 3,
+      size: [t.size, t.size], resize: t.resize, kernel: t.kernel, background: [...t.background],
+    };
     this.onBadImage = opts.onBadImage ?? 'fail';
     if (this.onBadImage !== 'skip' && this.onBadImage !== 'fail') {
       throw new RangeError(`onBadImage must be 'skip' or 'fail', but received ${JSON.stringify(this.onBadImage)}`);
     }
+    this.maxImageBytes = checkLimit('maxImageBytes', opts.maxImageBytes, DEFAULT_MAX_IMAGE_BYTES);
+    this.maxImagePixels = checkLimit('maxImagePixels', opts.maxImagePixels, DEFAULT_MAX_IMAGE_PIXELS);
     this.name = opts.name ?? root;
     loadSharp();
   }
@@ -169,27 +279,27 @@ export class FolderDataset implements Dataset {
     const file = this.file(i);
     const sharp = loadSharp();
     const t = this.transform;
-    let bytes: Buffer;
-    try {
-      bytes = await fs.promises.readFile(file);
-    } catch (e) {
-      throw new BadImageError(`${file}: cannot read: ${(e as Error).message}`, file, e);
-    }
+    const bytes = await readImageFile(file, this.maxImageBytes);
     let pixels: Buffer;
     try {
       // EXIF orientation is ignored, as torchvision's PIL loader does: the pixels are used as stored.
-      const { width: w, height: h } = await sharp(bytes).metadata();
+      // metadata() reads the header only, so the pixel limit is checked before anything is decoded.
+      const { width: w, height: h } = await sharp(bytes, { limitInputPixels: false }).metadata();
       if (!w || !h) throw new Error('no image size in the header');
-      let img = sharp(bytes);
+      if (w * h > this.maxImagePixels) {
+        throw new Error(`${w}x${h} is ${w * h} pixels, over the limit of ${this.maxImagePixels} (maxImagePixels; a decompression bomb, or raise the limit)`);
+      }
+      // Alpha is flattened first, so that resampling never mixes in the colour of transparent pixels.
+      let img = sharp(bytes, { limitInputPixels: this.maxImagePixels }).flatten({ background: { r: t.background[0], g: t.background[1], b: t.background[2] } });
       if (t.train) {
         img = img.extract(randomResizedCrop(w, h, t.scale, t.ratio, rng)).resize(t.size, t.size, { fit: 'fill', kernel: t.kernel });
       } else {
         const g = resizeCentreCrop(w, h, t.resize, t.size);
         img = img.resize(g.width, g.height, { fit: 'fill', kernel: t.kernel }).extract(g.box);
       }
-      const { data, info } = await img.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-      if (info.channels !== 3 || info.width !== t.size || info.height !== t.size) {
-        throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${t.size}x${t.size}x3`);
+      const { data, info } = await img.toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+      if (info.channels !== 3 || info.width !== t.size || info.height !== t.size || data.length !== 3 * t.size * t.size) {
+        throw new Error(`decoded to ${info.width}x${info.height}x${info.channels} (${data.length} bytes), expected ${t.size}x${t.size}x3 of 8 bits`);
       }
       pixels = data;
     } catch (e) {
@@ -208,11 +318,13 @@ export class FolderDataset implements Dataset {
       labels: this.labels,
       transform: this.transform,
       onBadImage: this.onBadImage,
+      maxImageBytes: this.maxImageBytes,
+      maxImagePixels: this.maxImagePixels,
     };
   }
 }
 
-export interface FolderSetOptions {
+export interface FolderSetOptions extends ImageLimits {
   /** Training-set augmentation (default true); the test set always gets the evaluation transform. */
   augment?: boolean;
   transform?: Partial<ImageTransform>;
@@ -228,7 +340,7 @@ export interface FolderSetOptions {
  * of PATH/train (or of PATH itself when it holds the class folders).
  */
 export async function openFolder(dir: string, opts: FolderSetOptions = {}): Promise<{ train: FolderDataset; test: FolderDataset }> {
-  const common = { transform: opts.transform, onBadImage: opts.onBadImage };
+  const common = { transform: opts.transform, onBadImage: opts.onBadImage, maxImageBytes: opts.maxImageBytes, maxImagePixels: opts.maxImagePixels };
   const trainDir = fs.existsSync(path.join(dir, 'train')) ? path.join(dir, 'train') : undefined;
   const valDir = ['val', 'validation'].map((v) => path.join(dir, v)).find((p) => fs.existsSync(p));
   const augment = opts.augment ?? true;

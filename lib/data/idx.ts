@@ -59,6 +59,10 @@ export function parseIdx(bytes: Uint8Array, file: string, ndims: number, gzipped
   }
   const size = dims.reduce((a, b) => a * b, 1);
   const end = header + size;
+  // Past 2^53 the product is not even exact; no file is that large, so the header itself is damaged.
+  if (!Number.isSafeInteger(end)) {
+    fail(`dimensions [${dims.join(', ')}] ${at(4)} describe about ${size.toPrecision(3)} bytes of data, more than any file holds: the header is damaged or this is not an IDX file (the file has ${bytes.length} bytes)`, 4);
+  }
   if (bytes.length < end) {
     const per = size / dims[0];
     fail(

@@ -9,8 +9,10 @@ export {
 export type { IdxArray, IdxOptions, IdxSetOptions } from './idx.js';
 export { CIFAR10_CLASSES, CIFAR10_NORM, CIFAR100_NORM, CIFAR_AUGMENT, openCifar10, openCifar100, parseCifar } from './cifar.js';
 export type { CifarOptions } from './cifar.js';
-export { FolderDataset, IMAGE_EXTENSIONS, openFolder, packPaths, scanFolder, unpackPaths } from './folder.js';
-export type { FolderOptions, FolderScan, FolderSetOptions } from './folder.js';
+export {
+  DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, FolderDataset, IMAGE_EXTENSIONS, openFolder, packPaths, readImageFile, scanFolder, unpackPaths,
+} from './folder.js';
+export type { FolderOptions, FolderScan, FolderSetOptions, ImageLimits } from './folder.js';
 export {
   PAPER_EVAL_TRANSFORM, PAPER_TRAIN_TRANSFORM, imageTransform, randomResizedCrop, resizeCentreCrop,
 } from './augment.js';

@@ -1,7 +1,7 @@
 // MemoryDataset: a whole data set decoded once into bytes (IDX and CIFAR end up here). The bytes live in
 // a SharedArrayBuffer so worker threads read them without a copy.
 import { copySmall, normalizationTables } from './augment.js';
-import type { Dataset, MemoryRecipe, Normalization, SampleShape, SmallAugment } from './dataset.js';
+import type { Dataset, MemoryRecipe, Normalization, Preprocessing, SampleShape, SmallAugment } from './dataset.js';
 import type { Rng } from './rng.js';
 
 export interface MemoryDatasetInit {
@@ -39,6 +39,7 @@ export class MemoryDataset implements Dataset {
   readonly pixels: Uint8Array;
   readonly norm: Normalization;
   readonly augment: SmallAugment | null;
+  readonly preprocessing: Preprocessing;
   private readonly luts: Float32Array[];
   private readonly sampleBytes: number;
 
@@ -68,6 +69,7 @@ export class MemoryDataset implements Dataset {
     const a = init.augment;
     this.augment = a ? { pad: a.pad, flip: !!a.flip, ...(a.erase ? { erase: a.erase } : {}) } : null;
     this.luts = normalizationTables(this.norm.mean, this.norm.std);
+    this.preprocessing = { scale: 1 / 255, mean: [...this.norm.mean], std: [...this.norm.std], layout: 'NCHW', channels: c, size: [h, w] };
   }
 
   /** The same samples (no copy) with other augmentation, e.g. a training view of a test set. */

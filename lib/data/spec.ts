@@ -37,6 +37,10 @@ export interface OpenOptions {
   transform?: Partial<ImageTransform>;
   /** Image folders: what an undecodable image does (default 'fail'). */
   onBadImage?: BadImagePolicy;
+  /** Image folders: the largest file read as an image (default 64 MiB; folder.ts). */
+  maxImageBytes?: number;
+  /** Image folders: the most pixels (width x height) an image may have (default Pillow's bomb limit; folder.ts). */
+  maxImagePixels?: number;
   /** Image folders without PATH/val: hold out this fraction of each class as the test set. */
   valSplit?: number;
   /** Seeds valSplit's choice. */
@@ -84,7 +88,9 @@ export async function openDataset(spec: string, opts: OpenOptions = {}): Promise
     }
     case 'folder': {
       if (typeof opts.augment === 'object') throw new TypeError("dataset: for image folders, augment is a boolean; set sizes and ranges with 'transform'");
-      return openFolder(p!, { augment: opts.augment, transform: opts.transform, onBadImage: opts.onBadImage, valSplit: opts.valSplit, seed: opts.seed });
+      return openFolder(p!, { augment: opts.augment, transform: opts.transform, onBadImage: opts.onBadImage, valSplit: opts.valSplit, seed: opts.seed,
+        maxImageBytes: opts.maxImageBytes, maxImagePixels: opts.maxImagePixels,
+      });
     }
   }
 }

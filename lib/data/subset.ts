@@ -24,7 +24,7 @@ export function subsetOf(ds: Dataset, indices: Int32Array): Dataset {
     return fromRecipe({ ...r, name, files: packPaths(Array.from(indices, (i) => files[i]!)), labels } satisfies DatasetRecipe);
   }
   return {
-    name, length: indices.length, labels, classes: ds.classes, shape: ds.shape, onBadImage: ds.onBadImage,
+    name, length: indices.length, labels, classes: ds.classes, shape: ds.shape, onBadImage: ds.onBadImage, preprocessing: ds.preprocessing,
     read: (i, out, offset, rng) => ds.read(indices[i]!, out, offset, rng),
   };
 }

@@ -36,6 +36,8 @@ export function fromRecipe(r: DatasetRecipe): Dataset {
     train: r.transform.train,
     transform: r.transform,
     onBadImage: r.onBadImage,
+    maxImageBytes: r.maxImageBytes,
+    maxImagePixels: r.maxImagePixels,
     name: r.name,
   });
 }

@@ -8,21 +8,29 @@
 //             BN's running_mean / running_var are the non-trainable parameters)
 //             "optimizer.momentum.<name>" for each trainable parameter (torch.optim.SGD's momentum_buffer)
 //   metadata  "crunet": JSON of CheckpointInfo; "format": "pt" (what Hugging Face tools expect)
-//             CheckpointInfo.sha256 covers every tensor (name, shape, bytes), so that damage inside the
-//             data, which leaves the file well-formed, is refused at load too (safetensors has no checksum)
+//             CheckpointInfo.tensorSha256 covers every tensor (name, dtype, shape, bytes), so that damage
+//             inside the data or an edited header, which leave the file well-formed, is refused at load
+//             too (safetensors has no checksum). Files written before it have CheckpointInfo.sha256 instead,
+//             which omits the dtype; they are still read and checked by that rule, and restoreSession
+//             refuses any tensor that is not F32, so an edited dtype is refused either way.
 //             "crunet_sha256": SHA-256 of the "crunet" JSON text (absent in files written before it)
 //
 // Note [atomic replace]: the bytes go to a temporary file in the target's directory (same file
 // system, so rename is atomic), which is fsynced, renamed over the target, and then the directory is
 // fsynced so that the rename itself survives a power loss. On any failure before the rename the temporary
 // file is removed and the previous checkpoint is untouched. A process killed mid-write can leave a
-// ".<name>.tmp-*" file behind; latestCheckpoint ignores those.
+// ".<name>.tmp-*" file behind; latestCheckpoint ignores those, and the next write of <name> removes
+// those last modified before the writing process started (a newer one may be another live process's
+// write in progress, so is left alone).
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Preprocessing } from '../data/dataset.js';
 import type { Session, SgdOptions } from '../engine/session.js';
 import { version as crunetVersion } from '../engine/info.js';
-import { readSafetensors, readSafetensorsHeader, SafetensorsError, writeAll, writeSafetensorsTo, type ByteSink, type ReadTensor, type TensorToWrite } from './safetensors.js';
+import {
+  dtypeOf, readSafetensors, readSafetensorsHeader, SafetensorsError, writeAll, writeSafetensorsTo, type ByteSink, type DType, type ReadTensor, type TensorToWrite,
+} from './safetensors.js';
 import type { ScheduleConfig } from './schedule.js';
 
 export const CHECKPOINT_FORMAT = 1;
@@ -44,6 +52,11 @@ export interface CheckpointMeta {
    * with epoch and step above restores it exactly ('crunet train' stores the seed under this name).
    */
   seed?: number;
+  /**
+   * How raw pixels become the model's input (the training data set's `preprocessing`), so that a
+   * checkpoint can be used on new images without the data set's source at hand. Stored when given.
+   */
+  preprocessing?: Preprocessing;
   [key: string]: unknown;
 }
 
@@ -57,7 +70,9 @@ export interface CheckpointInfo extends CheckpointMeta {
   session: { device: string; batchSize: number; precision: string };
   /** Whether momentum buffers were saved. */
   optimizerState: boolean;
-  /** tensorDigest() of the tensors (absent in checkpoints written before it was added). */
+  /** tensorDigest() of the tensors: name, dtype, shape, bytes (absent in checkpoints written before it was added). */
+  tensorSha256?: string;
+  /** Checkpoints written before tensorSha256: the digest by the old rule, without the dtype (legacyTensorDigest). */
   sha256?: string;
 }
 
@@ -107,6 +122,40 @@ function tempName(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${rand}`);
 }
 
+/** When this process started, in ms since the epoch (file mtimes compare against it). */
+const PROCESS_START_MS = Date.now() - process.uptime() * 1000;
+
+/**
+ * Removes the temporary files a killed write of `file` left behind (tempName's pattern), if they were
+ * last modified before this process started: none of those can be a write still in progress here, and
+ * another process's write in progress keeps touching its file. Best effort: a file that cannot be
+ * removed is left, and the write goes on. Returns the paths removed.
+ */
+export async function removeStaleTempFiles(file: string): Promise<string[]> {
+  const dir = path.dirname(file);
+  const prefix = `.${path.basename(file)}.tmp-`;
+  let names: string[];
+  try {
+    names = await fs.promises.readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !/^\d+-[0-9a-f]{8}$/.test(name.slice(prefix.length))) continue;
+    const p = path.join(dir, name);
+    try {
+      const st = await fs.promises.lstat(p);
+      if (!st.isFile() || st.mtimeMs >= PROCESS_START_MS) continue;
+      await fs.promises.unlink(p);
+      removed.push(p);
+    } catch {
+      // Gone already (another process cleaned up) or not ours to remove.
+    }
+  }
+  return removed;
+}
+
 function describeError(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   return err?.code && !String(err.message).startsWith(err.code) ? `${err.code}: ${err.message}` : String(err?.message ?? e);
@@ -118,6 +167,7 @@ function describeError(e: unknown): string {
  * 'ENOSPC', kept) names the file.
  */
 export async function writeFileAtomic(file: string, body: (sink: ByteSink) => Promise<void>, io: AtomicIO = nodeIO): Promise<void> {
+  await removeStaleTempFiles(file); // first: a killed checkpoint write left a file as large as this one
   const tmp = tempName(file);
   let fh: WritableFile | undefined;
   let renamed = false;
@@ -179,6 +229,12 @@ function checkMeta(meta: CheckpointMeta): void {
   for (const k of ['epoch', 'step'] as const) {
     if (!Number.isSafeInteger(meta[k]) || meta[k] < 0) throw new RangeError(`saveCheckpoint: meta.${k} must be a non-negative integer, but received ${meta[k]}`);
   }
+  const pre = meta.preprocessing;
+  if (pre !== undefined) {
+    const c = pre?.channels;
+    const ok = Number.isInteger(c) && c > 0 && pre.mean?.length === c && pre.std?.length === c && Number.isFinite(pre.scale) && pre.std.every((v: number) => v > 0);
+    if (!ok) throw new TypeError(`saveCheckpoint: meta.preprocessing must be a data set's preprocessing ({scale, mean, std, channels, ...} with one mean and one positive std per channel), but received ${JSON.stringify(pre)}`);
+  }
 }
 
 /**
@@ -215,7 +271,7 @@ export async function saveCheckpoint(
     savedAt: new Date().toISOString(),
     session: { device: session.device, batchSize: session.batchSize, precision: session.precision },
     optimizerState: withMomentum,
-    sha256: tensorDigest(tensors.map(([name, t]) => [name, t.shape, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)])),
+    tensorSha256: tensorDigest(tensors.map(([name, t]) => [name, dtypeOf(name, t.data), t.shape, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)])),
   };
   const json = JSON.stringify(info);
   fs.mkdirSync(path.dirname(file), { recursive: true }); // as Keras' ModelCheckpoint: a new run's directory
@@ -270,21 +326,54 @@ export function loadCheckpoint(file: string): Checkpoint {
     throw new Error(`loadCheckpoint: cannot read ${file}: ${(e as Error).message}`, { cause: e });
   }
   const meta = parseInfo(file, st.metadata);
-  if (meta.sha256 !== undefined) {
-    const digest = tensorDigest([...st.tensors].map(([name, t]) => [name, t.shape, t.bytes]));
-    if (digest !== meta.sha256) {
-      throw new Error(`loadCheckpoint: ${file} is damaged: its tensor data does not match the SHA-256 recorded when it was saved (${meta.sha256.slice(0, 12)}..., now ${digest.slice(0, 12)}...)`);
+  const recorded = meta.tensorSha256 ?? meta.sha256;
+  if (recorded !== undefined) {
+    const digest = meta.tensorSha256 !== undefined
+      ? tensorDigest([...st.tensors].map(([name, t]) => [name, t.dtype, t.shape, t.bytes]))
+      : legacyTensorDigest([...st.tensors].map(([name, t]) => [name, t.shape, t.bytes]));
+    if (digest !== recorded) {
+      throw new Error(`loadCheckpoint: ${file} is damaged: its tensor data does not match the SHA-256 recorded when it was saved (${recorded.slice(0, 12)}..., now ${digest.slice(0, 12)}...; it covers each tensor's name, ${meta.tensorSha256 !== undefined ? 'dtype, ' : ''}shape and bytes)`);
     }
   }
+  checkValues(file, st.tensors);
   return { path: file, meta, tensors: st.tensors };
+}
+
+/**
+ * Refuses values no training run should save: NaN or infinity anywhere (a diverged run; resuming
+ * from it only spreads them), and a negative batch-norm running variance (its square root is taken).
+ */
+function checkValues(file: string, tensors: Map<string, ReadTensor>): void {
+  for (const [name, t] of tensors) {
+    const d = t.data;
+    const isVar = name === 'running_var' || name.endsWith('.running_var');
+    for (let i = 0; i < d.length; i++) {
+      const v = d[i]!;
+      if (Number.isFinite(v) && !(isVar && v < 0)) continue;
+      const what = Number.isFinite(v) ? `a negative variance, ${v},` : `${v}`;
+      throw new Error(`loadCheckpoint: ${file}: tensor '${name}' holds ${what} at element ${i} of ${d.length}; the run that saved it had diverged or the file was altered. Resume from an earlier checkpoint`);
+    }
+  }
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
-/** SHA-256 over the tensors in name order: each name, shape and stored little-endian bytes. */
-function tensorDigest(tensors: [string, readonly number[], Uint8Array][]): string {
+const byName = <T extends [string, ...unknown[]]>(x: T, y: T) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0);
+
+/** SHA-256 over the tensors in name order: each name, dtype, shape and stored little-endian bytes. */
+export function tensorDigest(tensors: [string, DType, readonly number[], Uint8Array][]): string {
   const h = createHash('sha256');
-  for (const [name, shape, bytes] of [...tensors].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))) {
+  for (const [name, dtype, shape, bytes] of [...tensors].sort(byName)) {
+    h.update(`${name}\0${dtype}\0${shape.join(',')}\0`);
+    h.update(bytes);
+  }
+  return h.digest('hex');
+}
+
+/** The digest of checkpoints written before tensorSha256 (CheckpointInfo.sha256): no dtype. */
+export function legacyTensorDigest(tensors: [string, readonly number[], Uint8Array][]): string {
+  const h = createHash('sha256');
+  for (const [name, shape, bytes] of [...tensors].sort(byName)) {
     h.update(`${name}\0${shape.join(',')}\0`);
     h.update(bytes);
   }
@@ -379,6 +468,12 @@ export function restoreSession(session: Session, ckpt: Checkpoint, opts: Restore
     const want = params.get(name)!.shape;
     if (!t) missing.push(name);
     else if (!sameShape(t.shape, want)) shapes.push(`${name} is ${fmt(t.shape)} in the checkpoint but ${fmt(want)} in the session`);
+  }
+  // Every parameter and momentum buffer is float32; another dtype would be converted, not refused, by
+  // ReadTensor.data (integers read as floats).
+  for (const [name, t] of ckpt.tensors) {
+    const used = params.has(name) || (name.startsWith(MOMENTUM_PREFIX) && params.has(name.slice(MOMENTUM_PREFIX.length)));
+    if (used && t.dtype !== 'F32') shapes.push(`${name} has dtype ${t.dtype} in the checkpoint, expected F32`);
   }
   const momentumNames = [...ckpt.tensors.keys()].filter((k) => k.startsWith(MOMENTUM_PREFIX));
   const useMomentum = (opts.optimizerState ?? true) && momentumNames.length > 0;

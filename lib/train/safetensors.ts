@@ -178,6 +178,10 @@ export function parseHeader(path: string, head: Uint8Array, fileSize: number): S
       fail(dataStart + Math.min(e, dataLength), `tensor '${name}': data_offsets [${b}, ${e}] run past the end of the data section (${dataLength} bytes from offset ${dataStart}); the file is truncated`);
     }
     const numel = (shape as number[]).reduce((a, d) => a * d, 1);
+    // Past 2^53 the product is no longer exact (and no file holds that many elements anyway).
+    if (!Number.isSafeInteger(numel * DTYPE_SIZE[dtype as DType])) {
+      fail(at, `tensor '${name}': shape [${(shape as number[]).join(',')}] has about ${numel.toPrecision(3)} elements, more bytes than any file can hold`);
+    }
     const want = numel * DTYPE_SIZE[dtype as DType];
     if (e - b !== want) {
       fail(dataStart + b, `tensor '${name}': holds ${e - b} bytes but ${dtype} of shape [${(shape as number[]).join(',')}] needs ${want}`);
@@ -376,7 +380,8 @@ export interface ByteSink {
 /** The reference implementation's Dtype enum, in descending order: the order tensors are laid out in. */
 const WRITE_RANK: readonly DType[] = ['U64', 'I64', 'F64', 'F32', 'U32', 'I32', 'BF16', 'F16', 'U16', 'I16', 'F8_E4M3', 'F8_E5M2', 'I8', 'U8', 'BOOL'];
 
-function dtypeOf(name: string, data: TensorToWrite['data']): DType {
+/** The dtype a typed array is written as. */
+export function dtypeOf(name: string, data: TensorToWrite['data']): DType {
   if (data instanceof Float32Array) return 'F32';
   if (data instanceof Float64Array) return 'F64';
   if (data instanceof Int32Array) return 'I32';
