@@ -44,6 +44,11 @@ export interface CheckpointMeta {
    * with epoch and step above restores it exactly ('crunet train' stores the seed under this name).
    */
   seed?: number;
+  /**
+   * The CPU threads of the run (OpenMP). The kernels' sums, and so the last bits of every result, depend on
+   * the thread count: a run resumed on other threads continues correctly but not bit for bit.
+   */
+  threads?: number;
   [key: string]: unknown;
 }
 
