@@ -27,7 +27,7 @@ describe('cli: numeric flags', () => {
 
   it('crunet train reads its numeric flags through them', () => {
     const a = parseTrainArgs(['--epochs', '7', '--lr', '0.05', '--milestones', '3,5', '--limit-test', '100']);
-    assert.deepEqual([a.given.epochs, a.given.lr, a.given.milestones, a.limitTest], [7, 0.05, [3, 5], 100]);
+    assert.deepEqual([a.given.epochs, a.given.lr, a.given.milestones, a.given.limitTest], [7, 0.05, [3, 5], 100]);
     assert.throws(() => parseTrainArgs(['--milestones', '3,x']), /--milestones expects an integer >= 1, got 'x'/);
     assert.throws(() => parseTrainArgs(['--epochs', '']), /--epochs expects an integer >= 1, got ''/);
   });

@@ -36,7 +36,7 @@ describe('crunet train: run settings in checkpoints', () => {
     const { warmupEpochs, ...rest } = settings;
     assert.equal(Math.round(warmupEpochs! * 468), 140);
     const { warmupEpochs: _, ...expected } = run;
-    assert.deepEqual(rest, { ...expected, limitTrain: undefined, valSplit: undefined });
+    assert.deepEqual(rest, { ...expected, limitTrain: undefined, limitTest: undefined, valSplit: undefined });
   });
 
   it('reads checkpoints written before the run settings were recorded from their schedule and optimizer', () => {
@@ -47,6 +47,7 @@ describe('crunet train: run settings in checkpoints', () => {
     assert.equal(s.batchSize, 128);
     assert.equal(s.erase, 0.5);
     assert.equal('limitTrain' in s, false); // unknown: the flags decide
+    assert.equal(resumeSettings({ limitTest: 500 }, legacy, 'old.safetensors').limitTest, 500);
     assert.equal(s.labelSmoothing, 0); // the flag did not exist yet
     assert.throws(() => resumeSettings({ labelSmoothing: 0.1 }, legacy, 'old'), /with --label-smoothing 0, but this command asks for --label-smoothing 0.1/);
     assert.deepEqual(resumeSettings({ limitTrain: 1000 }, legacy, 'old.safetensors').limitTrain, 1000);
@@ -61,6 +62,7 @@ describe('crunet train: run settings in checkpoints', () => {
     refuse({ weightDecay: 1e-4 }, /--weight-decay 0.0005, but this command asks for --weight-decay 0.0001/);
     refuse({ dataset: 'cifar10:/data' }, /--dataset fashion-mnist, but this command asks for --dataset cifar10:\/data/);
     refuse({ limitTrain: 100 }, /with the whole training set, but this command asks for --limit-train 100/);
+    refuse({ limitTest: 100 }, /with the whole test set, but this command asks for --limit-test 100/);
     refuse({ schedule: 'step' }, /--schedule cosine, but this command asks for --schedule step/);
     refuse({ labelSmoothing: 0 }, /--label-smoothing 0.1, but this command asks for --label-smoothing 0/);
   });

@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -27,7 +28,10 @@ async function crunet(...args: string[]): Promise<{ code: number; out: string; e
 
 const FASHION = '/usr/share/datasets/fashion-mnist';
 
-describe('crunet CLI', () => {
+describe('crunet CLI', function () {
+  // These run the CLI in this process: a loaded machine makes the training ones slow, not wrong, so the
+  // bound is for a hang only (test/cli-process.test.ts runs what needs a process of its own).
+  this.timeout(30 * 60_000);
   it('info --json names the version, the oneDNN build and the CPU', async () => {
     const r = await crunet('info', '--json');
     assert.equal(r.code, 0);
@@ -83,8 +87,8 @@ describe('crunet CLI', () => {
     assert.match(stopped.err, /stopping after epoch 1 as asked/);
     assert.match(stopped.err, /epoch 1\/2: train loss .*; run ETA \d+:\d\d\n/);
     assert.equal(JSON.parse(stopped.out.trim().split('\n').at(-1)!).epoch, 1);
-    // Only the checkpoint (a run directory names it) and the test limit: everything else comes from it.
-    const resumed = await crunet('train', '--resume', dir, '--limit-test', '256', '--json');
+    // Only the checkpoint (a run directory names it): everything else, the test limit too, comes from it.
+    const resumed = await crunet('train', '--resume', dir, '--json');
     assert.equal(resumed.code, 0, resumed.err);
     assert.match(resumed.err, /resuming from .* after epoch 1 \(step 32\)/);
     const r2 = JSON.parse(resumed.out.trim().split('\n').at(-1)!);
@@ -102,7 +106,7 @@ describe('crunet CLI', () => {
     assert.ok(Math.abs(JSON.parse(ev.out).loss - r2.testLoss) < 1e-5, 'eval reports the run\'s test loss (plain cross-entropy)');
     assert.equal(loadCheckpoint(path.join(dir, 'checkpoint.safetensors')).meta.labelSmoothing, 0.1);
     // Resuming a finished run trains nothing and reports its evaluation.
-    const done = await crunet('train', '--resume', dir, '--limit-test', '256', '--json');
+    const done = await crunet('train', '--resume', dir, '--json');
     assert.equal(done.code, 0, done.err);
     assert.match(done.err, /the run is complete, evaluating it/);
     assert.equal(JSON.parse(done.out.trim().split('\n').at(-1)!).top1, r2.top1);
@@ -116,6 +120,7 @@ describe('crunet CLI', () => {
       [['--batch-size', '32'], /with --batch-size 64, but this command asks for --batch-size 32/],
       [['--limit-train', '1024'], /with --limit-train 2048, but this command asks for --limit-train 1024/],
       [['--seed', '4'], /with --seed 3, but this command asks for --seed 4/],
+      [['--limit-test', '64'], /with --limit-test 256, but this command asks for --limit-test 64/],
       [['--label-smoothing', '0'], /with --label-smoothing 0.1, but this command asks for --label-smoothing 0/],
       [['--warmup-epochs', '1'], /with --warmup-epochs 0.3125 \(10 steps\), but this command asks for --warmup-epochs 1 \(32 steps\)/],
       // Trained without augmentation (the IDX default): a resume may not add erasing.
@@ -127,7 +132,7 @@ describe('crunet CLI', () => {
       assert.match(bad.err, re);
     }
     // The same values as stored are fine (warmup compares in steps: 0.3 epochs of 32 steps is 10).
-    const same = await crunet('train', '--resume', ckpt, ...run, '--warmup-epochs', '0.3', '--limit-test', '64');
+    const same = await crunet('train', '--resume', ckpt, ...run, '--warmup-epochs', '0.3', '--limit-test', '256');
     assert.equal(same.code, 0, same.err);
     fs.rmSync(dir, { recursive: true });
     fs.rmSync(whole, { recursive: true });
@@ -243,6 +248,60 @@ describe('crunet CLI', () => {
     assert.match((await crunet('bench', '--precision', 'fp8')).err, /--precision must be fp32, bf16 or fp16, got 'fp8'/);
     assert.match((await crunet('bench', '--steps', '0')).err, /--steps expects an integer >= 1, got '0'/);
     assert.match((await crunet('bench', '--cache-file', 'x')).err, /--cache-file applies to CUDA devices \(--device cuda\), not the CPU/);
+  });
+
+  it('refuses seeds outside [0, 2^32) and fractional ones, naming the flag and the range', async () => {
+    for (const seed of ['1e30', '4294967296', '0.5', '-1']) {
+      // Small enough that a seed wrongly accepted costs seconds.
+      const r = await crunet('train', `--seed=${seed}`, '--epochs', '1', '--limit-train', '64', '--limit-test', '64', '--batch-size', '64', '--out', path.join(os.tmpdir(), 'crunet-cli-seed'));
+      assert.equal(r.code, 2, seed);
+      assert.match(r.err, new RegExp(`--seed expects an integer in \\[0, 4294967295\\], got '${seed.replace('.', '\\.')}'`));
+    }
+  });
+
+  (fs.existsSync(FASHION) ? it : it.skip)('a batch larger than the training set names --batch-size, the samples and the limit', async () => {
+    const r = await crunet('train', '--batch-size', '1e9', '--limit-train', '300', '--epochs', '1');
+    assert.equal(r.code, 2);
+    assert.match(r.err, /--batch-size 1000000000 is more than the 300 training samples of fashion-mnist \(--limit-train 300\): a step needs a whole batch/);
+  });
+
+  (fs.existsSync(FASHION) ? it : it.skip)('a run stopped between its checkpoint and its evaluation gets that evaluation on resume', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
+    const common = ['--epochs', '2', '--limit-train', '256', '--limit-test', '128', '--batch-size', '64', '--out', dir];
+    assert.equal((await crunet('train', ...common, '--stop-after-epoch', '1')).code, 0);
+    const file = path.join(dir, 'metrics.jsonl');
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lost = lines.find((l) => l.type === 'eval' && l.epoch === 0);
+    assert.ok(lost);
+    // What a kill -9 after the checkpoint's rename and before the eval line leaves.
+    fs.writeFileSync(file, lines.filter((l) => l !== lost).map((l) => JSON.stringify(l) + '\n').join(''));
+    const r = await crunet('train', '--resume', dir);
+    assert.equal(r.code, 0, r.err);
+    const evals = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.type === 'eval');
+    assert.deepEqual(evals.map((l) => l.epoch), [0, 1]);
+    for (const k of ['step', 'loss', 'acc', 'top5']) assert.equal(evals[0][k], lost[k], k);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('a read-only --out is an error that says so, before any work', async function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-ro-'));
+    // root writes through file modes: a read-only mount is the one refusal that holds for every user.
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,ro', 'tmpfs', dir]);
+    if (mounted.status !== 0) {
+      console.log(`      (skipped: cannot mount a read-only tmpfs: ${String(mounted.stderr).trim()})`);
+      fs.rmSync(dir, { recursive: true });
+      return this.skip();
+    }
+    try {
+      for (const out of [dir, path.join(dir, 'run', 'nested')]) {
+        const r = await crunet('train', '--out', out, '--epochs', '1', '--limit-train', '256');
+        assert.equal(r.code, 1, out);
+        assert.match(r.err, new RegExp(`cannot write to ${out.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: read-only file system`));
+      }
+    } finally {
+      spawnSync('umount', [dir]);
+      fs.rmSync(dir, { recursive: true });
+    }
   });
 
   it('refuses a damaged checkpoint before doing any work', async () => {

@@ -61,16 +61,19 @@ describe('metrics log (JSONL)', () => {
     assert.throws(() => readMetrics(file), /readMetrics: .*torn\.jsonl line 4: /);
   });
 
-  it('on resume, drops the lines after the checkpoint step', () => {
+  it('on resume, drops the lines that the resumed run writes again (a step line\'s step is the steps before it)', () => {
     const file = path.join(dir, 'resume.jsonl');
     const log = new MetricsLog(file);
+    // Epochs of 20 steps: the step line of step 20 is the first step of epoch 1, after the checkpoint.
     for (let s = 10; s <= 50; s += 10) log.write({ type: 'step', epoch: Math.floor(s / 20), step: s, time: 0 });
     log.write({ type: 'epoch', epoch: 0, step: 20, time: 0 });
+    log.write({ type: 'eval', epoch: 0, step: 20, time: 0 });
     log.close();
     const resumed = new MetricsLog(file, { resumeAfterStep: 20 });
+    resumed.write({ type: 'step', epoch: 1, step: 20, time: 1 });
     resumed.write({ type: 'step', epoch: 1, step: 30, time: 1 });
     resumed.close();
-    assert.deepEqual(readMetrics(file).map((r) => `${r.type}@${r.step}`), ['step@10', 'step@20', 'epoch@20', 'step@30']);
+    assert.deepEqual(readMetrics(file).map((r) => `${r.type}@${r.step}`), ['step@10', 'epoch@20', 'eval@20', 'step@20', 'step@30']);
     assert.equal(readMetrics(file).at(-1)!.time, 1);
   });
 

@@ -8,6 +8,7 @@ import type { NodeIR } from '../graph/ir.js';
 import { create, type Model } from '../models/index.js';
 import { UsageError } from './errors.js';
 import { intFlag } from './flags.js';
+import { applyThreads, threadsHelp } from './threads.js';
 import { parseModelOptions } from './model-options.js';
 
 export const BENCH_HELP = `Usage: crunet bench [options]
@@ -22,6 +23,7 @@ Options:
   --model-options JSON    the model's options, e.g. '{"inputSize":160}'
   --device D              cpu (default), cuda, cuda:N
   --batch-size B          batch size (default 32)
+  ${threadsHelp(26)}
   --precision P           fp32 (default); bf16 and fp16 are refused until the engine has them
   --steps N               timed steps (default 10)
   --warmup N              untimed steps first (default 3)
@@ -46,6 +48,7 @@ interface BenchArgs {
   deterministic: boolean;
   allowTF32: boolean;
   cacheFile?: string;
+  threads?: number;
   json: boolean;
 }
 
@@ -56,7 +59,7 @@ export function parseBenchArgs(args: string[]): BenchArgs {
       model: { type: 'string' }, 'model-options': { type: 'string' }, device: { type: 'string' },
       'batch-size': { type: 'string' }, precision: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' },
       'no-benchmark': { type: 'boolean' }, 'benchmark-limit': { type: 'string' }, deterministic: { type: 'boolean' },
-      'no-tf32': { type: 'boolean' }, 'cache-file': { type: 'string' }, json: { type: 'boolean' },
+      'no-tf32': { type: 'boolean' }, 'cache-file': { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' },
     },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -78,6 +81,7 @@ export function parseBenchArgs(args: string[]): BenchArgs {
     deterministic: !!v.deterministic,
     allowTF32: !v['no-tf32'],
     cacheFile: v['cache-file'],
+    threads: intFlag(v.threads, '--threads', 1),
     json: !!v.json,
   };
 }
@@ -242,6 +246,7 @@ export function formatBench(r: BenchReport): string {
 
 export async function benchCommand(args: string[]): Promise<number> {
   const a = parseBenchArgs(args);
+  applyThreads(a.threads);
   const r = await runBench(a);
   console.log(a.json ? JSON.stringify(r) : formatBench(r));
   return 0;

@@ -8,6 +8,7 @@ import { Trainer, type EvalStats } from '../train/trainer.js';
 import { createSchedule } from '../train/schedule.js';
 import { UsageError } from './errors.js';
 import { intFlag } from './flags.js';
+import { applyThreads, threadsHelp } from './threads.js';
 import { badImagesFlag, checkDataMatches, checkpointFile, storedSettings } from './run-settings.js';
 
 export const EVAL_HELP = `Usage: crunet eval --checkpoint CKPT [options]
@@ -25,6 +26,7 @@ Options:
   --bad-images P      image folders: an unreadable image is fatal (fail, default) or skipped: counted and
                       left out of the scores (skip)
   --device D          cpu (default)
+  ${threadsHelp(22)}
   --json              one JSON line: {checkpoint, dataset, tta, loss, top1, top5, images, skipped, seconds}`;
 
 export async function evalCommand(args: string[]): Promise<number> {
@@ -32,7 +34,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     args, strict: true, allowPositionals: true,
     options: {
       checkpoint: { type: 'string' }, dataset: { type: 'string' }, 'batch-size': { type: 'string' },
-      limit: { type: 'string' }, tta: { type: 'string' }, 'bad-images': { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' },
+      limit: { type: 'string' }, tta: { type: 'string' }, 'bad-images': { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' },
     },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -42,6 +44,8 @@ export async function evalCommand(args: string[]): Promise<number> {
   if (tta !== 'none' && tta !== 'flip') throw new UsageError(`--tta must be none or flip, got '${tta}'`);
   const limit = intFlag(v.limit, '--limit', 1);
   const onBadImage = badImagesFlag(v['bad-images']);
+  const threads = intFlag(v.threads, '--threads', 1);
+  applyThreads(threads);
   const file = checkpointFile(v.checkpoint);
   const ckpt = loadCheckpoint(file);
   const stored = storedSettings(ckpt.meta).settings;

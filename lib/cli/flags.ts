@@ -3,18 +3,25 @@ import { UsageError } from './errors.js';
 
 /**
  * A numeric flag's value: undefined when the flag is absent, else a finite number (an integer when `int`)
- * of at least `min`. Anything else is a UsageError naming the flag and what it got.
+ * in [min, max]. Anything else is a UsageError naming the flag, the range and what it got.
  */
-export function numberFlag(v: string | undefined, flag: string, o: { int?: boolean; min?: number } = {}): number | undefined {
+export function numberFlag(v: string | undefined, flag: string, o: { int?: boolean; min?: number; max?: number } = {}): number | undefined {
   if (v === undefined) return undefined;
-  const { int = false, min = -Infinity } = o;
+  const { int = false, min = -Infinity, max = Infinity } = o;
   const n = v.trim() === '' ? NaN : Number(v);
-  if (!Number.isFinite(n) || (int && !Number.isInteger(n)) || n < min) {
+  if (!Number.isFinite(n) || (int && !Number.isInteger(n)) || n < min || n > max) {
     const what = int ? 'an integer' : 'a number';
-    throw new UsageError(`${flag} expects ${what}${min > -Infinity ? ` >= ${min}` : ''}, got '${v}'`);
+    const range = max < Infinity ? ` in [${min}, ${max}]` : min > -Infinity ? ` >= ${min}` : '';
+    throw new UsageError(`${flag} expects ${what}${range}, got '${v}'`);
   }
   return n;
 }
 
-/** An integer flag of at least `min`. */
-export const intFlag = (v: string | undefined, flag: string, min = -Infinity) => numberFlag(v, flag, { int: true, min });
+/** An integer flag in [min, max]. */
+export const intFlag = (v: string | undefined, flag: string, min = -Infinity, max = Infinity) => numberFlag(v, flag, { int: true, min, max });
+
+/**
+ * The largest seed: the data pipeline hashes seeds as unsigned 32-bit integers (lib/data/rng.ts), so a
+ * larger one would silently repeat a smaller one's shuffles and augmentations.
+ */
+export const MAX_SEED = 2 ** 32 - 1;

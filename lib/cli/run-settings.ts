@@ -27,6 +27,8 @@ export interface RunSettings {
   erase?: number;
   seed: number;
   limitTrain?: number;
+  /** Evaluate on this many test samples (a subset drawn with seed + 1); undefined: the whole test split. */
+  limitTest?: number;
   /** Image folders without a val/ split: the fraction of each class held out as the test set. */
   valSplit?: number;
 }
@@ -53,6 +55,7 @@ function asFlag(key: keyof RunSettings, value: unknown): string {
     case 'nesterov': return value ? 'Nesterov momentum' : '--no-nesterov';
     case 'milestones': return `--milestones ${(value as number[]).join(',')}`;
     case 'limitTrain': return value === undefined ? 'the whole training set' : `--limit-train ${value}`;
+    case 'limitTest': return value === undefined ? 'the whole test set' : `--limit-test ${value}`;
     case 'valSplit': return value === undefined ? 'the data set\'s own test split' : `--val-split ${value}`;
     default: return `--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} ${value}`;
   }
@@ -64,6 +67,8 @@ interface TrainMeta {
   seed?: number;
   runEpochs?: number;
   limitTrain?: number | null;
+  /** Absent in checkpoints written before it was recorded: the flag then decides. */
+  limitTest?: number | null;
   valSplit?: number | null;
   augmentation?: { augment: boolean; erase: number };
   labelSmoothing?: number;
@@ -77,6 +82,7 @@ export function storedSettings(meta: CheckpointInfo): { settings: Partial<RunSet
   if (typeof m.dataset === 'string') s.dataset = m.dataset;
   if (typeof m.seed === 'number') s.seed = m.seed;
   if (m.limitTrain !== undefined) s.limitTrain = m.limitTrain ?? undefined;
+  if (m.limitTest !== undefined) s.limitTest = m.limitTest ?? undefined;
   if (m.valSplit !== undefined) s.valSplit = m.valSplit ?? undefined;
   if (m.augmentation) (s.augment = m.augmentation.augment), (s.erase = m.augmentation.erase);
   // Every checkpoint of `crunet train` records its data set; those without labelSmoothing predate the flag.
@@ -102,11 +108,17 @@ export function storedSettings(meta: CheckpointInfo): { settings: Partial<RunSet
 }
 
 /** The metadata `crunet train` adds to its checkpoints so that storedSettings() recovers everything. */
-export function trainMeta(run: RunSettings, train: Dataset, augmentation: { augment: boolean; erase: number }): TrainMeta {
+export function trainMeta(run: RunSettings, train: Dataset, augmentation: { augment: boolean; erase: number }, threads?: number): TrainMeta & { threads?: number } {
   return {
-    dataset: run.dataset, seed: run.seed, runEpochs: run.epochs, limitTrain: run.limitTrain ?? null, valSplit: run.valSplit ?? null,
-    augmentation, labelSmoothing: run.labelSmoothing, classNames: [...train.classes],
+    dataset: run.dataset, seed: run.seed, runEpochs: run.epochs, limitTrain: run.limitTrain ?? null, limitTest: run.limitTest ?? null,
+    valSplit: run.valSplit ?? null, augmentation, labelSmoothing: run.labelSmoothing, classNames: [...train.classes],
+    ...(threads !== undefined ? { threads } : {}),
   };
+}
+
+/** The CPU threads a checkpoint's run had, when it records them. */
+export function storedThreads(meta: CheckpointInfo): number | undefined {
+  return typeof meta.threads === 'number' ? meta.threads : undefined;
 }
 
 /**

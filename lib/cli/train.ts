@@ -1,20 +1,22 @@
-import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DataLoader, DATASET_SPECS, openDataset, parseDatasetSpec, type Dataset, type SmallAugment } from '../data/index.js';
 import { limitDataset } from '../data/subset.js';
-import { compile, setNumThreads, type Session } from '../engine/index.js';
+import { compile, type Session } from '../engine/index.js';
 import { create, fromJSON, type Model } from '../models/index.js';
 import { loadCheckpoint, restoreSession, saveCheckpoint, type Checkpoint } from '../train/checkpoint.js';
 import { epochHistory, MetricsLog, readMetrics } from '../train/metrics-log.js';
 import { writePlot } from '../train/plot.js';
 import { etaSeconds, formatDuration, ProgressBar } from '../train/progress.js';
 import { createSchedule, SCHEDULE_TYPES, type ScheduleConfig } from '../train/schedule.js';
-import { Trainer } from '../train/trainer.js';
+import { Trainer, type EvalStats } from '../train/trainer.js';
 import { UsageError } from './errors.js';
-import { intFlag, numberFlag } from './flags.js';
+import { intFlag, MAX_SEED, numberFlag } from './flags.js';
+import { prepareOutDir } from './out-dir.js';
+import { applyThreads, availableCpus, threadsHelp } from './threads.js';
 import { parseModelOptions } from './model-options.js';
-import { badImagesFlag, checkDataMatches, checkpointFile, resumeSettings, TRAIN_DEFAULTS, trainMeta, type RunSettings } from './run-settings.js';
+import { badImagesFlag, checkDataMatches, checkpointFile, resumeSettings, storedThreads, TRAIN_DEFAULTS, trainMeta, type RunSettings } from './run-settings.js';
 
 export const TRAIN_HELP = `Usage: crunet train [options]
 
@@ -42,10 +44,11 @@ Options:
   --erase P               IDX and CIFAR: random erasing with probability P after crop and mirror (implies
                           --augment; default off)
   --device D              cpu (default)
-  --threads N             CPU threads for the kernels (default: all cores)
+  ${threadsHelp(26)}
   --workers N             data-loading worker threads, for training and test sets (default: the loader's choice)
-  --seed S                seeds initialisation, shuffling and augmentation (default ${TRAIN_DEFAULTS.seed})
-  --out DIR               run directory (default runs/<model>-<dataset>-<time>)
+  --seed S                seeds initialisation, shuffling and augmentation: an integer in [0, 2^32)
+                          (default ${TRAIN_DEFAULTS.seed})
+  --out DIR               run directory (default runs/<model>-<dataset>-<time>); must be writable
   --limit-train N         train on N samples (a seeded random subset)
   --limit-test N          evaluate on N samples
   --val-split F           image folders without PATH/val: hold out the fraction F of each class (seeded) as the
@@ -53,9 +56,14 @@ Options:
   --bad-images P          image folders: an unreadable image is fatal (fail, default) or skipped and counted (skip)
   --stop-after-epoch E    end this process after epoch E of the run (for time-limited jobs; --resume continues)
   --resume CKPT|DIR       continue a run from its checkpoint (or a run directory's): the model, data set, schedule,
-                          optimizer, augmentation, seed and limits come from the checkpoint; a flag that
-                          contradicts them is refused. Resuming on the CPU reproduces the uninterrupted run.
-  --json                  end with one JSON line: test loss, top-1, top-5, images/s, wall time, parameters`;
+                          optimizer, augmentation, seed, limits and (unless --threads) threads come from the
+                          checkpoint; a flag that contradicts them is refused. Resuming on the CPU with the same
+                          threads reproduces the uninterrupted run bit for bit; other threads get a warning.
+  --json                  end with one JSON line: test loss, top-1, top-5, images/s, wall time, parameters
+
+Ctrl-C (SIGINT) or SIGTERM stops after the step in flight; the checkpoint on disk is the last whole epoch's
+(the run's initial state before the first), the partial epoch is lost and redone exactly on --resume; exit
+code 130 (SIGINT) or 143 (SIGTERM). A second signal exits at once.`;
 
 interface TrainArgs {
   /** The settings given on the command line (undefined: not given). */
@@ -65,7 +73,6 @@ interface TrainArgs {
   threads?: number;
   workers?: number;
   out?: string;
-  limitTest?: number;
   stopAfterEpoch?: number;
   badImages: 'fail' | 'skip';
   resume?: string;
@@ -113,8 +120,9 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     labelSmoothing: numberFlag(v['label-smoothing'], '--label-smoothing', { min: 0 }),
     augment: v['no-augment'] ? false : v.augment || erase !== undefined ? true : undefined,
     erase,
-    seed: intFlag(v.seed, '--seed', 0),
+    seed: intFlag(v.seed, '--seed', 0, MAX_SEED),
     limitTrain: intFlag(v['limit-train'], '--limit-train', 1),
+    limitTest: intFlag(v['limit-test'], '--limit-test', 1),
     valSplit: numberFlag(v['val-split'], '--val-split', { min: 0 }),
   };
   if (given.labelSmoothing !== undefined && given.labelSmoothing >= 1) throw new UsageError(`--label-smoothing is in [0, 1), got '${v['label-smoothing']}'`);
@@ -128,7 +136,6 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     threads: intFlag(v.threads, '--threads', 1),
     workers: intFlag(v.workers, '--workers', 0),
     out: v.out,
-    limitTest: intFlag(v['limit-test'], '--limit-test', 1),
     stopAfterEpoch: intFlag(v['stop-after-epoch'], '--stop-after-epoch', 1),
     badImages,
     resume: v.resume,
@@ -193,13 +200,33 @@ function resolveRun(a: TrainArgs, ckpt?: Checkpoint): RunSettings {
   return run;
 }
 
+/** The exit code of a process ended by a signal, as a shell reports it (SIGINT 130, SIGTERM 143). */
+const signalExitCode = (sig: NodeJS.Signals) => 128 + os.constants.signals[sig];
+
+/**
+ * The threads of a run: --threads, else a resumed run's recorded count (capped at the CPUs available), else
+ * every available CPU. A resumed run on other threads than its checkpoint's is warned about, not refused: it
+ * continues the same run with the same settings, only the order of the kernels' sums changes (the last bits
+ * of the results, README "Reliability"), and refusing would strand a run moved to a smaller machine.
+ */
+function runThreads(flag: number | undefined, ckpt: Checkpoint | undefined): number {
+  const recorded = ckpt ? storedThreads(ckpt.meta) : undefined;
+  const threads = applyThreads(flag ?? (recorded !== undefined ? Math.min(recorded, availableCpus()) : undefined));
+  if (recorded !== undefined && threads !== recorded) {
+    process.stderr.write(`crunet train: warning: ${ckpt!.path} was trained with ${recorded} threads and this run has ${threads}: ` +
+      'it continues the run, but its results will differ in the last bits from an uninterrupted run (README "Reliability")\n');
+  }
+  return threads;
+}
+
 export async function trainCommand(args: string[]): Promise<number> {
   const a = parseTrainArgs(args);
   const t0 = performance.now();
-  if (a.threads) setNumThreads(a.threads);
+  const say = (s: string) => (a.json ? process.stderr : process.stdout).write(s + '\n');
   const resume = a.resume === undefined ? undefined : checkpointFile(a.resume);
   const ckpt = resume ? loadCheckpoint(resume) : undefined; // a damaged checkpoint stops here, before any work
   const run = resolveRun(a, ckpt);
+  const threads = runThreads(a.threads, ckpt);
   const kind = datasetKind(run.dataset);
   if (run.erase !== undefined && kind === 'folder') {
     throw new UsageError('--erase is for IDX and CIFAR data sets; image folders get the paper\'s augmentation (--augment / --no-augment)');
@@ -210,11 +237,14 @@ export async function trainCommand(args: string[]): Promise<number> {
     ...(augment !== undefined ? { augment } : {}), seed: run.seed, onBadImage: a.badImages, ...(run.valSplit !== undefined ? { valSplit: run.valSplit } : {}),
   });
   const train = limitDataset(data.train, run.limitTrain, run.seed);
-  const test = limitDataset(data.test, a.limitTest, run.seed + 1);
+  const test = limitDataset(data.test, run.limitTest, run.seed + 1);
   const model = modelFor(run, a.modelOptions, train, ckpt);
   const augmentation = effectiveAugmentation(run, data.train);
   const stepsPerEpoch = Math.floor(train.length / run.batchSize);
-  if (stepsPerEpoch < 1) throw new UsageError(`the training set has ${train.length} samples, fewer than one batch of ${run.batchSize}`);
+  if (stepsPerEpoch < 1) {
+    const limited = run.limitTrain !== undefined ? ` (--limit-train ${run.limitTrain})` : '';
+    throw new UsageError(`--batch-size ${run.batchSize} is more than the ${train.length} training samples of ${run.dataset}${limited}: a step needs a whole batch`);
+  }
   const ranWith = ckpt?.meta.schedule?.stepsPerEpoch;
   if (ranWith !== undefined && ranWith !== stepsPerEpoch) {
     throw new UsageError(`--resume: ${ckpt!.path} is from a run of ${ranWith} steps per epoch, but ${run.dataset} gives ${stepsPerEpoch} at batch ${run.batchSize} ` +
@@ -223,7 +253,8 @@ export async function trainCommand(args: string[]): Promise<number> {
   const storedSchedule = ckpt?.meta.schedule;
   const schedule = storedSchedule ? createSchedule(storedSchedule, stepsPerEpoch) : usage(() => createSchedule(scheduleConfig(run, stepsPerEpoch), stepsPerEpoch));
   const out = a.out ?? (resume ? path.dirname(resume) : path.join('runs', `${model.name}-${run.dataset.split(':')[0]}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
-  fs.mkdirSync(out, { recursive: true });
+  prepareOutDir(out);
+  const ckptFile = path.join(out, 'checkpoint.safetensors');
 
   const optimizer = { lr: run.lr, momentum: run.momentum, nesterov: run.nesterov && run.momentum > 0, weightDecay: run.weightDecay };
   const session: Session = await compile(model, { device: a.device, batchSize: run.batchSize, seed: run.seed, optimizer, labelSmoothing: run.labelSmoothing });
@@ -239,11 +270,13 @@ export async function trainCommand(args: string[]): Promise<number> {
   }
   const log = new MetricsLog(path.join(out, 'metrics.jsonl'), ckpt ? { resumeAfterStep: startStep } : { truncate: true });
   const params = model.parameterCount();
-  const say = (s: string) => (a.json ? process.stderr : process.stdout).write(s + '\n');
+  const checkpoint = (epoch: number, step: number) => saveCheckpoint(ckptFile, session, {
+    model: model.toJSON(), epoch, step, schedule: schedule.config, optimizer, ...trainMeta(run, train, augmentation, threads),
+  });
   say(`crunet train: ${model.name} (${params.toLocaleString('en-US')} parameters) on ${run.dataset}: ${train.length} train / ${test.length} test samples, ` +
-      `batch ${run.batchSize}, ${run.epochs} epochs, lr ${run.lr} ${schedule.config.type}, ${a.device}; writing ${out}`);
+      `batch ${run.batchSize}, ${run.epochs} epochs, lr ${run.lr} ${schedule.config.type}, ${a.device}, ${threads} thread${threads > 1 ? 's' : ''}; writing ${out}`);
   if (ckpt) say(`resuming from ${resume} after epoch ${startEpoch} (step ${startStep})${startEpoch >= run.epochs ? ': the run is complete, evaluating it' : ''}`);
-  log.write({ type: 'run', model: model.toJSON(), dataset: run.dataset, args: { ...run, device: a.device, limitTest: a.limitTest }, params, startEpoch, startStep });
+  log.write({ type: 'run', model: model.toJSON(), dataset: run.dataset, args: { ...run, device: a.device, threads }, params, startEpoch, startStep });
 
   const bar = new ProgressBar({ stream: process.stderr });
   // The progress bar's ETA is the epoch's; after each epoch, the whole run's at this invocation's pace.
@@ -253,6 +286,7 @@ export async function trainCommand(args: string[]): Promise<number> {
     const eta = etaSeconds(done - startEpoch, run.epochs - startEpoch, (performance.now() - tFit) / 1000);
     return `; run ETA ${formatDuration(eta)}`;
   };
+  const evalLine = (epoch: number, step: number, t: EvalStats) => log.write({ type: 'eval', epoch, step, loss: t.loss, acc: t.top1, top5: t.top5 });
   let seen = 0, lossSum = 0, correct = 0;
   const trainer: Trainer = new Trainer({
     session, train: trainLoader, test: testLoader, schedule, epochs: run.epochs, startEpoch, startStep,
@@ -272,38 +306,75 @@ export async function trainCommand(args: string[]): Promise<number> {
       onEpochTrained: async (e) => {
         bar.end();
         log.write({ type: 'epoch', epoch: e.epoch, step: e.step, lr: e.train.lr, loss: e.train.loss, acc: e.train.acc, imagesPerSec: e.train.imagesPerSec, seconds: e.train.seconds });
-        await saveCheckpoint(path.join(out, 'checkpoint.safetensors'), session, {
-          model: model.toJSON(), epoch: e.epoch + 1, step: e.step, schedule: schedule.config, optimizer, ...trainMeta(run, train, augmentation),
-        });
+        await checkpoint(e.epoch + 1, e.step);
       },
       onEpochEnd: (e) => {
-        if (e.test) log.write({ type: 'eval', epoch: e.epoch, step: e.step, loss: e.test.loss, acc: e.test.top1, top5: e.test.top5 });
+        if (e.test) evalLine(e.epoch, e.step, e.test);
         const skipped = trainLoader.skippedCount + testLoader.skippedCount;
         say(`epoch ${e.epoch + 1}/${run.epochs}: train loss ${e.train.loss.toFixed(4)} acc ${(100 * e.train.acc).toFixed(2)}% ` +
             `(${e.train.imagesPerSec.toFixed(0)} img/s)` + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : '') +
             (skipped ? `; ${skipped} unreadable images skipped so far (--bad-images skip)` : '') + runEta(e.epoch + 1));
         writePlot(path.join(out, 'plot.svg'), epochHistory(readMetrics(log.path)), { title: `${model.name} on ${run.dataset}`, subtitle: `batch ${run.batchSize}, lr ${run.lr} ${schedule.config.type}, seed ${run.seed}` });
         if (a.stopAfterEpoch !== undefined && e.epoch + 1 >= a.stopAfterEpoch && e.epoch + 1 < run.epochs) {
-          say(`stopping after epoch ${e.epoch + 1} as asked (--stop-after-epoch); continue with --resume ${path.join(out, 'checkpoint.safetensors')}`);
+          say(`stopping after epoch ${e.epoch + 1} as asked (--stop-after-epoch); continue with --resume ${ckptFile}`);
           trainer.stop();
         }
       },
     },
   });
-  let result, final;
+
+  // Ctrl-C or SIGTERM: stop after the step in flight (Trainer.interrupt), report what the checkpoint on
+  // disk holds; a second signal exits at once (every file write is atomic or a whole appended line).
+  let signal: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (signal) {
+      process.stderr.write(`\ncrunet train: second signal (${sig}): exiting now; ${ckptFile} holds the last whole epoch\n`);
+      process.exit(signalExitCode(sig));
+    }
+    signal = sig;
+    process.stderr.write(`\ncrunet train: ${sig}: stopping after the step in flight (a second signal exits at once)\n`);
+    trainer.interrupt();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let result, final: EvalStats | undefined;
   try {
+    // The state the run starts from, in its --out: a run stopped before its first epoch ends can be resumed too.
+    if (!ckpt || path.resolve(ckpt.path) !== path.resolve(ckptFile)) await checkpoint(startEpoch, startStep);
+    // A run killed between an epoch's checkpoint and its evaluation lost that eval line: evaluate it now.
+    if (ckpt && startEpoch > 0 && !readMetrics(log.path).some((r) => r.type === 'eval' && r.epoch === startEpoch - 1)) {
+      say(`${log.path} has no evaluation of epoch ${startEpoch} (the run stopped before it): evaluating it first`);
+      const t = await trainer.evaluate(testLoader, startEpoch - 1);
+      if (!trainer.isInterrupted) evalLine(startEpoch - 1, startStep, (final = t));
+    }
     result = await trainer.fit();
     // A resumed run that was already complete trains nothing: evaluate what it holds.
-    final = result.epochs.at(-1)?.test ?? (await trainer.evaluate(testLoader));
+    if (!result.interrupted) final = result.epochs.at(-1)?.test ?? final ?? (await trainer.evaluate(testLoader));
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await trainLoader.close();
     await testLoader.close();
     log.close();
     session.dispose();
   }
+  if (signal) {
+    bar.end();
+    const i = result.interrupted;
+    const kept = loadCheckpoint(ckptFile).meta;
+    const holds = kept.epoch === 0 ? 'the run\'s initial state' : `epoch ${kept.epoch} (step ${kept.step})`;
+    const lost = i?.during === 'training' && i.steps > 0
+      ? `; the ${i.steps} steps of epoch ${i.epoch + 1} are lost and are redone, exactly, on resume`
+      : i?.during === 'evaluation' ? `; the evaluation of epoch ${i.epoch + 1} is redone on resume` : '';
+    process.stderr.write(`crunet train: stopped by ${signal}${i ? ` in epoch ${i.epoch + 1}/${run.epochs}` : ''}: ${ckptFile} holds ${holds}${lost}. ` +
+      `Continue with: crunet train --resume ${out}\n`);
+    return signalExitCode(signal);
+  }
   const epoch = result.epochs.at(-1) ? result.epochs.at(-1)!.epoch + 1 : startEpoch;
   const trained = result.epochs.reduce((s, e) => s + e.train.images, 0);
   const trainSeconds = result.epochs.reduce((s, e) => s + e.train.seconds, 0);
+  final = final!;
   const summary = {
     model: model.name, dataset: run.dataset, epoch, epochs: run.epochs, testLoss: final.loss, top1: final.top1, top5: final.top5,
     imagesPerSec: trainSeconds > 0 ? trained / trainSeconds : 0, wallSeconds: (performance.now() - t0) / 1000, params, out,

@@ -57,6 +57,11 @@ export interface CheckpointMeta {
    * checkpoint can be used on new images without the data set's source at hand. Stored when given.
    */
   preprocessing?: Preprocessing;
+  /**
+   * The CPU threads of the run (OpenMP). The kernels' sums, and so the last bits of every result, depend on
+   * the thread count: a run resumed on other threads continues correctly but not bit for bit.
+   */
+  threads?: number;
   [key: string]: unknown;
 }
 

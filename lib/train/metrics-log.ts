@@ -36,8 +36,9 @@ export interface MetricsLogOptions {
   /** Start a new file instead of appending (default: append). */
   truncate?: boolean;
   /**
-   * Resuming from a checkpoint taken after this many steps: drop the lines of the interrupted run
-   * whose step is greater (they will be run again), so that the log reads as one run.
+   * Resuming from a checkpoint taken after this many steps: drop the lines of the interrupted run that
+   * the resumed one writes again, so that the log reads as one run: "step" lines of this step or later (a
+   * step line's step is the steps before it) and other lines of a later step (theirs are the steps done).
    */
   resumeAfterStep?: number;
   /** The clock, in ms (for tests). */
@@ -54,7 +55,7 @@ export class MetricsLog {
     this.now = opts.now ?? Date.now;
     if (opts.resumeAfterStep !== undefined && !opts.truncate && fs.existsSync(path)) {
       const s = opts.resumeAfterStep;
-      const kept = readMetrics(path).filter((r) => r.step === undefined || r.step <= s);
+      const kept = readMetrics(path).filter((r) => r.step === undefined || (r.type === 'step' ? r.step < s : r.step <= s));
       writeFileAtomicSync(path, kept.map((r) => JSON.stringify(r) + '\n').join(''));
     }
     this.fd = fs.openSync(path, opts.truncate ? 'w' : 'a+');

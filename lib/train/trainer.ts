@@ -100,6 +100,12 @@ export interface FitResult {
   /** Global steps completed. */
   steps: number;
   seconds: number;
+  /**
+   * Set when interrupt() ended fit() early: the epoch it was in and the steps of it taken. During training,
+   * that epoch got neither onEpochTrained (so no checkpoint) nor onEpochEnd; during (or just before) the
+   * evaluation, its training was complete and onEpochTrained ran, but its evaluation is missing.
+   */
+  interrupted?: { epoch: number; steps: number; during: 'training' | 'evaluation' };
 }
 
 export class Trainer {
@@ -108,6 +114,9 @@ export class Trainer {
   step: number;
   private readonly opts: TrainerOptions;
   private stopping = false;
+  private interrupted = false;
+  /** Whether the last trainEpoch() was cut short by interrupt() (an interrupt in its last step is not). */
+  private cutShort = false;
 
   constructor(opts: TrainerOptions) {
     if (!Number.isInteger(opts.epochs) || opts.epochs < 0) throw new RangeError(`Trainer: epochs must be a non-negative integer, but received ${opts.epochs}`);
@@ -122,7 +131,12 @@ export class Trainer {
     await callbacks?.onEpochStart?.(epoch);
     const t0 = performance.now();
     let lossSum = 0, correct = 0, images = 0, batch = 0, lr = schedule.lrAt(this.step);
+    this.cutShort = false;
     for await (const b of this.opts.train.epoch(epoch)) {
+      if (this.interrupted) {
+        this.cutShort = true;
+        break;
+      }
       if (b.size !== session.batchSize) continue;
       lr = schedule.lrAt(this.step);
       const ts = performance.now();
@@ -150,6 +164,7 @@ export class Trainer {
     const width = source.dataset?.shape[2];
     if (tta === 'flip' && !width) throw new Error("evaluate: tta 'flip' needs the images' width: pass a source with dataset.shape [C, H, W]");
     for await (const b of source.epoch(epoch)) {
+      if (this.interrupted) break; // the partial scores are not returned as the data set's: see isInterrupted
       const images = b.images.subarray(0, (b.images.length / b.labels.length) * b.size);
       let logits = await this.session.forward(images);
       const classes = logits.length / b.size;
@@ -176,20 +191,39 @@ export class Trainer {
     this.stopping = true;
   }
 
+  /**
+   * Ends training as soon as the step in flight is done (a Ctrl-C): trainEpoch() and evaluate() stop at the
+   * next batch and fit() returns with `interrupted` set, without the epoch's callbacks, so nothing of the
+   * partial epoch is mistaken for a whole one. An interrupted Trainer stays interrupted.
+   */
+  interrupt(): void {
+    this.interrupted = true;
+  }
+
+  /** Whether interrupt() was called: an evaluate() that returned since then covered part of the data only. */
+  get isInterrupted(): boolean {
+    return this.interrupted;
+  }
+
   /** Trains from startEpoch to epochs (or until stop()), evaluating on the test set after each epoch. */
   async fit(): Promise<FitResult> {
     const t0 = performance.now();
     const done: EpochEnd[] = [];
     this.stopping = false;
+    const result = (interrupted?: FitResult['interrupted']): FitResult =>
+      ({ epochs: done, steps: this.step, seconds: (performance.now() - t0) / 1000, ...(interrupted ? { interrupted } : {}) });
     for (let e = this.opts.startEpoch ?? 0; e < this.opts.epochs && !this.stopping; e++) {
+      const stepsBefore = this.step;
       const train = await this.trainEpoch(e);
+      if (this.cutShort) return result({ epoch: e, steps: this.step - stepsBefore, during: 'training' });
       await this.opts.callbacks?.onEpochTrained?.({ epoch: e, step: this.step, train });
-      const test = this.opts.test ? await this.evaluate(this.opts.test, e) : undefined;
+      const test = this.opts.test && !this.interrupted ? await this.evaluate(this.opts.test, e) : undefined;
+      if (this.interrupted) return result({ epoch: e, steps: this.step - stepsBefore, during: 'evaluation' });
       const end: EpochEnd = { epoch: e, step: this.step, train, ...(test ? { test } : {}) };
       done.push(end);
       await this.opts.callbacks?.onEpochEnd?.(end);
     }
-    return { epochs: done, steps: this.step, seconds: (performance.now() - t0) / 1000 };
+    return result();
   }
 }
 

@@ -1,0 +1,61 @@
+// CPU threads for the commands that compute (train, eval, bench): how many, and how OpenMP waits.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { setNumThreads } from '../engine/index.js';
+import { intFlag } from './flags.js';
+
+/**
+ * The CPUs this process may really use: the affinity mask (os.availableParallelism() reads
+ * sched_getaffinity) capped by a cgroup CPU quota (cgroup v2 cpu.max, or v1 cfs_quota_us / cfs_period_us),
+ * rounded down and at least 1. A container limited to 1.5 CPUs on a 64-core host gets 1, not 64.
+ */
+export function availableCpus(root = '/sys/fs/cgroup'): number {
+  const quota = cgroupCpuQuota(root);
+  return Math.max(1, Math.min(os.availableParallelism(), quota === undefined ? Infinity : Math.floor(quota)));
+}
+
+/** The cgroup CPU quota in CPUs, or undefined when there is none (or no cgroup file system to read). */
+export function cgroupCpuQuota(root = '/sys/fs/cgroup'): number | undefined {
+  const read = (f: string) => {
+    try {
+      return fs.readFileSync(`${root}/${f}`, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const v2 = read('cpu.max')?.split(/\s+/); // "max 100000" or "150000 100000"
+  if (v2 && v2[0] !== 'max') {
+    const [q, p] = v2.map(Number);
+    if (q! > 0 && p! > 0) return q! / p!;
+  }
+  const q1 = Number(read('cpu/cpu.cfs_quota_us') ?? read('cpu,cpuacct/cpu.cfs_quota_us'));
+  const p1 = Number(read('cpu/cpu.cfs_period_us') ?? read('cpu,cpuacct/cpu.cfs_period_us'));
+  if (q1 > 0 && p1 > 0) return q1 / p1;
+  return undefined;
+}
+
+/**
+ * OpenMP's wait policy for this process, unless the user set one. libgomp reads OMP_WAIT_POLICY and
+ * GOMP_SPINCOUNT once, when the addon loads it, so this must run before the first call into the addon
+ * (the CLI does it first thing). Passive: a thread that reaches a barrier first sleeps instead of spinning;
+ * on a machine where anything else runs, a spinning thread takes the core that its partner needs to reach
+ * the barrier, and the step slows down many times over (bench/thread-policy.ts measures it; README
+ * "Reliability").
+ */
+export function setOpenMPWaitPolicy(env: NodeJS.ProcessEnv = process.env): void {
+  if (env.OMP_WAIT_POLICY === undefined && env.GOMP_SPINCOUNT === undefined) env.OMP_WAIT_POLICY = 'passive';
+}
+
+/** --threads: the flag's value, else every CPU available to the process. Returns the count set. */
+export function applyThreads(flag: string | number | undefined): number {
+  const n = typeof flag === 'number' ? flag : intFlag(flag, '--threads', 1) ?? availableCpus();
+  setNumThreads(n);
+  return n;
+}
+
+/** The --threads line of a command's help, its description starting at `column`. */
+export function threadsHelp(column: number): string {
+  const pad = ' '.repeat(column);
+  return '--threads N'.padEnd(column - 2) + 'CPU threads for the kernels (default: the CPUs available to the process:\n' +
+    `${pad}its affinity mask and cgroup CPU quota)`;
+}
