@@ -131,10 +131,13 @@ let addon: Addon | undefined;
 export function native(): Addon {
   if (addon) return addon;
   const root = packageRoot();
+  // CRUNET_ADDON names one build explicitly (the tests load the node-gyp and the cmake-js builds side by side).
+  const explicit = process.env.CRUNET_ADDON;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    addon = require('node-gyp-build')(root) as Addon;
+    addon = (explicit ? require(path.resolve(explicit)) : require('node-gyp-build')(root)) as Addon;
   } catch (e) {
+    if (explicit) throw new Error(`crunet: cannot load the native addon CRUNET_ADDON=${explicit}: ${(e as Error).message.split('\n')[0]}`, { cause: e });
     throw new Error(
       `crunet: the native addon could not be loaded from ${root}/build/Release or prebuilds/ ` +
         `(${(e as Error).message.split('\n')[0]}). Build it with 'npm run build' (needs cmake, g++ and ` +
