@@ -7,8 +7,11 @@
 //      direction, along a random direction and on the largest coordinates. float32 FD is noisy
 //      (the loss carries ~1e-7 relative rounding, divided by 2h), so FD_REL / FD_ABS are loose: they catch a
 //      missing use, a wrong sign or a wrong scale, while (a) catches the small errors.
-// Then training: a few SGD steps against the reference update (PyTorch's SGD), and a tiny network that
-// overfits a fixed batch.
+// Then training: SGD steps against the reference update (PyTorch's SGD), parameter by parameter, on
+// these graphs and on crunet_small (whose factor set is shared). Every check runs in two compile
+// configurations: with input gradients, and as the Trainer and CLI compile (inputGrads off, memory reuse,
+// fusion), whose backward and memory plans differ. Last, memory reuse on and off train crunet_small to
+// identical parameters, and a tiny network overfits a fixed batch.
 
 import { strict as assert } from 'node:assert';
 import { compile } from '../lib/index.js';
