@@ -1,11 +1,10 @@
 import { strict as assert } from 'node:assert';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { UsageError } from '../lib/cli/errors.js';
 import { checkDataMatches, checkpointFile, resumeSettings, storedSettings, trainMeta, type RunSettings } from '../lib/cli/run-settings.js';
 import type { Dataset } from '../lib/data/index.js';
 import type { CheckpointInfo } from '../lib/train/checkpoint.js';
+import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
 const FASHION = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 const data = (name: string, shape: [number, number, number], classes: string[]) => ({ name, shape, classes }) as unknown as Dataset;
@@ -29,6 +28,7 @@ function info(r: RunSettings, extra: Record<string, unknown> = {}): CheckpointIn
 }
 
 describe('crunet train: run settings in checkpoints', () => {
+  afterEach(removeTestTempDirs);
   it('recovers every setting from what a checkpoint stores (warmup from its steps)', () => {
     const meta = info(run, trainMeta(run, data('fashion-mnist', [1, 28, 28], FASHION), { augment: true, erase: 0.5 }) as Record<string, unknown>);
     const { settings, stepsPerEpoch } = storedSettings(meta);
@@ -86,9 +86,8 @@ describe('crunet train: run settings in checkpoints', () => {
   });
 
   it('a checkpoint argument may be a run directory', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-settings-'));
+    const dir = testTempDir('settings');
     assert.equal(checkpointFile(dir), path.join(dir, 'checkpoint.safetensors'));
     assert.equal(checkpointFile(path.join(dir, 'x.safetensors')), path.join(dir, 'x.safetensors'));
-    fs.rmSync(dir, { recursive: true });
   });
 });

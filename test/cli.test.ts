@@ -8,6 +8,7 @@ import { main } from '../lib/cli/main.js';
 import { devices } from '../lib/index.js';
 import { create } from '../lib/models/index.js';
 import { loadCheckpoint } from '../lib/train/index.js';
+import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
 /** Runs the CLI in this process, capturing what it prints. */
 async function crunet(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -32,6 +33,7 @@ describe('crunet CLI', function () {
   // These run the CLI in this process: a loaded machine makes the training ones slow, not wrong, so the
   // bound is for a hang only (test/cli-process.test.ts runs what needs a process of its own).
   this.timeout(30 * 60_000);
+  afterEach(removeTestTempDirs);
   it('info --json names the version, the oneDNN build and the CPU', async () => {
     const r = await crunet('info', '--json');
     assert.equal(r.code, 0);
@@ -68,8 +70,8 @@ describe('crunet CLI', function () {
   });
 
   (fs.existsSync(FASHION) ? it : it.skip)('trains, writes metrics, plot and checkpoint; a stopped and resumed run logs what an uninterrupted one does', async function () {
-    const whole = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
+    const whole = testTempDir('cli');
+    const dir = testTempDir('cli');
     const run = ['--epochs', '2', '--limit-train', '2048', '--batch-size', '64', '--lr', '0.1', '--seed', '3', '--label-smoothing', '0.1', '--json'];
     const common = [...run, '--limit-test', '256'];
     const ref = await crunet('train', ...common, '--out', whole);
@@ -134,8 +136,6 @@ describe('crunet CLI', function () {
     // The same values as stored are fine (warmup compares in steps: 0.3 epochs of 32 steps is 10).
     const same = await crunet('train', '--resume', ckpt, ...run, '--warmup-epochs', '0.3', '--limit-test', '256');
     assert.equal(same.code, 0, same.err);
-    fs.rmSync(dir, { recursive: true });
-    fs.rmSync(whole, { recursive: true });
   });
 
   it('refuses bad --erase, --model-options, --dataset, schedule and --tta values, naming the flag', async () => {
@@ -162,7 +162,7 @@ describe('crunet CLI', function () {
   });
 
   (fs.existsSync(FASHION) ? it : it.skip)('trains a model with --model-options and --erase; a resume keeps both and refuses to change them', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
+    const dir = testTempDir('cli');
     const common = ['--limit-train', '512', '--limit-test', '128', '--batch-size', '64', '--out', dir, '--json'];
     const one = await crunet('train', '--epochs', '2', '--stop-after-epoch', '1', '--model-options', '{"width":16,"D":32}', '--erase', '0.5', ...common);
     assert.equal(one.code, 0, one.err);
@@ -188,11 +188,10 @@ describe('crunet CLI', function () {
     assert.equal(two.code, 0, two.err);
     assert.equal(JSON.parse(two.out.trim().split('\n').at(-1)!).epoch, 2);
     assert.deepEqual(loadCheckpoint(ckpt).meta.augmentation, { augment: true, erase: 0.5 });
-    fs.rmSync(dir, { recursive: true });
   });
 
   it('trains on an image folder split by --val-split, skipping an unreadable image under --bad-images skip', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-folder-'));
+    const dir = testTempDir('cli-folder');
     for (const [c, k] of [['cat', 0], ['dog', 1]] as const) {
       fs.mkdirSync(path.join(dir, 'images', c), { recursive: true });
       for (let i = 0; i < 4; i++) {
@@ -216,7 +215,6 @@ describe('crunet CLI', function () {
     const bad = await crunet('train', ...common, '--val-split', '1.5');
     assert.equal(bad.code, 2);
     assert.match(bad.err, /--val-split is a fraction in \(0, 1\), got '1.5'/);
-    fs.rmSync(dir, { recursive: true });
   });
 
   it('bench --json reports every convolution shape with its implementation and times, and the step rate', async () => {
@@ -305,12 +303,11 @@ describe('crunet CLI', function () {
   });
 
   it('refuses a damaged checkpoint before doing any work', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cli-'));
+    const dir = testTempDir('cli');
     const bad = path.join(dir, 'checkpoint.safetensors');
     fs.writeFileSync(bad, Buffer.from([8, 0, 0, 0, 0, 0, 0, 0, 123]));
     const r = await crunet('train', '--resume', bad, '--epochs', '1');
     assert.equal(r.code, 1);
     assert.match(r.err, new RegExp(`${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
-    fs.rmSync(dir, { recursive: true });
   });
 });

@@ -7,12 +7,16 @@
 //      direction, along a random direction and on the largest coordinates. float32 FD is noisy
 //      (the loss carries ~1e-7 relative rounding, divided by 2h), so FD_REL / FD_ABS are loose: they catch a
 //      missing use, a wrong sign or a wrong scale, while (a) catches the small errors.
-// Then training: a few SGD steps against the reference update (PyTorch's SGD), and a tiny network that
-// overfits a fixed batch.
+// Then training: SGD steps against the reference update (PyTorch's SGD), parameter by parameter, on
+// these graphs and on crunet_small (whose factor set is shared). Every check runs in two compile
+// configurations: with input gradients, and as the Trainer and CLI compile (inputGrads off, memory reuse,
+// fusion), whose backward and memory plans differ. Last, memory reuse on and off train crunet_small to
+// identical parameters, and a tiny network overfits a fixed batch.
 
 import { strict as assert } from 'node:assert';
 import { compile } from '../lib/index.js';
 import { GraphBuilder, type Graph } from '../lib/graph/index.js';
+import { create } from '../lib/models/index.js';
 import {
   assertClose, closeMessage, dot, numericalGradient, params64, randomParams, referenceBackward, referenceForward, sgdStep,
   to64, type Feeds64, type Params64, type Tolerance,
@@ -89,8 +93,20 @@ function setup(graph: Graph, batch: number, seed: string): Setup {
   return { graph, batch, p32, p64: params64(p32), feeds, feeds64 };
 }
 
-async function open(su: Setup, optimizer = { lr: 0.1, momentum: 0.9, nesterov: false, weightDecay: 0 }): Promise<Session> {
-  const s = await compile(su.graph, { device: 'cpu', batchSize: su.batch, inputGrads: true, seed: 1, optimizer });
+/**
+ * The compile options that change the backward plan and the memory plan. Each check runs in both: with
+ * input gradients (which the input-gradient checks need), and as the Trainer and the CLI compile.
+ */
+interface Config { name: string; inputGrads: boolean; reuseMemory: boolean; fuse: boolean }
+const WITH_INPUT_GRADS: Config = { name: 'inputGrads on, no reuse, no fusion', inputGrads: true, reuseMemory: false, fuse: false };
+const AS_TRAINING: Config = { name: 'as training compiles: inputGrads off, reuseMemory, fuse', inputGrads: false, reuseMemory: true, fuse: true };
+const CONFIGS = [WITH_INPUT_GRADS, AS_TRAINING];
+
+const DEFAULT_SGD = { lr: 0.1, momentum: 0.9, nesterov: false, weightDecay: 0 };
+
+async function open(su: Setup, config: Config, optimizer = DEFAULT_SGD): Promise<Session> {
+  const { inputGrads, reuseMemory, fuse } = config;
+  const s = await compile(su.graph, { device: 'cpu', batchSize: su.batch, inputGrads, reuseMemory, fuse, seed: 1, optimizer });
   for (const [name, v] of su.p32) s.setParameter(name, v);
   return s;
 }
@@ -158,8 +174,9 @@ async function gradcheck(su: Setup, s: Session, fdTensors: string[]) {
   assertClose(ref.inputGrads.get('x')!, numericalGradient(lossOf, feeds64.x as Float64Array, 1e-6), { rtol: 1e-6, atol: 1e-7 }, 'reference d loss / d x');
   // (a) the engine against the reference
   const got = await s.gradients(su.feeds, Float32Array.of(1));
+  const withX = fdTensors.includes('x');
   push(closeMessage(got.outputs[0], [run.loss!.loss], TOL, 'loss'));
-  push(closeMessage(got.inputGrads.x, ref.inputGrads.get('x')!, TOL, 'd loss / d x'));
+  if (withX) push(closeMessage(got.inputGrads.x, ref.inputGrads.get('x')!, TOL, 'd loss / d x'));
   for (const [name, grad] of ref.paramGrads) push(closeMessage(got.paramGrads[name], grad, TOL, `d loss / d ${name}`));
   // gradients() is backward without an update: the running statistics stay as they were set.
   for (const q of graph.ir.params.filter((p) => !p.trainable)) {
@@ -174,79 +191,149 @@ async function gradcheck(su: Setup, s: Session, fdTensors: string[]) {
   // Many gradients() calls later (the FD runs), gradients are overwritten per call, never accumulated.
   const again = await s.gradients(su.feeds, Float32Array.of(1));
   for (const [name, grad] of ref.paramGrads) push(closeMessage(again.paramGrads[name], grad, TOL, `d loss / d ${name} on a later gradients() call`));
-  push(closeMessage(again.inputGrads.x, ref.inputGrads.get('x')!, TOL, 'd loss / d x on a later gradients() call'));
+  if (withX) push(closeMessage(again.inputGrads.x, ref.inputGrads.get('x')!, TOL, 'd loss / d x on a later gradients() call'));
   return { errors, ref, got };
 }
 
-describe('gradcheck: whole graphs on the engine', () => {
-  it('conv -> BN -> ReLU -> conv -> add -> globalAvgPool -> linear -> softmaxCrossEntropy', async () => {
-    const su = setup(residualGraph(), 4, 'residual');
-    const s = await open(su);
-    try {
-      const trainable = su.graph.ir.params.filter((p) => p.trainable).map((p) => p.name);
-      const { errors } = await gradcheck(su, s, ['x', ...trainable]);
-      if (errors.length) assert.fail(errors.join('\n'));
-    } finally {
-      s.dispose();
-    }
-  });
-
-  it('one Parameter shared by three convolutions: its gradient is the sum over the uses', async () => {
-    const su = setup(sharedGraph(), 3, 'shared');
-    const s = await open(su);
-    try {
-      const { errors, ref, got } = await gradcheck(su, s, ['shared.weight', 'x', 'bn2.weight']);
-      const uses = ref.paramGradsPerUse.get('shared.weight')!;
-      assert.equal(uses.length, 3, 'the reference sees three uses');
-      const sum = uses.reduce((acc, u) => acc.map((v, i) => v + u[i]!), new Float64Array(uses[0]!.length));
-      const m = closeMessage(got.paramGrads['shared.weight'], sum, TOL, 'shared.weight gradient vs the sum of its three uses');
+/**
+ * `steps` SGD steps on the engine against the float64 reference update (PyTorch's SGD), parameter by
+ * parameter: loss and counts per step, every parameter (BN running statistics included) after the last.
+ * Returns failure messages.
+ */
+async function sgdAgainstReference(su: Setup, config: Config, optimizer: typeof DEFAULT_SGD, lrs: (number | undefined)[]): Promise<string[]> {
+  const s = await open(su, config, optimizer);
+  try {
+    const { graph, batch, feeds64 } = su;
+    const input = graph.ir.inputs.find((i) => i.dtype === 'f32')!.name;
+    let p: Params64 = new Map([...su.p64].map(([k, v]) => [k, Float64Array.from(v)]));
+    const bufs = new Map(graph.ir.params.filter((q) => q.trainable).map((q) => [q.name, new Float64Array(p.get(q.name)!.length)]));
+    const errors: string[] = [];
+    for (const [k, lr] of lrs.entries()) {
+      const run = referenceForward(graph, batch, feeds64, p, true);
+      const g = referenceBackward(graph, batch, run, p, Float64Array.of(1), graph.ir.loss);
+      const st = await s.step(su.feeds[input] as Float32Array, su.feeds.labels as Int32Array, lr === undefined ? {} : { lr });
+      const tag = `${config.name}, nesterov ${optimizer.nesterov}, step ${k + 1}${lr ? ` (lr ${lr})` : ''}`;
+      const m = closeMessage([st.loss], [run.loss!.loss], TOL, `${tag}: loss`);
       if (m) errors.push(m);
-      // The sum differs from every single use, so a kernel that overwrote instead of accumulating fails here.
-      for (const [k, u] of uses.entries()) {
-        if (!closeMessage(got.paramGrads['shared.weight'], u, { rtol: 1e-2, atol: 1e-3 }, '')) errors.push(`shared.weight gradient equals use ${k + 1} alone`);
+      if (st.correct !== run.loss!.correct) errors.push(`${tag}: correct ${st.correct}, expected ${run.loss!.correct}`);
+      const topk = graph.ir.nodes.find((n) => n.name === graph.ir.loss)!.attrs.topk;
+      const expectTopk = topk ? run.loss!.topkCorrect : undefined;  // reported only when the loss has a top-k
+      if (st.topkCorrect !== expectTopk) errors.push(`${tag}: topkCorrect ${st.topkCorrect}, expected ${expectTopk}`);
+      p = run.params;  // running statistics updated
+      for (const q of graph.ir.params.filter((q) => q.trainable)) {
+        const w = Float64Array.from(p.get(q.name)!);
+        sgdStep(w, g.paramGrads.get(q.name)!, bufs.get(q.name)!, { ...optimizer, lr: lr ?? optimizer.lr }, q.weightDecay);
+        p.set(q.name, w);
       }
-      if (errors.length) assert.fail(errors.join('\n'));
-    } finally {
-      s.dispose();
     }
-  });
+    for (const q of graph.ir.params) {
+      const m = closeMessage(s.getParameter(q.name), p.get(q.name)!, TOL, `${config.name}, nesterov ${optimizer.nesterov}: ${q.name} after ${lrs.length} steps`);
+      if (m) errors.push(m);
+    }
+    return errors;
+  } finally {
+    s.dispose();
+  }
+}
 
-  it('SGD steps (momentum, weight decay, nesterov, lr override) follow the reference update', async () => {
-    for (const nesterov of [false, true]) {
-      const optimizer = { lr: 0.05, momentum: 0.9, nesterov, weightDecay: 1e-2 };
-      const su = setup(residualGraph(), 4, `sgd ${nesterov}`);
-      const s = await open(su, optimizer);
+/** Names of the parameters that more than one node uses. */
+function sharedParams(graph: Graph): string[] {
+  const uses = new Map<string, number>();
+  for (const n of graph.ir.nodes) for (const q of n.params) uses.set(q, (uses.get(q) ?? 0) + 1);
+  return [...uses].filter(([, k]) => k > 1).map(([q]) => q);
+}
+
+for (const config of CONFIGS) {
+  describe(`gradcheck: whole graphs on the engine (${config.name})`, () => {
+    const withX = (tensors: string[]) => (config.inputGrads ? ['x', ...tensors] : tensors);
+
+    it('conv -> BN -> ReLU -> conv -> add -> globalAvgPool -> linear -> softmaxCrossEntropy', async () => {
+      const su = setup(residualGraph(), 4, 'residual');
+      const s = await open(su, config);
       try {
-        const { graph, batch, feeds64 } = su;
-        let p: Params64 = new Map([...su.p64].map(([k, v]) => [k, Float64Array.from(v)]));
-        const bufs = new Map(graph.ir.params.filter((q) => q.trainable).map((q) => [q.name, new Float64Array(p.get(q.name)!.length)]));
-        const errors: string[] = [];
-        const lrs = [undefined, undefined, 0.02];
-        for (const [k, lr] of lrs.entries()) {
-          const run = referenceForward(graph, batch, feeds64, p, true);
-          const g = referenceBackward(graph, batch, run, p, Float64Array.of(1), graph.ir.loss);
-          const st = await s.step(su.feeds.x as Float32Array, su.feeds.labels as Int32Array, lr === undefined ? {} : { lr });
-          const tag = `nesterov ${nesterov}, step ${k + 1}${lr ? ` (lr ${lr})` : ''}`;
-          const m = closeMessage([st.loss], [run.loss!.loss], TOL, `${tag}: loss`);
-          if (m) errors.push(m);
-          if (st.correct !== run.loss!.correct) errors.push(`${tag}: correct ${st.correct}, expected ${run.loss!.correct}`);
-          if (st.topkCorrect !== run.loss!.topkCorrect) errors.push(`${tag}: topkCorrect ${st.topkCorrect}, expected ${run.loss!.topkCorrect}`);
-          p = run.params;  // running statistics updated
-          for (const q of graph.ir.params.filter((q) => q.trainable)) {
-            const w = Float64Array.from(p.get(q.name)!);
-            sgdStep(w, g.paramGrads.get(q.name)!, bufs.get(q.name)!, { ...optimizer, lr: lr ?? optimizer.lr }, q.weightDecay);
-            p.set(q.name, w);
-          }
-        }
-        for (const q of graph.ir.params) {
-          const m = closeMessage(s.getParameter(q.name), p.get(q.name)!, TOL, `nesterov ${nesterov}: ${q.name} after ${lrs.length} steps`);
-          if (m) errors.push(m);
+        const trainable = su.graph.ir.params.filter((p) => p.trainable).map((p) => p.name);
+        const { errors } = await gradcheck(su, s, withX(trainable));
+        if (errors.length) assert.fail(errors.join('\n'));
+      } finally {
+        s.dispose();
+      }
+    });
+
+    it('one Parameter shared by three convolutions: its gradient is the sum over the uses', async () => {
+      const su = setup(sharedGraph(), 3, 'shared');
+      const s = await open(su, config);
+      try {
+        const { errors, ref, got } = await gradcheck(su, s, withX(['shared.weight', 'bn2.weight']));
+        const uses = ref.paramGradsPerUse.get('shared.weight')!;
+        assert.equal(uses.length, 3, 'the reference sees three uses');
+        const sum = uses.reduce((acc, u) => acc.map((v, i) => v + u[i]!), new Float64Array(uses[0]!.length));
+        const m = closeMessage(got.paramGrads['shared.weight'], sum, TOL, 'shared.weight gradient vs the sum of its three uses');
+        if (m) errors.push(m);
+        // The sum differs from every single use, so a kernel that overwrote instead of accumulating fails here.
+        for (const [k, u] of uses.entries()) {
+          if (!closeMessage(got.paramGrads['shared.weight'], u, { rtol: 1e-2, atol: 1e-3 }, '')) errors.push(`shared.weight gradient equals use ${k + 1} alone`);
         }
         if (errors.length) assert.fail(errors.join('\n'));
       } finally {
         s.dispose();
       }
+    });
+
+    // Three steps, so that momentum (and Nesterov's look-ahead) matter; the third overrides lr.
+    const SGD_LRS = [undefined, undefined, 0.02];
+    for (const nesterov of [false, true]) {
+      const optimizer = { lr: 0.05, momentum: 0.9, nesterov, weightDecay: 1e-2 };
+
+      it(`SGD steps (momentum, weight decay, nesterov ${nesterov}, lr override) follow the reference update`, async () => {
+        const errors = await sgdAgainstReference(setup(residualGraph(), 4, `sgd ${nesterov}`), config, optimizer, SGD_LRS);
+        if (errors.length) assert.fail(errors.join('\n'));
+      });
+
+      it(`SGD steps update a Parameter shared by three convolutions once per step (nesterov ${nesterov})`, async () => {
+        const su = setup(sharedGraph(), 3, `shared sgd ${nesterov}`);
+        assert.deepEqual(sharedParams(su.graph), ['shared.weight']);
+        const errors = await sgdAgainstReference(su, config, optimizer, SGD_LRS);
+        if (errors.length) assert.fail(errors.join('\n'));
+      });
+
+      it(`SGD steps on crunet_small (8x8 input) update its shared factor set once per step (nesterov ${nesterov})`, async () => {
+        const su = setup(create('crunet_small', { inputSize: 8, classes: 5 }).graph, 2, `crunet_small sgd ${nesterov}`);
+        assert.ok(sharedParams(su.graph).length >= 2, `crunet_small shares its factors: ${sharedParams(su.graph).join(', ')}`);
+        const errors = await sgdAgainstReference(su, config, optimizer, SGD_LRS);
+        if (errors.length) assert.fail(errors.join('\n'));
+      });
     }
+  });
+}
+
+describe('gradcheck: training runs', () => {
+  it('crunet_small trains to the same parameters with memory reuse on and off (bit for bit, 3 steps)', async () => {
+    // The two plans differ only in where buffers live, not in what is computed or in which order, so the
+    // results are identical, not merely close: any difference means a buffer was overwritten while live.
+    const graph = create('crunet_small').graph;
+    const rng = new Rng(seedFrom('reuse'));
+    const batch = 8;
+    const images = normal32(rng, batch * 28 * 28), labels = labels32(rng, batch, 10);
+    const optimizer = { lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 1e-4 };
+    const train = async (reuseMemory: boolean) => {
+      const s = await compile(graph, { device: 'cpu', batchSize: batch, seed: 3, reuseMemory, optimizer });
+      try {
+        const losses: number[] = [];
+        for (let k = 0; k < 3; k++) losses.push((await s.step(images, labels)).loss);
+        return { losses, params: s.parameterNames().map((n) => [n, s.getParameter(n)] as const), memory: s.memory() };
+      } finally {
+        s.dispose();
+      }
+    };
+    const on = await train(true), off = await train(false);
+    assert.ok(on.memory.arenaBytes < off.memory.arenaBytes, `reuse shrinks the arena: ${on.memory.arenaBytes} vs ${off.memory.arenaBytes}`);
+    assert.deepEqual(on.losses, off.losses, 'losses per step');
+    const differ = on.params.filter(([n, v], i) => {
+      const w = off.params[i]![1];
+      assert.equal(off.params[i]![0], n);
+      return v.length !== w.length || v.some((x, j) => x !== w[j]);
+    }).map(([n]) => n);
+    assert.deepEqual(differ, [], 'parameters that differ after 3 steps');
   });
 
   it('a tiny network overfits a fixed batch of 16 samples, 4 classes: loss < 0.05 within 100 steps (about 45 in float64)', async () => {

@@ -24,7 +24,9 @@ describe('models on the CPU engine: crunet56', function () {
     }
   });
 
-  it('runs a training step at batch 2 and updates each shared factor once', async () => {
+  // That a shared factor is updated exactly once per step is checked against the reference SGD in
+  // test/gradcheck.test.ts (a Parameter shared by three convolutions, and crunet_small's factor set).
+  it('runs a training step at batch 2: the shared factor is one parameter and changes', async () => {
     const s = await compile(model, { device: 'cpu', batchSize: 2, seed: 1, optimizer: { lr: 0.01, momentum: 0.9 } });
     try {
       const rng = new Rng(2);

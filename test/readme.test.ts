@@ -1,11 +1,12 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { transformSync } from 'esbuild';
 import * as crunet from '../lib/index.js';
+import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
 describe('README', () => {
+  afterEach(removeTestTempDirs);
   it('runs the API example as written', async () => {
     const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
     const section = readme.slice(readme.indexOf('## The API in ten lines'));
@@ -25,7 +26,7 @@ describe('README', () => {
     const section = readme.slice(readme.indexOf('## Training from TypeScript'));
     const code = /```ts\n([\s\S]*?)```/.exec(section)![1]!;
     assert.match(code, /^import \{ compile, data, models, train \} from 'crunet';/);
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-readme-'));
+    const dir = testTempDir('readme');
     const body = code.replace(/^import .*\n/, '').replaceAll("'runs/api/checkpoint.safetensors'", 'ckptFile') + '\nreturn { top1, epochs };';
     // The block is TypeScript: esbuild (tsx's) strips the types, nothing else.
     const js = transformSync(`return (async () => {\n${body}\n})();`, { loader: 'ts' }).code;
@@ -37,6 +38,5 @@ describe('README', () => {
     assert.equal(lines.length, 2);
     assert.ok(r.top1 > 0.5, `two short epochs learn something (top-1 ${r.top1})`);
     assert.equal(crunet.train.loadCheckpoint(file).meta.epoch, 2);
-    fs.rmSync(dir, { recursive: true });
   });
 });

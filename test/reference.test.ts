@@ -9,7 +9,7 @@ import {
   addBackward, addForward, assertClose, avgPoolBackward, avgPoolForward, batchNormInferBackward, batchNormInferForward,
   batchNormTrainBackward, batchNormTrainForward, conv2dBackward, conv2dForward, conv2dGeometry, dot, globalAvgPoolBackward,
   globalAvgPoolForward, linearBackward, linearForward, maxPoolBackward, maxPoolForward, numericalGradient, poolGeometry,
-  referenceBackward, referenceForward, reluBackward, reluForward, sgdStep, softmaxCrossEntropyBackward,
+  referenceBackward, referenceForward, reluBackward, reluForward, sgdStep, softmaxCrossEntropyBackward, sumBound,
   softmaxCrossEntropyForward, type ConvOptions, type Params64, type PoolOptions, type Tolerance,
 } from './reference/index.js';
 import { Rng, labels32, normal64, uniform64 } from './support/random.js';
@@ -307,5 +307,32 @@ describe('reference ops (float64)', () => {
       assertClose(buf2, [2], HAND, 'buf = 0.5 * 2 + 1');
       assertClose(w2, [1 - 0.5 * (1 + 0.5 * 2)], HAND, 'nesterov: w -= lr (g + m buf), no decay');
     });
+  });
+});
+
+describe('comparison helpers (test/reference/check.ts)', () => {
+  it('bounds each element by atol + rtol * |expected|, not by the tensor\'s largest element', () => {
+    const tol = { rtol: 1e-4, atol: 1e-9 };
+    // A 5 % error on a small entry next to a large one (a 1000-class cross-entropy row) fails.
+    assert.throws(() => assertClose([1, 1.05e-4], [1, 1e-4], tol, 'row'), /row: element 1 is 0\.000105, expected 0\.0001/);
+    assertClose([1 + 5e-5, 1e-4 + 5e-9], [1, 1e-4], tol, 'row');
+  });
+
+  it('fails on a missing tensor, a different length, NaN, and a bound of the wrong length', () => {
+    const tol = { rtol: 1, atol: 1 };
+    assert.throws(() => assertClose(undefined, [1], tol, 't'), /t: missing \(expected 1 values\)/);
+    assert.throws(() => assertClose([1, 2], [1, 2, 3], tol, 't'), /t: length 2, expected 3/);
+    assert.throws(() => assertClose([1, 2, 3], [1, 2], tol, 't'), /t: length 3, expected 2/);
+    assert.throws(() => assertClose([NaN], [1], tol, 't'), /element 0 is NaN/);
+    assert.throws(() => assertClose([1], [1], tol, 't', [0, 0]), /t: 2 rounding bounds for 1 values/);
+  });
+
+  it('sumBound allows sqrt(K) u sum |terms| per element: a cancelled sum gets its summands\' rounding', () => {
+    const u = 2 ** -24;
+    const b = sumBound([2, 0], 100, 1);
+    assert.deepEqual(Array.from(b), [10 * u * 2, 0]);
+    const tol = { rtol: 0, atol: 0 };
+    assertClose([1e-7 + 5 * u], [1e-7], tol, 'cancelled', b.subarray(0, 1));
+    assert.throws(() => assertClose([1e-7 + 30 * u], [1e-7], tol, 'cancelled', b.subarray(0, 1)), /cancelled: element 0/);
   });
 });

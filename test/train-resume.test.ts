@@ -1,10 +1,9 @@
 import { strict as assert } from 'node:assert';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { compile, GraphBuilder } from '../lib/index.js';
 import { DataLoader, MemoryDataset } from '../lib/data/index.js';
 import { Trainer, createSchedule, loadCheckpoint, restoreSession, saveCheckpoint } from '../lib/train/index.js';
+import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
 // A learnable toy problem: the class is the brightest quadrant of an 8x8 image.
 function toyData(n: number, seed: number): MemoryDataset {
@@ -36,6 +35,7 @@ function toyNet() {
 }
 
 describe('Trainer: resume', () => {
+  afterEach(removeTestTempDirs);
   const train = toyData(256, 1);
   const test = toyData(96, 2);
   const optimizer = { lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 1e-3 };
@@ -59,7 +59,7 @@ describe('Trainer: resume', () => {
     assert.equal(straight.losses.length, 24);
     assert.ok(straight.r.epochs[2]!.test!.top1 > 0.5, `the toy problem is learnt (top-1 ${straight.r.epochs[2]!.test!.top1})`);
 
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-resume-'));
+    const dir = testTempDir('resume');
     const first = await compile(toyNet(), { batchSize: 32, seed: 3, optimizer });
     const a = await run([0, 1], first);
     const file = path.join(dir, 'ckpt.safetensors');
@@ -75,6 +75,5 @@ describe('Trainer: resume', () => {
     for (const name of whole.parameterNames()) assert.deepEqual(second.getParameter(name), whole.getParameter(name), name);
     whole.dispose();
     second.dispose();
-    fs.rmSync(dir, { recursive: true });
   });
 });

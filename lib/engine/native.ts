@@ -143,11 +143,12 @@ let addon: Addon | undefined;
 export function native(): Addon {
   if (addon) return addon;
   const root = packageRoot();
+  // CRUNET_ADDON names one build explicitly: the tests load the node-gyp and the cmake-js builds side by
+  // side, and the sanitizer build is loaded this way (docs/HARDENING.md).
+  const explicit = process.env.CRUNET_ADDON;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    // CRUNET_ADDON names another build of the addon (the sanitizer build, docs/HARDENING.md).
-    const override = process.env.CRUNET_ADDON;
-    addon = (override ? require(path.resolve(override)) : require('node-gyp-build')(root)) as Addon;
+    addon = (explicit ? require(path.resolve(explicit)) : require('node-gyp-build')(root)) as Addon;
     // The process must not exit (process.exit(), an uncaught exception) while the engine thread is inside
     // a kernel: exit() would destroy oneDNN's static objects under it (SIGSEGV). Stop it first. Only the
     // main thread's exit ends the process; a worker's must leave the shared engine thread running.
@@ -156,6 +157,7 @@ export function native(): Addon {
       process.on('exit', () => loaded.shutdown());
     }
   } catch (e) {
+    if (explicit) throw new Error(`crunet: cannot load the native addon CRUNET_ADDON=${explicit}: ${(e as Error).message.split('\n')[0]}`, { cause: e });
     throw new Error(
       `crunet: the native addon could not be loaded from ${root}/build/Release or prebuilds/ ` +
         `(${(e as Error).message.split('\n')[0]}). Build it with 'npm run build' (needs cmake, g++ and ` +
