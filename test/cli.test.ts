@@ -107,6 +107,9 @@ describe('crunet CLI', function () {
     assert.ok(Math.abs(JSON.parse(ev.out).top1 - r2.top1) < 1e-9, 'eval of the checkpoint matches the run');
     assert.ok(Math.abs(JSON.parse(ev.out).loss - r2.testLoss) < 1e-5, 'eval reports the run\'s test loss (plain cross-entropy)');
     assert.equal(loadCheckpoint(path.join(dir, 'checkpoint.safetensors')).meta.labelSmoothing, 0.1);
+    // The input normalisation travels with the weights (the README states Fashion-MNIST's).
+    assert.deepEqual(loadCheckpoint(path.join(dir, 'checkpoint.safetensors')).meta.preprocessing,
+      { scale: 1 / 255, mean: [0.286], std: [0.353], layout: 'NCHW', channels: 1, size: [28, 28] });
     // Resuming a finished run trains nothing and reports its evaluation.
     const done = await crunet('train', '--resume', dir, '--json');
     assert.equal(done.code, 0, done.err);

@@ -3,7 +3,7 @@
 // resumed run is the run it continues (on the CPU, step for step).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Dataset } from '../data/index.js';
+import type { Dataset, Preprocessing } from '../data/index.js';
 import type { CheckpointInfo } from '../train/checkpoint.js';
 import { UsageError } from './errors.js';
 
@@ -108,11 +108,11 @@ export function storedSettings(meta: CheckpointInfo): { settings: Partial<RunSet
 }
 
 /** The metadata `crunet train` adds to its checkpoints so that storedSettings() recovers everything. */
-export function trainMeta(run: RunSettings, train: Dataset, augmentation: { augment: boolean; erase: number }, threads?: number): TrainMeta & { threads?: number } {
+export function trainMeta(run: RunSettings, train: Dataset, augmentation: { augment: boolean; erase: number }, threads?: number): TrainMeta & { threads?: number; preprocessing?: Preprocessing } {
   return {
     dataset: run.dataset, seed: run.seed, runEpochs: run.epochs, limitTrain: run.limitTrain ?? null, limitTest: run.limitTest ?? null,
     valSplit: run.valSplit ?? null, augmentation, labelSmoothing: run.labelSmoothing, classNames: [...train.classes],
-    ...(threads !== undefined ? { threads } : {}),
+    ...(threads !== undefined ? { threads } : {}), ...(train.preprocessing ? { preprocessing: train.preprocessing } : {}),
   };
 }
 

@@ -1,6 +1,6 @@
 // crunet's data layer: datasets (IDX, CIFAR binary, image folders), transforms, DataLoader.
 export { BadImageError, classHistogram, DataError } from './dataset.js';
-export type { BadImagePolicy, Dataset, DatasetRecipe, Normalization, SampleShape, SmallAugment } from './dataset.js';
+export type { BadImagePolicy, Dataset, DatasetRecipe, Normalization, Preprocessing, SampleShape, SmallAugment } from './dataset.js';
 export { MemoryDataset, measureNormalization } from './memory.js';
 export type { MemoryDatasetInit } from './memory.js';
 export {
