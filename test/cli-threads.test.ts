@@ -2,7 +2,8 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { availableCpus, cgroupCpuQuota, setOpenMPWaitPolicy } from '../lib/cli/threads.js';
+import { availableCpus, cgroupCpuQuota } from '../lib/cli/threads.js';
+import { setOpenMPWaitPolicy } from '../lib/engine/native.js';
 
 describe('cli: CPU threads', () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-cgroup-'));
@@ -29,8 +30,10 @@ describe('cli: CPU threads', () => {
 
   it('sets OpenMP\'s passive wait policy unless the user chose a policy or a spin count', () => {
     const env: NodeJS.ProcessEnv = {};
-    setOpenMPWaitPolicy(env);
+    const undo = setOpenMPWaitPolicy(env);
     assert.equal(env.OMP_WAIT_POLICY, 'passive');
+    undo(); // after the addon loaded: child processes get the user's environment
+    assert.deepEqual(env, {});
     const active: NodeJS.ProcessEnv = { OMP_WAIT_POLICY: 'active' };
     setOpenMPWaitPolicy(active);
     assert.equal(active.OMP_WAIT_POLICY, 'active');

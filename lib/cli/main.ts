@@ -2,7 +2,6 @@
 import { BENCH_HELP, benchCommand } from './bench.js';
 import { UsageError } from './errors.js';
 import { infoCommand } from './info.js';
-import { setOpenMPWaitPolicy } from './threads.js';
 import { EVAL_HELP, evalCommand } from './eval.js';
 import { SUMMARY_HELP, summaryCommand } from './summary.js';
 import { TRAIN_HELP, trainCommand } from './train.js';
@@ -24,7 +23,6 @@ Run 'crunet <command> --help' for a command's options.`;
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  setOpenMPWaitPolicy(); // before anything loads the addon
   try {
     switch (cmd) {
       case 'info':

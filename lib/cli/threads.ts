@@ -1,4 +1,4 @@
-// CPU threads for the commands that compute (train, eval, bench): how many, and how OpenMP waits.
+// CPU threads for the commands that compute (train, eval, bench): how many (the wait policy is the engine's: lib/engine/native.ts).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { setNumThreads } from '../engine/index.js';
@@ -32,18 +32,6 @@ export function cgroupCpuQuota(root = '/sys/fs/cgroup'): number | undefined {
   const p1 = Number(read('cpu/cpu.cfs_period_us') ?? read('cpu,cpuacct/cpu.cfs_period_us'));
   if (q1 > 0 && p1 > 0) return q1 / p1;
   return undefined;
-}
-
-/**
- * OpenMP's wait policy for this process, unless the user set one. libgomp reads OMP_WAIT_POLICY and
- * GOMP_SPINCOUNT once, when the addon loads it, so this must run before the first call into the addon
- * (the CLI does it first thing). Passive: a thread that reaches a barrier first sleeps instead of spinning;
- * on a machine where anything else runs, a spinning thread takes the core that its partner needs to reach
- * the barrier, and the step slows down many times over (bench/thread-policy.ts measures it; README
- * "Reliability").
- */
-export function setOpenMPWaitPolicy(env: NodeJS.ProcessEnv = process.env): void {
-  if (env.OMP_WAIT_POLICY === undefined && env.GOMP_SPINCOUNT === undefined) env.OMP_WAIT_POLICY = 'passive';
 }
 
 /** --threads: the flag's value, else every CPU available to the process. Returns the count set. */

@@ -139,6 +139,20 @@ export function packageRoot(): string {
 
 let addon: Addon | undefined;
 
+/**
+ * OpenMP's wait policy for the addon, unless the user set one: passive. libgomp reads OMP_WAIT_POLICY and
+ * GOMP_SPINCOUNT once, when the addon's loading loads it. Passive: a thread that reaches a barrier first
+ * sleeps instead of spinning; on a machine where anything else runs, a spinning thread takes the core that
+ * its partner needs to reach the barrier, and a step slows down many times over (bench/thread-policy.ts
+ * measures it; README "Reliability"). Returns the undo, called once the addon is loaded, so that child
+ * processes (the benchmarks' PyTorch peer) get the environment the user gave.
+ */
+export function setOpenMPWaitPolicy(env: NodeJS.ProcessEnv = process.env): () => void {
+  if (env.OMP_WAIT_POLICY !== undefined || env.GOMP_SPINCOUNT !== undefined) return () => {};
+  env.OMP_WAIT_POLICY = 'passive';
+  return () => void delete env.OMP_WAIT_POLICY;
+}
+
 /** The addon, loaded on first use; a missing build is an Error that says how to make it. */
 export function native(): Addon {
   if (addon) return addon;
@@ -146,6 +160,7 @@ export function native(): Addon {
   // CRUNET_ADDON names one build explicitly: the tests load the node-gyp and the cmake-js builds side by
   // side, and the sanitizer build is loaded this way (docs/HARDENING.md).
   const explicit = process.env.CRUNET_ADDON;
+  const undoWaitPolicy = setOpenMPWaitPolicy();
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     addon = (explicit ? require(path.resolve(explicit)) : require('node-gyp-build')(root)) as Addon;
@@ -164,6 +179,8 @@ export function native(): Addon {
         `Debian's libdnnl-dev).`,
       { cause: e },
     );
+  } finally {
+    undoWaitPolicy();
   }
   return addon;
 }
