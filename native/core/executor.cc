@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <new>
 #include <random>
 
 #include "error.h"
@@ -141,13 +142,11 @@ void Executor::init_params() {
   for (size_t i = 0; i < g_.params.size(); i++) {
     const auto& p = g_.params[i];
     size_t n = static_cast<size_t>(numel(p.shape));
-    std::vector<float> host;
-    try {
-      host.resize(n);
-    } catch (const std::bad_alloc&) {
-      fail("parameter ", p.name, " ", shape_str(p.shape), ": out of host memory: cannot allocate ", n * 4,
-           " bytes to initialise it");
-    }
+    // nothrow, so that the failure is a message naming the parameter and its bytes (and so that it also
+    // fails cleanly under AddressSanitizer, whose operator new aborts instead of throwing bad_alloc).
+    std::unique_ptr<float[]> owned(new (std::nothrow) float[n]);
+    if (!owned) fail("parameter ", p.name, " ", shape_str(p.shape), ": out of host memory: cannot allocate ", n * 4, " bytes to initialise it");
+    float* const host = owned.get();
     // One generator per parameter, seeded from (seed, index): a parameter's values do not depend on
     // which other parameters exist.
     std::seed_seq seq{static_cast<uint32_t>(opts_.seed), static_cast<uint32_t>(opts_.seed >> 32), static_cast<uint32_t>(i)};
@@ -155,20 +154,20 @@ void Executor::init_params() {
     switch (p.init.dist) {
       case InitDesc::normal: {
         std::normal_distribution<double> d(p.init.a, p.init.b);
-        for (auto& x : host) x = static_cast<float>(d(rng));
+        for (size_t k = 0; k < n; k++) host[k] = static_cast<float>(d(rng));
         break;
       }
       case InitDesc::uniform: {
         std::uniform_real_distribution<double> d(p.init.a, p.init.b);
-        for (auto& x : host) x = static_cast<float>(d(rng));
+        for (size_t k = 0; k < n; k++) host[k] = static_cast<float>(d(rng));
         break;
       }
       case InitDesc::constant:
-        std::fill(host.begin(), host.end(), static_cast<float>(p.init.a));
+        std::fill(host, host + n, static_cast<float>(p.init.a));
         break;
     }
     param_data_.push_back(static_cast<float*>(alloc_or_explain(n * 4, "the parameters", false)));
-    be_.upload(param_data_.back(), host.data(), n * 4);
+    be_.upload(param_data_.back(), host, n * 4);
     param_grad_.push_back(p.trainable ? static_cast<float*>(alloc_or_explain(n * 4, "the parameter gradients", false)) : nullptr);
     param_mom_.push_back(p.trainable ? static_cast<float*>(alloc_or_explain(n * 4, "the momentum buffers", false)) : nullptr);
     param_bytes_ += n * 4 * (p.trainable ? 3 : 1);
