@@ -117,6 +117,8 @@ Napi::Value primitive_seconds(const Napi::CallbackInfo& info) {
 Napi::Value shutdown(const Napi::CallbackInfo& info) {
   shutdown_engine_thread();
   return info.Env().Undefined();
+}
+
 // The memory planner alone, for its tests: planMemory([{bytes, first, last}], reuse, alignment) ->
 // {offsets, arenaBytes, naiveBytes}. Sessions plan with their backend's Backend::arena_alignment().
 Napi::Value plan_memory_js(const Napi::CallbackInfo& info) {
