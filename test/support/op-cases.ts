@@ -46,7 +46,6 @@ export const BATCH_NORM_CASES: readonly [number, number[], BatchNormOptions, Inp
   [2, [6], { momentum: 0.5 }],
   [3, [64, 4, 4], { momentum: 1 }],
   [3, [8, 4, 4], {}, (rng, n) => normal32(rng, n, 3, 0.5)], // mean far from 0: variance by E[x^2] - E[x]^2 loses digits
-  [4, [8, 6, 6], {}, (rng, n) => normal32(rng, n, 100, 1)], // mean 100 against std 1: float sums of x lose the mean
 ];
 
 export const RELU_CASES: readonly [number, number[], InputGen?][] = [[2, [4, 7, 9]], [3, [10]], [1, [3, 5, 5], halves]];
