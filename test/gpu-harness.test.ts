@@ -132,7 +132,7 @@ describe('GPU harness: the CPU dry run of scripts/gpu-run.sh', function () {
     for (const p of ['unpack', 'env', 'test-gpu', 'bench-crunet56']) assert.ok(listed.includes(`gpu-run/${p}.log`), `${p}.log in ${listed.join(', ')}`);
     assert.ok(listed.includes('gpu-run/summary.txt'));
     const testLog = execFileSync('tar', ['-xzOf', path.join(out, 'gpu-run.tar.gz'), 'gpu-run/test-gpu.log'], { encoding: 'utf8' });
-    assert.match(testLog, /test:gpu: skipped: no usable CUDA device/);
+    assert.match(testLog, /test:gpu: skipped: no NVIDIA device/);
     const envLog = execFileSync('tar', ['-xzOf', path.join(out, 'gpu-run.tar.gz'), 'gpu-run/env.log'], { encoding: 'utf8' });
     assert.match(envLog, /failing on purpose: CRUNET_GPU_FAIL_PART=env/);
     const unpackLog = execFileSync('tar', ['-xzOf', path.join(out, 'gpu-run.tar.gz'), 'gpu-run/unpack.log'], { encoding: 'utf8' });
