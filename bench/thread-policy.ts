@@ -35,7 +35,8 @@ async function child(): Promise<void> {
 
 const POLICIES: { name: string; env: Record<string, string> }[] = [
   { name: '1 thread', env: { THREADS: '1' } },
-  { name: '2 threads, libgomp default', env: { THREADS: '2' } },
+  // libgomp's own default (spin 300k, then sleep), named explicitly: crunet sets passive when neither is set.
+  { name: '2 threads, libgomp default', env: { THREADS: '2', GOMP_SPINCOUNT: '300000' } },
   { name: '2 threads, OMP_WAIT_POLICY=passive', env: { THREADS: '2', OMP_WAIT_POLICY: 'passive' } },
   { name: '2 threads, OMP_WAIT_POLICY=active', env: { THREADS: '2', OMP_WAIT_POLICY: 'active' } },
   { name: '2 threads, GOMP_SPINCOUNT=10000', env: { THREADS: '2', GOMP_SPINCOUNT: '10000' } },

@@ -8,7 +8,7 @@ import type { NodeIR } from '../graph/ir.js';
 import { create, type Model } from '../models/index.js';
 import { UsageError } from './errors.js';
 import { intFlag } from './flags.js';
-import { applyThreads, threadsHelp } from './threads.js';
+import { MAX_THREADS, applyThreads, threadsHelp } from './threads.js';
 import { parseModelOptions } from './model-options.js';
 
 export const BENCH_HELP = `Usage: crunet bench [options]
@@ -81,7 +81,7 @@ export function parseBenchArgs(args: string[]): BenchArgs {
     deterministic: !!v.deterministic,
     allowTF32: !v['no-tf32'],
     cacheFile: v['cache-file'],
-    threads: intFlag(v.threads, '--threads', 1),
+    threads: intFlag(v.threads, '--threads', 1, MAX_THREADS),
     json: !!v.json,
   };
 }

@@ -8,7 +8,7 @@ import { Trainer, type EvalStats } from '../train/trainer.js';
 import { createSchedule } from '../train/schedule.js';
 import { UsageError } from './errors.js';
 import { intFlag } from './flags.js';
-import { applyThreads, threadsHelp } from './threads.js';
+import { MAX_THREADS, applyThreads, threadsHelp } from './threads.js';
 import { badImagesFlag, checkDataMatches, checkpointFile, storedSettings } from './run-settings.js';
 
 export const EVAL_HELP = `Usage: crunet eval --checkpoint CKPT [options]
@@ -44,7 +44,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   if (tta !== 'none' && tta !== 'flip') throw new UsageError(`--tta must be none or flip, got '${tta}'`);
   const limit = intFlag(v.limit, '--limit', 1);
   const onBadImage = badImagesFlag(v['bad-images']);
-  const threads = intFlag(v.threads, '--threads', 1);
+  const threads = intFlag(v.threads, '--threads', 1, MAX_THREADS);
   applyThreads(threads);
   const file = checkpointFile(v.checkpoint);
   const ckpt = loadCheckpoint(file);

@@ -34,9 +34,13 @@ export function cgroupCpuQuota(root = '/sys/fs/cgroup'): number | undefined {
   return undefined;
 }
 
+/** The most --threads accepted: OpenMP starts every thread it is asked for, and a typo such as 10000 would
+ * exhaust the process's thread limit instead of failing as a usage error. */
+export const MAX_THREADS = 1024;
+
 /** --threads: the flag's value, else every CPU available to the process. Returns the count set. */
 export function applyThreads(flag: string | number | undefined): number {
-  const n = typeof flag === 'number' ? flag : intFlag(flag, '--threads', 1) ?? availableCpus();
+  const n = typeof flag === 'number' ? flag : intFlag(flag, '--threads', 1, MAX_THREADS) ?? availableCpus();
   setNumThreads(n);
   return n;
 }

@@ -14,7 +14,7 @@ import { Trainer, type EvalStats } from '../train/trainer.js';
 import { UsageError } from './errors.js';
 import { intFlag, MAX_SEED, numberFlag } from './flags.js';
 import { prepareOutDir } from './out-dir.js';
-import { applyThreads, availableCpus, threadsHelp } from './threads.js';
+import { MAX_THREADS, applyThreads, availableCpus, threadsHelp } from './threads.js';
 import { parseModelOptions } from './model-options.js';
 import { badImagesFlag, checkDataMatches, checkpointFile, resumeSettings, storedThreads, TRAIN_DEFAULTS, trainMeta, type RunSettings } from './run-settings.js';
 
@@ -133,7 +133,7 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     given,
     modelOptions: parseModelOptions(v['model-options'], FROM_DATA),
     device: v.device ?? 'cpu',
-    threads: intFlag(v.threads, '--threads', 1),
+    threads: intFlag(v.threads, '--threads', 1, MAX_THREADS),
     workers: intFlag(v.workers, '--workers', 0),
     out: v.out,
     stopAfterEpoch: intFlag(v['stop-after-epoch'], '--stop-after-epoch', 1),
@@ -204,14 +204,19 @@ function resolveRun(a: TrainArgs, ckpt?: Checkpoint): RunSettings {
 const signalExitCode = (sig: NodeJS.Signals) => 128 + os.constants.signals[sig];
 
 /**
- * The threads of a run: --threads, else a resumed run's recorded count (capped at the CPUs available), else
+ * The threads of a run: --threads, else a resumed run's recorded count (even above the CPUs available now:
+ * the same count is what makes the resumed run bit-identical), else
  * every available CPU. A resumed run on other threads than its checkpoint's is warned about, not refused: it
  * continues the same run with the same settings, only the order of the kernels' sums changes (the last bits
  * of the results, README "Reliability"), and refusing would strand a run moved to a smaller machine.
  */
 function runThreads(flag: number | undefined, ckpt: Checkpoint | undefined): number {
   const recorded = ckpt ? storedThreads(ckpt.meta) : undefined;
-  const threads = applyThreads(flag ?? (recorded !== undefined ? Math.min(recorded, availableCpus()) : undefined));
+  const threads = applyThreads(flag ?? recorded);
+  if (recorded !== undefined && flag === undefined && recorded > availableCpus()) {
+    process.stderr.write(`crunet train: note: ${ckpt!.path} was trained with ${recorded} threads, more than the ${availableCpus()} CPUs available ` +
+      'now; the run keeps that count so that it continues bit for bit (pass --threads to trade that for speed)\n');
+  }
   if (recorded !== undefined && threads !== recorded) {
     process.stderr.write(`crunet train: warning: ${ckpt!.path} was trained with ${recorded} threads and this run has ${threads}: ` +
       'it continues the run, but its results will differ in the last bits from an uninterrupted run (README "Reliability")\n');

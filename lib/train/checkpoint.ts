@@ -276,6 +276,7 @@ export async function saveCheckpoint(
     savedAt: new Date().toISOString(),
     session: { device: session.device, batchSize: session.batchSize, precision: session.precision },
     optimizerState: withMomentum,
+    sha256: undefined, // a legacy digest carried over in `meta` (e.g. {...old.meta, epoch}) would no longer match
     tensorSha256: tensorDigest(tensors.map(([name, t]) => [name, dtypeOf(name, t.data), t.shape, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)])),
   };
   const json = JSON.stringify(info);
