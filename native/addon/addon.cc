@@ -132,9 +132,14 @@ Napi::Value plan_memory_js(const Napi::CallbackInfo& info) {
     Napi::Object o = v.IsObject() ? v.As<Napi::Object>() : Napi::Object::New(env);
     if (!o.Get("bytes").IsNumber() || !o.Get("first").IsNumber() || !o.Get("last").IsNumber())
       throw Napi::TypeError::New(env, "planMemory: request " + std::to_string(i) + " needs numbers bytes, first and last");
+    if (o.Get("bytes").As<Napi::Number>().Int64Value() < 0)
+      throw Napi::RangeError::New(env, "planMemory: request " + std::to_string(i) + " has negative bytes");
     req.push_back({static_cast<size_t>(o.Get("bytes").As<Napi::Number>().Int64Value()), o.Get("first").As<Napi::Number>().Int32Value(),
                    o.Get("last").As<Napi::Number>().Int32Value()});
   }
+  const int64_t alignment = info[2].As<Napi::Number>().Int64Value();
+  if (alignment < 1 || (alignment & (alignment - 1)) != 0)
+    throw Napi::RangeError::New(env, "planMemory: alignment must be a power of two, got " + std::to_string(alignment));
   MemoryPlan p;
   try {
     p = plan_memory(req, info[1].As<Napi::Boolean>().Value(), static_cast<size_t>(info[2].As<Napi::Number>().Int64Value()));

@@ -4,7 +4,9 @@
 #include <deque>
 #include <exception>
 #include <future>
+#include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
 #include "../core/executor.h"
@@ -21,11 +23,13 @@ class EngineThread {
     return *t;
   }
   // False once shut down: the work was not queued.
-  bool post(std::function<void()> f) {
+  // `on_drop` runs instead of `f` when shutdown drops the job: run_sync's waiter must be woken, or a
+  // worker thread blocked in it would hang the process's exit (Node joins worker threads).
+  bool post(std::function<void()> f, std::function<void()> on_drop = {}) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return false;
-      queue_.push_back(std::move(f));
+      queue_.push_back({std::move(f), std::move(on_drop)});
     }
     cv_.notify_one();
     return true;
@@ -38,6 +42,8 @@ class EngineThread {
       stop_ = true;
       dropped_.swap(queue_);  // kept, not destroyed: their JS references must not be released at exit
     }
+    for (Item& item : dropped_)
+      if (item.on_drop) item.on_drop();
     cancel_all_work();
     cv_.notify_one();
     if (thread_.joinable()) thread_.join();
@@ -52,7 +58,7 @@ class EngineThread {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
         if (stop_) return;
-        f = std::move(queue_.front());
+        f = std::move(queue_.front().run);
         queue_.pop_front();
       }
       f();
@@ -60,7 +66,10 @@ class EngineThread {
   }
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_, dropped_;
+  struct Item {
+    std::function<void()> run, on_drop;
+  };
+  std::deque<Item> queue_, dropped_;
   bool stop_ = false;
   std::thread thread_;
 };
@@ -97,12 +106,17 @@ Napi::Promise submit(Napi::Env env, std::function<void()> work, std::function<Na
         owned->deferred.Reject(Napi::Error::New(env, owned->error).Value());
         return;
       }
+      // Nothing may escape into the thread-safe function's C frames: a throw from Reject itself (the
+      // environment shutting down) is dropped.
       try {
-        owned->deferred.Resolve(owned->finish(env));
-      } catch (const Napi::Error& e) {
-        owned->deferred.Reject(e.Value());
-      } catch (const std::exception& e) {
-        owned->deferred.Reject(Napi::Error::New(env, e.what()).Value());
+        try {
+          owned->deferred.Resolve(owned->finish(env));
+        } catch (const Napi::Error& e) {
+          owned->deferred.Reject(e.Value());
+        } catch (const std::exception& e) {
+          owned->deferred.Reject(Napi::Error::New(env, e.what()).Value());
+        }
+      } catch (...) {
       }
     });
   });
@@ -115,17 +129,25 @@ Napi::Promise submit(Napi::Env env, std::function<void()> work, std::function<Na
 }
 
 void run_sync(const std::function<void()>& work) {
-  std::promise<void> done;
-  const bool queued = EngineThread::get().post([&] {
-    try {
-      work();
-      done.set_value();
-    } catch (...) {
-      done.set_exception(std::current_exception());
-    }
-  });
-  if (!queued) return work();  // shut down: no engine thread any more, so no concurrent backend work either
-  done.get_future().get();
+  auto done = std::make_shared<std::promise<void>>();
+  const bool queued = EngineThread::get().post(
+      [&work, done] {
+        try {
+          work();
+          done->set_value();
+        } catch (...) {
+          done->set_exception(std::current_exception());
+        }
+      },
+      [done] { done->set_exception(std::make_exception_ptr(std::runtime_error("crunet: the engine thread has stopped (the process is exiting)"))); });
+  if (!queued) {
+    // Shut down: no engine thread any more. Several threads (workers, finalizers) may still get here, so
+    // they take turns, as they would have on the engine thread.
+    static std::mutex after_shutdown;
+    std::lock_guard<std::mutex> lock(after_shutdown);
+    return work();
+  }
+  done->get_future().get();
 }
 
 void shutdown_engine_thread() { EngineThread::get().shutdown(); }

@@ -108,7 +108,10 @@ SessionWrap::SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sess
 SessionWrap::~SessionWrap() {
   if (exec_) {  // collected without dispose(): free on the engine thread, where backend work belongs
     Executor* e = exec_.release();
-    run_sync([e] { delete e; });
+    try {
+      run_sync([e] { delete e; });
+    } catch (...) {  // the engine thread stopped (exit) with this job queued: the OS reclaims it; a destructor must not throw
+    }
   }
 }
 
@@ -194,7 +197,10 @@ std::shared_ptr<void> SessionWrap::hold(const Napi::CallbackInfo& info, std::vec
   auto owned = std::make_shared<std::vector<Napi::Reference<Napi::Value>>>(std::move(refs));
   return std::shared_ptr<void>(nullptr, [this, owned](void*) {
     busy_ = false;
-    if (dispose_pending_) free_executor(Env());  // dispose() was called while this call ran
+    try {  // a deleter must not throw (std::terminate): a failure to free at exit is left to the OS
+      if (dispose_pending_) free_executor(Env());  // dispose() was called while this call ran
+    } catch (...) {
+    }
   });
 }
 

@@ -123,6 +123,7 @@ void check_tensor_elements(const TypedGraph& g, int64_t limit, const std::string
 void Executor::build_kernels() {
   check_tensor_elements(g_, be_.max_tensor_elements(), be_.name());
   for (auto& n : g_.nodes) {
+    check_not_cancelled();  // exiting need not wait for a whole compile (cuDNN searches can take seconds)
     try {
       kernels_.push_back(be_.make_kernel(n.spec));
     } catch (const Error&) {
@@ -460,7 +461,12 @@ StepStats Executor::step(const Feeds& feeds, float lr) {
          "; parameters, optimizer state and batch-norm statistics were left as they were before this step "
          "(check the inputs for NaN/Inf, or lower the learning rate)");
   }
-  run_backward(*loss_pass_);
+  try {  // backward changes nothing but gradients: a failure there (cancelled at exit, a device error) leaves the step undone
+    run_backward(*loss_pass_);
+  } catch (...) {
+    restore_running_stats();
+    throw;
+  }
   SgdConfig cfg = opts_.sgd;
   cfg.lr = lr;
   std::vector<SgdSlot> slots;

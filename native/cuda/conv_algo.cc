@@ -360,7 +360,7 @@ AlgoChoice choose_algo(Device& dev, ConvDir dir, const ConvKey& key, const ConvD
   choice.benchmarked = cands[best].ms >= 0;
   choice.candidates = std::move(cands);
   CK(cudnnSetConvolutionMathType, op, d.conv, choice.math);
-  if (can_run) {  // a choice that was not tried (or, in benchmark mode, not timed) is not cached
+  if (can_run && (key.benchmark == 0 || choice.benchmarked)) {  // a choice that was not tried (or, in benchmark mode, not timed) is not cached
     std::lock_guard<std::mutex> lock(cache().mu);
     if (cache().by_key[static_cast<int>(dir)].emplace(k, choice).second) cache().dirty.insert(key.device);
   }

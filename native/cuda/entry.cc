@@ -143,7 +143,14 @@ int list_devices(CrunetCudaDeviceV1* out, int max, CrunetCudaVersionsV1* version
       if (used && cudaGetDevice(&prev) == cudaSuccess && cudaSetDevice(i) == cudaSuccess) {
         size_t free_b = 0, total_b = 0;
         if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) d.free_bytes = free_b;
-        cudaSetDevice(prev);
+        // Switching back to a device this process has no context on would create one (CUDA 12+ makes
+        // cudaSetDevice initialise the primary context): only go back to one already in use.
+        bool prev_used;
+        {
+          std::lock_guard<std::mutex> lock(used_mu);
+          prev_used = used_devices.count(prev) > 0;
+        }
+        if (prev != i && prev_used) cudaSetDevice(prev);
       }
       cudaGetLastError();
       d.multiprocessors = p.multiProcessorCount;
