@@ -109,6 +109,12 @@ describe('hardening: image folders', function () {
     }
   });
 
+  it('an empty folder inside a class folder (a stray raw/) is not a class and not an error', async () => {
+    const r = await root('stray-subfolder', (r) => fs.mkdirSync(path.join(r, 'a/raw/empty'), { recursive: true }));
+    const scan = await scanFolder(r);
+    assert.deepEqual(scan.classes, ['a']);
+  });
+
   describe('found while reading: a BadImageError naming the file, skipped and counted under onBadImage skip', () => {
     // [file name, how to make it, message, dataset options]
     const cases: [string, (f: string) => void | Promise<void>, RegExp, { maxImageBytes?: number; maxImagePixels?: number }][] = [

@@ -62,7 +62,9 @@ export async function scanFolder(root: string, classes?: readonly string[]): Pro
   const byClass = new Map<string, string[]>();
   const empty: { rel: string; others: number }[] = [];
   // `above`: the real paths of the directories on the way down, to stop a symbolic link back up a cycle.
-  const walk = async (rel: string, above: ReadonlySet<string>): Promise<void> => {
+  // `inClass`: an ancestor holds images, so an empty folder here is a class's stray sub-folder (say an
+  // empty 'raw/'), not a class of its own that lost its images.
+  const walk = async (rel: string, above: ReadonlySet<string>, inClass: boolean): Promise<void> => {
     const dir = path.join(root, rel);
     let entries: fs.Dirent[];
     let real: string;
@@ -96,12 +98,12 @@ export async function scanFolder(root: string, classes?: readonly string[]): Pro
     if (images.length) {
       if (!rel) throw new DataError(`${root}: images directly in the root (${images[0]}, ...); put each class's images in its own sub-folder`, { file: root });
       byClass.set(rel, images.sort());
-    } else if (rel && !subdirs.length) {
+    } else if (rel && !subdirs.length && !inClass) {
       empty.push({ rel, others });
     }
-    await Promise.all(subdirs.map((d) => walk(d, here)));
+    await Promise.all(subdirs.map((d) => walk(d, here, inClass || images.length > 0)));
   };
-  await walk('', new Set());
+  await walk('', new Set(), false);
   if (empty.length) {
     empty.sort((a, b) => (a.rel < b.rel ? -1 : 1));
     const shown = empty.slice(0, 5).map((c) => `'${c.rel}' (${c.others ? `${c.others} file${c.others > 1 ? 's' : ''}, none an image` : 'empty'})`);
