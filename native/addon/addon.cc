@@ -138,11 +138,11 @@ Napi::Value plan_memory_js(const Napi::CallbackInfo& info) {
                    o.Get("last").As<Napi::Number>().Int32Value()});
   }
   const int64_t alignment = info[2].As<Napi::Number>().Int64Value();
-  if (alignment < 1 || (alignment & (alignment - 1)) != 0)
-    throw Napi::RangeError::New(env, "planMemory: alignment must be a power of two, got " + std::to_string(alignment));
+  if (alignment < 1)  // the planner checks the rest; a negative one would wrap to a huge size_t
+    throw Napi::RangeError::New(env, "memory plan: alignment " + std::to_string(alignment) + " is not a power of two");
   MemoryPlan p;
   try {
-    p = plan_memory(req, info[1].As<Napi::Boolean>().Value(), static_cast<size_t>(info[2].As<Napi::Number>().Int64Value()));
+    p = plan_memory(req, info[1].As<Napi::Boolean>().Value(), static_cast<size_t>(alignment));
   } catch (const Error& e) {
     throw Napi::Error::New(env, e.what());
   }
