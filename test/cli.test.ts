@@ -218,6 +218,11 @@ describe('crunet CLI', function () {
     const bad = await crunet('train', ...common, '--val-split', '1.5');
     assert.equal(bad.code, 2);
     assert.match(bad.err, /--val-split is a fraction in \(0, 1\), got '1.5'/);
+    // A limit for big images, from the command line: these 32x32 images are over 1000 pixels.
+    fs.rmSync(broken);
+    const small = await crunet('train', ...common, '--max-image-pixels', '1000');
+    assert.equal(small.code, 1);
+    assert.match(small.err, /32x32 is 1024 pixels, over the limit of 1000 \(maxImagePixels; .*--max-image-pixels\)/);
   });
 
   it('bench --json reports every convolution shape with its implementation and times, and the step rate', async () => {

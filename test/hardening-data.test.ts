@@ -110,7 +110,7 @@ describe('hardening: image folders', function () {
   });
 
   it('an empty folder inside a class folder (a stray raw/) is not a class and not an error', async () => {
-    const r = await root('stray-subfolder', (r) => fs.mkdirSync(path.join(r, 'a/raw/empty'), { recursive: true }));
+    const r = await root('stray-subfolder', (r) => void fs.mkdirSync(path.join(r, 'a/raw/empty'), { recursive: true }));
     const scan = await scanFolder(r);
     assert.deepEqual(scan.classes, ['a']);
   });

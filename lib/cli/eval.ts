@@ -9,7 +9,7 @@ import { createSchedule } from '../train/schedule.js';
 import { UsageError } from './errors.js';
 import { intFlag } from './flags.js';
 import { MAX_THREADS, applyThreads, threadsHelp } from './threads.js';
-import { badImagesFlag, checkDataMatches, checkpointFile, storedSettings } from './run-settings.js';
+import { badImagesFlag, checkDataMatches, imageLimitFlags, imageLimitsHelp, checkpointFile, storedSettings } from './run-settings.js';
 
 export const EVAL_HELP = `Usage: crunet eval --checkpoint CKPT [options]
 
@@ -25,6 +25,7 @@ Options:
                       (for data sets whose classes are mirror-symmetric, e.g. Fashion-MNIST and CIFAR; not digits)
   --bad-images P      image folders: an unreadable image is fatal (fail, default) or skipped: counted and
                       left out of the scores (skip)
+  ${imageLimitsHelp(22)}
   --device D          cpu (default)
   ${threadsHelp(22)}
   --json              one JSON line: {checkpoint, dataset, tta, loss, top1, top5, images, skipped, seconds}`;
@@ -34,7 +35,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     args, strict: true, allowPositionals: true,
     options: {
       checkpoint: { type: 'string' }, dataset: { type: 'string' }, 'batch-size': { type: 'string' },
-      limit: { type: 'string' }, tta: { type: 'string' }, 'bad-images': { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' },
+      limit: { type: 'string' }, tta: { type: 'string' }, 'bad-images': { type: 'string' }, 'max-image-bytes': { type: 'string' }, 'max-image-pixels': { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' },
     },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -54,7 +55,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   const model = fromJSON(ckpt.meta.model as { name: string; options: Record<string, unknown> });
   // A folder split by --val-split at training: the same held-out images.
   const { valSplit, seed = 0 } = stored;
-  const data = (await openDataset(dataset, { seed, onBadImage, ...(valSplit !== undefined && dataset === stored.dataset ? { valSplit } : {}) })).test;
+  const data = (await openDataset(dataset, { seed, onBadImage, ...imageLimitFlags(v), ...(valSplit !== undefined && dataset === stored.dataset ? { valSplit } : {}) })).test;
   checkDataMatches(ckpt.meta, data, file);
   // The training run drew its --limit-test subset with seed + 1: the same samples here.
   const test = limitDataset(data, limit, seed + 1);

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import type { Dataset, Preprocessing } from '../data/index.js';
 import type { CheckpointInfo } from '../train/checkpoint.js';
 import { UsageError } from './errors.js';
+import { intFlag } from './flags.js';
 
 export interface RunSettings {
   model: string;
@@ -168,6 +169,20 @@ export function badImagesFlag(v: string | undefined): 'fail' | 'skip' {
   const p = v ?? 'fail';
   if (p !== 'fail' && p !== 'skip') throw new UsageError(`--bad-images must be fail or skip, got '${p}'`);
   return p;
+}
+
+/** --max-image-bytes / --max-image-pixels: image folders' limits (lib/data/folder.ts), for data with big images. */
+export function imageLimitFlags(v: { 'max-image-bytes'?: string; 'max-image-pixels'?: string }): { maxImageBytes?: number; maxImagePixels?: number } {
+  const bytes = intFlag(v['max-image-bytes'], '--max-image-bytes', 1), pixels = intFlag(v['max-image-pixels'], '--max-image-pixels', 1);
+  return { ...(bytes !== undefined ? { maxImageBytes: bytes } : {}), ...(pixels !== undefined ? { maxImagePixels: pixels } : {}) };
+}
+
+/** The --max-image-* lines of a command's help, their descriptions starting at `column`. */
+export function imageLimitsHelp(column: number): string {
+  const pad = ' '.repeat(column);
+  return '--max-image-bytes N'.padEnd(column - 2) + 'image folders: refuse larger files unread (default 64 MiB)\n' +
+    '  ' + '--max-image-pixels N'.padEnd(column - 2) + 'image folders: refuse larger images before decoding (default 178956970,\n' +
+    `${pad}Pillow's decompression-bomb limit)`;
 }
 
 /** A checkpoint argument: a checkpoint file, or a run directory (its checkpoint.safetensors). */

@@ -16,7 +16,7 @@ import { intFlag, MAX_SEED, numberFlag } from './flags.js';
 import { prepareOutDir } from './out-dir.js';
 import { MAX_THREADS, applyThreads, availableCpus, threadsHelp } from './threads.js';
 import { parseModelOptions } from './model-options.js';
-import { badImagesFlag, checkDataMatches, checkpointFile, resumeSettings, storedThreads, TRAIN_DEFAULTS, trainMeta, type RunSettings } from './run-settings.js';
+import { badImagesFlag, checkDataMatches, imageLimitFlags, imageLimitsHelp, checkpointFile, resumeSettings, storedThreads, TRAIN_DEFAULTS, trainMeta, type RunSettings } from './run-settings.js';
 
 export const TRAIN_HELP = `Usage: crunet train [options]
 
@@ -54,6 +54,7 @@ Options:
   --val-split F           image folders without PATH/val: hold out the fraction F of each class (seeded) as the
                           test set
   --bad-images P          image folders: an unreadable image is fatal (fail, default) or skipped and counted (skip)
+  ${imageLimitsHelp(26)}
   --stop-after-epoch E    end this process after epoch E of the run (for time-limited jobs; --resume continues)
   --resume CKPT|DIR       continue a run from its checkpoint (or a run directory's): the model, data set, schedule,
                           optimizer, augmentation, seed, limits and (unless --threads) threads come from the
@@ -75,6 +76,7 @@ interface TrainArgs {
   out?: string;
   stopAfterEpoch?: number;
   badImages: 'fail' | 'skip';
+  imageLimits: { maxImageBytes?: number; maxImagePixels?: number };
   resume?: string;
   json: boolean;
 }
@@ -94,7 +96,7 @@ export function parseTrainArgs(args: string[]): TrainArgs {
       'weight-decay': { type: 'string' }, 'label-smoothing': { type: 'string' }, augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' }, erase: { type: 'string' },
       device: { type: 'string' }, threads: { type: 'string' }, workers: { type: 'string' }, seed: { type: 'string' },
       out: { type: 'string' }, 'limit-train': { type: 'string' }, 'limit-test': { type: 'string' },
-      'stop-after-epoch': { type: 'string' }, 'val-split': { type: 'string' }, 'bad-images': { type: 'string' }, resume: { type: 'string' }, json: { type: 'boolean' },
+      'stop-after-epoch': { type: 'string' }, 'val-split': { type: 'string' }, 'bad-images': { type: 'string' }, 'max-image-bytes': { type: 'string' }, 'max-image-pixels': { type: 'string' }, resume: { type: 'string' }, json: { type: 'boolean' },
     },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -138,6 +140,7 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     out: v.out,
     stopAfterEpoch: intFlag(v['stop-after-epoch'], '--stop-after-epoch', 1),
     badImages,
+    imageLimits: imageLimitFlags(v),
     resume: v.resume,
     json: !!v.json,
   };
@@ -239,7 +242,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   const augment = run.erase !== undefined ? { erase: run.erase } : run.augment;
   if (run.valSplit !== undefined && kind !== 'folder') throw new UsageError('--val-split is for image folders (folder:PATH); the other data sets have their own test split');
   const data = await openDataset(run.dataset, {
-    ...(augment !== undefined ? { augment } : {}), seed: run.seed, onBadImage: a.badImages, ...(run.valSplit !== undefined ? { valSplit: run.valSplit } : {}),
+    ...(augment !== undefined ? { augment } : {}), seed: run.seed, onBadImage: a.badImages, ...a.imageLimits, ...(run.valSplit !== undefined ? { valSplit: run.valSplit } : {}),
   });
   const train = limitDataset(data.train, run.limitTrain, run.seed);
   const test = limitDataset(data.test, run.limitTest, run.seed + 1);

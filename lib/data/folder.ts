@@ -176,7 +176,7 @@ export async function readImageFile(file: string, maxBytes: number): Promise<Buf
     if (!st.isFile()) throw new BadImageError(`${file}: is ${kindOf(st)}, not an image file`, file);
     if (st.size === 0) throw new BadImageError(`${file}: is empty (0 bytes)`, file);
     if (st.size > maxBytes) {
-      throw new BadImageError(`${file}: is ${st.size} bytes, over the limit of ${maxBytes} bytes for one image (maxImageBytes)`, file);
+      throw new BadImageError(`${file}: is ${st.size} bytes, over the limit of ${maxBytes} bytes for one image (maxImageBytes; crunet's --max-image-bytes)`, file);
     }
     // Exactly the size fstat gave: a file that grows while it is read cannot grow the buffer.
     const bytes = Buffer.allocUnsafe(st.size);
@@ -289,7 +289,7 @@ export class FolderDataset implements Dataset {
       const { width: w, height: h } = await sharp(bytes, { limitInputPixels: false }).metadata();
       if (!w || !h) throw new Error('no image size in the header');
       if (w * h > this.maxImagePixels) {
-        throw new Error(`${w}x${h} is ${w * h} pixels, over the limit of ${this.maxImagePixels} (maxImagePixels; a decompression bomb, or raise the limit)`);
+        throw new Error(`${w}x${h} is ${w * h} pixels, over the limit of ${this.maxImagePixels} (maxImagePixels; a decompression bomb, or raise the limit: crunet's --max-image-pixels)`);
       }
       // Alpha is flattened first, so that resampling never mixes in the colour of transparent pixels.
       let img = sharp(bytes, { limitInputPixels: this.maxImagePixels }).flatten({ background: { r: t.background[0], g: t.background[1], b: t.background[2] } });
