@@ -128,7 +128,7 @@ describe('hardening: image folders', function () {
         const png = await sharp(Buffer.from(Array.from({ length: 64 * 64 * 3 }, (_, i) => (i * 7) & 255)), { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer();
         fs.writeFileSync(f, png.subarray(0, png.length >> 1));
       }, /: cannot decode: /, {}],
-      ['big.png', (f) => noisePng(f, 64, 64), /: is \d+ bytes, over the limit of 4096 bytes for one image \(maxImageBytes\)/, { maxImageBytes: 4096 }],
+      ['big.png', (f) => noisePng(f, 64, 64), /: is \d+ bytes, over the limit of 4096 bytes for one image \(maxImageBytes; crunet's --max-image-bytes\)/, { maxImageBytes: 4096 }],
       ['bomb.png', (f) => fs.writeFileSync(f, pngHeaderOnly(20000, 20000)), new RegExp(`: cannot decode: 20000x20000 is 400000000 pixels, over the limit of ${DEFAULT_MAX_IMAGE_PIXELS} \\(maxImagePixels`), {}],
       ['wide.png', (f) => uniformPng(f, 64, 32, [1, 2, 3]), /: cannot decode: 64x32 is 2048 pixels, over the limit of 1000 \(maxImagePixels/, { maxImagePixels: 1000 }],
     ];
