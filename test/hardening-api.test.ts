@@ -2,17 +2,7 @@
 // and nothing crashes. Fast: small graphs, a few steps.
 import { strict as assert } from 'node:assert';
 import { compile, GraphBuilder, type Session } from '../lib/index.js';
-
-/** conv -> BN -> ReLU -> global pool -> linear -> loss on [3,6,6] images, 4 classes. */
-function smallNet(width = 8, size = 6) {
-  const g = new GraphBuilder();
-  const x = g.input('images', [3, size, size]);
-  const y = g.input('labels', [], 'i32');
-  let t = g.conv2d(x, { outChannels: width, kernel: 3, padding: 1, name: 'conv' });
-  t = g.relu(g.batchNorm(t, { name: 'bn' }));
-  const logits = g.linear(g.globalAvgPool(t), { outFeatures: 4, name: 'fc' });
-  return g.build({ outputs: [logits], loss: g.softmaxCrossEntropy(logits, y) });
-}
+import { smallNet } from './support/small-net.js';
 
 const batch = 4;
 const per = 3 * 36;
@@ -51,7 +41,7 @@ describe('hardening: API misuse', () => {
       await assert.rejects(compile(smallNet(), { batchSize: 1e9 }), /compile: options.batchSize must be an integer in \[1, 10000000\], got 1000000000/);
     });
     it('a batch too large for memory is an out-of-memory error with the size', async () => {
-      await assert.rejects(compile(smallNet(64, 224), { batchSize: 10_000_000 }), /cannot allocate the activation arena \([\d.e+]+ GiB at batch 10000000\)/);
+      await assert.rejects(compile(smallNet({ width: 64, size: 224 }), { batchSize: 10_000_000 }), /cannot allocate the activation arena \([\d.e+]+ GiB at batch 10000000\)/);
     });
   });
 
@@ -103,7 +93,7 @@ describe('hardening: API misuse', () => {
       // Two sessions with the same seed take the same step; in one, the caller overwrites its arrays
       // with NaN and wrong labels while the step is still queued behind another session's step.
       const twin = await compile(smallNet(), { batchSize: batch, seed: 7, optimizer: { lr: 0.1, momentum: 0.9 } });
-      const busy = await compile(smallNet(64, 32), { batchSize: 32, seed: 1 });
+      const busy = await compile(smallNet({ width: 64, size: 32 }), { batchSize: 32, seed: 1 });
       try {
         const expected = await twin.step(images(), labels());
         const x = images(), y = labels();

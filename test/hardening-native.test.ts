@@ -5,6 +5,7 @@ import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { compile, GraphBuilder, type GraphIR, type Session } from '../lib/index.js';
+import { smallNet } from './support/small-net.js';
 import { normal32, Rng } from './support/random.js';
 
 const CHILD = path.join(__dirname, 'support', 'hardening-child.ts');
@@ -15,17 +16,6 @@ function runChild(args: string[], env: Record<string, string> = {}) {
     env: { ...process.env, ...env },
     cwd: path.join(__dirname, '..'),
   });
-}
-
-/** conv -> BN -> ReLU -> global pool -> linear -> loss. */
-function smallNet(c = 3, h = 6, w = 6, k = 4, width = 8) {
-  const g = new GraphBuilder();
-  const x = g.input('images', [c, h, w]);
-  const y = g.input('labels', [], 'i32');
-  let t = g.conv2d(x, { outChannels: width, kernel: 3, padding: 1, name: 'conv' });
-  t = g.relu(g.batchNorm(t, { name: 'bn' }));
-  const logits = g.linear(g.globalAvgPool(t), { outFeatures: k, name: 'fc' });
-  return g.build({ outputs: [logits], loss: g.softmaxCrossEntropy(logits, y) });
 }
 
 /** Every parameter and every momentum buffer, copied. */

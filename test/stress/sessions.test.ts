@@ -3,26 +3,17 @@
 // allocator's and V8's steady state), where a leak of one step's or one session's buffers per
 // iteration would add hundreds of MiB.
 import { strict as assert } from 'node:assert';
-import { compile, GraphBuilder } from '../../lib/index.js';
+import { compile } from '../../lib/index.js';
+import { smallNet } from '../support/small-net.js';
 
 const MiB = 1024 * 1024;
 const BOUND = 50 * MiB;
-
-function smallNet(width: number, size: number) {
-  const g = new GraphBuilder();
-  const x = g.input('images', [3, size, size]);
-  const y = g.input('labels', [], 'i32');
-  let t = g.conv2d(x, { outChannels: width, kernel: 3, padding: 1, name: 'conv' });
-  t = g.relu(g.batchNorm(t, { name: 'bn' }));
-  const logits = g.linear(g.globalAvgPool(t), { outFeatures: 4, name: 'fc' });
-  return g.build({ outputs: [logits], loss: g.softmaxCrossEntropy(logits, y) });
-}
 
 const rss = () => process.memoryUsage().rss;
 
 describe('stress: sessions', () => {
   it('200 compile/dispose cycles (with a step each): RSS grows < 50 MiB after 20 cycles of warm-up', async () => {
-    const graph = smallNet(32, 16);
+    const graph = smallNet({ width: 32, size: 16 });
     const images = new Float32Array(8 * 3 * 16 * 16).fill(0.5);
     const labels = new Int32Array(8);
     let base = 0;
@@ -37,7 +28,7 @@ describe('stress: sessions', () => {
   });
 
   it('10,000 small steps: RSS grows < 50 MiB after 500 steps of warm-up', async () => {
-    const s = await compile(smallNet(8, 6), { batchSize: 4, seed: 1, optimizer: { lr: 0.01, momentum: 0.9 } });
+    const s = await compile(smallNet({ width: 8, size: 6 }), { batchSize: 4, seed: 1, optimizer: { lr: 0.01, momentum: 0.9 } });
     try {
       const images = Float32Array.from({ length: 4 * 3 * 36 }, (_, i) => Math.sin(i));
       const labels = new Int32Array([0, 1, 2, 3]);

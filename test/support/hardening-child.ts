@@ -4,19 +4,9 @@
 //                     whether it threw and the Error's message, as one JSON line
 //   exit-during-step  starts a long step, then calls process.exit(3) while it runs
 //   throw-during-step starts a long step, then throws an uncaught Error while it runs
-import { compile, GraphBuilder, type Session } from '../../lib/index.js';
+import { compile, type Session } from '../../lib/index.js';
+import { smallNet } from './small-net.js';
 import { native } from '../../lib/engine/native.js';
-
-function smallNet(width: number, size: number) {
-  const g = new GraphBuilder();
-  const x = g.input('images', [3, size, size]);
-  const y = g.input('labels', [], 'i32');
-  let t = g.conv2d(x, { outChannels: width, kernel: 3, padding: 1, name: 'conv' });
-  t = g.relu(g.batchNorm(t, { name: 'bn' }));
-  for (let i = 0; i < 4; i++) t = g.relu(g.conv2d(t, { outChannels: width, kernel: 3, padding: 1, name: `conv${i}` }));
-  const logits = g.linear(g.globalAvgPool(t), { outFeatures: 4, name: 'fc' });
-  return g.build({ outputs: [logits], loss: g.softmaxCrossEntropy(logits, y) });
-}
 
 /** Zeros of a parameter's size (without getParameter, which may be a faulted entry point too). */
 function zeros(s: Session, name: string): Float32Array {
@@ -31,7 +21,7 @@ async function callEntry(entry: string): Promise<void> {
     case 'primitiveSeconds': return void addon.primitiveSeconds();
     case 'setNumThreads': return void addon.setNumThreads(1);
   }
-  const s: Session = await compile(smallNet(4, 4), { batchSize: 2, optimizer: { lr: 0.1, momentum: 0.9 } });
+  const s: Session = await compile(smallNet({ width: 4, size: 4, extraConvs: 4 }), { batchSize: 2, optimizer: { lr: 0.1, momentum: 0.9 } });
   const images = new Float32Array(2 * 3 * 16).fill(0.5);
   const labels = new Int32Array([0, 1]);
   const p = s.parameterNames()[0]!;
@@ -71,7 +61,7 @@ async function main(): Promise<void> {
   }
   // A step long enough (hundreds of ms) that the exit lands while the engine thread is inside a kernel.
   const batch = 16;
-  const s = await compile(smallNet(32, 32), { batchSize: batch });
+  const s = await compile(smallNet({ width: 32, size: 32, extraConvs: 4 }), { batchSize: batch });
   const images = new Float32Array(batch * 3 * 32 * 32).fill(0.25);
   const labels = new Int32Array(batch);
   const t0 = Date.now();
