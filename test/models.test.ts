@@ -81,7 +81,7 @@ describe('models: layout', () => {
     for (const name of IMAGENET) {
       const m = model(name);
       const pool = m.graph.ir.nodes.find((n) => n.op === 'globalAvgPool')!;
-      // The tiny CRU-Net halves every stage width (CRUNET.md section 4), so it ends at 1024.
+      // The tiny CRU-Net halves every stage width (docs/MODELS.md section 4), so it ends at 1024.
       const width = name === 'crunet56_tiny' ? 1024 : 2048;
       assert.deepEqual(m.graph.shapes.get(pool.inputs[0]!), [width, 7, 7], name);
       assert.deepEqual(m.graph.ir.inputs, [{ name: 'images', shape: [3, 224, 224], dtype: 'f32' }, { name: 'labels', shape: [], dtype: 'i32' }]);
@@ -168,7 +168,7 @@ describe('models: collective residual units', () => {
   });
 });
 
-/** Independent count from the layouts of CRUNET.md: conv = out elements x (Cin / groups) x k x k. */
+/** Independent count from the layouts of docs/MODELS.md: conv = out elements x (Cin / groups) x k x k. */
 function expectedMacs(layout: { units: number[]; cru: (number | null)[]; width: number; groups: number | 'dw'; outs?: number[] }): number {
   const conv = (cin: number, cout: number, k: number, side: number, g = 1) => side * side * cout * (cin / g) * k * k;
   const outs = layout.outs ?? [256, 512, 1024, 2048];
@@ -214,11 +214,11 @@ describe('models: multiply-adds', () => {
     for (const [name, layout] of cases) assert.equal(model(name).macs(), expectedMacs(layout), name);
   });
 
-  it('reproduce the forward costs stated in CRUNET.md', () => {
+  it('reproduce the forward costs stated in docs/MODELS.md', () => {
     const g = (name: string) => (model(name).macs() / 1e9).toFixed(2);
     assert.equal(g('crunet56'), '5.63');
     assert.equal(g('crunet116'), '12.65');
-    // CRUNET.md states 4.26 G; convolutions and fc give 4.23 G (torchvision's published 4.23 GFLOPS).
+    // docs/MODELS.md states 4.26 G; convolutions and fc give 4.23 G (torchvision's published 4.23 GFLOPS).
     assert.equal(g('resnext50_32x4d'), '4.23');
     assert.equal(g('resnet50'), '4.09');
   });

@@ -1,5 +1,5 @@
 // Transforms: the small-image crop/mirror for in-memory sets (done while normalising, so a sample is
-// touched once), and the ImageNet-style transforms of the paper (CRUNET.md section 6) for decoded images:
+// touched once), and the ImageNet-style transforms of the paper (docs/MODELS.md section 5) for decoded images:
 // the geometry is computed here and run by sharp, the pixel work (mirror, HSL jitter, normalisation)
 // is one pass in pixelsToChw.
 import type { SmallAugment } from './dataset.js';
@@ -130,7 +130,7 @@ export interface ImageTransform {
   background: [number, number, number];
 }
 
-/** The paper's training transform (CRUNET.md section 6). */
+/** The paper's training transform (docs/MODELS.md section 5). */
 export const PAPER_TRAIN_TRANSFORM: ImageTransform = Object.freeze({
   train: true,
   size: 224,

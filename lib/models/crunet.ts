@@ -1,4 +1,4 @@
-// The CRU-Nets of CRUNET.md section 4: ResNeXt-50-style trunks whose 28x28 and/or 14x14 stages are made
+// The CRU-Nets of docs/MODELS.md section 4: ResNeXt-50-style trunks whose 28x28 and/or 14x14 stages are made
 // of Collective Residual Units. All pre-activation, BN momentum 0.1 (MXNet's 0.9) and eps 1e-3 as released.
 
 import type { Recipe, Reported } from './model.js';

@@ -82,7 +82,7 @@ export function resolveOptions(model: string, t: Template, given: ModelOptions =
   if (typeof o.bnMomentum !== 'number' || !(o.bnMomentum >= 0 && o.bnMomentum <= 1)) fail(`option bnMomentum must be a number in [0, 1] (PyTorch's convention), but received ${show(o.bnMomentum)}`);
   if (typeof o.bnEps !== 'number' || !(o.bnEps > 0)) fail(`option bnEps must be a positive number, but received ${show(o.bnEps)}`);
   if (typeof o.preActivation !== 'boolean') fail(`option preActivation must be a boolean, but received ${show(o.preActivation)}`);
-  if (isCru && !o.preActivation) fail('option preActivation must be true: CRU-Net models are pre-activation only (CRUNET.md section 2)');
+  if (isCru && !o.preActivation) fail('option preActivation must be true: CRU-Net models are pre-activation only (docs/MODELS.md section 2)');
   if (!isInt(o.width, 1)) fail(`option width must be a positive integer, but received ${show(o.width)}`);
   if (o.groups !== 'depthwise' && !isInt(o.groups, 1)) fail(`option groups must be a positive integer or 'depthwise', but received ${show(o.groups)}`);
   const plainStages = t.cru.map((c, i) => (c ? -1 : i)).filter((i) => i >= 0);

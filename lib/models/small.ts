@@ -1,6 +1,6 @@
 // Small-image models for 28x28 (Fashion-MNIST) and 32x32 (CIFAR) inputs: a 3x3 stride-1 stem of 32 without
 // max-pool, then three stages (widths 32/128/256, 1/3/3 units) at 1, 1/2 and 1/4 of the input side
-// (CRUNET.md section 4, last paragraph). All pre-activation, as the CRU-Nets.
+// (docs/MODELS.md section 4, last paragraph). All pre-activation, as the CRU-Nets.
 //
 // Budgets at 10 classes (MACs scale with the input area; summary() gives them at any size):
 //                  params    MACs 28x28  MACs 32x32

@@ -1,5 +1,5 @@
 // The block-term unit: one builder for the ResNet bottleneck (R = 1), the ResNeXt unit (R groups), the
-// Nx1d unit (R = width, depthwise) and the Collective Residual Unit (CRUNET.md sections 1-3).
+// Nx1d unit (R = width, depthwise) and the Collective Residual Unit (docs/MODELS.md sections 1-3).
 //
 // Layer names follow torchvision's Bottleneck (conv1/bn1 ... conv3/bn3, downsample.N) so that published
 // post-activation weights map one to one. Pre-activation names a BN after the conv it feeds (bn1 -> conv1)
@@ -98,7 +98,7 @@ function preActShortcut(g: GraphBuilder, x: Value, u: UnitSpec, weight?: Paramet
 }
 
 /**
- * CRUNET.md section 2. In a stage's first unit the projection P (Cin -> C) is used twice, each use after its
+ * docs/MODELS.md section 2. In a stage's first unit the projection P (Cin -> C) is used twice, each use after its
  * own BN and ReLU: at stride 1 to feed the branch (so the shared 1x1 always sees C channels) and at the
  * unit's stride as the shortcut. The stride then sits in the shared depthwise core, the branch's only one.
  */
@@ -111,7 +111,7 @@ function collectiveUnit(g: GraphBuilder, x: Value, u: UnitSpec, f: FactorSet): V
     projection = g.param(`${n}.proj.weight`, shape, { init: convInit(shape) });
     t = g.conv2d(bnRelu(g, x, u.bn, `${n}.bn0`, `${n}.relu0`), { outChannels: u.out, kernel: 1, weight: projection, name: `${n}.proj` });
   }
-  // Nothing between the shared 1x1 and the shared core (CRUNET.md step b).
+  // Nothing between the shared 1x1 and the shared core (docs/MODELS.md section 2, step b).
   let h = g.conv2d(bnRelu(g, t, u.bn, `${n}.bn1`, `${n}.relu1`), { outChannels: u.width, kernel: 1, weight: f.input, name: `${n}.conv1` });
   h = g.conv2d(h, { outChannels: u.width, kernel: 3, padding: 1, stride: u.stride, groups: u.width, weight: f.core, name: `${n}.conv2` });
   h = g.conv2d(bnRelu(g, h, u.bn, `${n}.bn3`, `${n}.relu3`), { outChannels: u.width, kernel: 1, name: `${n}.conv3` });
