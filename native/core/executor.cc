@@ -446,22 +446,17 @@ StepStats Executor::step(const Feeds& feeds, float lr) {
   if (!loss_pass_) fail("step: the graph has no loss; build it with a softmaxCrossEntropy loss or use gradients()");
   if (!std::isfinite(lr) || lr < 0) fail("step: learning rate must be a finite number >= 0, got ", lr);
   upload_feeds(feeds);
-  // Keep batch-norm running statistics so that a step with a non-finite loss changes nothing.
+  // Until the update begins only batch-norm running statistics change (forward) besides gradients, so
+  // putting them back undoes a step that fails before it: a non-finite loss, a cancelled or failed kernel.
   save_running_stats();
+  StepStats stats;
   try {
     run_forward(true);
-  } catch (...) {
-    restore_running_stats();
-    throw;
-  }
-  StepStats stats = last_stats_;
-  if (!std::isfinite(stats.loss)) {
-    restore_running_stats();
-    fail("step: the loss is ", std::isnan(stats.loss) ? "NaN" : "infinite",
-         "; parameters, optimizer state and batch-norm statistics were left as they were before this step "
-         "(check the inputs for NaN/Inf, or lower the learning rate)");
-  }
-  try {  // backward changes nothing but gradients: a failure there (cancelled at exit, a device error) leaves the step undone
+    stats = last_stats_;
+    if (!std::isfinite(stats.loss))
+      fail("step: the loss is ", std::isnan(stats.loss) ? "NaN" : "infinite",
+           "; parameters, optimizer state and batch-norm statistics were left as they were before this step "
+           "(check the inputs for NaN/Inf, or lower the learning rate)");
     run_backward(*loss_pass_);
   } catch (...) {
     restore_running_stats();
