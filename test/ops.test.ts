@@ -132,7 +132,7 @@ describe('ops: engine (cpu, float32) against the float64 reference', () => {
 
   describe('batchNorm (training: batch statistics and running-stat update; inference: running statistics)', () => {
     for (const [n, s, o, data] of BATCH_NORM_CASES) {
-      const what = `batchNorm x${shape(n, s)} ${fmt(o)}${data ? ' input N(3, 0.5^2)' : ''}`;
+      const what = `batchNorm x${shape(n, s)} ${fmt(o)}${data?.label ? ` ${data.label}` : ''}`;
       it(what, () => checkOp(what, n, { x: s }, (g, x) => g.batchNorm(x.x!, o), { data }));
     }
   });
