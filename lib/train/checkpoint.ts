@@ -258,7 +258,7 @@ export async function saveCheckpoint(
   const params = new Map(session.graph.params.map((p) => [p.name, p]));
   const tensors: [string, TensorToWrite][] = [];
   for (const name of session.parameterNames()) {
-    if (name.startsWith(MOMENTUM_PREFIX)) throw new Error(`saveCheckpoint: parameter name '${name}' collides with the optimizer-state prefix '${MOMENTUM_PREFIX}'`);
+    if (name.startsWith(MOMENTUM_PREFIX)) throw new RangeError(`saveCheckpoint: expected parameter names outside the optimizer-state prefix '${MOMENTUM_PREFIX}', but received '${name}'`);
     const p = params.get(name);
     if (!p) throw new Error(`saveCheckpoint: the session has parameter '${name}' that its graph does not list`);
     tensors.push([name, { shape: p.shape, data: session.getParameter(name) }]);
