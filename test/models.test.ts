@@ -218,7 +218,7 @@ describe('models: multiply-adds', () => {
     const g = (name: string) => (model(name).macs() / 1e9).toFixed(2);
     assert.equal(g('crunet56'), '5.63');
     assert.equal(g('crunet116'), '12.65');
-    // docs/MODELS.md states 4.26 G; convolutions and fc give 4.23 G (torchvision's published 4.23 GFLOPS).
+    // Convolutions and fc: 4.23 G, torchvision's published 4.23 GFLOPS.
     assert.equal(g('resnext50_32x4d'), '4.23');
     assert.equal(g('resnet50'), '4.09');
   });

@@ -18,7 +18,10 @@ import type { FillReply, FillTask, WireError } from './worker.js';
 // batch (the next turn of `for await`), which is when a session step on them has finished. prefetch + 1
 // buffer pairs exist: the one the consumer holds and `prefetch` being filled. With workers, a buffer is
 // transferred to the worker and back (never copied); an old batch's arrays then read as empty instead
-// of silently showing newer data. Buffers are plain ArrayBuffers: the addon rejects SharedArrayBuffers.
+// of silently showing newer data. That is why they are plain ArrayBuffers, transferred, not shared: the
+// addon itself takes arrays over a SharedArrayBuffer as well (it copies the feeds before a step; test
+// "takes feeds backed by a SharedArrayBuffer" in test/session.test.ts), but a shared buffer refilled by
+// a worker would change under a consumer still holding the old batch.
 
 export interface LoaderOptions {
   batchSize: number;
