@@ -85,6 +85,10 @@ describe('Session', () => {
     assert.throws(() => s.setParameter('fc.weight', new Float32Array(31)), /setParameter fc\.weight: expected 32 values \(shape \[4,8\]\), got 31/);
     assert.throws(() => s.setParameter('fc.weight', new Float64Array(32) as unknown as Float32Array), /expected a Float32Array, but received Float64Array/);
     assert.throws(() => s.getParameter('nope'), /unknown parameter 'nope'/);
+    // Argument errors keep their class, also those the addon throws (rethrown with the caller's stack).
+    assert.throws(() => s.getParameter('nope'), RangeError);
+    assert.throws(() => s.setParameter('fc.weight', new Float32Array(31)), RangeError);
+    assert.throws(() => s.setParameter('fc.weight', [] as unknown as Float32Array), TypeError);
   });
 
   it('forward accepts fewer samples than the batch and matches the full-batch result', async () => {

@@ -53,7 +53,7 @@ export class MemoryDataset implements Dataset {
       throw new RangeError(`${init.name}: expected ${c} means and stds for normalisation, but received ${init.norm.mean.length} and ${init.norm.std.length}`);
     }
     if (init.augment && (!Number.isInteger(init.augment.pad) || init.augment.pad < 0 || init.augment.pad >= Math.min(h, w))) {
-      throw new RangeError(`${init.name}: augment.pad must be an integer in [0, ${Math.min(h, w)}), but received ${init.augment.pad}`);
+      throw new RangeError(`${init.name}: expected augment.pad to be an integer in [0, ${Math.min(h, w)}), but received ${init.augment.pad}`);
     }
     const erase = init.augment?.erase;
     if (erase !== undefined && !(erase >= 0 && erase <= 1)) {

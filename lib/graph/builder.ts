@@ -73,7 +73,7 @@ export const MAX_DIM = 2 ** 24;
 // a TypeError when an argument is the wrong kind of thing (not a number, a Value of another builder, a
 // tensor of the wrong dtype or rank), a RangeError when it is the right kind but its value is not allowed
 // (out of range, sizes that do not fit together, a name already taken). Both read "expected ..., but
-// received ...". The CLI turns them into usage errors (exit code 2).
+// received ...". Callers branch on the class: the CLI's settings checks make them usage errors (exit code 2).
 
 /** How a received value reads in a message: numbers as JS writes them (NaN, Infinity), the rest as JSON. */
 function shown(v: unknown): string {

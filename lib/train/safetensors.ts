@@ -117,7 +117,7 @@ export function parseHeader(path: string, head: Uint8Array, fileSize: number): S
   const n = Number(n64);
   if (n > MAX_HEADER_BYTES) fail(0, `the header length ${n} is over the ${MAX_HEADER_BYTES}-byte limit`);
   if (n < 2) fail(0, `the header length ${n} is too short for a JSON object`);
-  if (head.byteLength < 8 + n) throw new RangeError(`parseHeader: pass at least ${8 + n} bytes of ${path}, received ${head.byteLength}`);
+  if (head.byteLength < 8 + n) throw new RangeError(`parseHeader: expected at least ${8 + n} bytes of ${path}, but received ${head.byteLength}`);
   const dataStart = 8 + n;
   const dataLength = fileSize - dataStart;
 
