@@ -181,7 +181,7 @@ describe('hardening: native engine', () => {
       const x = g.input('x', [3, 8, 8]);
       assert.throws(() => g.conv2d(x, { outChannels: 4, kernel: 3, padding: 6e8, name: 'c' }), /c: expected padding to be an integer in \[0, 16777216\]/);
       assert.throws(() => g.linear(g.globalAvgPool(x), { outFeatures: 1e9, name: 'l' }), /linear l: expected outFeatures to be an integer in \[1, 16777216\], but received 1000000000/);
-      assert.throws(() => g.input('y', [2 ** 29, 2 ** 29, 2 ** 29]), /input y: shape must hold integers in \[1, 16777216\]/);
+      assert.throws(() => g.input('y', [2 ** 29, 2 ** 29, 2 ** 29]), /input y: expected a shape of integers in \[1, 16777216\]/);
     });
   });
 

@@ -42,7 +42,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   if (!v.checkpoint) throw new UsageError('--checkpoint CKPT is required');
   const batch = intFlag(v['batch-size'], '--batch-size', 1) ?? 256;
   const tta = v.tta ?? 'none';
-  if (tta !== 'none' && tta !== 'flip') throw new UsageError(`--tta must be none or flip, got '${tta}'`);
+  if (tta !== 'none' && tta !== 'flip') throw new UsageError(`--tta: expected none or flip, but received '${tta}'`);
   const limit = intFlag(v.limit, '--limit', 1);
   const onBadImage = badImagesFlag(v['bad-images']);
   const threads = intFlag(v.threads, '--threads', 1, MAX_THREADS);

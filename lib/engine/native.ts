@@ -14,11 +14,47 @@ export interface NativeMemory {
   buffers: number;
 }
 
+/** One candidate of a cuDNN algorithm search, as the search saw it. */
+export interface AlgorithmCandidate {
+  algo: string;
+  math: string;
+  workspace: number;
+  /** Measured time in benchmark mode; -1 when not run. */
+  ms: number;
+  deterministic: boolean;
+  /** Why it was not usable (out of memory, run failed), or null. */
+  skipped: string | null;
+}
+
+/** The algorithm a convolution uses in one direction, and how it was chosen. */
+export interface AlgorithmChoice {
+  direction: 'forward' | 'backward-data' | 'backward-filter';
+  algo: string;
+  math: string;
+  workspace: number;
+  ms: number;
+  mode: 'heuristic' | 'benchmark';
+  /** Found in the process's cache (another convolution of the same key searched first) or a cache file. */
+  cached: boolean;
+  fromFile: boolean;
+  candidates: AlgorithmCandidate[];
+}
+
+/** What compile did with the cuDNN algorithm cache file. */
+export interface AlgorithmCacheReport {
+  file: string;
+  /** Entries read from the file (0 when it was absent or written for another GPU/driver/cuDNN), -1 on error. */
+  loaded: number;
+  /** Entries written back, -1 on error. */
+  saved: number;
+  notes: string;
+}
+
 export interface NativeNodeProfile {
   name: string;
   op: string;
   impl: string;
-  /** Kernel::report_json(): a JSON array of the choices made at compile time (cuDNN algorithm searches). */
+  /** Kernel::report_json(): a JSON array of the choices made at compile time (cuDNN algorithm searches); read it with algorithmChoices(). */
   report?: string;
   forwardMs: number;
   backwardMs: number;
@@ -26,6 +62,11 @@ export interface NativeNodeProfile {
 }
 
 export type Feed = Float32Array | Int32Array;
+
+/** A NativeNodeProfile's report: the JSON the CUDA convolution writes (native/cuda/conv_algo.cc), of this shape. */
+export function algorithmChoices(report: string): AlgorithmChoice[] {
+  return JSON.parse(report);
+}
 
 export interface NativeSession {
   step(feeds: Feed[], lr?: number): Promise<{ loss: number; correct: number; topkCorrect: number }>;
@@ -47,6 +88,8 @@ export interface NativeSession {
   resetProfile(): void;
   setProfiling(on: boolean): void;
   dispose(): void;
+  /** Set by compile on CUDA sessions with a cuDNN algorithm cache file (native/addon/session_wrap.cc). */
+  readonly algorithmCache?: AlgorithmCacheReport;
 }
 
 export interface NativeCompileOptions {
@@ -62,7 +105,7 @@ export interface NativeCompileOptions {
   nesterov: boolean;
   weightDecay: number;
   /** cuDNN algorithm choice (CUDA devices only); fields left out come from CRUNET_CUDNN_* or the defaults. */
-  cudnn?: { benchmark?: boolean; deterministic?: boolean; benchmarkLimit?: number; allowTF32?: boolean };
+  cudnn?: { benchmark?: boolean; deterministic?: boolean; benchmarkLimit?: number; allowTF32?: boolean; cacheFile?: string };
 }
 
 /** Versions of the CUDA pieces: as loaded at run time, and the headers the CUDA library was built with. */
@@ -114,6 +157,8 @@ export interface DeviceInfo {
 }
 
 export interface Addon {
+  /** The class of compile's sessions; constructing it directly throws (a session comes from compile()). */
+  NativeSession: abstract new (...args: never[]) => NativeSession;
   compile(graph: GraphIR, options: NativeCompileOptions): Promise<NativeSession>;
   buildInfo(): BuildInfo;
   devices(): DeviceInfo[];

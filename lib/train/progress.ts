@@ -144,7 +144,7 @@ export class ProgressBar {
     this.stream = opts.stream ?? process.stderr;
     this.tty = opts.tty ?? !!this.stream.isTTY;
     this.everyPercent = opts.everyPercent ?? 25;
-    if (!(this.everyPercent > 0 && this.everyPercent <= 100)) throw new RangeError(`ProgressBar: everyPercent must be in (0, 100], but received ${this.everyPercent}`);
+    if (!(this.everyPercent > 0 && this.everyPercent <= 100)) throw new RangeError(`ProgressBar: expected everyPercent to be in (0, 100], but received ${this.everyPercent}`);
     this.minIntervalMs = opts.minIntervalMs ?? 100;
     this.now = opts.now ?? (() => performance.now());
   }

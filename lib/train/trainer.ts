@@ -162,7 +162,7 @@ export class Trainer {
     let skipped = 0;
     const tta = opts.tta ?? 'none';
     const width = source.dataset?.shape[2];
-    if (tta === 'flip' && !width) throw new Error("evaluate: tta 'flip' needs the images' width: pass a source with dataset.shape [C, H, W]");
+    if (tta === 'flip' && !width) throw new TypeError("evaluate: expected a source with dataset.shape [C, H, W] for tta 'flip' (it needs the images' width), but received one without");
     for await (const b of source.epoch(epoch)) {
       if (this.interrupted) break; // the partial scores are not returned as the data set's: see isInterrupted
       const images = b.images.subarray(0, (b.images.length / b.labels.length) * b.size);
@@ -231,7 +231,7 @@ export class Trainer {
 function skippedPositions(b: TrainBatch): Set<number> {
   const out = new Set<number>();
   if (!b.skipped?.length) return out;
-  if (!b.indices) throw new Error('evaluate: a batch with skipped samples must give their indices');
+  if (!b.indices) throw new TypeError('evaluate: expected a batch with skipped samples to give their indices, but received one without');
   const bad = new Set(b.skipped.map((s) => s.index));
   for (let j = 0; j < b.size; j++) if (bad.has(b.indices[j]!)) out.add(j);
   return out;
