@@ -113,6 +113,15 @@ export interface DeviceInfo {
   versions?: CudaVersions;
 }
 
+/** One row of the native op table: what an op takes (shapes and attribute meanings are shape inference's). */
+export interface NativeOpDef {
+  name: string;
+  inputs: { name: string; dtype: 'f32' | 'i32' }[];
+  /** Parameter slots in order; optional ones only at the end; trainable false for state (running statistics). */
+  params: { name: string; optional: boolean; trainable: boolean }[];
+  attributes: { name: string; required: boolean }[];
+}
+
 export interface Addon {
   compile(graph: GraphIR, options: NativeCompileOptions): Promise<NativeSession>;
   buildInfo(): BuildInfo;
@@ -124,6 +133,8 @@ export interface Addon {
   shutdown(): void;
   /** The memory planner alone (native/core/memory_plan.h), for its tests; sessions plan with their backend's alignment. */
   planMemory(requests: { bytes: number; first: number; last: number }[], reuse: boolean, alignment: number): { offsets: number[]; arenaBytes: number; naiveBytes: number };
+  /** The native op table (native/core/ops.h), for the test that holds lib/graph/ir.ts's OPS to it. */
+  opTable(): NativeOpDef[];
   /** Compile's tensor-size check alone with any limit (CUDA's is 2^31 - 1 elements), for its tests. */
   checkTensorElements(graph: GraphIR, batch: number, limit: number, where: string): void;
 }

@@ -38,9 +38,8 @@ struct Executor::Pass {
 
 namespace {
 
-bool differentiable_slot(const NodeInfo& n, int slot) {
-  return !(n.spec.op == OpKind::softmax_cross_entropy && slot == 1);  // labels
-}
+// Gradients flow to f32 inputs only (not to the loss's integer labels).
+bool differentiable_slot(const NodeInfo& n, int slot) { return op_def(n.spec.op).inputs[slot].dtype == DType::f32; }
 
 // Slot k of a node's parameters holds a trainable tensor (batch norm's running statistics do not).
 bool trainable_slot(const TypedGraph& g, const NodeInfo& n, int k) { return g.params[n.params[k]].trainable; }
