@@ -184,6 +184,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("shutdown", Napi::Function::New(env, shutdown, "shutdown"));
   exports.Set("planMemory", Napi::Function::New(env, plan_memory_js, "planMemory"));
   exports.Set("opTable", Napi::Function::New(env, op_table_js, "opTable"));
+  exports.Set("schedule", Napi::Function::New(env, schedule_js, "schedule"));
   exports.Set("checkTensorElements", Napi::Function::New(env, check_tensor_elements_js, "checkTensorElements"));
   return exports;
 }
