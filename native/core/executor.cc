@@ -102,7 +102,7 @@ void check_tensor_elements(const TypedGraph& g, int64_t limit, const std::string
   for (auto& n : g.nodes) {
     auto check = [&](const Shape& s, const char* what) {
       if (numel(s) > limit)
-        fail("node ", n.spec.name, " (", op_name(n.spec.op), "): ", what, " ", shape_str(s), " has ", numel(s),
+        fail(node_label(n.spec), ": ", what, " ", shape_str(s), " has ", numel(s),
              " elements, over the ", limit, " one tensor may have on ", where, "; use a smaller batch size");
     };
     for (const Shape& s : n.spec.in) check(s, "input");
@@ -120,10 +120,10 @@ void Executor::build_kernels() {
     } catch (const Error&) {
       throw;
     } catch (const std::bad_alloc&) {
-      fail("node ", n.spec.name, " (", op_name(n.spec.op), "): out of host memory while building its ", be_.name(), " kernel for input ",
+      fail(node_label(n.spec), ": out of host memory while building its ", be_.name(), " kernel for input ",
            shape_str(n.spec.in.at(0)), " and output ", shape_str(n.spec.out));
     } catch (const std::exception& e) {
-      fail("node ", n.spec.name, " (", op_name(n.spec.op), "): ", be_.name(), " backend could not build it: ", e.what());
+      fail(node_label(n.spec), ": ", be_.name(), " backend could not build it: ", e.what());
     }
     prof_.push_back({n.spec.name, op_name(n.spec.op), kernels_.back()->impl_info(), kernels_.back()->report_json()});
     scratch_bytes_ = std::max(scratch_bytes_, kernels_.back()->scratch_bytes());
@@ -268,8 +268,8 @@ void Executor::upload_feeds(const Feeds& feeds) {
     const int64_t classes = node.spec.in[0][1], count = numel(lv.shape);
     for (int64_t i = 0; i < count; i++)
       if (labels[i] < 0 || labels[i] >= classes)
-        fail("input ", lv.name, ": label ", labels[i], " of sample ", i, " is outside [0, ", classes, ") (node ", node.spec.name,
-             "); nothing was computed or updated");
+        fail("input ", lv.name, ": label ", labels[i], " of sample ", i, " is outside [0, ", classes, "), the classes of ", node_label(node.spec),
+             "; nothing was computed or updated");
   }
   for (auto& v : g_.values) {
     if (v.producer >= 0) continue;

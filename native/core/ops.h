@@ -112,4 +112,7 @@ struct NodeSpec {
   CrossEntropyAttrs xent;
 };
 
+// "node conv1 (conv2d)": how every error names a node.
+inline std::string node_label(const NodeSpec& s) { return "node " + s.name + " (" + op_name(s.op) + ")"; }
+
 }  // namespace crunet
