@@ -1,8 +1,8 @@
 // conv2d on oneDNN with PyTorch's Conv2d semantics: NHWC activations, weights [O, C/groups, kh, kw].
 //
-// Activations stay NHWC in every pass and only the weights use 'any': DESIGN.md §3 measured that
-// NHWC descriptors get fast kernels for grouped and depthwise convolutions, while blocked activation
-// layouts can fall back to slow gemm (or reference) code in backward-weights. Each pass may choose its
+// Activations stay NHWC in every pass and only the weights use 'any': with NHWC descriptors oneDNN picks
+// fast kernels for grouped and depthwise convolutions in all three passes, while with blocked activation
+// layouts backward-weights can fall back to slow gemm (or reference) code. Each pass may choose its
 // own weight layout, so the user's weights are reordered into it and dW is reordered back. All
 // primitives, reorders included, are built once here and share one user-mode scratchpad in io.scratch.
 #include <algorithm>
