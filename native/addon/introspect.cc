@@ -1,3 +1,4 @@
+// See introspect.h.
 #include "introspect.h"
 
 #include "../core/error.h"
@@ -8,8 +9,8 @@
 namespace crunet::addon {
 namespace {
 
-// What a kernel keeps for backward, as the test says, or by default what most kernels keep: nothing
-// saved, every input read, the output not read.
+// What a kernel keeps for backward, as the test says; by default nothing saved, every input read and the
+// output not read.
 KernelNeeds needs_from_js(const Napi::Value& v, const NodeInfo& node, size_t index) {
   KernelNeeds k;
   k.reads_input.assign(node.inputs.size(), 1);
@@ -17,7 +18,11 @@ KernelNeeds needs_from_js(const Napi::Value& v, const NodeInfo& node, size_t ind
   const std::string where = "schedule: options.kernels[" + std::to_string(index) + "]";
   if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), where + ": expected an object");
   auto o = v.As<Napi::Object>();
-  if (o.Has("savedBytes")) k.saved_bytes = static_cast<size_t>(o.Get("savedBytes").ToNumber().Int64Value());
+  if (o.Has("savedBytes")) {
+    const int64_t bytes = o.Get("savedBytes").ToNumber().Int64Value();
+    if (bytes < 0) throw Napi::RangeError::New(v.Env(), where + ".savedBytes: expected a number >= 0, but received " + std::to_string(bytes));
+    k.saved_bytes = static_cast<size_t>(bytes);
+  }
   if (o.Has("readsOutput")) k.reads_output = o.Get("readsOutput").ToBoolean().Value();
   if (o.Has("readsInputs")) {
     if (!o.Get("readsInputs").IsArray()) throw Napi::TypeError::New(v.Env(), where + ".readsInputs: expected an array");
