@@ -156,6 +156,39 @@ export interface DeviceInfo {
   versions?: CudaVersions;
 }
 
+/** One row of the native op table: what an op takes (shapes and attribute meanings are shape inference's). */
+export interface NativeOpDef {
+  name: string;
+  inputs: { name: string; dtype: 'f32' | 'i32' }[];
+  /** Parameter slots in order; optional ones only at the end; trainable false for state (running statistics). */
+  params: { name: string; optional: boolean; trainable: boolean }[];
+  attributes: { name: string; required: boolean }[];
+}
+
+/** What a kernel keeps for backward (defaults: nothing saved, every input read, the output not read). */
+export interface NativeKernelNeeds {
+  savedBytes?: number;
+  readsInputs?: boolean[];
+  readsOutput?: boolean;
+}
+/** Where a kernel writes a gradient: a schedule buffer, a parameter's own gradient, or nowhere (null). */
+export type NativeGradDest = { buffer: number } | { param: string } | null;
+export interface NativeBackwardPass {
+  target: string;
+  seedInLossKernel: boolean;
+  calls: { node: string; outGrad: number; inGrad: NativeGradDest[]; paramGrad: NativeGradDest[]; accumulate: { into: NativeGradDest; from: number; count: number }[] }[];
+  zeroFirst: string[];
+  paramsReached: string[];
+}
+/** Buffer numbers index `buffers`; -1 means none. */
+export interface NativeSchedule {
+  buffers: { bytes: number; first: number; last: number }[];
+  values: { name: string; data: number; grad: number }[];
+  saved: number[];
+  loss?: NativeBackwardPass;
+  output?: NativeBackwardPass;
+}
+
 export interface Addon {
   /** The class of compile's sessions; constructing it directly throws (a session comes from compile()). */
   NativeSession: abstract new (...args: never[]) => NativeSession;
@@ -169,6 +202,10 @@ export interface Addon {
   shutdown(): void;
   /** The memory planner alone (native/core/memory_plan.h), for its tests; sessions plan with their backend's alignment. */
   planMemory(requests: { bytes: number; first: number; last: number }[], reuse: boolean, alignment: number): { offsets: number[]; arenaBytes: number; naiveBytes: number };
+  /** The native op table (native/core/ops.h), for the test that holds lib/graph/ir.ts's OPS to it. */
+  opTable(): NativeOpDef[];
+  /** The schedule of a graph (native/core/schedule.h) with the given kernel needs, without a backend, for its tests. */
+  schedule(graph: GraphIR, batch: number, options?: { inputGrads?: boolean; kernels?: NativeKernelNeeds[] }): NativeSchedule;
   /** Compile's tensor-size check alone with any limit (CUDA's is 2^31 - 1 elements), for its tests. */
   checkTensorElements(graph: GraphIR, batch: number, limit: number, where: string): void;
 }

@@ -18,9 +18,9 @@ using flags = dnnl::normalization_flags;
 
 class BatchNorm final : public Kernel {
  public:
-  explicit BatchNorm(const NodeSpec& spec) : name_(spec.name), attrs_(spec.bn) {
+  explicit BatchNorm(const NodeSpec& spec) : name_(node_label(spec)), attrs_(spec.bn) {
     const Shape& x = spec.in.at(0);
-    if (x.size() != 4 && x.size() != 2) fail("node ", name_, ": batchNorm expects rank 2 or 4, got ", shape_str(x));
+    if (x.size() != 4 && x.size() != 2) fail(name_, ": expects rank 2 or 4, got ", shape_str(x));
     c_ = x[1];
     rows_ = x[0] * (x.size() == 4 ? x[2] * x[3] : 1);
     data_md_ = act_md(x.size() == 4 ? x : Shape{x[0], x[1], 1, 1});
@@ -76,7 +76,7 @@ class BatchNorm final : public Kernel {
       return;
     }
     // PyTorch refuses too: the unbiased variance of one value per channel is undefined.
-    if (rows_ < 2) fail("node ", name_, ": batchNorm training needs more than 1 value per channel");
+    if (rows_ < 2) fail(name_, ": training needs more than 1 value per channel");
     float* mean = static_cast<float*>(io.saved);
     float* var = mean + c_;
     batch_stats(static_cast<const float*>(io.in[0]), mean, var);
@@ -208,7 +208,7 @@ std::unique_ptr<Kernel> make_batch_norm(const NodeSpec& spec) {
   try {
     return std::make_unique<BatchNorm>(spec);
   } catch (const dnnl::error& e) {
-    fail("node ", spec.name, ": oneDNN has no batchNorm for ", shape_str(spec.in.at(0)), ": ", e.what());
+    fail(node_label(spec), ": oneDNN has no kernel for ", shape_str(spec.in.at(0)), ": ", e.what());
   }
 }
 
