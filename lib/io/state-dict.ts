@@ -147,16 +147,28 @@ export function stateDictFromTensors(
   return withCounters(graph, values, opts);
 }
 
+/**
+ * The keys of the state dict of a graph, in order, with shapes and dtypes: every parameter (F32) and,
+ * after each BatchNorm's running_var, its num_batches_tracked (I64, shape []), as torch's state_dict() lists them.
+ */
+export function stateDictKeys(graph: Session['graph']): [name: string, shape: number[], dtype: 'F32' | 'I64'][] {
+  const bnOf = new Map<string, string>();
+  for (const node of graph.nodes) if (node.op === 'batchNorm') bnOf.set(node.params[3]!, node.name);
+  const out: [string, number[], 'F32' | 'I64'][] = [];
+  for (const p of graph.params) {
+    out.push([p.name, [...p.shape], 'F32']);
+    const bn = bnOf.get(p.name);
+    if (bn !== undefined) out.push([`${bn}.${NUM_BATCHES_TRACKED}`, [], 'I64']);
+  }
+  return out;
+}
+
 function withCounters(graph: Session['graph'], values: Map<string, TensorToWrite>, opts: StateDictOptions): Map<string, TensorToWrite> {
   const n = opts.numBatchesTracked ?? 0;
   if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`stateDict: numBatchesTracked must be a non-negative integer, but received ${n}`);
-  const bnOf = new Map<string, string>();
-  for (const node of graph.nodes) if (node.op === 'batchNorm') bnOf.set(node.params[3]!, node.name);
   const out = new Map<string, TensorToWrite>();
-  for (const [name, t] of values) {
-    out.set(name, t);
-    const bn = bnOf.get(name); // after running_var, as torch orders a BatchNorm's buffers
-    if (bn !== undefined) out.set(`${bn}.${NUM_BATCHES_TRACKED}`, { shape: [], data: BigInt64Array.of(BigInt(n)) });
+  for (const [name, shape, dtype] of stateDictKeys(graph)) {
+    out.set(name, dtype === 'I64' ? { shape, data: BigInt64Array.of(BigInt(n)) } : values.get(name)!);
   }
   return out;
 }
