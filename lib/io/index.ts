@@ -7,3 +7,4 @@ export { loadStateDict, stateDict, stateDictFromTensors, stateDictKeys, StateDic
 export type { LoadStateDictOptions, LoadStateDictResult, StateDict, StateDictOptions, StateTensor } from './state-dict.js';
 export { toOnnx, writeOnnx, ONNX_OPSET, ONNX_IR_VERSION } from './onnx.js';
 export type { OnnxExportOptions, ParameterSource } from './onnx.js';
+export { preprocessImage, TORCHVISION_IMAGENET } from '../predict/preprocess.js';
