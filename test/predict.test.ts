@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { main } from '../lib/cli/main.js';
-import { compile, createPredictor, data, models, train, type Session } from '../lib/index.js';
+import { compile, createPredictor, data, io, models, train, type Session } from '../lib/index.js';
 import { writeIdxSet } from './fixtures/data.js';
 import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
@@ -97,6 +97,26 @@ describe('predict', function () {
       p.dispose();
       session.dispose();
     }
+  });
+
+  it('turns an image into the input its data set would give: an image folder (alpha, resize, centre crop) and an in-memory grey set', async () => {
+    const dir = testTempDir('predict');
+    fs.mkdirSync(path.join(dir, 'cls'));
+    const file = path.join(dir, 'cls', 'x.png');
+    await sharp(Uint8Array.from({ length: 50 * 37 * 4 }, (_, i) => (i * 97 + (i >> 5)) & 255), { raw: { width: 50, height: 37, channels: 4 } }).png().toFile(file);
+    const folder = await data.FolderDataset.open(dir, { train: false, transform: { size: 16, resize: 20 } });
+    const want = new Float32Array(3 * 16 * 16), got = new Float32Array(3 * 16 * 16);
+    await folder.read(0, want, 0, new data.Rng(0));
+    await io.preprocessImage(file, 0, folder.preprocessing, got, 0);
+    want.forEach((v, i) => assert.ok(Math.abs(v - got[i]!) < 1e-4, `value ${i}: the folder data set reads ${v}, predict ${got[i]}`));
+
+    const px = Uint8Array.from({ length: 28 * 28 }, (_, j) => (j * 13) & 255);
+    const mem = new data.MemoryDataset({ name: 'm', classes: ['a', 'b'], shape: [1, 28, 28], pixels: px, labels: Int32Array.of(0), norm: NORM });
+    const png = await sharp(px, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+    const w2 = new Float32Array(784), g2 = new Float32Array(784);
+    mem.read(0, w2, 0, new data.Rng(0));
+    await io.preprocessImage(png, 0, mem.preprocessing, g2, 0);
+    w2.forEach((v, i) => assert.ok(Math.abs(v - g2[i]!) < 1e-5, `value ${i}: the data set reads ${v}, predict ${g2[i]}`));
   });
 
   it('names an image that cannot be decoded, a checkpoint without preprocessing and one for another model; indices without class names', async () => {
