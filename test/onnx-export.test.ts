@@ -43,7 +43,7 @@ async function compareWithOrt(graph: Graph, file: string): Promise<{ maxDiff: nu
   const session = await compile(graph, { batchSize: BATCH, seed: 3 });
   try {
     randomizeBatchNorm(session);
-    const bytes = io.writeOnnx(file, session.graph, (n) => session.getParameter(n));
+    const bytes = io.writeOnnx(file, session.graph, session);
     const input = graph.ir.inputs.find((i) => i.dtype === 'f32')!;
     const x = values(BATCH * input.shape.reduce((a, d) => a * d, 1), 11);
     const ours = await session.forward(x);

@@ -19,8 +19,15 @@ export const ONNX_OPSET = 17;
 /** The IR version that goes with opset 17 (onnx's IR_VERSION_2021_7_30). */
 export const ONNX_IR_VERSION = 8;
 
-/** A graph's parameter values by name (a Session's getParameter, a checkpoint's tensors). */
-export type ParameterSource = (name: string) => Float32Array | undefined;
+/** A graph's parameter values: a Session, a checkpoint's tensors (a Map by name), or a function of the name. */
+export type ParameterSource = ((name: string) => Float32Array | undefined) | Map<string, { data: Float32Array }> | { getParameter(name: string): Float32Array };
+
+function getter(values: ParameterSource): (name: string) => Float32Array | undefined {
+  if (typeof values === 'function') return values;
+  if (values instanceof Map) return (name) => values.get(name)?.data;
+  if (values && typeof (values as { getParameter?: unknown }).getParameter === 'function') return (name) => (values as { getParameter(n: string): Float32Array }).getParameter(name);
+  throw new TypeError(`ONNX export: expected the parameters as a Session, a Map of tensors or a function, but received ${values === null ? 'null' : typeof values}`);
+}
 
 export interface OnnxExportOptions {
   /** The graph's name in the file (default 'crunet'). */
@@ -66,14 +73,14 @@ function onnxNodes(n: NodeIR, input: (name: string) => string): OnnxNode[] {
 }
 
 /**
- * The ONNX ModelProto bytes of a graph's inference part, with the parameters from `values`
- * (session.getParameter, or a Map's get). The graph's outputs become the model's outputs.
+ * The ONNX ModelProto bytes of a graph's inference part, with the parameters from `values`:
+ * `toOnnx(session.graph, session)`, or a checkpoint's `tensors` with its model's graph. The graph's outputs become the model's outputs.
  */
-export function toOnnx(graph: GraphIR, values: ParameterSource | Map<string, { data: Float32Array }>, opts: OnnxExportOptions = {}): Uint8Array {
+export function toOnnx(graph: GraphIR, values: ParameterSource, opts: OnnxExportOptions = {}): Uint8Array {
   if (!graph || !Array.isArray(graph.nodes) || !Array.isArray(graph.params)) {
     throw new TypeError('toOnnx: expected a GraphIR (model.graph.ir or session.graph), but received ' + typeof graph);
   }
-  const get: ParameterSource = typeof values === 'function' ? values : (name) => values.get(name)?.data;
+  const get = getter(values);
   const byName = new Map(graph.nodes.map((n) => [n.name, n]));
   // Only what the outputs depend on: the loss (and through it the labels) is left out.
   const needed = new Set<string>();
@@ -141,7 +148,7 @@ function outputShapes(graph: GraphIR): Map<string, number[]> {
  * Writes the ONNX file atomically. An unwritable path (a missing directory, a directory in its place) is
  * an Error naming it; the previous file there, if any, is left as it was.
  */
-export function writeOnnx(file: string, graph: GraphIR, values: ParameterSource | Map<string, { data: Float32Array }>, opts: OnnxExportOptions = {}): number {
+export function writeOnnx(file: string, graph: GraphIR, values: ParameterSource, opts: OnnxExportOptions = {}): number {
   if (typeof file !== 'string' || !file) throw new TypeError(`writeOnnx: expected a file path, but received ${JSON.stringify(file)}`);
   if (fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`writeOnnx: ${file} is a directory; give the path of the .onnx file to write`);
   const bytes = toOnnx(graph, values, opts);
