@@ -94,6 +94,9 @@ describe('PyTorch state dicts (crunet.io)', function () {
       const ints = new Map(io.readSafetensors(WEIGHTS).tensors);
       ints.set('fc.bias', { ...ints.get('fc.bias')!, dtype: 'I64' });
       assert.throws(() => io.loadStateDict(session, ints), /fc\.bias: dtype I64 is not a floating-point type/);
+      // Saved from nn.DataParallel: every name under 'module.'.
+      const wrapped = new Map([...io.readSafetensors(WEIGHTS).tensors].map(([k, t]) => [`module.${k}`, t]));
+      assert.throws(() => io.loadStateDict(session, wrapped), /every missing key is present with the prefix 'module\.'/);
     } finally {
       session.dispose();
     }

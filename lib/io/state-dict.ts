@@ -99,6 +99,8 @@ export function loadStateDict(session: Session, stateDict: StateDict, opts: Load
       ...(strict ? missingKeys.map((n) => `missing key ${n}`) : []),
       ...(strict ? unexpectedKeys.map((n) => `unexpected key ${n}`) : []),
     ];
+    const prefix = commonPrefix(missingKeys, given);
+    if (prefix) problems.push(`every missing key is present with the prefix '${prefix}' (a model wrapped in nn.DataParallel or another module when saved): strip it from the names`);
     const source = opts.source ? `${opts.source}` : 'the state dict';
     throw new StateDictError(problems, missingKeys, unexpectedKeys,
       `loadStateDict: ${source} does not fit the model (${problems.length} problem${problems.length > 1 ? 's' : ''}; ` +
@@ -111,6 +113,15 @@ export function loadStateDict(session: Session, stateDict: StateDict, opts: Load
     loaded.push(name);
   }
   return { missingKeys, unexpectedKeys, loaded };
+}
+
+/** The prefix P such that every missing key k is given as P + k ('module.' from nn.DataParallel), if any. */
+function commonPrefix(missing: string[], given: Map<string, unknown>): string | undefined {
+  const first = missing[0];
+  if (first === undefined) return undefined;
+  const match = [...given.keys()].find((k) => k.length > first.length && k.endsWith(`.${first}`));
+  const prefix = match?.slice(0, match.length - first.length);
+  return prefix && missing.every((k) => given.has(prefix + k)) ? prefix : undefined;
 }
 
 export interface StateDictOptions {
