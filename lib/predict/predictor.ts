@@ -1,7 +1,7 @@
 // Inference for people: a checkpoint in, class probabilities for image files or buffers out.
 //
 //   const p = await createPredictor('runs/fashion/checkpoint.safetensors');
-//   const [r] = await p.predict(['shoe.png']);   // r.top[0] = { index: 9, name: 'Ankle boot', probability: 0.93 }
+//   const [r] = await p.predict(['shoe.png']);   // r.top[0] = { index: 9, name: 'Ankle boot', probability: 0.75 }
 //   p.dispose();
 //
 // The checkpoint rebuilds its own model; its recorded preprocessing (CheckpointMeta.preprocessing) turns
