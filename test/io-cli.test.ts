@@ -69,6 +69,9 @@ describe('crunet convert / export', function () {
       assert.ok(r.err.includes(s), `${s} in:\n${r.err}`);
     }
     assert.ok(!fs.existsSync(ckpt));
+    const pre = await crunet('convert', '--model', MODEL.name, '--model-options', JSON.stringify(MODEL.options), '--state-dict', WEIGHTS, '--out', ckpt, '--preprocessing', 'torchvision');
+    assert.equal(pre.code, 2);
+    assert.match(pre.err, /--preprocessing torchvision makes 3x224x224 inputs, but crunet_small takes 1x16x16/);
     const lenient = await crunet('convert', '--model', 'resnet_small', '--state-dict', WEIGHTS, '--out', ckpt, '--no-strict');
     assert.equal(lenient.code, 1, 'a wrong shape is refused even without strict');
     assert.match(lenient.err, /size mismatch for layer1\.0\.conv2\.weight/);
