@@ -41,7 +41,7 @@ describe('crunet convert / export', function () {
     assert.match(c.out, /loaded (\d+) of \1 parameters of crunet_small/);
     const meta = train.loadCheckpoint(ckpt).meta;
     assert.deepEqual(meta.classNames, ['a', 'b', 'c', 'd']);
-    assert.equal(meta.preprocessing, undefined, 'a 1-channel 16x16 model gets no torchvision preprocessing');
+    assert.equal(meta.preprocessing, undefined, 'a 3x16x16 model gets no torchvision preprocessing by default');
 
     const onnx = path.join(dir, 'm.onnx'), sdFile = path.join(dir, 'sd.safetensors');
     const e = await crunet('export', '--checkpoint', ckpt, '--onnx', onnx, '--state-dict', sdFile);
@@ -71,7 +71,7 @@ describe('crunet convert / export', function () {
     assert.ok(!fs.existsSync(ckpt));
     const pre = await crunet('convert', '--model', MODEL.name, '--model-options', JSON.stringify(MODEL.options), '--state-dict', WEIGHTS, '--out', ckpt, '--preprocessing', 'torchvision');
     assert.equal(pre.code, 2);
-    assert.match(pre.err, /--preprocessing torchvision makes 3x224x224 inputs, but crunet_small takes 1x16x16/);
+    assert.match(pre.err, /--preprocessing torchvision makes 3x224x224 inputs, but crunet_small takes 3x16x16/);
     const lenient = await crunet('convert', '--model', 'resnet_small', '--state-dict', WEIGHTS, '--out', ckpt, '--no-strict');
     assert.equal(lenient.code, 1, 'a wrong shape is refused even without strict');
     assert.match(lenient.err, /size mismatch for layer1\.0\.conv2\.weight/);
