@@ -156,10 +156,10 @@ export class Trainer {
    * Loss, top-1 and top-5 accuracy over a data set, in inference mode (batch norm's running statistics).
    * Images the loader skipped as unreadable are not scored (their places hold copies of other images).
    */
-  async evaluate(source: BatchSource, epoch = 0, opts: { tta?: TestTimeAugment } = {}): Promise<EvalStats> {
+  async evaluate(source: BatchSource, epoch = 0, opts: { tta?: TestTimeAugment; onBatch?: (done: { batches: number; images: number }) => void } = {}): Promise<EvalStats> {
     const t0 = performance.now();
     const score = emptyScore();
-    let skipped = 0;
+    let skipped = 0, batches = 0;
     const tta = opts.tta ?? 'none';
     const width = source.dataset?.shape[2];
     if (tta === 'flip' && !width) throw new TypeError("evaluate: expected a source with dataset.shape [C, H, W] for tta 'flip' (it needs the images' width), but received one without");
@@ -172,6 +172,8 @@ export class Trainer {
       const left = skippedPositions(b);
       skipped += left.size;
       scoreLogits(score, logits, b.labels, b.size, classes, left);
+      batches++;
+      opts.onBatch?.({ batches, images: score.count });
     }
     return {
       loss: score.lossSum / score.count,
