@@ -2,6 +2,7 @@
 import { BENCH_HELP, benchCommand } from './bench.js';
 import { UsageError } from './errors.js';
 import { infoCommand } from './info.js';
+import { EXPERIMENT_HELP, experimentCommand } from './experiment.js';
 import { EVAL_HELP, evalCommand } from './eval.js';
 import { SUMMARY_HELP, summaryCommand } from './summary.js';
 import { TRAIN_HELP, trainCommand } from './train.js';
@@ -13,6 +14,7 @@ Usage: crunet <command> [options]
 Commands:
   train             train a model (default: crunet_small on Fashion-MNIST) and evaluate it
   eval              evaluate a checkpoint on a data set's test split
+  experiment <plan> a plan's grid of training runs (models x seeds), resumable; results table and page
   bench             a model's training step on a device: per convolution shape the implementation
                     (CUDA: every cuDNN algorithm's time and workspace) and the whole step's images/s
   info [--json]     version, native build (compiler, oneDNN version and ISA, threads) and devices
@@ -34,6 +36,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'eval':
         if (wantsHelp(rest)) return print(EVAL_HELP);
         return await evalCommand(rest);
+      case 'experiment':
+        if (wantsHelp(rest)) return print(EXPERIMENT_HELP);
+        return await experimentCommand(rest);
       case 'bench':
         if (wantsHelp(rest)) return print(BENCH_HELP);
         return await benchCommand(rest);
