@@ -48,6 +48,7 @@ describe('crunet experiment', function () {
     const r = await experiment([planFile, '--out', whole, '--threads', '1']);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /all 4 runs finished/);
+    assert.match(r.out, /1 of 4 runs finished; about [\d:]+ to go at this invocation's pace/);
   });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

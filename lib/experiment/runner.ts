@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { UsageError } from '../cli/errors.js';
 import { trainCommand } from '../cli/train.js';
 import { loadCheckpoint, writeFileAtomicSync } from '../train/checkpoint.js';
+import { formatDuration } from '../train/progress.js';
 import { renderPage } from './page.js';
 import { planDifferences, planIdentity, plannedRuns, type Plan, type PlannedRun } from './plan.js';
 import { renderCurves } from './plot.js';
@@ -84,6 +85,8 @@ export async function runExperiment(plan: Plan, opts: ExperimentOptions): Promis
   const log = opts.log ?? ((s: string) => process.stdout.write(s + '\n'));
   const runs = plannedRuns(plan);
   checkOutFolder(plan, opts.out, true);
+  // The plan's ETA at this invocation's pace: the mean time of the runs it trained from their start.
+  const fresh: number[] = [];
   for (const run of runs) {
     const dir = path.join(opts.out, run.dir);
     const status = runStatus(opts.out, run);
@@ -96,6 +99,7 @@ export async function runExperiment(plan: Plan, opts: ExperimentOptions): Promis
     const args = [...(status.state === 'resume' ? ['--resume', dir] : []), ...run.trainArgs, '--out', dir, ...(opts.threads ? ['--threads', String(opts.threads)] : [])];
     log(`crunet experiment: ${name}: ${status.state === 'resume' ? `continuing after epoch ${status.epoch}` : 'starting'} in ${dir}`);
     let code: number;
+    const t0 = performance.now();
     try {
       code = await trainCommand(args);
     } catch (e) {
@@ -108,7 +112,13 @@ export async function runExperiment(plan: Plan, opts: ExperimentOptions): Promis
       return code;
     }
     writeRunResult(dir, runResult(run, dir));
-    writeReport(plan, opts);
+    const r = writeReport(plan, opts);
+    if (status.state === 'new') fresh.push((performance.now() - t0) / 1000);
+    const left = r.runsPlanned - r.runsFinished;
+    if (left && fresh.length) {
+      const eta = (left * fresh.reduce((a, b) => a + b, 0)) / fresh.length;
+      log(`crunet experiment: ${r.runsFinished} of ${r.runsPlanned} runs finished; about ${formatDuration(eta)} to go at this invocation's pace`);
+    }
   }
   const r = writeReport(plan, opts);
   log(`crunet experiment: all ${r.runsPlanned} runs finished; results in ${path.join(opts.out, RESULTS_FILE)}, page ${opts.page ?? path.join(opts.out, 'REPORT.md')}`);
