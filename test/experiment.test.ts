@@ -127,6 +127,8 @@ describe('crunet experiment', function () {
     assert.deepEqual(fs.readFileSync(path.join(first!, 'result.json')), before.result);
     assert.equal(fs.statSync(path.join(first!, 'result.json')).mtimeMs, before.mtime);
     assert.deepEqual(fs.readFileSync(path.join(first!, 'metrics.jsonl')), before.metrics);
+    // The second run was continued from its checkpoint after epoch 1, not started again.
+    assert.deepEqual(readMetrics(path.join(second!, 'metrics.jsonl')).filter((r) => r.type === 'run').map((r) => r.startEpoch), [0, 1]);
 
     for (const [a, b] of runDirs(whole).map((d, i) => [d, runDirs(out)[i]!])) assert.deepEqual(trajectory(b!), trajectory(a!), b);
     const [w, k] = [results(whole), results(out)];
