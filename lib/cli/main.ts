@@ -3,6 +3,7 @@ import { BENCH_HELP, benchCommand } from './bench.js';
 import { CONVERT_HELP, convertCommand } from './convert.js';
 import { UsageError } from './errors.js';
 import { infoCommand } from './info.js';
+import { EXPERIMENT_HELP, experimentCommand } from './experiment.js';
 import { EVAL_HELP, evalCommand } from './eval.js';
 import { EXPORT_HELP, exportCommand } from './export.js';
 import { PREDICT_HELP, predictCommand } from './predict.js';
@@ -19,6 +20,7 @@ Commands:
   predict           classify image files with a checkpoint: top classes with names and probabilities
   convert           make a checkpoint from a PyTorch state dict (safetensors; torchvision's names)
   export            write a checkpoint as ONNX (--onnx) or as a PyTorch state dict (--state-dict)
+  experiment <plan> a plan's grid of training runs (models x seeds), resumable; results table and page
   bench             a model's training step on a device: per convolution shape the implementation
                     (CUDA: every cuDNN algorithm's time and workspace) and the whole step's images/s
   info [--json]     version, native build (compiler, oneDNN version and ISA, threads) and devices
@@ -49,6 +51,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'export':
         if (wantsHelp(rest)) return print(EXPORT_HELP);
         return await exportCommand(rest);
+      case 'experiment':
+        if (wantsHelp(rest)) return print(EXPERIMENT_HELP);
+        return await experimentCommand(rest);
       case 'bench':
         if (wantsHelp(rest)) return print(BENCH_HELP);
         return await benchCommand(rest);

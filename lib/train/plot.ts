@@ -13,7 +13,7 @@ export interface PlotOptions {
 }
 
 const COLORS = { train: '#1f77b4', test: '#e8710a' }; // matplotlib's tab:blue, a deeper tab:orange
-const FONT = "font-family=\"'DejaVu Sans', 'Helvetica Neue', Helvetica, Arial, sans-serif\"";
+export const FONT = "font-family=\"'DejaVu Sans', 'Helvetica Neue', Helvetica, Arial, sans-serif\"";
 
 /** Escapes text for SVG content and attribute values. */
 export function escapeXml(s: string): string {
