@@ -41,7 +41,7 @@ class BatchNorm final : public Kernel {
         bn_fwd::desc(dnnl::prop_kind::forward_training, data_md_, eps, affine | flags::use_global_stats), attr,
         engine());
     if (attrs_.fuse_relu && train_global_pd_.workspace_desc() != train_pd_.workspace_desc())
-      fail("node ", name_, ": oneDNN's fused ReLU workspace differs with global statistics");
+      fail(name_, ": oneDNN's fused ReLU workspace differs with global statistics");
     infer_pd_ = bn_fwd::primitive_desc(
         bn_fwd::desc(dnnl::prop_kind::forward_inference, data_md_, eps, affine | flags::use_global_stats), attr,
         engine());

@@ -1,16 +1,16 @@
 // Batch normalization (PyTorch's nn.BatchNorm2d / BatchNorm1d) on cuDNN, spatial mode; rank-2 [N,C] is
 // viewed as [N,C,1,1] (the same bytes), which spatial mode normalizes exactly as BatchNorm1d does.
 //
-// Note [running statistics]: cuDNN updates running = (1 - f) running + f batch with f the
-// exponentialAverageFactor, which is PyTorch's momentum, and its running variance takes the unbiased
-// batch variance (n/(n-1)), as PyTorch's: PyTorch itself hands momentum to cuDNN unchanged. The CPU
-// backend applies the same rule by hand; test/gpu compares both after a training forward.
+// Note [running statistics]: PyTorch updates running = (1 - f) running + f batch with f its momentum,
+// and its running variance takes the unbiased batch variance (n/(n-1)); bn_stats applies that rule here
+// and the CPU backend the same by hand; test/gpu compares both after a training forward.
 // The saved tensors are the batch mean, the inverse standard deviation (1/sqrt(var + eps)) and the
 // biased variance. They are computed here (bn_stats), not by cudnnBatchNormalizationForwardTraining:
-// sums shifted by one sample of the channel and accumulated in double stay exact for inputs whose mean
-// is large against their spread (mean 100 or 1e3), where float sums lose the variance. The output is
-// then cuDNN's inference normalization with those statistics; backward hands them to cuDNN as its saved
-// mean and inverse std, as its own training forward would.
+// sums shifted by one sample of the channel and accumulated in double stay accurate for inputs whose
+// mean is large against their spread (mean 100 or 1e3), where float sums lose the variance. The output
+// is then cuDNN's inference normalization with those statistics; backward hands them to cuDNN as its
+// saved mean and inverse std, as its own training forward would. bn_stats runs one block per channel:
+// simple, but it leaves most SMs idle on early layers (issue 19 measures and replaces it).
 #include "allocator.h"
 #include "kernels.h"
 
@@ -84,10 +84,10 @@ class BatchNorm final : public CudaKernel {
  public:
   BatchNorm(Device& dev, const NodeSpec& spec) : CudaKernel(dev, spec), attrs_(spec.bn) {
     const Shape& x = spec.in.at(0);
-    if (x.size() != 4 && x.size() != 2) fail(op_, ": batchNorm expects rank 2 or 4, got ", shape_str(x));
+    if (x.size() != 4 && x.size() != 2) fail(op_, ": expects rank 2 or 4, got ", shape_str(x));
     n_ = x[0], c_ = x[1], hw_ = x.size() == 4 ? x[2] * x[3] : 1;
     // CudaBackend::fuses_batch_norm_relu() is false, so the executor never asks for a fused ReLU here.
-    if (attrs_.fuse_relu) fail(op_, ": batchNorm with a fused ReLU is not implemented on CUDA");
+    if (attrs_.fuse_relu) fail(op_, ": a fused ReLU is not implemented on CUDA");
     if (attrs_.eps < CUDNN_BN_MIN_EPSILON) fail(op_, ": eps ", attrs_.eps, " is below cuDNN's minimum ", CUDNN_BN_MIN_EPSILON);
     x_.set_nchw(x, op_);
     CK(cudnnCreateTensorDescriptor, op_, &stat_.d);
@@ -99,7 +99,7 @@ class BatchNorm final : public CudaKernel {
 
   size_t saved_bytes() const override { return 3 * c_ * sizeof(float); }  // batch mean, inverse std, biased var
   bool backward_reads_input(int) const override { return true; }
-  std::string impl_info() const override { return "cuDNN batch norm (spatial)"; }
+  std::string impl_info() const override { return "crunet statistics (bn_stats) + cuDNN batch norm (spatial)"; }
 
  protected:
   void fwd(const KernelIO& io) override {
@@ -110,7 +110,7 @@ class BatchNorm final : public CudaKernel {
       return;
     }
     // PyTorch refuses too: the unbiased variance of one value per channel is undefined.
-    if (n_ * hw_ < 2) fail(op_, ": batchNorm training needs more than 1 value per channel");
+    if (n_ * hw_ < 2) fail(op_, ": training needs more than 1 value per channel");
     float* mean = static_cast<float*>(io.saved);
     float* invstd = mean + c_;
     float* var = invstd + c_;
