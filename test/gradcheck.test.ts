@@ -196,11 +196,6 @@ async function gradcheck(su: Setup, s: Session, fdTensors: string[]) {
 }
 
 /**
- * `steps` SGD steps on the engine against the float64 reference update (PyTorch's SGD), parameter by
- * parameter: loss and counts per step, every parameter (BN running statistics included) after the last.
- * Returns failure messages.
- */
-/**
  * ReLU inputs this close to 0 (activations are O(1)) sit inside float32's rounding of them: whether the
  * engine lets the gradient through there is a coin flip against float64. One such flip (an input of
  * 2.4e-7, crunet_small at batch 2) moved every gradient below it by 1e-3 when batch-norm statistics
@@ -220,12 +215,14 @@ function kinkDistance(graph: Graph, values: Map<string, Float64Array>): number {
 }
 
 /**
- * SGD steps on the engine, each checked against the float64 reference started from the engine's own
+ * SGD steps on the engine against the float64 reference update (PyTorch's SGD), each checked against
+ * the reference started from the engine's own
  * parameters and running statistics before that step (exact: float32 values are float64 values), with
  * the reference's own momentum buffers. Checking step by step, not along two separate trajectories,
  * keeps the comparison at one step's rounding: over three steps of crunet_small at lr 0.05 the float32
  * and float64 trajectories drift apart by ~1e-5 in pre-activations, enough to cross a ReLU kink that
- * neither trajectory comes near.
+ * neither trajectory comes near. Per step: loss and counts, every parameter (BN running statistics
+ * included) after it. Returns failure messages; throws NearKink for data too close to a kink.
  */
 async function sgdAgainstReference(su: Setup, config: Config, optimizer: typeof DEFAULT_SGD, lrs: (number | undefined)[]): Promise<string[]> {
   const s = await open(su, config, optimizer);
