@@ -94,7 +94,8 @@ describe('CUDA device errors (no GPU needed)', () => {
     });
     if (!info.cuda) {
       const e = await compileError({ device: 'cuda' });
-      assert.match(e.message, /^device 'cuda': this build of crunet has no CUDA backend \(.*libcrunet_cuda\.so not found: the CUDA library was not built/);
+      // Nothing beside the addon and no crunet-cuda-linux-x64 package (lib/engine/platform.ts).
+      assert.match(e.message, /^device 'cuda': no CUDA backend is installed: install it with 'npm install crunet-cuda-linux-x64@\d+\.\d+\.\d+'/);
     }
   });
 

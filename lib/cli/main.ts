@@ -2,6 +2,7 @@
 import { BENCH_HELP, benchCommand } from './bench.js';
 import { UsageError } from './errors.js';
 import { infoCommand } from './info.js';
+import { version } from '../engine/info.js';
 import { EVAL_HELP, evalCommand } from './eval.js';
 import { SUMMARY_HELP, summaryCommand } from './summary.js';
 import { TRAIN_HELP, trainCommand } from './train.js';
@@ -18,6 +19,7 @@ Commands:
   info [--json]     version, native build (compiler, oneDNN version and ISA, threads) and devices
   summary <model>   a model's per-stage table; --compare A,B,C side by side; --list all models
   help              this text
+  --version         crunet's version
 
 Run 'crunet <command> --help' for a command's options.`;
 
@@ -40,6 +42,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'summary':
         if (wantsHelp(rest)) return print(SUMMARY_HELP);
         return summaryCommand(rest);
+      case '--version':
+      case '-v':
+        return print(version());
       case undefined:
       case 'help':
       case '--help':
