@@ -3,7 +3,7 @@
 # puts the prebuilt addon in place) and `npm run pack:cuda`, then, in a fresh project in a temporary folder,
 # inside a mount namespace (unshare -m, as root) where the compilers, make, cmake, Python, oneDNN's headers
 # and the system's libdnnl, libgomp and libOpenCL are hidden (/dev/null or an empty tmpfs bound over
-# them): npm install of the tarball (timed; offline from npm's cache, so no registry is needed), a training
+# them): npm install of the tarball (timed; npm's cache first, the registry for what it lacks), a training
 # step from require (CommonJS), from import (ESM: README's "API in ten lines" block as written) and from a
 # TypeScript file type-checked with tsc (strict, skipLibCheck off), `npx crunet info` and `--version`; then
 # the failures a user can meet: --build-from-source without the tools (one message naming what is

@@ -78,15 +78,16 @@ describe('platform: the prebuilt addon and what to install', () => {
   it('chooses the CUDA library: the package of the same version, refuses another version naming both, says what to install', () => {
     const pkg = { dir: '/x/node_modules/crunet-cuda-linux-x64', version: '0.1.0' };
     assert.deepEqual(cudaLibraryChoice({ version: '0.1.0', pkg, besideAddon: false }), { library: `${pkg.dir}/libcrunet_cuda.so` });
-    const other = cudaLibraryChoice({ version: '0.2.0', pkg, besideAddon: true });
+    const other = cudaLibraryChoice({ version: '0.2.0', pkg, besideAddon: false });
     assert.equal(other.library, undefined);
     assert.match(other.problem!, /^crunet-cuda-linux-x64 0\.1\.0 \(\/x\/node_modules\/crunet-cuda-linux-x64\) does not match crunet 0\.2\.0: .*npm install crunet-cuda-linux-x64@0\.2\.0/);
     const none = cudaLibraryChoice({ version: '0.2.0', besideAddon: false });
     assert.match(none.problem!, /^no CUDA backend is installed: install it with 'npm install crunet-cuda-linux-x64@0\.2\.0' .*libcudnn\.so\.9/);
     assert.doesNotMatch(none.problem!, /scripts\/|build:native/, 'an installed package has no scripts to run');
     assert.match(cudaLibraryChoice({ version: '0.2.0', besideAddon: false, checkout: true }).problem!, /scripts\/install-cuda\.sh/);
-    // A library built from source beside the addon, or one the user names, is the addon's own business.
+    // A library built from source beside the addon, or one the user names, is the addon's own business (and wins).
     assert.deepEqual(cudaLibraryChoice({ version: '0.2.0', besideAddon: true }), {});
+    assert.deepEqual(cudaLibraryChoice({ version: '0.2.0', pkg, besideAddon: true }), {});
     assert.deepEqual(cudaLibraryChoice({ version: '0.2.0', pkg, besideAddon: false, env: '/my/lib.so' }), {});
   });
 

@@ -220,40 +220,38 @@ function packageVersion(root: string): string {
   return JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version;
 }
 
+/** The device strings the addon takes as CUDA devices (backend_registry.cc's cuda_index); others are its to refuse. */
 function isCudaDevice(device: string): boolean {
-  return device === 'cuda' || device.startsWith('cuda:');
+  return /^cuda(:[0-9]{1,6})?$/.test(device);
 }
 
 /**
- * The addon with the CUDA package's view added: CUDA refused with `choice.problem` (no CUDA package, or
- * one of another version) unless CRUNET_CUDA_LIBRARY names a library by the time of the call, and the
- * package's requirements added to the addon's "cannot load" errors for the package's library.
+ * The addon with the CUDA package's view added. With `choice.problem` (no CUDA library anywhere, or a
+ * package of another version) the addon's own "no CUDA backend" error, which it gives after checking the
+ * options, says that problem instead, unless CRUNET_CUDA_LIBRARY names a library by the time of the call.
+ * With the package's library, its requirements are added to the addon's "cannot load" errors.
  */
 function withCudaChoice(raw: Addon, choice: { library?: string; problem?: string }): Addon {
   const problem = () => (process.env.CRUNET_CUDA_LIBRARY ? undefined : choice.problem);
-  const advise = (why: string) =>
-    choice.library && process.env.CRUNET_CUDA_LIBRARY === choice.library && /cannot load /.test(why)
-      ? `${why} (${CUDA_PACKAGE} needs ${CUDA_NEEDS})` : why;
+  const explain = (why: string) => {
+    const p = problem();
+    if (p && /^(device '[^']*': )?this build of crunet has no CUDA backend /.test(why)) return why.replace(/^(device '[^']*': )?.*$/s, `$1${p}`);
+    if (choice.library && process.env.CRUNET_CUDA_LIBRARY === choice.library && /cannot load /.test(why)) return `${why} (${CUDA_PACKAGE} needs ${CUDA_NEEDS})`;
+    return why;
+  };
   return {
     ...raw,
     async compile(graph, options) {
-      const why = isCudaDevice(options.device) ? problem() : undefined;
-      if (why) throw new Error(`device '${options.device}': ${why}`);
       try {
         return await raw.compile(graph, options);
       } catch (e) {
-        if (e instanceof Error && isCudaDevice(options.device)) e.message = advise(e.message);
+        if (e instanceof Error && isCudaDevice(options.device)) e.message = explain(e.message);
         throw e;
       }
     },
     buildInfo() {
       const b = raw.buildInfo();
-      const why = problem();
-      if (why) return { ...b, cuda: false, cudaDevices: 0, cudaUnavailableReason: why };
-      return b.cudaUnavailableReason ? { ...b, cudaUnavailableReason: advise(b.cudaUnavailableReason) } : b;
-    },
-    devices() {
-      return problem() ? raw.devices().filter((d) => d.type !== 'cuda') : raw.devices();
+      return b.cudaUnavailableReason ? { ...b, cudaUnavailableReason: explain(b.cudaUnavailableReason) } : b;
     },
   };
 }

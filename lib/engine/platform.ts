@@ -132,11 +132,13 @@ export interface CudaPackageFacts {
 
 /**
  * Where the addon should load the CUDA library from (passed to it as CRUNET_CUDA_LIBRARY), or why there
- * is none. `library` undefined with no `problem`: the addon's own lookup (CRUNET_CUDA_LIBRARY, the file
- * beside it) applies.
+ * is none. In order: CRUNET_CUDA_LIBRARY, a library built from source beside the addon (both the addon's
+ * own lookup: `library` and `problem` undefined), the CUDA package of crunet's version.
  */
 export function cudaLibraryChoice(f: CudaPackageFacts): { library?: string; problem?: string } {
   if (f.env) return {};
+  // A library built from source beside the addon is the addon's own build: it wins.
+  if (f.besideAddon) return {};
   if (f.pkg) {
     if (f.pkg.version !== f.version)
       return {
@@ -145,7 +147,6 @@ export function cudaLibraryChoice(f: CudaPackageFacts): { library?: string; prob
       };
     return { library: path.join(f.pkg.dir, CUDA_LIBRARY) };
   }
-  if (f.besideAddon) return {};
   return {
     problem: `no CUDA backend is installed: install it with 'npm install ${CUDA_PACKAGE}@${f.version}' ` +
       `(linux-x64; it needs ${CUDA_NEEDS})` +
