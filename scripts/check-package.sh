@@ -28,6 +28,9 @@ if [ "${1:-}" != --inside ]; then
   start=$(date +%s)
   npm pack --silent --pack-destination "$work" >/dev/null
   say "npm pack (prepack: tsc, prebuild): $(($(date +%s) - start)) s, $(du -h "$work"/crunet-*.tgz | cut -f1) $(basename "$work"/crunet-*.tgz)"
+  listing=$(tar tzf "$work"/crunet-[0-9]*.tgz)
+  if echo "$listing" | grep -E '\.map$|^package/(lib|test|build|node_modules)/'; then fail "the tarball holds the files above (source maps, sources, builds)"; fi
+  if tar xzOf "$work"/crunet-[0-9]*.tgz --wildcards 'package/dist/*.js' | grep -q sourceMappingURL; then fail "dist/ names source maps it does not ship"; fi
   if [ -f build/Release/libcrunet_cuda.so ]; then
     bash scripts/pack-cuda.sh "$work" >/dev/null
     say "CUDA package: $(du -h "$work"/crunet-cuda-linux-x64-*.tgz | cut -f1)"
