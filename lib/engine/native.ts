@@ -183,9 +183,10 @@ export function native(): Addon {
     }
   }
   const version = packageVersion(root);
-  const facts = platformFacts();
-  if (!explicit && (!addonPath || (isPrebuilt(root, addonPath) && (prebuiltProblem(facts) || missingBundled(path.dirname(addonPath)).length))))
-    throw new Error(addonLoadMessage({ root, version, facts, addonPath }));
+  // Read only when needed: process.report takes some 20 ms.
+  const facts = !addonPath || isPrebuilt(root, addonPath) ? platformFacts() : undefined;
+  if (!explicit && (!addonPath || (isPrebuilt(root, addonPath) && (prebuiltProblem(facts!) || missingBundled(path.dirname(addonPath)).length))))
+    throw new Error(addonLoadMessage({ root, version, facts: facts!, addonPath }));
   const cuda = cudaLibraryChoice({
     version,
     pkg: findCudaPackage(root),
@@ -203,7 +204,7 @@ export function native(): Addon {
   } catch (e) {
     const first = (e as Error).message.split('\n')[0];
     if (explicit) throw new Error(`crunet: cannot load the native addon CRUNET_ADDON=${explicit}: ${first}`, { cause: e });
-    throw new Error(addonLoadMessage({ root, version, facts, addonPath, loadError: first }), { cause: e });
+    throw new Error(addonLoadMessage({ root, version, facts: facts ?? platformFacts(), addonPath, loadError: first }), { cause: e });
   } finally {
     undoWaitPolicy();
   }
@@ -216,7 +217,8 @@ export function native(): Addon {
   return addon;
 }
 
-function packageVersion(root: string): string {
+/** The version in the package.json at `root` (crunet's, from packageRoot()). */
+export function packageVersion(root: string): string {
   return JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version;
 }
 
