@@ -238,7 +238,12 @@ function withCudaChoice(raw: Addon, choice: { library?: string; problem?: string
   const explain = (why: string) => {
     const p = problem();
     if (p && /^(device '[^']*': )?this build of crunet has no CUDA backend /.test(why)) return why.replace(/^(device '[^']*': )?.*$/s, `$1${p}`);
-    if (choice.library && process.env.CRUNET_CUDA_LIBRARY === choice.library && /cannot load /.test(why)) return `${why} (${CUDA_PACKAGE} needs ${CUDA_NEEDS})`;
+    if (choice.library && process.env.CRUNET_CUDA_LIBRARY === choice.library) {
+      if (/cannot load /.test(why)) return `${why} (${CUDA_PACKAGE} needs ${CUDA_NEEDS})`;
+      // Same version, other build (a package made from another commit): rebuilding is not the remedy here.
+      if (/cannot use .*\(rebuild both with 'npm run build:native'\)/.test(why))
+        return why.replace("rebuild both with 'npm run build:native'", `install crunet and ${CUDA_PACKAGE} from the same release`);
+    }
     return why;
   };
   return {
