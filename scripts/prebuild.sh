@@ -36,6 +36,10 @@ for lib in "${libs[@]}"; do
 done
 # The Debian copyright files name these licenses by reference.
 cp /usr/share/common-licenses/Apache-2.0 /usr/share/common-licenses/GPL-3 "$out/licenses/"
+# Provenance: the commit the addon was built from (and whether the native sources differed from it).
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+[ -z "$(git status --porcelain -- native CMakeLists.txt binding.gyp sources.json 2>/dev/null)" ] || commit="$commit, with uncommitted native changes"
+echo "crunet $(node -p "require('./package.json').version"), addon built from commit $commit on $(date -u +%F)" >"$out/BUILD"
 patchelf --set-rpath '$ORIGIN' "$out/crunet.napi.glibc.node"
 patchelf --set-rpath '$ORIGIN' "$out/libdnnl.so.2"
 chmod 755 "$out"/*.so.* "$out"/*.node
