@@ -163,6 +163,14 @@ if [ -n "$cuda_tgz" ]; then
   reason=$(node -p "require('crunet').buildInfo().cudaUnavailableReason || 'usable'")
   echo "$reason" | grep -qE "node_modules/crunet-cuda-linux-x64/libcrunet_cuda.so.*(libcudnn|libcublas|driver|usable)" || fail "CUDA package: $reason"
   say "CUDA package installed: $reason"
+  # With cuBLAS and cuDNN on LD_LIBRARY_PATH (its README's way; here the wheels of scripts/install-cuda.sh)
+  # the library loads; on a machine without a GPU it then names the missing driver.
+  wheels=$(ls -d "${CRUNET_CUDA_CACHE:-$HOME/.cache/crunet/cuda}"/*/site/nvidia 2>/dev/null | sort | tail -1)
+  if [ -n "$wheels" ]; then
+    reason=$(LD_LIBRARY_PATH=$wheels/cu13/lib:$wheels/cudnn/lib node -p "require('crunet').buildInfo().cudaUnavailableReason || 'usable'")
+    if echo "$reason" | grep -q "cannot load"; then fail "CUDA package with LD_LIBRARY_PATH=$wheels/...: $reason"; fi
+    say "CUDA package with cuBLAS/cuDNN on LD_LIBRARY_PATH: $reason"
+  fi
   node -e "const f='node_modules/crunet-cuda-linux-x64/package.json',fs=require('fs'),p=JSON.parse(fs.readFileSync(f));p.version='0.0.1';fs.writeFileSync(f,JSON.stringify(p))"
   reason=$(node -p "require('crunet').buildInfo().cudaUnavailableReason")
   echo "$reason" | grep -q "crunet-cuda-linux-x64 0.0.1 .* does not match crunet $(node -p "require('$repo/package.json').version")" || fail "CUDA version mismatch: $reason"

@@ -28,7 +28,7 @@ export const PREBUILT_NEEDS = `glibc >= ${PREBUILT.minGlibc} and libstdc++ from 
 export const CUDA_NEEDS =
   'an NVIDIA driver of branch 580 or newer and the CUDA 13 libraries libcublas.so.13 (cuBLAS), libcublasLt.so.13 and ' +
   'libcudnn.so.9 (cuDNN 9) where the dynamic loader finds them (ldconfig or LD_LIBRARY_PATH; e.g. ' +
-  "'pip install nvidia-cublas nvidia-cudnn-cu13' and LD_LIBRARY_PATH set to their nvidia/*/lib folders)";
+  "'pip install nvidia-cublas nvidia-cudnn-cu13' and LD_LIBRARY_PATH set to their nvidia/cu13/lib and nvidia/cudnn/lib folders)";
 
 export const BUILD_FROM_SOURCE =
   "build it from source with 'npm install crunet --build-from-source' (or CRUNET_BUILD_FROM_SOURCE=1), which needs " +
