@@ -138,14 +138,18 @@ grep -q "native addon: $app/node_modules/crunet/prebuilds/linux-x64/crunet.napi.
 say "npx crunet info: $(grep -E '^(crunet|oneDNN|CUDA)' "$work/info.txt" | tr '\n' '|')"
 [ "$(npx --no-install crunet --version)" = "$(node -p "require('$repo/package.json').version")" ] || fail "crunet --version"
 
-# --build-from-source without the tools: one message naming them, no node-gyp output.
-if out=$(npm rebuild crunet --build-from-source 2>&1); then fail "--build-from-source succeeded without a compiler"; fi
+# A build from source without the tools, asked for both ways (the variable, and npm's flag): one message
+# naming what is missing, no node-gyp output.
 want='cannot build the native addon from source: missing a C++17 compiler (g++; package g++), make, Python 3 .*libdnnl-dev'
 [ "$mode" = namespace ] || want='cannot build the native addon from source: missing a C++17 compiler (g++; package g++), make, Python 3'
-echo "$out" | grep -q "$want" ||
-  { echo "$out"; fail "--build-from-source: the message does not name what is missing"; }
-if echo "$out" | grep -q 'gyp ERR'; then echo "$out"; fail "--build-from-source printed node-gyp's errors"; fi
-say "--build-from-source without tools: $(echo "$out" | grep -o 'cannot build.*' | head -1)"
+for how in env flag; do
+  if [ $how = env ]; then out=$(CRUNET_BUILD_FROM_SOURCE=1 npm rebuild crunet 2>&1) && fail "a build from source succeeded without a compiler"
+  else out=$(npm rebuild crunet --build-from-source 2>&1) && fail "--build-from-source succeeded without a compiler"; fi
+  echo "$out" | grep -q "$want" || { echo "$out"; fail "build from source ($how): the message does not name what is missing"; }
+  if echo "$out" | grep -q 'gyp ERR'; then echo "$out"; fail "build from source ($how) printed node-gyp's errors"; fi
+done
+say "build from source without tools (CRUNET_BUILD_FROM_SOURCE=1, --build-from-source): $(echo "$out" | grep -o 'cannot build.*' | head -1)"
+[ -f node_modules/crunet/prebuilds/linux-x64/crunet.napi.glibc.node ] && node -e "require('crunet').buildInfo()" || fail "the failed build broke the installed package"
 
 # A bundled library missing: refused naming it.
 lib=node_modules/crunet/prebuilds/linux-x64/libgomp.so.1

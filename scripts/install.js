@@ -63,8 +63,8 @@ function buildFromSource() {
   const missing = missingPrerequisites();
   if (missing.length) {
     log(`cannot build the native addon from source: missing ${missing.join(', ')}.\n` +
-      `  On Debian/Ubuntu: apt-get install g++ make python3 libdnnl-dev, then 'npm rebuild crunet --build-from-source'.\n` +
-      `  On linux-x64 with glibc >= 2.34 no build is needed: the package's prebuilt addon is used unless --build-from-source is given.`);
+      `  On Debian/Ubuntu: apt-get install g++ make python3 libdnnl-dev, then 'CRUNET_BUILD_FROM_SOURCE=1 npm rebuild crunet'.\n` +
+      `  On linux-x64 with glibc >= 2.34 no build is needed: the package's prebuilt addon is used unless a build from source is asked for.`);
     return 1;
   }
   // npm passes its own node-gyp; Node's headers come from Node's install when it has them (no download).
@@ -73,7 +73,7 @@ function buildFromSource() {
     try {
       gyp = require.resolve('node-gyp/bin/node-gyp.js');
     } catch {
-      log("node-gyp was not found: build through npm, which brings its own ('npm rebuild crunet --build-from-source')");
+      log("node-gyp was not found: build through npm, which brings its own ('CRUNET_BUILD_FROM_SOURCE=1 npm rebuild crunet')");
       return 1;
     }
   }

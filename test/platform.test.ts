@@ -44,7 +44,7 @@ describe('platform: the prebuilt addon and what to install', () => {
     const root = testTempDir('pkg');
     const msg = addonLoadMessage({ root, version: '9.8.7', facts: { platform: 'darwin', arch: 'arm64', glibc: undefined } });
     assert.match(msg, /^crunet 9\.8\.7: the native addon is not built for this platform: .*this is darwin-arm64\./);
-    assert.match(msg, /npm install crunet --build-from-source.*CRUNET_BUILD_FROM_SOURCE=1.*g\+\+ \(C\+\+17\), make, python3 and oneDNN .*libdnnl-dev/);
+    assert.match(msg, /'CRUNET_BUILD_FROM_SOURCE=1 npm rebuild crunet' \(or 'npm install crunet --build-from-source'\).*g\+\+ \(C\+\+17\), make, python3 and oneDNN .*libdnnl-dev/);
     // In a source checkout the advice is the checkout's own set-up.
     fs.mkdirSync(path.join(root, 'lib'));
     fs.writeFileSync(path.join(root, 'lib', 'index.ts'), '');

@@ -31,7 +31,7 @@ export const CUDA_NEEDS =
   "'pip install nvidia-cublas nvidia-cudnn-cu13' and LD_LIBRARY_PATH set to their nvidia/cu13/lib and nvidia/cudnn/lib folders)";
 
 export const BUILD_FROM_SOURCE =
-  "build it from source with 'npm install crunet --build-from-source' (or CRUNET_BUILD_FROM_SOURCE=1), which needs " +
+  "build it from source with 'CRUNET_BUILD_FROM_SOURCE=1 npm rebuild crunet' (or 'npm install crunet --build-from-source'), which needs " +
   'g++ (C++17), make, python3 and oneDNN (Debian/Ubuntu: apt-get install g++ make python3 libdnnl-dev)';
 
 export interface PlatformFacts {
