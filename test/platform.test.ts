@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import {
   addonLoadMessage, cudaLibraryChoice, findCudaPackage, isPrebuilt, missingBundled, platformFacts, PREBUILT, prebuiltProblem, versionAtLeast,
 } from '../lib/engine/platform.js';
+import { node, ROOT } from './support/spawn.js';
 import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
 const linux = { platform: 'linux', arch: 'x64', glibc: '2.36' };
@@ -89,6 +90,35 @@ describe('platform: the prebuilt addon and what to install', () => {
     assert.deepEqual(cudaLibraryChoice({ version: '0.2.0', besideAddon: true }), {});
     assert.deepEqual(cudaLibraryChoice({ version: '0.2.0', pkg, besideAddon: true }), {});
     assert.deepEqual(cudaLibraryChoice({ version: '0.2.0', pkg, besideAddon: false, env: '/my/lib.so' }), {});
+  });
+
+  it("an addon with no CUDA library beside it and no CUDA package: 'cuda' names the package, after the options are checked", function () {
+    // In a child process, so that native() loads a copy of the addon alone in a folder (CRUNET_ADDON).
+    const built = path.join(ROOT, 'build', 'Release', 'crunet.node');
+    if (!fs.existsSync(built)) this.skip();
+    const dir = testTempDir('addon');
+    fs.copyFileSync(built, path.join(dir, 'crunet.node'));
+    const script = `
+      const { GraphBuilder, compile, buildInfo } = require('./lib/index.ts');
+      const g = new GraphBuilder();
+      const x = g.input('images', [1, 4, 4]);
+      const net = g.build({ outputs: [g.linear(g.globalAvgPool(x), { outFeatures: 2 })] });
+      (async () => {
+        const out = [];
+        for (const o of [{ device: 'cuda:1' }, { device: 'cuda', cudnn: { benchmarkLimit: -1 } }, { device: 'cuda:' }])
+          await compile(net, { batchSize: 1, ...o }).then(() => out.push('compiled'), (e) => out.push(e.message));
+        out.push(buildInfo().cudaUnavailableReason, String(buildInfo().cuda));
+        console.log(JSON.stringify(out));
+      })();`;
+    const r = node(['-r', 'tsx/cjs', '-e', script], { CRUNET_ADDON: path.join(dir, 'crunet.node'), CRUNET_CUDA_LIBRARY: '' });
+    assert.equal(r.code, 0, r.err);
+    const [cuda1, badOption, malformed, reason, cuda] = JSON.parse(r.out) as string[];
+    assert.match(cuda1!, /^device 'cuda:1': no CUDA backend is installed: install it with 'npm install crunet-cuda-linux-x64@\d+\.\d+\.\d+' \(linux-x64; it needs .*libcudnn\.so\.9/);
+    assert.match(cuda1!, /bash scripts\/install-cuda\.sh/, 'in a source checkout, building it is advised too');
+    assert.match(badOption!, /options\.cudnn\.benchmarkLimit: expected an integer/);
+    assert.match(malformed!, /device 'cuda:' is not known/);
+    assert.match(reason!, /^no CUDA backend is installed/);
+    assert.equal(cuda, 'false');
   });
 
   it('finds the CUDA package installed beside crunet', () => {
