@@ -22,8 +22,8 @@ async function main() {
     },
   });
   const batch = Number(v.batch), steps = Number(v.steps), warmup = Number(v.warmup);
-  if (!['none', 'bf16', 'fp16'].includes(v.amp!)) throw new Error(`--amp must be none, bf16 or fp16, got '${v.amp}'`);
-  if (!['0', '1'].includes(v['cudnn-benchmark']!)) throw new Error(`--cudnn-benchmark must be 1 or 0, got '${v['cudnn-benchmark']}'`);
+  if (!['none', 'bf16', 'fp16'].includes(v.amp!)) throw new RangeError(`--amp: expected none, bf16 or fp16, but received '${v.amp}'`);
+  if (!['0', '1'].includes(v['cudnn-benchmark']!)) throw new RangeError(`--cudnn-benchmark: expected 1 or 0, but received '${v['cudnn-benchmark']}'`);
   const model = create(v.model!);
   const ir = model.graph.ir;
   const input = ir.inputs.find((i) => i.dtype === 'f32')!.shape;

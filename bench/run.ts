@@ -66,14 +66,14 @@ function choice<T extends string>(what: string, v: string, valid: readonly T[]):
 function positiveInt(what: string, v: string | undefined, def: number): number {
   if (v === undefined) return def;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${what} must be a positive integer, but received ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${what}: expected a positive integer, but received ${JSON.stringify(v)}`);
   return n;
 }
 
 function positiveNumber(what: string, v: string | undefined, def: number): number {
   if (v === undefined) return def;
   const n = Number(v);
-  if (!(n > 0)) throw new UsageError(`--${what} must be a positive number, but received ${JSON.stringify(v)}`);
+  if (!(n > 0)) throw new UsageError(`--${what}: expected a positive number, but received ${JSON.stringify(v)}`);
   return n;
 }
 

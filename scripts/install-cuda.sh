@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the CUDA toolchain, cuBLAS and cuDNN from PyPI wheels into a cache OUTSIDE the repository
-# (DESIGN.md 4): ${CRUNET_CUDA_CACHE:-$HOME/.cache/crunet/cuda}/<pin-set>/. Idempotent: a pin set that is
+# (docs/GPU.md): ${CRUNET_CUDA_CACHE:-$HOME/.cache/crunet/cuda}/<pin-set>/. Idempotent: a pin set that is
 # already installed is skipped. Prints the paths CMake reads (CRUNET_CUDA_ROOT) on its last lines.
 #
 # The pins are one CUDA 13.0 release (nvcc, crt, nvvm, runtime, NVRTC, cccl, cuBLAS) and cuDNN 9 for

@@ -31,7 +31,9 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci"
-  npm ci --no-audit --no-fund
+  # onnxruntime-node (a devDependency: the ONNX export tests run its bundled CPU provider) would also
+  # download its CUDA provider, hundreds of MB from NuGet, on linux-x64.
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 fi
 
 addon=build/Release/crunet.node

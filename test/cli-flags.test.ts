@@ -14,13 +14,13 @@ describe('cli: numeric flags', () => {
 
   it('refuses what is not a finite number of the right kind, naming the flag and the text', () => {
     const bad: [() => unknown, RegExp][] = [
-      [() => intFlag('2.5', '--epochs', 1), /^--epochs expects an integer >= 1, got '2\.5'$/],
-      [() => intFlag('0', '--limit', 1), /^--limit expects an integer >= 1, got '0'$/],
-      [() => intFlag('', '--batch-size', 1), /^--batch-size expects an integer >= 1, got ''$/],
-      [() => intFlag(' ', '--seed', 0), /--seed expects an integer >= 0/],
-      [() => numberFlag('Infinity', '--lr', { min: 0 }), /--lr expects a number >= 0, got 'Infinity'/],
-      [() => numberFlag('0.1x', '--lr'), /^--lr expects a number, got '0\.1x'$/],
-      [() => numberFlag('-0.5', '--erase', { min: 0 }), /--erase expects a number >= 0/],
+      [() => intFlag('2.5', '--epochs', 1), /^--epochs: expected an integer >= 1, but received '2\.5'$/],
+      [() => intFlag('0', '--limit', 1), /^--limit: expected an integer >= 1, but received '0'$/],
+      [() => intFlag('', '--batch-size', 1), /^--batch-size: expected an integer >= 1, but received ''$/],
+      [() => intFlag(' ', '--seed', 0), /--seed: expected an integer >= 0/],
+      [() => numberFlag('Infinity', '--lr', { min: 0 }), /--lr: expected a number >= 0, but received 'Infinity'/],
+      [() => numberFlag('0.1x', '--lr'), /^--lr: expected a number, but received '0\.1x'$/],
+      [() => numberFlag('-0.5', '--erase', { min: 0 }), /--erase: expected a number >= 0/],
     ];
     for (const [f, re] of bad) assert.throws(f, (e: unknown) => e instanceof UsageError && re.test((e as Error).message));
   });
@@ -28,7 +28,7 @@ describe('cli: numeric flags', () => {
   it('crunet train reads its numeric flags through them', () => {
     const a = parseTrainArgs(['--epochs', '7', '--lr', '0.05', '--milestones', '3,5', '--limit-test', '100']);
     assert.deepEqual([a.given.epochs, a.given.lr, a.given.milestones, a.given.limitTest], [7, 0.05, [3, 5], 100]);
-    assert.throws(() => parseTrainArgs(['--milestones', '3,x']), /--milestones expects an integer >= 1, got 'x'/);
-    assert.throws(() => parseTrainArgs(['--epochs', '']), /--epochs expects an integer >= 1, got ''/);
+    assert.throws(() => parseTrainArgs(['--milestones', '3,x']), /--milestones: expected an integer >= 1, but received 'x'/);
+    assert.throws(() => parseTrainArgs(['--epochs', '']), /--epochs: expected an integer >= 1, but received ''/);
   });
 });

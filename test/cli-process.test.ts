@@ -39,10 +39,10 @@ describe('crunet CLI as a process', function () {
     assert.match(JSON.parse(b.out).build, /, 1 threads$/);
     const e = await runCrunet(['eval', '--checkpoint', 'x', '--threads', '0']);
     assert.equal(e.code, 2);
-    assert.match(e.err, /--threads expects an integer in \[1, 1024\], got '0'/);
+    assert.match(e.err, /--threads: expected an integer in \[1, 1024\], but received '0'/);
     const many = await runCrunet(['bench', '--threads', '100000']);
     assert.equal(many.code, 2);
-    assert.match(many.err, /--threads expects an integer in \[1, 1024\], got '100000'/);
+    assert.match(many.err, /--threads: expected an integer in \[1, 1024\], but received '100000'/);
   });
 
   withData('records the thread count in the checkpoint; a resume keeps it, and warns when --threads differs', async () => {

@@ -146,13 +146,13 @@ describe('crunet CLI', function () {
       [['--erase', '1.5'], /--erase is a probability in \[0, 1\], got '1.5'/],
       [['--erase', '0.5', '--no-augment'], /--erase needs augmentation, but --no-augment was given/],
       [['--model-options', '{width: 3}'], /--model-options is not JSON/],
-      [['--model-options', '[1]'], /--model-options must be a JSON object/],
+      [['--model-options', '[1]'], /--model-options: expected a JSON object/],
       [['--model-options', '{"classes": 3}'], /--model-options may not set classes: the data set decides them/],
       [['--erase', '0.5', '--dataset', 'folder:/nonexistent'], /--erase is for IDX and CIFAR data sets/],
       [['--dataset', 'svhn:/data'], /unknown kind 'svhn'/],
       [['--dataset', 'cifar10'], /'cifar10' needs a directory: 'cifar10:PATH'/],
       // The schedule is checked once the data set gives the steps per epoch.
-      ...(fs.existsSync(FASHION) ? [[['--schedule', 'multistep', '--milestones', '5,3', '--limit-train', '256'], /milestones \(epochs\) must be a non-decreasing list/]] as [string[], RegExp][] : []),
+      ...(fs.existsSync(FASHION) ? [[['--schedule', 'multistep', '--milestones', '5,3', '--limit-train', '256'], /expected milestones \(epochs\) to be a non-decreasing list/]] as [string[], RegExp][] : []),
     ];
     for (const [args, re] of cases) {
       const r = await crunet('train', ...args);
@@ -161,7 +161,7 @@ describe('crunet CLI', function () {
     }
     const tta = await crunet('eval', '--checkpoint', 'x.safetensors', '--tta', 'rotate');
     assert.equal(tta.code, 2);
-    assert.match(tta.err, /--tta must be none or flip, got 'rotate'/);
+    assert.match(tta.err, /--tta: expected none or flip, but received 'rotate'/);
   });
 
   (fs.existsSync(FASHION) ? it : it.skip)('trains a model with --model-options and --erase; a resume keeps both and refuses to change them', async () => {
@@ -251,8 +251,8 @@ describe('crunet CLI', function () {
     const bf16 = await crunet('bench', '--model', 'crunet_small', '--precision', 'bf16', '--steps', '1');
     assert.equal(bf16.code, 1);
     assert.match(bf16.err, /bf16/);
-    assert.match((await crunet('bench', '--precision', 'fp8')).err, /--precision must be fp32, bf16 or fp16, got 'fp8'/);
-    assert.match((await crunet('bench', '--steps', '0')).err, /--steps expects an integer >= 1, got '0'/);
+    assert.match((await crunet('bench', '--precision', 'fp8')).err, /--precision: expected fp32, bf16 or fp16, but received 'fp8'/);
+    assert.match((await crunet('bench', '--steps', '0')).err, /--steps: expected an integer >= 1, but received '0'/);
     assert.match((await crunet('bench', '--cache-file', 'x')).err, /--cache-file applies to CUDA devices \(--device cuda\), not the CPU/);
   });
 
@@ -261,7 +261,7 @@ describe('crunet CLI', function () {
       // Small enough that a seed wrongly accepted costs seconds.
       const r = await crunet('train', `--seed=${seed}`, '--epochs', '1', '--limit-train', '64', '--limit-test', '64', '--batch-size', '64', '--out', path.join(os.tmpdir(), 'crunet-cli-seed'));
       assert.equal(r.code, 2, seed);
-      assert.match(r.err, new RegExp(`--seed expects an integer in \\[0, 4294967295\\], got '${seed.replace('.', '\\.')}'`));
+      assert.match(r.err, new RegExp(`--seed: expected an integer in \\[0, 4294967295\\], but received '${seed.replace('.', '\\.')}'`));
     }
   });
 

@@ -223,9 +223,9 @@ describe('data: DataLoader', () => {
   });
 
   it('rejects bad options, naming them', () => {
-    assert.throws(() => new DataLoader(indexDataset(), { batchSize: 0 }), /batchSize must be a positive integer/);
-    assert.throws(() => new DataLoader(indexDataset(), { batchSize: 4, workers: -1 }), /workers must be/);
-    assert.throws(() => new DataLoader(indexDataset(), { batchSize: 4, prefetch: 0 }), /prefetch must be/);
+    assert.throws(() => new DataLoader(indexDataset(), { batchSize: 0 }), /expected batchSize to be a positive integer/);
+    assert.throws(() => new DataLoader(indexDataset(), { batchSize: 4, workers: -1 }), /expected workers to be an integer >= 0, but received -1/);
+    assert.throws(() => new DataLoader(indexDataset(), { batchSize: 4, prefetch: 0 }), /expected prefetch to be an integer >= 1, but received 0/);
     assert.throws(() => new DataLoader(indexDataset(5), { batchSize: 8, dropLast: true }), /fewer than one batch/);
     assert.throws(() => new DataLoader(slowDataset(5).ds, { batchSize: 2, workers: 1 }), /needs a built-in data set/);
   });

@@ -200,40 +200,83 @@ async function gradcheck(su: Setup, s: Session, fdTensors: string[]) {
  * parameter: loss and counts per step, every parameter (BN running statistics included) after the last.
  * Returns failure messages.
  */
+/**
+ * ReLU inputs this close to 0 (activations are O(1)) sit inside float32's rounding of them: whether the
+ * engine lets the gradient through there is a coin flip against float64. One such flip (an input of
+ * 2.4e-7, crunet_small at batch 2) moved every gradient below it by 1e-3 when batch-norm statistics
+ * changed in their last bit. The SGD checks therefore refuse data that comes this close (NearKink) and
+ * take the next data seed.
+ */
+const KINK_MARGIN = 5e-6;
+const KINK_TRIES = 10;
+
+class NearKink extends Error {}
+
+/** The smallest |ReLU input| over a reference run. */
+function kinkDistance(graph: Graph, values: Map<string, Float64Array>): number {
+  let d = Infinity;
+  for (const n of graph.ir.nodes) if (n.op === 'relu') for (const v of values.get(n.inputs[0]!)!) d = Math.min(d, Math.abs(v));
+  return d;
+}
+
+/**
+ * SGD steps on the engine, each checked against the float64 reference started from the engine's own
+ * parameters and running statistics before that step (exact: float32 values are float64 values), with
+ * the reference's own momentum buffers. Checking step by step, not along two separate trajectories,
+ * keeps the comparison at one step's rounding: over three steps of crunet_small at lr 0.05 the float32
+ * and float64 trajectories drift apart by ~1e-5 in pre-activations, enough to cross a ReLU kink that
+ * neither trajectory comes near.
+ */
 async function sgdAgainstReference(su: Setup, config: Config, optimizer: typeof DEFAULT_SGD, lrs: (number | undefined)[]): Promise<string[]> {
   const s = await open(su, config, optimizer);
   try {
     const { graph, batch, feeds64 } = su;
     const input = graph.ir.inputs.find((i) => i.dtype === 'f32')!.name;
-    let p: Params64 = new Map([...su.p64].map(([k, v]) => [k, Float64Array.from(v)]));
-    const bufs = new Map(graph.ir.params.filter((q) => q.trainable).map((q) => [q.name, new Float64Array(p.get(q.name)!.length)]));
+    const bufs = new Map(graph.ir.params.filter((q) => q.trainable).map((q) => [q.name, new Float64Array(s.getParameter(q.name).length)]));
     const errors: string[] = [];
     for (const [k, lr] of lrs.entries()) {
-      const run = referenceForward(graph, batch, feeds64, p, true);
-      const g = referenceBackward(graph, batch, run, p, Float64Array.of(1), graph.ir.loss);
-      const st = await s.step(su.feeds[input] as Float32Array, su.feeds.labels as Int32Array, lr === undefined ? {} : { lr });
       const tag = `${config.name}, nesterov ${optimizer.nesterov}, step ${k + 1}${lr ? ` (lr ${lr})` : ''}`;
+      const before: Params64 = new Map(graph.ir.params.map((q) => [q.name, to64(s.getParameter(q.name))]));
+      const run = referenceForward(graph, batch, feeds64, before, true);
+      const kink = kinkDistance(graph, run.values);
+      if (kink < KINK_MARGIN) throw new NearKink(`${tag}: a ReLU input is ${kink.toExponential(2)} from 0`);
+      const g = referenceBackward(graph, batch, run, before, Float64Array.of(1), graph.ir.loss);
+      const expected: Params64 = new Map(run.params);  // running statistics updated
+      for (const q of graph.ir.params.filter((q) => q.trainable)) {
+        const w = Float64Array.from(before.get(q.name)!);
+        sgdStep(w, g.paramGrads.get(q.name)!, bufs.get(q.name)!, { ...optimizer, lr: lr ?? optimizer.lr }, q.weightDecay);
+        expected.set(q.name, w);
+      }
+      const st = await s.step(su.feeds[input] as Float32Array, su.feeds.labels as Int32Array, lr === undefined ? {} : { lr });
       const m = closeMessage([st.loss], [run.loss!.loss], TOL, `${tag}: loss`);
       if (m) errors.push(m);
       if (st.correct !== run.loss!.correct) errors.push(`${tag}: correct ${st.correct}, expected ${run.loss!.correct}`);
       const topk = graph.ir.nodes.find((n) => n.name === graph.ir.loss)!.attrs.topk;
       const expectTopk = topk ? run.loss!.topkCorrect : undefined;  // reported only when the loss has a top-k
       if (st.topkCorrect !== expectTopk) errors.push(`${tag}: topkCorrect ${st.topkCorrect}, expected ${expectTopk}`);
-      p = run.params;  // running statistics updated
-      for (const q of graph.ir.params.filter((q) => q.trainable)) {
-        const w = Float64Array.from(p.get(q.name)!);
-        sgdStep(w, g.paramGrads.get(q.name)!, bufs.get(q.name)!, { ...optimizer, lr: lr ?? optimizer.lr }, q.weightDecay);
-        p.set(q.name, w);
+      for (const q of graph.ir.params) {
+        const e = closeMessage(s.getParameter(q.name), expected.get(q.name)!, TOL, `${tag}: ${q.name} after the step`);
+        if (e) errors.push(e);
       }
-    }
-    for (const q of graph.ir.params) {
-      const m = closeMessage(s.getParameter(q.name), p.get(q.name)!, TOL, `${config.name}, nesterov ${optimizer.nesterov}: ${q.name} after ${lrs.length} steps`);
-      if (m) errors.push(m);
     }
     return errors;
   } finally {
     s.dispose();
   }
+}
+
+/** sgdAgainstReference on the first of the data seeds `seed`, `seed #1`, ... that keeps clear of ReLU kinks. */
+async function sgdCheck(graph: Graph, batch: number, seed: string, config: Config, optimizer: typeof DEFAULT_SGD, lrs: (number | undefined)[]): Promise<string[]> {
+  const near: string[] = [];
+  for (let k = 0; k < KINK_TRIES; k++) {
+    try {
+      return await sgdAgainstReference(setup(graph, batch, k ? `${seed} #${k}` : seed), config, optimizer, lrs);
+    } catch (e) {
+      if (!(e instanceof NearKink)) throw e;
+      near.push(e.message);
+    }
+  }
+  throw new Error(`every data seed came within ${KINK_MARGIN} of a ReLU kink:\n${near.join('\n')}`);
 }
 
 /** Names of the parameters that more than one node uses. */
@@ -285,21 +328,21 @@ for (const config of CONFIGS) {
       const optimizer = { lr: 0.05, momentum: 0.9, nesterov, weightDecay: 1e-2 };
 
       it(`SGD steps (momentum, weight decay, nesterov ${nesterov}, lr override) follow the reference update`, async () => {
-        const errors = await sgdAgainstReference(setup(residualGraph(), 4, `sgd ${nesterov}`), config, optimizer, SGD_LRS);
+        const errors = await sgdCheck(residualGraph(), 4, `sgd ${nesterov}`, config, optimizer, SGD_LRS);
         if (errors.length) assert.fail(errors.join('\n'));
       });
 
       it(`SGD steps update a Parameter shared by three convolutions once per step (nesterov ${nesterov})`, async () => {
-        const su = setup(sharedGraph(), 3, `shared sgd ${nesterov}`);
-        assert.deepEqual(sharedParams(su.graph), ['shared.weight']);
-        const errors = await sgdAgainstReference(su, config, optimizer, SGD_LRS);
+        const graph = sharedGraph();
+        assert.deepEqual(sharedParams(graph), ['shared.weight']);
+        const errors = await sgdCheck(graph, 3, `shared sgd ${nesterov}`, config, optimizer, SGD_LRS);
         if (errors.length) assert.fail(errors.join('\n'));
       });
 
       it(`SGD steps on crunet_small (8x8 input) update its shared factor set once per step (nesterov ${nesterov})`, async () => {
-        const su = setup(create('crunet_small', { inputSize: 8, classes: 5 }).graph, 2, `crunet_small sgd ${nesterov}`);
-        assert.ok(sharedParams(su.graph).length >= 2, `crunet_small shares its factors: ${sharedParams(su.graph).join(', ')}`);
-        const errors = await sgdAgainstReference(su, config, optimizer, SGD_LRS);
+        const graph = create('crunet_small', { inputSize: 8, classes: 5 }).graph;
+        assert.ok(sharedParams(graph).length >= 2, `crunet_small shares its factors: ${sharedParams(graph).join(', ')}`);
+        const errors = await sgdCheck(graph, 2, `crunet_small sgd ${nesterov}`, config, optimizer, SGD_LRS);
         if (errors.length) assert.fail(errors.join('\n'));
       });
     }

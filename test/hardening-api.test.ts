@@ -19,26 +19,29 @@ describe('hardening: API misuse', () => {
       const { g, x } = input();
       assert.throws(() => g.conv2d(x, { outChannels: 0, kernel: 3, name: 'c0' }), /conv2d c0: expected outChannels to be an integer in \[1, 16777216\], but received 0/);
       assert.throws(() => g.conv2d(x, { outChannels: -4, kernel: 3, name: 'c1' }), /conv2d c1: expected outChannels .* received -4/);
-      assert.throws(() => g.input('y', [0, 4, 4]), /input y: shape must hold integers in \[1, 16777216\], got \[0,4,4\]/);
+      assert.throws(() => g.input('y', [0, 4, 4]), /input y: expected a shape of integers in \[1, 16777216\], but received \[0,4,4\]/);
     });
     it('a kernel larger than the input', () => {
       const { g, x } = input();
-      assert.throws(() => g.conv2d(x, { outChannels: 4, kernel: 7, name: 'big' }), /conv2d big: input 5x5 is too small for kernel 7x7 with padding 0x0/);
-      assert.throws(() => g.maxPool(x, { kernel: 6, name: 'p' }), /maxPool p: input 5x5 is too small for kernel 6x6/);
+      assert.throws(() => g.conv2d(x, { outChannels: 4, kernel: 7, name: 'big' }), /conv2d big: expected an input of at least 7x7 for kernel 7x7 with padding 0x0, but received 5x5/);
+      assert.throws(() => g.maxPool(x, { kernel: 6, name: 'p' }), /maxPool p: expected an input of at least 6x6 for kernel 6x6 with padding 0x0, but received 5x5/);
     });
     it('groups not dividing the channels', () => {
       const { g, x } = input();
-      assert.throws(() => g.conv2d(x, { outChannels: 6, kernel: 1, groups: 3, name: 'grp' }), /conv2d grp: groups \(3\) must divide input channels \(8\) and outChannels \(6\)/);
+      assert.throws(() => g.conv2d(x, { outChannels: 6, kernel: 1, groups: 3, name: 'grp' }), /conv2d grp: expected groups to be a positive integer dividing input channels \(8\) and outChannels \(6\), but received 3/);
     });
     it('stride 0', () => {
       const { g, x } = input();
-      assert.throws(() => g.conv2d(x, { outChannels: 4, kernel: 3, stride: 0, name: 's0' }), /conv2d s0: kernel and stride must be positive/);
+      assert.throws(() => g.conv2d(x, { outChannels: 4, kernel: 3, stride: 0, name: 's0' }), /conv2d s0: expected kernel and stride of at least 1, but received kernel 3x3, stride 0x0/);
     });
   });
 
   describe('compile', () => {
     it('batch 1e9 is a range error naming the bound', async () => {
       await assert.rejects(compile(smallNet(), { batchSize: 1e9 }), /compile: options.batchSize must be an integer in \[1, 10000000\], got 1000000000/);
+      await assert.rejects(compile(smallNet(), { batchSize: 1e9 }), RangeError);
+      await assert.rejects(compile(smallNet(), { batchSize: 2, precision: 'bf16' }), RangeError);
+      await assert.rejects(compile({} as never, { batchSize: 2 }), TypeError);
     });
     it('a batch too large for memory is an out-of-memory error with the size', async () => {
       await assert.rejects(compile(smallNet({ width: 64, size: 224 }), { batchSize: 10_000_000 }), /cannot allocate the activation arena \([\d.e+]+ GiB at batch 10000000\)/);
@@ -53,7 +56,7 @@ describe('hardening: API misuse', () => {
     afterEach(() => s.dispose());
 
     it('wrong typed arrays name what was expected and what came', async () => {
-      await assert.rejects(s.step(new Float64Array(batch * per) as never, labels()), /step: expected Float32Array, got Float64Array/);
+      await assert.rejects(s.step(new Float64Array(batch * per) as never, labels()), /step: expected a Float32Array, but received Float64Array/);
       await assert.rejects(s.step(images(), new Float32Array(batch) as never), /step: input labels: expected a Int32Array, but received Float32Array/);
       await assert.rejects(s.step(images().subarray(1), labels()), /step: input images: expected 432 elements \(4 samples x 108\), but received 431/);
       await assert.rejects(s.forward(new Uint8Array(per) as never), /forward: .*Float32Array/);

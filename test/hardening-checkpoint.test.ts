@@ -189,7 +189,7 @@ describe('hardening: checkpoints', () => {
     assert.deepEqual(loadCheckpoint(f).meta.preprocessing, pre);
     await assert.rejects(
       saveCheckpoint(f, fakeSession(PARAMS).session, { ...META, preprocessing: { ...pre, std: [0] } }),
-      /meta\.preprocessing must be a data set's preprocessing/,
+      /expected meta\.preprocessing to be a data set's preprocessing/,
     );
   });
 

@@ -217,8 +217,8 @@ describe('hardening: image folders', function () {
 
   it('limits must be positive integers', () => {
     const scan = { classes: ['a'], files: [], labels: new Int32Array() };
-    assert.throws(() => new FolderDataset(dir, scan, { train: false, maxImageBytes: 0 }), /maxImageBytes must be a positive integer, but received 0/);
-    assert.throws(() => new FolderDataset(dir, scan, { train: false, maxImagePixels: 1.5 }), /maxImagePixels must be a positive integer, but received 1.5/);
+    assert.throws(() => new FolderDataset(dir, scan, { train: false, maxImageBytes: 0 }), /expected maxImageBytes to be a positive integer, but received 0/);
+    assert.throws(() => new FolderDataset(dir, scan, { train: false, maxImagePixels: 1.5 }), /expected maxImagePixels to be a positive integer, but received 1.5/);
   });
 });
 

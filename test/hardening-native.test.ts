@@ -1,6 +1,6 @@
 // Hardening of the native engine (issue 13): exceptions at the N-API boundary, exit during a step,
-// state that gradients() and refused steps must leave alone, bounds on attributes and shapes, non-finite
-// parameters.
+// state that gradients() and refused steps must leave alone, batch-norm statistics for inputs with a
+// large mean, bounds on attributes and shapes, non-finite parameters.
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -101,6 +101,49 @@ describe('hardening: native engine', () => {
     }
   });
 
+  describe('batch-norm training statistics for inputs with a large mean', () => {
+    // Against float64: the normalized output and the running statistics after one step. The bound is a
+    // few roundings of the input's magnitude (float32 cannot hold x - mean better than ulp(mean)),
+    // which float sums of x and x^2 exceed by orders of magnitude.
+    for (const [mean, momentum] of [[100, 0.1], [1000, 1]] as const) {
+      it(`mean ${mean}, std 1 (momentum ${momentum})`, async () => {
+        const n = 16, c = 4, hw = 64;
+        const g = new GraphBuilder();
+        const x = g.input('x', [c, 8, 8]);
+        const y = g.input('labels', [], 'i32');
+        const bn = g.batchNorm(x, { name: 'bn', momentum });
+        const logits = g.linear(g.globalAvgPool(bn), { outFeatures: 2, name: 'fc' });
+        const s = await compile(g.build({ outputs: [bn], loss: g.softmaxCrossEntropy(logits, y) }), { batchSize: n, fuse: false, optimizer: { lr: 0 } });  // lr 0: gamma 1 and beta 0 stay
+        try {
+          const data = normal32(new Rng(11), n * c * hw, mean, 1);
+          const ulp = 2 ** (Math.floor(Math.log2(mean)) - 23);
+          await s.step({ x: data, labels: new Int32Array(n) });
+          const runMean = s.getParameter('bn.running_mean'), runVar = s.getParameter('bn.running_var');
+          const { outputs } = await s.gradients({ x: data, labels: new Int32Array(n) }, new Float32Array(n * c * hw));
+          let worst = 0;
+          for (let ch = 0; ch < c; ch++) {
+            let m = 0, v = 0;
+            for (let i = 0; i < n; i++) for (let j = 0; j < hw; j++) m += data[(i * c + ch) * hw + j]!;
+            m /= n * hw;
+            for (let i = 0; i < n; i++) for (let j = 0; j < hw; j++) v += (data[(i * c + ch) * hw + j]! - m) ** 2;
+            v /= n * hw;
+            for (let i = 0; i < n; i++)
+              for (let j = 0; j < hw; j++) {
+                const k = (i * c + ch) * hw + j;
+                worst = Math.max(worst, Math.abs(outputs[0]![k]! - (data[k]! - m) / Math.sqrt(v + 1e-5)));
+              }
+            assert.ok(Math.abs(runMean[ch]! - momentum * m) <= 2 * ulp, `running mean ${runMean[ch]} vs ${momentum * m}`);
+            const wantVar = (1 - momentum) + momentum * v * (n * hw) / (n * hw - 1);
+            assert.ok(Math.abs(runVar[ch]! - wantVar) <= 1e-5, `running var ${runVar[ch]} vs ${wantVar}`);
+          }
+          assert.ok(worst <= 2 * ulp, `max output error ${worst} > ${2 * ulp} (2 ulp of ${mean})`);
+        } finally {
+          s.dispose();
+        }
+      });
+    }
+  });
+
   describe('bounds: attributes and shape products', () => {
     /** The small net's IR with one node's attributes replaced (bypassing the builder's own checks). */
     function withAttrs(node: string, attrs: Record<string, number | number[]>): GraphIR {
@@ -138,7 +181,7 @@ describe('hardening: native engine', () => {
       const x = g.input('x', [3, 8, 8]);
       assert.throws(() => g.conv2d(x, { outChannels: 4, kernel: 3, padding: 6e8, name: 'c' }), /c: expected padding to be an integer in \[0, 16777216\]/);
       assert.throws(() => g.linear(g.globalAvgPool(x), { outFeatures: 1e9, name: 'l' }), /linear l: expected outFeatures to be an integer in \[1, 16777216\], but received 1000000000/);
-      assert.throws(() => g.input('y', [2 ** 29, 2 ** 29, 2 ** 29]), /input y: shape must hold integers in \[1, 16777216\]/);
+      assert.throws(() => g.input('y', [2 ** 29, 2 ** 29, 2 ** 29]), /input y: expected a shape of integers in \[1, 16777216\]/);
     });
   });
 

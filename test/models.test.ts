@@ -218,7 +218,7 @@ describe('models: multiply-adds', () => {
     const g = (name: string) => (model(name).macs() / 1e9).toFixed(2);
     assert.equal(g('crunet56'), '5.63');
     assert.equal(g('crunet116'), '12.65');
-    // docs/MODELS.md states 4.26 G; convolutions and fc give 4.23 G (torchvision's published 4.23 GFLOPS).
+    // Convolutions and fc: 4.23 G, torchvision's published 4.23 GFLOPS.
     assert.equal(g('resnext50_32x4d'), '4.23');
     assert.equal(g('resnet50'), '4.09');
   });
@@ -264,19 +264,27 @@ describe('models: registry, options and JSON', () => {
   it('rejects bad input with messages that name the option and the constraint', () => {
     assert.throws(() => create('resnet51'), /unknown model "resnet51"; valid models: resnet50, resnet101, .*crunet56, .*resnet_small/);
     assert.throws(() => fromJSON({ name: 'nope', options: {} }), /unknown model "nope"/);
-    assert.throws(() => create('crunet56', { L: 0 }), /crunet56.*option L \(the CRU factor-set length\) must be an integer >= 1, but received 0/);
-    assert.throws(() => create('crunet56', { D: 0 }), /option D .* must be a positive integer/);
+    assert.throws(() => create('crunet56', { L: 0 }), /crunet56.*expected option L \(the CRU factor-set length\) to be an integer >= 1, but received 0/);
+    assert.throws(() => create('crunet56', { D: 0 }), /expected option D \(the CRU width\) to be a positive integer/);
     assert.throws(() => create('crunet116', { D: 705 }), /option D \(705\) must keep every CRU width an integer: conv3's would be 705 x 352\/704 = 352.5/);
-    assert.throws(() => create('crunet116', { D: [1, 2, 3] }), /option D must hold one width per CRU stage \(conv3, conv4\)/);
-    assert.throws(() => create('resnext50_32x4d', { groups: 48 }), /option groups \(48\) must divide the bottleneck width of every non-CRU stage, but conv2's width is 128/);
-    assert.throws(() => create('crunet56', { width: 100 }), /option groups \(32\) must divide .* conv2's width is 100/);
-    assert.throws(() => create('resnet50', { inputSize: 16 }), /option inputSize must be an integer >= 32: resnet50 halves the resolution 5 times \(total stride 32\), but received 16/);
-    assert.throws(() => create('crunet_small', { inputSize: 3 }), /option inputSize must be an integer >= 4/);
+    assert.throws(() => create('crunet116', { D: [1, 2, 3] }), /expected option D to hold one width per CRU stage \(conv3, conv4\)/);
+    assert.throws(() => create('resnext50_32x4d', { groups: 48 }), /expected option groups to divide the bottleneck width of every non-CRU stage, but received 48, and conv2's width is 128/);
+    assert.throws(() => create('crunet56', { width: 100 }), /expected option groups to divide .* received 32, and conv2's width is 100/);
+    assert.throws(() => create('resnet50', { inputSize: 16 }), /expected option inputSize to be an integer >= 32: resnet50 halves the resolution 5 times \(total stride 32\), but received 16/);
+    assert.throws(() => create('crunet_small', { inputSize: 3 }), /expected option inputSize to be an integer >= 4/);
     assert.throws(() => create('resnet50', { L: 3 }), /option L applies only to CRU-Net models/);
-    assert.throws(() => create('crunet56', { preActivation: false }), /option preActivation must be true: CRU-Net models are pre-activation only/);
-    assert.throws(() => create('resnet50', { classes: 1 }), /option classes must be an integer >= 2, but received 1/);
-    assert.throws(() => create('resnet50', { bnMomentum: 2 }), /option bnMomentum must be a number in \[0, 1\]/);
+    assert.throws(() => create('crunet56', { preActivation: false }), /expected option preActivation to be true \(CRU-Net models are pre-activation only/);
+    assert.throws(() => create('resnet50', { classes: 1 }), /expected option classes to be an integer >= 2, but received 1/);
+    assert.throws(() => create('resnet50', { bnMomentum: 2 }), /expected option bnMomentum to be a number in \[0, 1\]/);
     assert.throws(() => create('resnet50', { dropout: 0.5 } as object), /unknown option dropout; valid options: classes, inputSize/);
+  });
+
+  it('throws argument errors: RangeError for a value not allowed, TypeError for the wrong kind', () => {
+    assert.throws(() => create('resnet51'), RangeError);
+    assert.throws(() => create('resnet50', { classes: 1 }), RangeError);
+    assert.throws(() => create('resnet50', { preActivation: 'yes' } as object), TypeError);
+    assert.throws(() => create('resnet50', 7 as never), TypeError);
+    assert.throws(() => fromJSON('[]'), TypeError);
   });
 });
 

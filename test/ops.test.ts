@@ -132,7 +132,7 @@ describe('ops: engine (cpu, float32) against the float64 reference', () => {
 
   describe('batchNorm (training: batch statistics and running-stat update; inference: running statistics)', () => {
     for (const [n, s, o, data] of BATCH_NORM_CASES) {
-      const what = `batchNorm x${shape(n, s)} ${fmt(o)}${data ? ' input N(3, 0.5^2)' : ''}`;
+      const what = `batchNorm x${shape(n, s)} ${fmt(o)}${data?.label ? ` ${data.label}` : ''}`;
       it(what, () => checkOp(what, n, { x: s }, (g, x) => g.batchNorm(x.x!, o), { data }));
     }
   });
@@ -246,14 +246,14 @@ describe('ops: engine (cpu, float32) against the float64 reference', () => {
     it('label smoothing outside [0, 1) is refused by the builder and by compile', async () => {
       const g = new GraphBuilder();
       const x = g.input('x', [4]), y = g.input('labels', [], 'i32');
-      assert.throws(() => g.softmaxCrossEntropy(x, y, { labelSmoothing: 1 }), /labelSmoothing must be a number in \[0, 1\), got 1/);
+      assert.throws(() => g.softmaxCrossEntropy(x, y, { labelSmoothing: 1 }), /expected labelSmoothing to be a number in \[0, 1\), but received 1/);
       const loss = g.softmaxCrossEntropy(x, y, { labelSmoothing: 0.3 });
       const graph = g.build({ outputs: [loss], loss });
-      await assert.rejects(compile(graph, { batchSize: 2, labelSmoothing: -0.1 }), /compile: labelSmoothing must be a number in \[0, 1\), got -0.1/);
-      await assert.rejects(compile(graph, { batchSize: 2, labelSmoothing: NaN }), /labelSmoothing must be a number in \[0, 1\), got NaN/);
+      await assert.rejects(compile(graph, { batchSize: 2, labelSmoothing: -0.1 }), /compile: expected labelSmoothing to be a number in \[0, 1\), but received -0.1/);
+      await assert.rejects(compile(graph, { batchSize: 2, labelSmoothing: NaN }), /expected labelSmoothing to be a number in \[0, 1\), but received NaN/);
       const noLoss = new GraphBuilder();
       const out = noLoss.relu(noLoss.input('x', [4]));
-      await assert.rejects(compile(noLoss.build({ outputs: [out] }), { batchSize: 2, labelSmoothing: 0.1 }), /graph has no loss/);
+      await assert.rejects(compile(noLoss.build({ outputs: [out] }), { batchSize: 2, labelSmoothing: 0.1 }), /compile: expected labelSmoothing 0 for a graph without a loss, but received 0.1/);
     });
     it('compile labelSmoothing 0 turns off the smoothing a graph was built with, and leaves the graph as built', async () => {
       const g = new GraphBuilder();

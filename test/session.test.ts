@@ -85,6 +85,10 @@ describe('Session', () => {
     assert.throws(() => s.setParameter('fc.weight', new Float32Array(31)), /setParameter fc\.weight: expected 32 values \(shape \[4,8\]\), got 31/);
     assert.throws(() => s.setParameter('fc.weight', new Float64Array(32) as unknown as Float32Array), /expected a Float32Array, but received Float64Array/);
     assert.throws(() => s.getParameter('nope'), /unknown parameter 'nope'/);
+    // Argument errors keep their class, also those the addon throws (rethrown with the caller's stack).
+    assert.throws(() => s.getParameter('nope'), RangeError);
+    assert.throws(() => s.setParameter('fc.weight', new Float32Array(31)), RangeError);
+    assert.throws(() => s.setParameter('fc.weight', [] as unknown as Float32Array), TypeError);
   });
 
   it('forward accepts fewer samples than the batch and matches the full-batch result', async () => {
@@ -298,8 +302,8 @@ describe('compile: bad graphs and options', () => {
     await rejects(ir as unknown as GraphIR, /graph\.nodes\[0\]\.attrs\.kernel: expected a number, a boolean or an array of numbers/);
   });
   it('rejects bad options and unusable devices with the reason', async () => {
-    await rejects(base(), /batchSize must be a positive integer, but received 0/, { batchSize: 0 });
-    await rejects(base(), /precision 'bf16' is not implemented on device 'cpu' yet/, { precision: 'bf16' });
+    await rejects(base(), /compile: expected batchSize to be a positive integer, but received 0/, { batchSize: 0 });
+    await rejects(base(), /compile: expected precision 'fp32' on device 'cpu', but received 'bf16' \(not implemented there yet\)/, { precision: 'bf16' });
     // Without a GPU: the library is not built, or (built) there is no driver or device; test/cuda-errors.test.ts has the details.
     await rejects(base(), /device 'cuda:0': (this build of crunet has no CUDA backend|no CUDA driver|no CUDA device|cannot load)/, { device: 'cuda:0' });
     await rejects(base(), /device 'tpu' is not known; valid devices: 'cpu', 'cuda', 'cuda:N'/, { device: 'tpu' });

@@ -203,9 +203,9 @@ describe('checkpoints', () => {
 
   it('checks the metadata it is given', async () => {
     const file = path.join(dir, 'meta.safetensors');
-    await assert.rejects(saveCheckpoint(file, a, { ...meta(1, 1), model: {} as never }), /meta\.model must be \{name, options\}/);
-    await assert.rejects(saveCheckpoint(file, a, { ...meta(1, 1), epoch: -1 }), /meta\.epoch must be a non-negative integer, but received -1/);
-    await assert.rejects(saveCheckpoint(file, a, { ...meta(1, 1), step: 1.5 }), /meta\.step must be a non-negative integer/);
+    await assert.rejects(saveCheckpoint(file, a, { ...meta(1, 1), model: {} as never }), /expected meta\.model to be \{name, options\}/);
+    await assert.rejects(saveCheckpoint(file, a, { ...meta(1, 1), epoch: -1 }), /expected meta\.epoch to be a non-negative integer, but received -1/);
+    await assert.rejects(saveCheckpoint(file, a, { ...meta(1, 1), step: 1.5 }), /expected meta\.step to be a non-negative integer/);
     assert.ok(!fs.existsSync(file));
   });
 

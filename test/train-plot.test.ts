@@ -65,7 +65,7 @@ describe('plot (SVG)', () => {
     assert.deepEqual(niceTicks(0.1234, 0.1236, 4), { lo: 0.1234, hi: 0.1236, step: 0.00005, ticks: [0.1234, 0.12345, 0.1235, 0.12355, 0.1236] });
     assert.deepEqual(niceTicks(5, 5, 5).ticks, [4.4, 4.6, 4.8, 5, 5.2, 5.4, 5.6]);
     assert.deepEqual(niceTicks(0, 0, 2).ticks, [-1, 0, 1]);
-    assert.throws(() => niceTicks(0, NaN), /bounds must be finite/);
+    assert.throws(() => niceTicks(0, NaN), /expected bounds to be finite/);
   });
 
   it('draws a well-formed chart: two panels, axes, ticks, labels, legend, title, both curves', () => {

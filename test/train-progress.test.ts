@@ -102,6 +102,6 @@ describe('progress', () => {
     for (let i = 1; i <= 3; i++) b2.update({ step: i });
     b2.end('done');
     assert.deepEqual(small.out.map((s) => s.split('  ')[0]), ['epoch 0 step 1/3 (33%)', 'epoch 0 step 2/3 (66%)', 'done\n']);
-    assert.throws(() => new ProgressBar({ everyPercent: 0 }), /everyPercent must be in \(0, 100\]/);
+    assert.throws(() => new ProgressBar({ everyPercent: 0 }), /expected everyPercent to be in \(0, 100\]/);
   });
 });

@@ -68,19 +68,19 @@ describe('LR schedules', () => {
   it('refuses bad configs, naming the field and the value', () => {
     const bad: [unknown, number | undefined, RegExp][] = [
       [{ type: 'linear', lr: 0.1 }, 1, /schedule: unknown type "linear" \(known: constant, step, multistep, cosine\)/],
-      [{ type: 'constant', lr: -1 }, 1, /lr must be a finite number >= 0, but received -1/],
+      [{ type: 'constant', lr: -1 }, 1, /expected lr to be a finite number >= 0, but received -1/],
       [{ type: 'step', lr: 0.1, stepSize: 30 }, undefined, /type 'step' needs stepsPerEpoch/],
-      [{ type: 'step', lr: 0.1, stepSize: 0 }, 10, /stepSize \(epochs\) must be a positive integer, but received 0/],
-      [{ type: 'multistep', lr: 0.1, milestones: [5, 2] }, 10, /milestones \(epochs\) must be a non-decreasing list of integers >= 0, but received \[5,2\]/],
+      [{ type: 'step', lr: 0.1, stepSize: 0 }, 10, /expected stepSize \(epochs\) to be a positive integer, but received 0/],
+      [{ type: 'multistep', lr: 0.1, milestones: [5, 2] }, 10, /expected milestones \(epochs\) to be a non-decreasing list of integers >= 0, but received \[5,2\]/],
       [{ type: 'cosine', lr: 0.1 }, 10, /type 'cosine' needs exactly one of totalSteps and epochs/],
       [{ type: 'cosine', lr: 0.1, totalSteps: 10, epochs: 1 }, 10, /exactly one of totalSteps and epochs/],
       [{ type: 'cosine', lr: 0.1, epochs: 3 }, undefined, /type 'cosine' over epochs needs stepsPerEpoch/],
-      [{ type: 'cosine', lr: 0.1, totalSteps: 10, warmup: { steps: 10 } }, undefined, /the warmup \(10 steps\) must be shorter than the cosine's 10 steps/],
+      [{ type: 'cosine', lr: 0.1, totalSteps: 10, warmup: { steps: 10 } }, undefined, /expected a warmup shorter than the cosine's 10 steps, but received 10 steps/],
       [{ type: 'constant', lr: 0.1, warmup: { steps: 5, epochs: 1 } }, 10, /warmup needs exactly one of steps and epochs/],
-      [{ type: 'constant', lr: 0.1, warmup: { steps: 5, startFactor: 2 } }, 10, /warmup\.startFactor must be in \[0, 1\], but received 2/],
-      [{ type: 'constant', lr: 0.1 }, 2.5, /stepsPerEpoch must be a positive integer, but received 2\.5/],
+      [{ type: 'constant', lr: 0.1, warmup: { steps: 5, startFactor: 2 } }, 10, /expected warmup\.startFactor to be in \[0, 1\], but received 2/],
+      [{ type: 'constant', lr: 0.1 }, 2.5, /expected stepsPerEpoch to be a positive integer, but received 2\.5/],
     ];
     for (const [c, spe, re] of bad) assert.throws(() => createSchedule(c as ScheduleConfig, spe), re, JSON.stringify(c));
-    assert.throws(() => createSchedule({ type: 'constant', lr: 0.1 }).lrAt(-1), /lrAt: step must be an integer >= 0, but received -1/);
+    assert.throws(() => createSchedule({ type: 'constant', lr: 0.1 }).lrAt(-1), /lrAt: expected step to be an integer >= 0, but received -1/);
   });
 });

@@ -63,7 +63,7 @@ describe('test-time augmentation', () => {
     assert.ok(Math.abs(flip.loss - loss / n) < 1e-4, `tta loss ${flip.loss} vs ${loss / n}`);
     assert.ok(Math.abs(plain.loss - plainLoss / n) < 1e-4, `plain loss ${plain.loss} vs ${plainLoss / n}`);
     assert.ok(Math.abs(flip.loss - plain.loss) > 1e-3, 'the mirror view changed the result');
-    await assert.rejects(trainer.evaluate({ epoch: () => loader.epoch(0) }, 0, { tta: 'flip' }), /tta 'flip' needs the images' width/);
+    await assert.rejects(trainer.evaluate({ epoch: () => loader.epoch(0) }, 0, { tta: 'flip' }), /expected a source with dataset.shape \[C, H, W\] for tta 'flip'/);
     await loader.close();
     session.dispose();
   });

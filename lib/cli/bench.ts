@@ -67,7 +67,7 @@ export function parseBenchArgs(args: string[]): BenchArgs {
   const cudnnFlags = (['no-benchmark', 'benchmark-limit', 'deterministic', 'no-tf32', 'cache-file'] as const).filter((f) => v[f] !== undefined);
   if (device === 'cpu' && cudnnFlags.length) throw new UsageError(`--${cudnnFlags[0]} applies to CUDA devices (--device cuda), not the CPU`);
   const precision = v.precision ?? 'fp32';
-  if (!['fp32', 'bf16', 'fp16'].includes(precision)) throw new UsageError(`--precision must be fp32, bf16 or fp16, got '${precision}'`);
+  if (!['fp32', 'bf16', 'fp16'].includes(precision)) throw new UsageError(`--precision: expected fp32, bf16 or fp16, but received '${precision}'`);
   return {
     model: v.model ?? 'crunet56',
     modelOptions: parseModelOptions(v['model-options'], []),

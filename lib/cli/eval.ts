@@ -4,6 +4,7 @@ import { limitDataset } from '../data/subset.js';
 import { compile } from '../engine/index.js';
 import { fromJSON } from '../models/index.js';
 import { loadCheckpoint, restoreSession } from '../train/checkpoint.js';
+import { ProgressBar } from '../train/progress.js';
 import { Trainer, type EvalStats } from '../train/trainer.js';
 import { createSchedule } from '../train/schedule.js';
 import { UsageError } from './errors.js';
@@ -42,7 +43,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   if (!v.checkpoint) throw new UsageError('--checkpoint CKPT is required');
   const batch = intFlag(v['batch-size'], '--batch-size', 1) ?? 256;
   const tta = v.tta ?? 'none';
-  if (tta !== 'none' && tta !== 'flip') throw new UsageError(`--tta must be none or flip, got '${tta}'`);
+  if (tta !== 'none' && tta !== 'flip') throw new UsageError(`--tta: expected none or flip, but received '${tta}'`);
   const limit = intFlag(v.limit, '--limit', 1);
   const onBadImage = badImagesFlag(v['bad-images']);
   const threads = intFlag(v.threads, '--threads', 1, MAX_THREADS);
@@ -63,10 +64,15 @@ export async function evalCommand(args: string[]): Promise<number> {
   restoreSession(session, ckpt, { optimizerState: false, model: model.name });
   const loader = new DataLoader(test, { batchSize: batch, shuffle: false });
   const trainer = new Trainer({ session, train: loader, schedule: createSchedule({ type: 'constant', lr: 0 }), epochs: 0 });
+  // Progress on stderr (a line redrawn on a terminal, a few lines otherwise), so --json's stdout stays one line.
+  const bar = new ProgressBar({ stream: process.stderr });
+  bar.start(1, loader.batchesPerEpoch, undefined, `eval ${model.name}`);
   let r: EvalStats;
   try {
-    r = await trainer.evaluate(loader, 0, { tta });
+    r = await trainer.evaluate(loader, 0, { tta, onBatch: ({ batches, images }) => bar.update({ step: batches, images }) });
+    bar.end(`evaluated ${r.images} images in ${r.seconds.toFixed(1)} s`);
   } finally {
+    bar.end(); // after a failure: closes the line before the error is printed (a no-op once ended)
     await loader.close();
     session.dispose();
   }

@@ -3,7 +3,7 @@ import { UsageError } from './errors.js';
 
 /**
  * A numeric flag's value: undefined when the flag is absent, else a finite number (an integer when `int`)
- * in [min, max]. Anything else is a UsageError naming the flag, the range and what it got.
+ * in [min, max]. Anything else is a UsageError naming the flag, the range and what it received.
  */
 export function numberFlag(v: string | undefined, flag: string, o: { int?: boolean; min?: number; max?: number } = {}): number | undefined {
   if (v === undefined) return undefined;
@@ -12,7 +12,7 @@ export function numberFlag(v: string | undefined, flag: string, o: { int?: boole
   if (!Number.isFinite(n) || (int && !Number.isInteger(n)) || n < min || n > max) {
     const what = int ? 'an integer' : 'a number';
     const range = max < Infinity ? ` in [${min}, ${max}]` : min > -Infinity ? ` >= ${min}` : '';
-    throw new UsageError(`${flag} expects ${what}${range}, got '${v}'`);
+    throw new UsageError(`${flag}: expected ${what}${range}, but received '${v}'`);
   }
   return n;
 }

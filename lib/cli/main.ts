@@ -1,9 +1,12 @@
 // The `crunet` command line: one small module per command.
 import { BENCH_HELP, benchCommand } from './bench.js';
+import { CONVERT_HELP, convertCommand } from './convert.js';
 import { UsageError } from './errors.js';
 import { infoCommand } from './info.js';
 import { version } from '../engine/info.js';
 import { EVAL_HELP, evalCommand } from './eval.js';
+import { EXPORT_HELP, exportCommand } from './export.js';
+import { PREDICT_HELP, predictCommand } from './predict.js';
 import { SUMMARY_HELP, summaryCommand } from './summary.js';
 import { TRAIN_HELP, trainCommand } from './train.js';
 
@@ -14,6 +17,9 @@ Usage: crunet <command> [options]
 Commands:
   train             train a model (default: crunet_small on Fashion-MNIST) and evaluate it
   eval              evaluate a checkpoint on a data set's test split
+  predict           classify image files with a checkpoint: top classes with names and probabilities
+  convert           make a checkpoint from a PyTorch state dict (safetensors; torchvision's names)
+  export            write a checkpoint as ONNX (--onnx) or as a PyTorch state dict (--state-dict)
   bench             a model's training step on a device: per convolution shape the implementation
                     (CUDA: every cuDNN algorithm's time and workspace) and the whole step's images/s
   info [--json]     version, native build (compiler, oneDNN version and ISA, threads) and devices
@@ -36,6 +42,15 @@ export async function main(argv: string[]): Promise<number> {
       case 'eval':
         if (wantsHelp(rest)) return print(EVAL_HELP);
         return await evalCommand(rest);
+      case 'predict':
+        if (wantsHelp(rest)) return print(PREDICT_HELP);
+        return await predictCommand(rest);
+      case 'convert':
+        if (wantsHelp(rest)) return print(CONVERT_HELP);
+        return await convertCommand(rest);
+      case 'export':
+        if (wantsHelp(rest)) return print(EXPORT_HELP);
+        return await exportCommand(rest);
       case 'bench':
         if (wantsHelp(rest)) return print(BENCH_HELP);
         return await benchCommand(rest);

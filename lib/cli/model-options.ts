@@ -10,7 +10,7 @@ export function parseModelOptions(text: string | undefined, forbidden: readonly 
   } catch (e) {
     throw new UsageError(`--model-options is not JSON (${(e as Error).message}): '${text}'`);
   }
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new UsageError(`--model-options must be a JSON object, got '${text}'`);
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new UsageError(`--model-options: expected a JSON object, but received '${text}'`);
   const fixed = Object.keys(o).filter((k) => forbidden.includes(k));
   if (fixed.length) throw new UsageError(`--model-options may not set ${fixed.join(', ')}: ${why}`);
   return o as Record<string, unknown>;

@@ -167,7 +167,7 @@ export function checkDataMatches(meta: CheckpointInfo, data: Dataset, ckptPath: 
 /** --bad-images: what an unreadable image in a folder data set does (train and eval). */
 export function badImagesFlag(v: string | undefined): 'fail' | 'skip' {
   const p = v ?? 'fail';
-  if (p !== 'fail' && p !== 'skip') throw new UsageError(`--bad-images must be fail or skip, got '${p}'`);
+  if (p !== 'fail' && p !== 'skip') throw new UsageError(`--bad-images: expected fail or skip, but received '${p}'`);
   return p;
 }
 

@@ -133,7 +133,7 @@ export async function openCifar100(dir: string, opts: CifarOptions = {}): Promis
   const testFile = path.join(d, 'test.bin');
   if (!fs.existsSync(testFile)) throw new DataError(`no test.bin in ${d}. ${CIFAR100_FILES}`, { file: d });
   const which = opts.label ?? 'fine';
-  if (which !== 'fine' && which !== 'coarse') throw new RangeError(`cifar100: label must be 'fine' or 'coarse', but received ${JSON.stringify(which)}`);
+  if (which !== 'fine' && which !== 'coarse') throw new RangeError(`cifar100: expected label to be 'fine' or 'coarse', but received ${JSON.stringify(which)}`);
   const k = which === 'fine' ? 1 : 0;
   const classes = classNames(path.join(d, `${which}_label_names.txt`), which === 'fine' ? 100 : 20);
   const norm = opts.norm ?? CIFAR100_NORM;

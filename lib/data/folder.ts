@@ -134,7 +134,7 @@ export interface ImageLimits {
 
 function checkLimit(name: string, v: number | undefined, def: number): number {
   if (v === undefined) return def;
-  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, but received ${JSON.stringify(v)}`);
+  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`expected ${name} to be a positive integer, but received ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -241,7 +241,7 @@ export class FolderDataset implements Dataset {
     };
     this.onBadImage = opts.onBadImage ?? 'fail';
     if (this.onBadImage !== 'skip' && this.onBadImage !== 'fail') {
-      throw new RangeError(`onBadImage must be 'skip' or 'fail', but received ${JSON.stringify(this.onBadImage)}`);
+      throw new RangeError(`expected onBadImage to be 'skip' or 'fail', but received ${JSON.stringify(this.onBadImage)}`);
     }
     this.maxImageBytes = checkLimit('maxImageBytes', opts.maxImageBytes, DEFAULT_MAX_IMAGE_BYTES);
     this.maxImagePixels = checkLimit('maxImagePixels', opts.maxImagePixels, DEFAULT_MAX_IMAGE_PIXELS);
@@ -338,7 +338,7 @@ export async function openFolder(dir: string, opts: FolderSetOptions = {}): Prom
     const found = fs.existsSync(dir) ? (trainDir ? `${trainDir} but no ${path.join(dir, 'val')}` : `neither ${path.join(dir, 'train')} nor ${path.join(dir, 'val')}`) : `no directory ${dir}`;
     throw new DataError(`folder data set: found ${found}. Expected PATH/train and PATH/val, each with one sub-folder of images per class; or pass valSplit to hold out part of the training images.`, { file: dir });
   }
-  if (!(f > 0 && f < 1)) throw new RangeError(`valSplit must be a fraction in (0, 1), but received ${f}`);
+  if (!(f > 0 && f < 1)) throw new RangeError(`expected valSplit to be a fraction in (0, 1), but received ${f}`);
   const root = trainDir ?? dir;
   const scan = await scanFolder(root);
   // Hold out round(f * n) images of each class, chosen by a seeded shuffle within the class.

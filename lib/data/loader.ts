@@ -18,7 +18,10 @@ import type { FillReply, FillTask, WireError } from './worker.js';
 // batch (the next turn of `for await`), which is when a session step on them has finished. prefetch + 1
 // buffer pairs exist: the one the consumer holds and `prefetch` being filled. With workers, a buffer is
 // transferred to the worker and back (never copied); an old batch's arrays then read as empty instead
-// of silently showing newer data. Buffers are plain ArrayBuffers: the addon rejects SharedArrayBuffers.
+// of silently showing newer data. That is why they are plain ArrayBuffers, transferred, not shared: the
+// addon itself takes arrays over a SharedArrayBuffer as well (it copies the feeds before a step; test
+// "takes feeds backed by a SharedArrayBuffer" in test/session.test.ts), but a shared buffer refilled by
+// a worker would change under a consumer still holding the old batch.
 
 export interface LoaderOptions {
   batchSize: number;
@@ -113,19 +116,19 @@ export class DataLoader implements AsyncIterable<Batch> {
 
   constructor(dataset: Dataset, opts: LoaderOptions) {
     const bs = opts?.batchSize;
-    if (!Number.isInteger(bs) || bs < 1) throw new RangeError(`DataLoader: batchSize must be a positive integer, but received ${JSON.stringify(bs)}`);
+    if (!Number.isInteger(bs) || bs < 1) throw new RangeError(`DataLoader: expected batchSize to be a positive integer, but received ${JSON.stringify(bs)}`);
     this.dataset = dataset;
     this.batchSize = bs;
     this.shuffle = opts.shuffle ?? false;
     this.seed = (opts.seed ?? 0) >>> 0;
     this.dropLast = opts.dropLast ?? false;
     this.workers = opts.workers ?? (dataset instanceof FolderDataset ? Math.max(1, Math.min(4, os.availableParallelism() - 1)) : 0);
-    if (!Number.isInteger(this.workers) || this.workers < 0) throw new RangeError(`DataLoader: workers must be an integer >= 0, but received ${opts.workers}`);
+    if (!Number.isInteger(this.workers) || this.workers < 0) throw new RangeError(`DataLoader: expected workers to be an integer >= 0, but received ${opts.workers}`);
     if (this.workers > 0 && typeof dataset.recipe !== 'function') {
       throw new TypeError(`DataLoader: workers: ${this.workers} needs a built-in data set (one with recipe()); ${dataset.name} has none, use workers: 0`);
     }
     this.prefetch = opts.prefetch ?? Math.max(2, this.workers);
-    if (!Number.isInteger(this.prefetch) || this.prefetch < 1) throw new RangeError(`DataLoader: prefetch must be an integer >= 1, but received ${opts.prefetch}`);
+    if (!Number.isInteger(this.prefetch) || this.prefetch < 1) throw new RangeError(`DataLoader: expected prefetch to be an integer >= 1, but received ${opts.prefetch}`);
     this.onSkip = opts.onSkip ?? ((sk) => {
       if (!this.badImages.has(sk.file)) process.emitWarning(`skipped an unreadable image: ${sk.message}`, { code: 'CRUNET_BAD_IMAGE' });
     });
@@ -160,7 +163,7 @@ export class DataLoader implements AsyncIterable<Batch> {
    * batches being filled and frees their buffers.
    */
   async *epoch(e: number): AsyncGenerator<Batch> {
-    if (!Number.isInteger(e) || e < 0) throw new RangeError(`DataLoader: epoch must be an integer >= 0, but received ${e}`);
+    if (!Number.isInteger(e) || e < 0) throw new RangeError(`DataLoader: expected epoch to be an integer >= 0, but received ${e}`);
     if (this.closed) throw new Error('DataLoader: epoch() after close()');
     if (this.active) throw new Error('DataLoader: epoch() while another epoch is being iterated; finish or break out of it first');
     this.active = true;

@@ -47,13 +47,13 @@ export class MemoryDataset implements Dataset {
     const [c, h, w] = init.shape;
     this.sampleBytes = c * h * w;
     if (init.labels.length * this.sampleBytes !== init.pixels.length) {
-      throw new RangeError(`${init.name}: ${init.labels.length} labels need ${init.labels.length * this.sampleBytes} pixel bytes, got ${init.pixels.length}`);
+      throw new RangeError(`${init.name}: expected ${init.labels.length * this.sampleBytes} pixel bytes for ${init.labels.length} labels, but received ${init.pixels.length}`);
     }
     if (init.norm.mean.length !== c || init.norm.std.length !== c) {
-      throw new RangeError(`${init.name}: normalisation needs ${c} means and stds, got ${init.norm.mean.length} and ${init.norm.std.length}`);
+      throw new RangeError(`${init.name}: expected ${c} means and stds for normalisation, but received ${init.norm.mean.length} and ${init.norm.std.length}`);
     }
     if (init.augment && (!Number.isInteger(init.augment.pad) || init.augment.pad < 0 || init.augment.pad >= Math.min(h, w))) {
-      throw new RangeError(`${init.name}: augment.pad must be an integer in [0, ${Math.min(h, w)}), but received ${init.augment.pad}`);
+      throw new RangeError(`${init.name}: expected augment.pad to be an integer in [0, ${Math.min(h, w)}), but received ${init.augment.pad}`);
     }
     const erase = init.augment?.erase;
     if (erase !== undefined && !(erase >= 0 && erase <= 1)) {

@@ -1,6 +1,6 @@
 // A loader worker thread: rebuilds the data set from its recipe once, then fills batches on request.
-// The batch buffers arrive transferred (not copied) and are transferred back filled, so the main thread
-// hands ordinary ArrayBuffer-backed arrays to the session (the addon does not accept shared memory).
+// The batch buffers arrive transferred (not copied) and are transferred back filled: one owner at a time,
+// so a batch the consumer holds never changes under it (Note [buffers] in loader.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import { fillBatch, type FillResult } from './batch.js';
 import type { Dataset, DatasetRecipe } from './dataset.js';

@@ -19,11 +19,47 @@ export interface NativeMemory {
   buffers: number;
 }
 
+/** One candidate of a cuDNN algorithm search, as the search saw it. */
+export interface AlgorithmCandidate {
+  algo: string;
+  math: string;
+  workspace: number;
+  /** Measured time in benchmark mode; -1 when not run. */
+  ms: number;
+  deterministic: boolean;
+  /** Why it was not usable (out of memory, run failed), or null. */
+  skipped: string | null;
+}
+
+/** The algorithm a convolution uses in one direction, and how it was chosen. */
+export interface AlgorithmChoice {
+  direction: 'forward' | 'backward-data' | 'backward-filter';
+  algo: string;
+  math: string;
+  workspace: number;
+  ms: number;
+  mode: 'heuristic' | 'benchmark';
+  /** Found in the process's cache (another convolution of the same key searched first) or a cache file. */
+  cached: boolean;
+  fromFile: boolean;
+  candidates: AlgorithmCandidate[];
+}
+
+/** What compile did with the cuDNN algorithm cache file. */
+export interface AlgorithmCacheReport {
+  file: string;
+  /** Entries read from the file (0 when it was absent or written for another GPU/driver/cuDNN), -1 on error. */
+  loaded: number;
+  /** Entries written back, -1 on error. */
+  saved: number;
+  notes: string;
+}
+
 export interface NativeNodeProfile {
   name: string;
   op: string;
   impl: string;
-  /** Kernel::report_json(): a JSON array of the choices made at compile time (cuDNN algorithm searches). */
+  /** Kernel::report_json(): a JSON array of the choices made at compile time (cuDNN algorithm searches); read it with algorithmChoices(). */
   report?: string;
   forwardMs: number;
   backwardMs: number;
@@ -31,6 +67,11 @@ export interface NativeNodeProfile {
 }
 
 export type Feed = Float32Array | Int32Array;
+
+/** A NativeNodeProfile's report: the JSON the CUDA convolution writes (native/cuda/conv_algo.cc), of this shape. */
+export function algorithmChoices(report: string): AlgorithmChoice[] {
+  return JSON.parse(report);
+}
 
 export interface NativeSession {
   step(feeds: Feed[], lr?: number): Promise<{ loss: number; correct: number; topkCorrect: number }>;
@@ -52,6 +93,8 @@ export interface NativeSession {
   resetProfile(): void;
   setProfiling(on: boolean): void;
   dispose(): void;
+  /** Set by compile on CUDA sessions with a cuDNN algorithm cache file (native/addon/session_wrap.cc). */
+  readonly algorithmCache?: AlgorithmCacheReport;
 }
 
 export interface NativeCompileOptions {
@@ -67,7 +110,7 @@ export interface NativeCompileOptions {
   nesterov: boolean;
   weightDecay: number;
   /** cuDNN algorithm choice (CUDA devices only); fields left out come from CRUNET_CUDNN_* or the defaults. */
-  cudnn?: { benchmark?: boolean; deterministic?: boolean; benchmarkLimit?: number; allowTF32?: boolean };
+  cudnn?: { benchmark?: boolean; deterministic?: boolean; benchmarkLimit?: number; allowTF32?: boolean; cacheFile?: string };
 }
 
 /** Versions of the CUDA pieces: as loaded at run time, and the headers the CUDA library was built with. */
@@ -118,7 +161,42 @@ export interface DeviceInfo {
   versions?: CudaVersions;
 }
 
+/** One row of the native op table: what an op takes (shapes and attribute meanings are shape inference's). */
+export interface NativeOpDef {
+  name: string;
+  inputs: { name: string; dtype: 'f32' | 'i32' }[];
+  /** Parameter slots in order; optional ones only at the end; trainable false for state (running statistics). */
+  params: { name: string; optional: boolean; trainable: boolean }[];
+  attributes: { name: string; required: boolean }[];
+}
+
+/** What a kernel keeps for backward (defaults: nothing saved, every input read, the output not read). */
+export interface NativeKernelNeeds {
+  savedBytes?: number;
+  readsInputs?: boolean[];
+  readsOutput?: boolean;
+}
+/** Where a kernel writes a gradient: a schedule buffer, a parameter's own gradient, or nowhere (null). */
+export type NativeGradDest = { buffer: number } | { param: string } | null;
+export interface NativeBackwardPass {
+  target: string;
+  seedInLossKernel: boolean;
+  calls: { node: string; outGrad: number; inGrad: NativeGradDest[]; paramGrad: NativeGradDest[]; accumulate: { into: NativeGradDest; from: number; count: number }[] }[];
+  zeroFirst: string[];
+  paramsReached: string[];
+}
+/** Buffer numbers index `buffers`; -1 means none. */
+export interface NativeSchedule {
+  buffers: { bytes: number; first: number; last: number }[];
+  values: { name: string; data: number; grad: number }[];
+  saved: number[];
+  loss?: NativeBackwardPass;
+  output?: NativeBackwardPass;
+}
+
 export interface Addon {
+  /** The class of compile's sessions; constructing it directly throws (a session comes from compile()). */
+  NativeSession: abstract new (...args: never[]) => NativeSession;
   compile(graph: GraphIR, options: NativeCompileOptions): Promise<NativeSession>;
   buildInfo(): BuildInfo;
   devices(): DeviceInfo[];
@@ -129,6 +207,10 @@ export interface Addon {
   shutdown(): void;
   /** The memory planner alone (native/core/memory_plan.h), for its tests; sessions plan with their backend's alignment. */
   planMemory(requests: { bytes: number; first: number; last: number }[], reuse: boolean, alignment: number): { offsets: number[]; arenaBytes: number; naiveBytes: number };
+  /** The native op table (native/core/ops.h), for the test that holds lib/graph/ir.ts's OPS to it. */
+  opTable(): NativeOpDef[];
+  /** The schedule of a graph (native/core/schedule.h) with the given kernel needs, without a backend, for its tests. */
+  schedule(graph: GraphIR, batch: number, options?: { inputGrads?: boolean; kernels?: NativeKernelNeeds[] }): NativeSchedule;
   /** Compile's tensor-size check alone with any limit (CUDA's is 2^31 - 1 elements), for its tests. */
   checkTensorElements(graph: GraphIR, batch: number, limit: number, where: string): void;
 }

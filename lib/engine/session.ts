@@ -1,6 +1,10 @@
 import { checkLabelSmoothing, type Graph } from '../graph/builder.js';
 import type { AttrValue, GraphIR } from '../graph/ir.js';
-import { native, type Feed, type NativeMemory, type NativeSession } from './native.js';
+import {
+  algorithmChoices, native, type AlgorithmCacheReport, type AlgorithmChoice, type Feed, type NativeMemory, type NativeSession,
+} from './native.js';
+
+export type { AlgorithmCacheReport, AlgorithmCandidate, AlgorithmChoice } from './native.js';
 
 export type Precision = 'fp32' | 'bf16' | 'fp16';
 
@@ -34,32 +38,6 @@ export interface CudnnOptions {
   cacheFile?: string;
 }
 
-/** One candidate of a cuDNN algorithm search, as the search saw it. */
-export interface AlgorithmCandidate {
-  algo: string;
-  math: string;
-  workspace: number;
-  /** Measured time in benchmark mode; -1 when not run. */
-  ms: number;
-  deterministic: boolean;
-  /** Why it was not usable (out of memory, run failed), or null. */
-  skipped: string | null;
-}
-
-/** The algorithm a convolution uses in one direction, and how it was chosen. */
-export interface AlgorithmChoice {
-  direction: 'forward' | 'backward-data' | 'backward-filter';
-  algo: string;
-  math: string;
-  workspace: number;
-  ms: number;
-  mode: 'heuristic' | 'benchmark';
-  /** Found in the process's cache (another convolution of the same key searched first) or a cache file. */
-  cached: boolean;
-  fromFile: boolean;
-  candidates: AlgorithmCandidate[];
-}
-
 /** A node's profile: its implementation, its times when compiled with profile: true, its algorithm choices. */
 export interface NodeProfile {
   name: string;
@@ -70,16 +48,6 @@ export interface NodeProfile {
   calls: number;
   /** cuDNN convolutions: the algorithm per direction and the search behind it. */
   algorithms?: AlgorithmChoice[];
-}
-
-/** What compile did with the cuDNN algorithm cache file. */
-export interface AlgorithmCacheReport {
-  file: string;
-  /** Entries read from the file (0 when it was absent or written for another GPU/driver/cuDNN), -1 on error. */
-  loaded: number;
-  /** Entries written back, -1 on error. */
-  saved: number;
-  notes: string;
 }
 
 export interface CompileOptions {
@@ -134,7 +102,7 @@ export type Compilable = Graph | { graph: Graph };
 
 function toIR(m: Compilable): GraphIR {
   const g = 'ir' in m ? m : m?.graph;
-  if (!g || !('ir' in g)) throw new TypeError('compile: expected a Graph (GraphBuilder.build()) or a model with a .graph');
+  if (!g || !('ir' in g)) throw new TypeError(`compile: expected a Graph (GraphBuilder.build()) or a model with a .graph, but received ${typeName(m)}`);
   return g.ir;
 }
 
@@ -142,7 +110,7 @@ function toIR(m: Compilable): GraphIR {
 function withLabelSmoothing(ir: GraphIR, e: number): GraphIR {
   checkLabelSmoothing(e, 'compile');
   if (!ir.loss) {
-    if (e > 0) throw new Error('compile: labelSmoothing was given, but the graph has no loss');
+    if (e > 0) throw new RangeError(`compile: expected labelSmoothing 0 for a graph without a loss, but received ${e}`);
     return ir;
   }
   const nodes = ir.nodes.map((n) => {
@@ -154,10 +122,20 @@ function withLabelSmoothing(ir: GraphIR, e: number): GraphIR {
   return { ...ir, nodes };
 }
 
-/** Re-throws a native failure as an Error whose stack shows the caller's await. */
+/**
+ * Re-throws a native failure as an error of the same class (the addon throws Error, TypeError and
+ * RangeError) whose stack shows the caller's await.
+ */
 function rethrow(e: unknown): never {
   const err = e instanceof Error ? e : new Error(String(e));
-  throw new (err.constructor as ErrorConstructor)(err.message, { cause: err });
+  const Class = err instanceof RangeError ? RangeError : err instanceof TypeError ? TypeError : Error;
+  throw new Class(err.message, { cause: err });
+}
+
+/** How a received value reads in an error message: its class ("Float64Array") or its typeof. */
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  return typeof v === 'object' ? (v.constructor?.name ?? 'object') : typeof v;
 }
 
 /**
@@ -166,18 +144,18 @@ function rethrow(e: unknown): never {
  */
 export async function compile(model: Compilable, opts: CompileOptions): Promise<Session> {
   let ir = toIR(model);
-  if (!opts || typeof opts !== 'object') throw new TypeError('compile: options must be an object with batchSize');
+  if (!opts || typeof opts !== 'object') throw new TypeError(`compile: expected options {batchSize, ...}, but received ${typeName(opts)}`);
   if (opts.labelSmoothing !== undefined) ir = withLabelSmoothing(ir, opts.labelSmoothing);
   const precision = opts.precision ?? 'fp32';
   if (!['fp32', 'bf16', 'fp16'].includes(precision)) {
-    throw new RangeError(`compile: precision must be 'fp32', 'bf16' or 'fp16', but received ${JSON.stringify(precision)}`);
+    throw new RangeError(`compile: expected precision 'fp32', 'bf16' or 'fp16', but received ${JSON.stringify(precision)}`);
   }
   const device = opts.device ?? 'cpu';
   if (precision !== 'fp32') {
-    throw new Error(`compile: precision '${precision}' is not implemented on device '${device}' yet; use 'fp32'`);
+    throw new RangeError(`compile: expected precision 'fp32' on device '${device}', but received '${precision}' (not implemented there yet)`);
   }
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
-    throw new RangeError(`compile: batchSize must be a positive integer, but received ${opts.batchSize}`);
+    throw new RangeError(`compile: expected batchSize to be a positive integer, but received ${opts.batchSize}`);
   }
   const sgd = opts.optimizer ?? { lr: 0.1 };
   let handle: NativeSession;
@@ -229,9 +207,9 @@ export class Session {
   async step(feeds: Feeds, labels?: Int32Array, opts: { lr?: number } = {}): Promise<StepResult> {
     const arrays = this.feeds('step', feeds, labels, this.batchSize);
     if (opts.lr !== undefined && !(Number.isFinite(opts.lr) && opts.lr >= 0)) {
-      throw new RangeError(`step: lr must be a finite number >= 0, but received ${opts.lr}`);
+      throw new RangeError(`step: expected lr to be a finite number >= 0, but received ${opts.lr}`);
     }
-    if (!this.graph.loss) throw new Error('step: the graph has no loss; build it with softmaxCrossEntropy as loss');
+    if (!this.graph.loss) throw new TypeError('step: expected a session of a graph with a loss (build it with softmaxCrossEntropy as loss), but received one without');
     try {
       const r = await this.live('step').step(arrays, opts.lr);
       const hasTopk = this.graph.nodes.some((n) => n.name === this.graph.loss && Number(n.attrs.topk ?? 0) > 0);
@@ -299,7 +277,7 @@ export class Session {
 
   setParameter(name: string, values: Float32Array): void {
     if (!(values instanceof Float32Array)) {
-      throw new TypeError(`setParameter ${name}: expected a Float32Array, but received ${(values as unknown as object)?.constructor?.name ?? typeof values}`);
+      throw new TypeError(`setParameter ${name}: expected a Float32Array, but received ${typeName(values)}`);
     }
     this.live('setParameter').setParameter(this.index(name), values);
   }
@@ -328,12 +306,12 @@ export class Session {
    * profile: true (zeros otherwise).
    */
   profile(): NodeProfile[] {
-    return this.live('profile').profile().map(({ report, ...p }) => (report ? { ...p, algorithms: JSON.parse(report) as AlgorithmChoice[] } : p));
+    return this.live('profile').profile().map(({ report, ...p }) => (report ? { ...p, algorithms: algorithmChoices(report) } : p));
   }
 
   /** What compile did with cudnn.cacheFile (CUDA devices with a cache file only). */
   get algorithmCache(): AlgorithmCacheReport | undefined {
-    return (this.handle as unknown as { algorithmCache?: AlgorithmCacheReport }).algorithmCache;
+    return this.handle.algorithmCache;
   }
 
   resetProfile(): void {
@@ -376,7 +354,7 @@ export class Session {
     const i = this.paramIndex.get(name);
     if (i === undefined) {
       const some = this.parameterNames().slice(0, 8).join(', ');
-      throw new Error(`unknown parameter '${name}' (this graph has ${this.paramIndex.size}: ${some}${this.paramIndex.size > 8 ? ', ...' : ''})`);
+      throw new RangeError(`expected a parameter of this graph (it has ${this.paramIndex.size}: ${some}${this.paramIndex.size > 8 ? ', ...' : ''}), but received unknown parameter '${name}'`);
     }
     return i;
   }
@@ -388,26 +366,26 @@ export class Session {
       const f32 = this.inputs.filter((i) => i.dtype === 'f32');
       const i32 = this.inputs.filter((i) => i.dtype === 'i32');
       if (f32.length !== 1 || i32.length > 1) {
-        throw new TypeError(`${what}: this graph has inputs ${this.inputs.map((i) => i.name).join(', ')}: pass an object of arrays by name`);
+        throw new TypeError(`${what}: expected an object of arrays by input name (this graph has inputs ${this.inputs.map((i) => i.name).join(', ')}), but received a single ${typeName(feeds)}`);
       }
       byName = { [f32[0]!.name]: feeds };
       if (i32[0] && labels !== undefined) byName[i32[0].name] = labels;
     } else if (ArrayBuffer.isView(feeds)) {
       // Another typed array (Float64Array, Uint8Array...): said as such, not taken for an object of arrays by name.
-      throw new TypeError(`${what}: expected Float32Array, got ${feeds.constructor.name}`);
+      throw new TypeError(`${what}: expected a Float32Array, but received ${typeName(feeds)}`);
     } else if (feeds && typeof feeds === 'object') {
       byName = { ...feeds };
       const i32 = this.inputs.find((i) => i.dtype === 'i32');
       if (labels !== undefined && i32) byName[i32.name] = labels;
     } else {
-      throw new TypeError(`${what}: expected a Float32Array or an object of typed arrays by input name, but received ${typeof feeds}`);
+      throw new TypeError(`${what}: expected a Float32Array or an object of typed arrays by input name, but received ${typeName(feeds)}`);
     }
     return this.inputs.map((inp) => {
       const a = byName[inp.name];
       if (a === undefined && inp.dtype === 'i32' && what !== 'step') return new Int32Array(n); // labels unused outside step
       const want = inp.dtype === 'f32' ? Float32Array : Int32Array;
       if (!(a instanceof want)) {
-        throw new TypeError(`${what}: input ${inp.name}: expected a ${want.name}, but received ${a === undefined ? 'nothing' : a.constructor.name}`);
+        throw new TypeError(`${what}: input ${inp.name}: expected a ${want.name}, but received ${a === undefined ? 'nothing' : typeName(a)}`);
       }
       if (a.length !== n * inp.perSample) {
         throw new RangeError(`${what}: input ${inp.name}: expected ${n * inp.perSample} elements (${n} samples x ${inp.perSample}), but received ${a.length}`);

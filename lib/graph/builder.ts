@@ -69,18 +69,43 @@ export interface Graph {
  */
 export const MAX_DIM = 2 ** 24;
 
+// The builder's errors, as everywhere in the library (docs/ARCHITECTURE.md, "Where errors come from"):
+// a TypeError when an argument is the wrong kind of thing (not a number, a Value of another builder, a
+// tensor of the wrong dtype or rank), a RangeError when it is the right kind but its value is not allowed
+// (out of range, sizes that do not fit together, a name already taken). Both read "expected ..., but
+// received ...". Callers branch on the class: the CLI's settings checks make them usage errors (exit code 2).
+
+/** How a received value reads in a message: numbers as JS writes them (NaN, Infinity), the rest as JSON. */
+function shown(v: unknown): string {
+  if (typeof v === 'number' || v === undefined) return String(v);
+  if (Array.isArray(v)) return `[${v.map(shown).join(',')}]`;
+  return JSON.stringify(v) ?? String(v);
+}
+
+/** A TypeError when `v` is not a number (or the caller's `isKind` says it is the wrong kind), else a RangeError. */
+function argError(v: unknown, message: string, isKind = typeof v === 'number'): TypeError | RangeError {
+  return isKind ? new RangeError(message) : new TypeError(message);
+}
+
 function pair(v: Pair, what: string, op: string): [number, number] {
-  const p: [number, number] = typeof v === 'number' ? [v, v] : v;
-  if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x) && x >= 0 && x <= MAX_DIM)) {
-    throw new Error(`${op}: expected ${what} to be an integer in [0, ${MAX_DIM}] or a pair of them, but received ${JSON.stringify(v)}`);
+  const p: unknown = typeof v === 'number' ? [v, v] : v;
+  const isPair = Array.isArray(p) && p.length === 2 && p.every((x) => typeof x === 'number');
+  if (!isPair || !p.every((x: number) => Number.isInteger(x) && x >= 0 && x <= MAX_DIM)) {
+    throw argError(v, `${op}: expected ${what} to be an integer in [0, ${MAX_DIM}] or a pair of them, but received ${shown(v)}`, isPair);
   }
-  return p;
+  return p as [number, number];
 }
 
 function positiveDim(v: number, what: string, where: string): void {
   if (!Number.isInteger(v) || v <= 0 || v > MAX_DIM) {
-    throw new Error(`${where}: expected ${what} to be an integer in [1, ${MAX_DIM}], but received ${v}`);
+    throw argError(v, `${where}: expected ${what} to be an integer in [1, ${MAX_DIM}], but received ${shown(v)}`);
   }
+}
+
+/** An error naming the smallest input a window fits in: h + 2p >= k. */
+function tooSmall(where: string, h: number, w: number, kh: number, kw: number, ph: number, pw: number): RangeError {
+  const need = `${Math.max(1, kh - 2 * ph)}x${Math.max(1, kw - 2 * pw)}`;
+  return new RangeError(`${where}: expected an input of at least ${need} for kernel ${kh}x${kw} with padding ${ph}x${pw}, but received ${h}x${w}`);
 }
 
 function outSize(size: number, k: number, s: number, p: number): number {
@@ -101,8 +126,11 @@ export class GraphBuilder {
 
   input(name: string, shape: number[], dtype: DType = 'f32'): Value {
     this.claim(name, 'input');
-    if (!shape.every((d) => Number.isInteger(d) && d > 0 && d <= MAX_DIM)) {
-      throw new Error(`input ${name}: shape must hold integers in [1, ${MAX_DIM}], got [${shape.join(',')}]`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d > 0 && d <= MAX_DIM)) {
+      throw argError(shape, `input ${name}: expected a shape of integers in [1, ${MAX_DIM}], but received ${shown(shape)}`, Array.isArray(shape));
+    }
+    if (dtype !== 'f32' && dtype !== 'i32') {
+      throw new RangeError(`input ${name}: expected dtype 'f32' or 'i32', but received ${shown(dtype)}`);
     }
     this.inputs.push({ name, shape: [...shape], dtype });
     return this.value(name, shape, dtype);
@@ -125,15 +153,13 @@ export class GraphBuilder {
     const [ph, pw] = pair(o.padding ?? 0, 'padding', name);
     const groups = o.groups ?? 1;
     positiveDim(o.outChannels, 'outChannels', `conv2d ${name}`);
-    if (!Number.isInteger(groups) || groups <= 0 || c % groups || o.outChannels % groups) {
-      throw new Error(`conv2d ${name}: groups (${groups}) must divide input channels (${c}) and outChannels (${o.outChannels})`);
+    if (!Number.isInteger(groups) || groups <= 0 || c! % groups || o.outChannels % groups) {
+      throw argError(groups, `conv2d ${name}: expected groups to be a positive integer dividing input channels (${c}) and outChannels (${o.outChannels}), but received ${shown(groups)}`);
     }
-    if (kh === 0 || kw === 0 || sh === 0 || sw === 0) throw new Error(`conv2d ${name}: kernel and stride must be positive`);
-    const oh = outSize(h, kh, sh, ph);
-    const ow = outSize(w, kw, sw, pw);
-    if (oh <= 0 || ow <= 0) {
-      throw new Error(`conv2d ${name}: input ${h}x${w} is too small for kernel ${kh}x${kw} with padding ${ph}x${pw}`);
-    }
+    positiveWindow(`conv2d ${name}`, kh, kw, sh, sw);
+    const oh = outSize(h!, kh, sh, ph);
+    const ow = outSize(w!, kw, sw, pw);
+    if (oh <= 0 || ow <= 0) throw tooSmall(`conv2d ${name}`, h!, w!, kh, kw, ph, pw);
     const wshape = [o.outChannels, c / groups, kh, kw];
     const weight = o.weight ?? new Parameter(`${name}.weight`, wshape, kaimingNormal(o.outChannels * kh * kw) /* torchvision: fan_out of [O,C/g,kh,kw] */);
     this.expectParamShape(weight, wshape, name);
@@ -150,14 +176,15 @@ export class GraphBuilder {
 
   batchNorm(x: Value, o: BatchNormOptions = {}): Value {
     const name = this.nodeName(o.name, 'batchNorm');
-    if (x.shape.length !== 3 && x.shape.length !== 1) {
-      throw new Error(`batchNorm ${name}: expected input of rank 3 [C,H,W] or 1 [F] per sample, but received [${x.shape.join(',')}]`);
+    this.own(x, name);
+    if ((x.shape.length !== 3 && x.shape.length !== 1) || x.dtype !== 'f32') {
+      throw new TypeError(`batchNorm ${name}: expected an f32 input of per-sample shape [C,H,W] or [F], but received ${x.dtype} [${x.shape.join(',')}] (${x.name})`);
     }
     const c = x.shape[0]!;
     const momentum = o.momentum ?? 0.1;
     const eps = o.eps ?? 1e-5;
-    if (!(momentum >= 0 && momentum <= 1)) throw new Error(`batchNorm ${name}: momentum must be in [0,1], got ${momentum}`);
-    if (!(eps > 0)) throw new Error(`batchNorm ${name}: eps must be positive, got ${eps}`);
+    if (typeof momentum !== 'number' || !(momentum >= 0 && momentum <= 1)) throw argError(momentum, `batchNorm ${name}: expected momentum to be a number in [0, 1], but received ${shown(momentum)}`);
+    if (typeof eps !== 'number' || !(eps > 0 && eps < Infinity)) throw argError(eps, `batchNorm ${name}: expected eps to be a finite number > 0, but received ${shown(eps)}`);
     const p = (suffix: string, value: number, trainable: boolean) =>
       new Parameter(`${name}.${suffix}`, [c], { dist: 'constant', value }, trainable, false);
     return this.node(name, 'batchNorm', [x],
@@ -196,8 +223,10 @@ export class GraphBuilder {
 
   add(a: Value, b: Value, name?: string): Value {
     const n = this.nodeName(name, 'add');
+    this.own(a, n);
+    this.own(b, n);
     if (a.shape.join() !== b.shape.join()) {
-      throw new Error(`add ${n}: operands must have the same shape, but received [${a.shape.join(',')}] and [${b.shape.join(',')}]`);
+      throw new RangeError(`add ${n}: expected operands of the same shape, but received [${a.shape.join(',')}] and [${b.shape.join(',')}]`);
     }
     return this.node(n, 'add', [a, b], [], {}, a.shape);
   }
@@ -209,12 +238,13 @@ export class GraphBuilder {
   softmaxCrossEntropy(logits: Value, labels: Value, o: { topk?: number; labelSmoothing?: number; name?: string } = {}): Value {
     const name = this.nodeName(o.name, 'softmaxCrossEntropy');
     const [k] = this.expectRank(logits, 1, name, 'softmaxCrossEntropy');
+    this.own(labels, name);
     if (labels.dtype !== 'i32' || labels.shape.length !== 0) {
-      throw new Error(`softmaxCrossEntropy ${name}: labels must be an i32 input of per-sample shape [], but received ${labels.dtype} [${labels.shape.join(',')}]`);
+      throw new TypeError(`softmaxCrossEntropy ${name}: expected labels to be an i32 input of per-sample shape [], but received ${labels.dtype} [${labels.shape.join(',')}] (${labels.name})`);
     }
     const topk = o.topk ?? 0;
     if (!Number.isInteger(topk) || topk < 0 || topk > k!) {
-      throw new Error(`softmaxCrossEntropy ${name}: topk must be an integer in [0, ${k}], got ${topk}`);
+      throw argError(topk, `softmaxCrossEntropy ${name}: expected topk to be an integer in [0, ${k}], but received ${shown(topk)}`);
     }
     const e = o.labelSmoothing ?? 0;
     checkLabelSmoothing(e, `softmaxCrossEntropy ${name}`);
@@ -224,8 +254,9 @@ export class GraphBuilder {
   /** Finishes the graph: `outputs` are what forward() returns, `loss` is what step() minimises. */
   build(o: { outputs: Value[]; loss?: Value }): Graph {
     for (const v of [...o.outputs, ...(o.loss ? [o.loss] : [])]) this.own(v, 'build');
-    if (o.loss && this.nodes.find((n) => n.name === o.loss!.name)?.op !== 'softmaxCrossEntropy') {
-      throw new Error(`build: loss must be the output of softmaxCrossEntropy, but received ${o.loss.name}`);
+    const lossOp = o.loss && (this.nodes.find((n) => n.name === o.loss!.name)?.op ?? 'input');
+    if (o.loss && lossOp !== 'softmaxCrossEntropy') {
+      throw new TypeError(`build: expected loss to be the output of softmaxCrossEntropy, but received ${o.loss.name} (${lossOp})`);
     }
     return {
       ir: {
@@ -246,11 +277,13 @@ export class GraphBuilder {
     const [kh, kw] = pair(o.kernel, 'kernel', name);
     const [sh, sw] = pair(o.stride ?? o.kernel, 'stride', name);
     const [ph, pw] = pair(o.padding ?? 0, 'padding', name);
-    if (kh === 0 || kw === 0 || sh === 0 || sw === 0) throw new Error(`${op} ${name}: kernel and stride must be positive`);
-    if (2 * ph > kh || 2 * pw > kw) throw new Error(`${op} ${name}: padding must be at most half the kernel (PyTorch's rule)`);
-    const oh = outSize(h, kh, sh, ph);
-    const ow = outSize(w, kw, sw, pw);
-    if (oh <= 0 || ow <= 0) throw new Error(`${op} ${name}: input ${h}x${w} is too small for kernel ${kh}x${kw}`);
+    positiveWindow(`${op} ${name}`, kh, kw, sh, sw);
+    if (2 * ph > kh || 2 * pw > kw) {
+      throw new RangeError(`${op} ${name}: expected padding at most half the kernel ${kh}x${kw} (PyTorch's rule), but received ${ph}x${pw}`);
+    }
+    const oh = outSize(h!, kh, sh, ph);
+    const ow = outSize(w!, kw, sw, pw);
+    if (oh <= 0 || ow <= 0) throw tooSmall(`${op} ${name}`, h!, w!, kh, kw, ph, pw);
     return this.node(name, op, [x], [], { kernel: [kh, kw], stride: [sh, sw], padding: [ph, pw], ...extra }, [c, oh, ow]);
   }
 
@@ -258,7 +291,9 @@ export class GraphBuilder {
     for (const v of inputs) this.own(v, name);
     for (const p of params) {
       const known = this.params.get(p.name);
-      if (known && known !== p) throw new Error(`${op} ${name}: a different parameter named ${p.name} already exists`);
+      if (known && known !== p) {
+        throw new RangeError(`${op} ${name}: expected a parameter name not taken by another Parameter of this graph, but received a different Parameter named ${p.name}`);
+      }
       this.params.set(p.name, p);
     }
     this.claim(name, op);
@@ -272,7 +307,8 @@ export class GraphBuilder {
   }
 
   private claim(name: string, what: string): void {
-    if (this.shapes.has(name)) throw new Error(`${what}: the name ${name} is already used in this graph`);
+    if (typeof name !== 'string' || name === '') throw argError(name, `${what}: expected a non-empty name, but received ${shown(name)}`, typeof name === 'string');
+    if (this.shapes.has(name)) throw new RangeError(`${what}: expected a name not yet used in this graph, but received ${name}, already used`);
   }
 
   private nodeName(given: string | undefined, op: string): string {
@@ -281,26 +317,33 @@ export class GraphBuilder {
 
   private own(v: Value, where: string): void {
     if (!(v instanceof Value) || v.owner !== this) {
-      throw new Error(`${where}: expected a Value made by this GraphBuilder, but received ${v instanceof Value ? `${v.name} from another builder` : typeof v}`);
+      throw new TypeError(`${where}: expected a Value made by this GraphBuilder, but received ${v instanceof Value ? `${v.name} from another builder` : typeof v}`);
     }
   }
 
   private expectRank(x: Value, rank: number, name: string, op: string): number[] {
+    this.own(x, name);
     if (x.shape.length !== rank || x.dtype !== 'f32') {
       const want = rank === 3 ? '[C,H,W]' : '[F]';
-      throw new Error(`${op} ${name}: expected an f32 input of per-sample shape ${want}, but received ${x.dtype} [${x.shape.join(',')}] (${x.name})`);
+      throw new TypeError(`${op} ${name}: expected an f32 input of per-sample shape ${want}, but received ${x.dtype} [${x.shape.join(',')}] (${x.name})`);
     }
     return [...x.shape];
   }
 
   private expectParamShape(p: Parameter, shape: number[], name: string): void {
     if (p.shape.join() !== shape.join()) {
-      throw new Error(`${name}: parameter ${p.name} has shape [${p.shape.join(',')}], expected [${shape.join(',')}]`);
+      throw new RangeError(`${name}: expected parameter ${p.name} to have shape [${shape.join(',')}], but received shape [${p.shape.join(',')}]`);
     }
   }
 }
 
 /** Label smoothing is a probability mass moved off the label: a number in [0, 1). */
 export function checkLabelSmoothing(e: number, where: string): void {
-  if (typeof e !== 'number' || !(e >= 0 && e < 1)) throw new RangeError(`${where}: labelSmoothing must be a number in [0, 1), got ${e}`);
+  if (typeof e !== 'number' || !(e >= 0 && e < 1)) throw argError(e, `${where}: expected labelSmoothing to be a number in [0, 1), but received ${shown(e)}`);
+}
+
+function positiveWindow(where: string, kh: number, kw: number, sh: number, sw: number): void {
+  if (kh === 0 || kw === 0 || sh === 0 || sw === 0) {
+    throw new RangeError(`${where}: expected kernel and stride of at least 1, but received kernel ${kh}x${kw}, stride ${sh}x${sw}`);
+  }
 }

@@ -2,7 +2,10 @@
 // Shapes are PER SAMPLE in PyTorch's order ([C,H,W] for images, [F] for features, [] for labels);
 // compile() prepends the batch size.
 
-/** Every op the engine knows, with the IR name native code parses (native/core/ops.h). */
+/**
+ * Every op the engine knows, with the IR name native code parses: a mirror of the op table in
+ * native/core/ops.h, in its order (test/op-table.test.ts holds the two together).
+ */
 export const OPS = [
   'conv2d',
   'batchNorm',

@@ -13,11 +13,14 @@ export class Parameter {
     readonly trainable = true,
     readonly weightDecay = true,
   ) {
-    if (!name) throw new Error('Parameter: name must be a non-empty string');
-    for (const d of shape) {
-      if (!Number.isInteger(d) || d <= 0) {
-        throw new Error(`Parameter ${name}: shape must hold positive integers, got [${shape.join(',')}]`);
-      }
+    // Argument errors as the builder's (lib/graph/builder.ts): TypeError for the wrong kind, RangeError for a bad value.
+    if (typeof name !== 'string' || name === '') {
+      const msg = `Parameter: expected a non-empty name, but received ${JSON.stringify(name)}`;
+      throw typeof name === 'string' ? new RangeError(msg) : new TypeError(msg);
+    }
+    if (!Array.isArray(shape)) throw new TypeError(`Parameter ${name}: expected a shape (an array of positive integers), but received ${JSON.stringify(shape)}`);
+    if (!shape.every((d) => Number.isInteger(d) && d > 0)) {
+      throw new RangeError(`Parameter ${name}: expected a shape of positive integers, but received [${shape.join(',')}]`);
     }
   }
 

@@ -53,13 +53,15 @@ function show(v: unknown): string {
   return JSON.stringify(v) ?? String(v);
 }
 
-/** Validates `given` against the template and resolves it; throws Errors that name the option. */
+/** Validates `given` against the template and resolves it; throws RangeErrors and TypeErrors that name the option. */
 export function resolveOptions(model: string, t: Template, given: ModelOptions = {}): { options: ResolvedOptions; spec: NetSpec } {
   // Typed explicitly so that TypeScript narrows after `if (...) fail(...)`.
-  const fail: (msg: string) => never = (msg) => {
-    throw new Error(`models.create('${model}'): ${msg}`);
+  // Argument errors: a RangeError for a value not allowed, a TypeError (`kind`) for the wrong kind of thing.
+  const fail: (msg: string, kind?: 'type') => never = (msg, kind) => {
+    const text = `models.create('${model}'): ${msg}`;
+    throw kind === 'type' ? new TypeError(text) : new RangeError(text);
   };
-  if (given === null || typeof given !== 'object' || Array.isArray(given)) fail(`options must be an object, but received ${show(given)}`);
+  if (given === null || typeof given !== 'object' || Array.isArray(given)) fail(`expected options to be an object, but received ${show(given)}`, 'type');
   const isCru = t.cru.some(Boolean);
   const allowed: readonly string[] = isCru ? [...COMMON, ...CRU_ONLY] : COMMON;
   for (const key of Object.keys(given)) {
@@ -72,30 +74,30 @@ export function resolveOptions(model: string, t: Template, given: ModelOptions =
   // Small models read 1 channel at 28x28 (Fashion-MNIST) and 3 otherwise (CIFAR), unless told.
   if (t.family === 'small' && defined.channels === undefined) o.channels = o.inputSize === 28 ? 1 : 3;
 
-  if (!isInt(o.classes, 2)) fail(`option classes must be an integer >= 2, but received ${show(o.classes)}`);
-  if (!isInt(o.channels, 1)) fail(`option channels must be an integer >= 1, but received ${show(o.channels)}`);
+  if (!isInt(o.classes, 2)) fail(`expected option classes to be an integer >= 2, but received ${show(o.classes)}`);
+  if (!isInt(o.channels, 1)) fail(`expected option channels to be an integer >= 1, but received ${show(o.channels)}`);
   const stride = (t.family === 'imagenet' ? 4 : 1) * t.strides.reduce((a, b) => a * b, 1);
   if (!isInt(o.inputSize, stride)) {
     const halvings = Math.log2(stride);
-    fail(`option inputSize must be an integer >= ${stride}: ${model} halves the resolution ${halvings} times (total stride ${stride}), but received ${show(o.inputSize)}`);
+    fail(`expected option inputSize to be an integer >= ${stride}: ${model} halves the resolution ${halvings} times (total stride ${stride}), but received ${show(o.inputSize)}`);
   }
-  if (typeof o.bnMomentum !== 'number' || !(o.bnMomentum >= 0 && o.bnMomentum <= 1)) fail(`option bnMomentum must be a number in [0, 1] (PyTorch's convention), but received ${show(o.bnMomentum)}`);
-  if (typeof o.bnEps !== 'number' || !(o.bnEps > 0)) fail(`option bnEps must be a positive number, but received ${show(o.bnEps)}`);
-  if (typeof o.preActivation !== 'boolean') fail(`option preActivation must be a boolean, but received ${show(o.preActivation)}`);
-  if (isCru && !o.preActivation) fail('option preActivation must be true: CRU-Net models are pre-activation only (docs/MODELS.md section 2)');
-  if (!isInt(o.width, 1)) fail(`option width must be a positive integer, but received ${show(o.width)}`);
-  if (o.groups !== 'depthwise' && !isInt(o.groups, 1)) fail(`option groups must be a positive integer or 'depthwise', but received ${show(o.groups)}`);
+  if (typeof o.bnMomentum !== 'number' || !(o.bnMomentum >= 0 && o.bnMomentum <= 1)) fail(`expected option bnMomentum to be a number in [0, 1] (PyTorch's convention), but received ${show(o.bnMomentum)}`);
+  if (typeof o.bnEps !== 'number' || !(o.bnEps > 0)) fail(`expected option bnEps to be a positive number, but received ${show(o.bnEps)}`);
+  if (typeof o.preActivation !== 'boolean') fail(`expected option preActivation to be a boolean, but received ${show(o.preActivation)}`, 'type');
+  if (isCru && !o.preActivation) fail('expected option preActivation to be true (CRU-Net models are pre-activation only: docs/MODELS.md section 2), but received false');
+  if (!isInt(o.width, 1)) fail(`expected option width to be a positive integer, but received ${show(o.width)}`);
+  if (o.groups !== 'depthwise' && !isInt(o.groups, 1)) fail(`expected option groups to be a positive integer or 'depthwise', but received ${show(o.groups)}`);
   const plainStages = t.cru.map((c, i) => (c ? -1 : i)).filter((i) => i >= 0);
   if (o.groups !== 'depthwise') {
     for (const i of plainStages) {
       const w = o.width * 2 ** i;
-      if (w % o.groups) fail(`option groups (${o.groups}) must divide the bottleneck width of every non-CRU stage, but conv${i + 2}'s width is ${w} (width ${o.width} doubled per stage)`);
+      if (w % o.groups) fail(`expected option groups to divide the bottleneck width of every non-CRU stage, but received ${o.groups}, and conv${i + 2}'s width is ${w} (width ${o.width} doubled per stage)`);
     }
   }
 
   let D: number[] | undefined;
   if (isCru) {
-    if (!isInt(o.L, 1)) fail(`option L (the CRU factor-set length) must be an integer >= 1, but received ${show(o.L)}`);
+    if (!isInt(o.L, 1)) fail(`expected option L (the CRU factor-set length) to be an integer >= 1, but received ${show(o.L)}`);
     const names = t.cru.map((c, i) => (c ? `conv${i + 2}` : '')).filter(Boolean);
     D = resolveD(o.D, t.defaults.D!, names, fail);
   }
@@ -124,11 +126,11 @@ export function resolveOptions(model: string, t: Template, given: ModelOptions =
 /** A scalar D sets the last CRU stage and scales the others by the model's default proportions. */
 function resolveD(D: number | number[] | undefined, defaults: number[], stages: string[], fail: (m: string) => never): number[] {
   if (Array.isArray(D)) {
-    if (D.length !== defaults.length) fail(`option D must hold one width per CRU stage (${stages.join(', ')}), but received ${JSON.stringify(D)}`);
-    D.forEach((d) => isInt(d, 1) || fail(`option D must hold positive integers, but received ${JSON.stringify(D)}`));
+    if (D.length !== defaults.length) fail(`expected option D to hold one width per CRU stage (${stages.join(', ')}), but received ${JSON.stringify(D)}`);
+    D.forEach((d) => isInt(d, 1) || fail(`expected option D to hold positive integers, but received ${JSON.stringify(D)}`));
     return [...D];
   }
-  if (!isInt(D, 1)) return fail(`option D (the CRU width) must be a positive integer or an array of them, but received ${show(D)}`);
+  if (!isInt(D, 1)) return fail(`expected option D (the CRU width) to be a positive integer or an array of them, but received ${show(D)}`);
   const last = defaults[defaults.length - 1]!;
   return defaults.map((d, i) => {
     const scaled = (d * D) / last;

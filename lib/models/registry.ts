@@ -10,7 +10,10 @@ const RECIPES = new Map<string, Recipe>([...BASELINES, ...CRUNETS, ...SMALL].map
 
 function recipe(name: unknown): Recipe {
   const r = typeof name === 'string' ? RECIPES.get(name) : undefined;
-  if (!r) throw new Error(`models: unknown model ${JSON.stringify(name)}; valid models: ${[...RECIPES.keys()].join(', ')}`);
+  if (!r) {
+    const message = `models: unknown model ${JSON.stringify(name)}; valid models: ${[...RECIPES.keys()].join(', ')}`;
+    throw typeof name === 'string' ? new RangeError(message) : new TypeError(message);
+  }
   return r;
 }
 
@@ -28,7 +31,7 @@ export function list(): { name: string; description: string; guess: boolean }[] 
 export function fromJSON(json: ModelJSON | string): Model {
   const j: unknown = typeof json === 'string' ? JSON.parse(json) : json;
   if (!j || typeof j !== 'object' || typeof (j as ModelJSON).name !== 'string') {
-    throw new Error(`models.fromJSON: expected {"name", "options"}, but received ${JSON.stringify(j)}`);
+    throw new TypeError(`models.fromJSON: expected {"name", "options"}, but received ${JSON.stringify(j)}`);
   }
   return create((j as ModelJSON).name, (j as ModelJSON).options ?? {});
 }

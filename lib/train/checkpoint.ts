@@ -227,18 +227,18 @@ export function writeFileAtomicSync(file: string, data: string | Uint8Array): vo
 // Save
 
 function checkMeta(meta: CheckpointMeta): void {
-  if (!meta || typeof meta !== 'object') throw new TypeError('saveCheckpoint: meta must be an object with model, epoch and step');
+  if (!meta || typeof meta !== 'object') throw new TypeError(`saveCheckpoint: expected meta to be an object with model, epoch and step, but received ${JSON.stringify(meta)}`);
   if (!meta.model || typeof meta.model.name !== 'string' || !meta.model.name) {
-    throw new TypeError(`saveCheckpoint: meta.model must be {name, options}, but received ${JSON.stringify(meta.model)}`);
+    throw new TypeError(`saveCheckpoint: expected meta.model to be {name, options}, but received ${JSON.stringify(meta.model)}`);
   }
   for (const k of ['epoch', 'step'] as const) {
-    if (!Number.isSafeInteger(meta[k]) || meta[k] < 0) throw new RangeError(`saveCheckpoint: meta.${k} must be a non-negative integer, but received ${meta[k]}`);
+    if (!Number.isSafeInteger(meta[k]) || meta[k] < 0) throw new RangeError(`saveCheckpoint: expected meta.${k} to be a non-negative integer, but received ${meta[k]}`);
   }
   const pre = meta.preprocessing;
   if (pre !== undefined) {
     const c = pre?.channels;
     const ok = Number.isInteger(c) && c > 0 && pre.mean?.length === c && pre.std?.length === c && Number.isFinite(pre.scale) && pre.std.every((v: number) => v > 0);
-    if (!ok) throw new TypeError(`saveCheckpoint: meta.preprocessing must be a data set's preprocessing ({scale, mean, std, channels, ...} with one mean and one positive std per channel), but received ${JSON.stringify(pre)}`);
+    if (!ok) throw new TypeError(`saveCheckpoint: expected meta.preprocessing to be a data set's preprocessing ({scale, mean, std, channels, ...} with one mean and one positive std per channel), but received ${JSON.stringify(pre)}`);
   }
 }
 
@@ -258,7 +258,7 @@ export async function saveCheckpoint(
   const params = new Map(session.graph.params.map((p) => [p.name, p]));
   const tensors: [string, TensorToWrite][] = [];
   for (const name of session.parameterNames()) {
-    if (name.startsWith(MOMENTUM_PREFIX)) throw new Error(`saveCheckpoint: parameter name '${name}' collides with the optimizer-state prefix '${MOMENTUM_PREFIX}'`);
+    if (name.startsWith(MOMENTUM_PREFIX)) throw new RangeError(`saveCheckpoint: expected parameter names outside the optimizer-state prefix '${MOMENTUM_PREFIX}', but received '${name}'`);
     const p = params.get(name);
     if (!p) throw new Error(`saveCheckpoint: the session has parameter '${name}' that its graph does not list`);
     tensors.push([name, { shape: p.shape, data: session.getParameter(name) }]);

@@ -22,7 +22,7 @@ export function escapeXml(s: string): string {
 
 /** Round numbers for axis ticks covering [lo, hi]: about `target` of them, steps of 1, 2 or 5 x 10^k. */
 export function niceTicks(lo: number, hi: number, target = 5): { lo: number; hi: number; step: number; ticks: number[] } {
-  if (!(Number.isFinite(lo) && Number.isFinite(hi))) throw new RangeError(`niceTicks: bounds must be finite, but received ${lo}, ${hi}`);
+  if (!(Number.isFinite(lo) && Number.isFinite(hi))) throw new RangeError(`niceTicks: expected bounds to be finite, but received ${lo}, ${hi}`);
   if (hi < lo) [lo, hi] = [hi, lo];
   if (hi === lo) {
     const pad = lo === 0 ? 1 : Math.abs(lo) * 0.1;

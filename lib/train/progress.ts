@@ -51,6 +51,8 @@ export function formatBar(fraction: number, width: number): string {
 
 export interface ProgressState {
   epoch: number;
+  /** Replaces "epoch N/M" at the head of the line (e.g. "eval"). */
+  label?: string;
   epochs?: number;
   /** Steps done in this epoch, and the epoch's total. */
   step: number;
@@ -70,7 +72,7 @@ function fields(s: ProgressState): string[] {
   return out;
 }
 
-const epochLabel = (s: ProgressState) => `epoch ${s.epoch}${s.epochs !== undefined ? `/${s.epochs}` : ''}`;
+const epochLabel = (s: ProgressState) => s.label ?? `epoch ${s.epoch}${s.epochs !== undefined ? `/${s.epochs}` : ''}`;
 
 /**
  * The TTY line, fitted to `columns - 1` (writing the last column wraps on some terminals): the bar
@@ -144,16 +146,17 @@ export class ProgressBar {
     this.stream = opts.stream ?? process.stderr;
     this.tty = opts.tty ?? !!this.stream.isTTY;
     this.everyPercent = opts.everyPercent ?? 25;
-    if (!(this.everyPercent > 0 && this.everyPercent <= 100)) throw new RangeError(`ProgressBar: everyPercent must be in (0, 100], but received ${this.everyPercent}`);
+    if (!(this.everyPercent > 0 && this.everyPercent <= 100)) throw new RangeError(`ProgressBar: expected everyPercent to be in (0, 100], but received ${this.everyPercent}`);
     this.minIntervalMs = opts.minIntervalMs ?? 100;
     this.now = opts.now ?? (() => performance.now());
   }
 
-  start(epoch: number, steps: number, epochs?: number): void {
+  /** `label` replaces "epoch N/M" on the line (an evaluation's progress: "eval"). */
+  start(epoch: number, steps: number, epochs?: number, label?: string): void {
     this.t0 = this.now();
     this.lastDraw = -Infinity;
     this.nextPercent = this.everyPercent;
-    this.state = { epoch, epochs, step: 0, steps };
+    this.state = { epoch, epochs, step: 0, steps, ...(label !== undefined ? { label } : {}) };
     if (this.tty) this.draw();
   }
 

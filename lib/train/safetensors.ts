@@ -117,7 +117,7 @@ export function parseHeader(path: string, head: Uint8Array, fileSize: number): S
   const n = Number(n64);
   if (n > MAX_HEADER_BYTES) fail(0, `the header length ${n} is over the ${MAX_HEADER_BYTES}-byte limit`);
   if (n < 2) fail(0, `the header length ${n} is too short for a JSON object`);
-  if (head.byteLength < 8 + n) throw new RangeError(`parseHeader: pass at least ${8 + n} bytes of ${path}, received ${head.byteLength}`);
+  if (head.byteLength < 8 + n) throw new RangeError(`parseHeader: expected at least ${8 + n} bytes of ${path}, but received ${head.byteLength}`);
   const dataStart = 8 + n;
   const dataLength = fileSize - dataStart;
 
@@ -403,20 +403,20 @@ export function encodeHeader(
   const list: [string, TensorToWrite][] = Symbol.iterator in tensors ? [...(tensors as Iterable<[string, TensorToWrite]>)] : Object.entries(tensors);
   const seen = new Set<string>();
   const typed = list.map(([name, t]) => {
-    if (name === '__metadata__') throw new Error(`safetensors: '__metadata__' cannot name a tensor`);
-    if (seen.has(name)) throw new Error(`safetensors: tensor '${name}' is given twice`);
+    if (name === '__metadata__') throw new RangeError(`safetensors: expected a tensor name other than '__metadata__' (the header's own key), but received it`);
+    if (seen.has(name)) throw new RangeError(`safetensors: expected each tensor name once, but received '${name}' twice`);
     seen.add(name);
     const dtype = dtypeOf(name, t.data);
     const shape = [...t.shape];
-    if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`safetensors: tensor '${name}': bad shape [${shape.join(',')}]`);
+    if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`safetensors: tensor '${name}': expected a shape of integers >= 0, but received [${shape.join(',')}]`);
     const numel = shape.reduce((a, d) => a * d, 1);
     if (numel !== t.data.length) {
-      throw new RangeError(`safetensors: tensor '${name}': shape [${shape.join(',')}] has ${numel} elements, but the data has ${t.data.length}`);
+      throw new RangeError(`safetensors: tensor '${name}': expected ${numel} elements for shape [${shape.join(',')}], but received ${t.data.length}`);
     }
     return { name, t, dtype, shape };
   });
   for (const [k, v] of Object.entries(metadata)) {
-    if (typeof v !== 'string') throw new TypeError(`safetensors: metadata '${k}' must be a string, but received ${typeof v}`);
+    if (typeof v !== 'string') throw new TypeError(`safetensors: expected metadata '${k}' to be a string, but received ${typeof v}`);
   }
   typed.sort((a, b) => WRITE_RANK.indexOf(a.dtype) - WRITE_RANK.indexOf(b.dtype) || Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
   const json: Record<string, unknown> = {};

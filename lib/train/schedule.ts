@@ -73,9 +73,9 @@ const isRate = (x: unknown): x is number => typeof x === 'number' && Number.isFi
 export function createSchedule(config: ScheduleConfig, stepsPerEpoch?: number): Schedule {
   if (!config || typeof config !== 'object') fail(`expected a config object, but received ${JSON.stringify(config)}`);
   const spe = stepsPerEpoch ?? config.stepsPerEpoch;
-  if (spe !== undefined && !isPosInt(spe)) fail(`stepsPerEpoch must be a positive integer, but received ${spe}`);
+  if (spe !== undefined && !isPosInt(spe)) fail(`expected stepsPerEpoch to be a positive integer, but received ${spe}`);
   const needSpe = (why: string): number => spe ?? fail(`${why} needs stepsPerEpoch`);
-  if (!isRate(config.lr)) fail(`lr must be a finite number >= 0, but received ${config.lr}`);
+  if (!isRate(config.lr)) fail(`expected lr to be a finite number >= 0, but received ${config.lr}`);
   if (!SCHEDULE_TYPES.includes(config.type)) fail(`unknown type ${JSON.stringify(config.type)} (known: ${SCHEDULE_TYPES.join(', ')})`);
 
   let warmupSteps = 0;
@@ -84,14 +84,14 @@ export function createSchedule(config: ScheduleConfig, stepsPerEpoch?: number): 
     const w = config.warmup;
     if ((w.steps === undefined) === (w.epochs === undefined)) fail(`warmup needs exactly one of steps and epochs, but received ${JSON.stringify(w)}`);
     if (w.steps !== undefined) {
-      if (!isNonNegInt(w.steps)) fail(`warmup.steps must be an integer >= 0, but received ${w.steps}`);
+      if (!isNonNegInt(w.steps)) fail(`expected warmup.steps to be an integer >= 0, but received ${w.steps}`);
       warmupSteps = w.steps;
     } else {
-      if (!isNonNegInt(w.epochs)) fail(`warmup.epochs must be an integer >= 0, but received ${w.epochs}`);
+      if (!isNonNegInt(w.epochs)) fail(`expected warmup.epochs to be an integer >= 0, but received ${w.epochs}`);
       warmupSteps = w.epochs * needSpe('warmup in epochs');
     }
     if (w.startFactor !== undefined) {
-      if (!(typeof w.startFactor === 'number' && w.startFactor >= 0 && w.startFactor <= 1)) fail(`warmup.startFactor must be in [0, 1], but received ${w.startFactor}`);
+      if (!(typeof w.startFactor === 'number' && w.startFactor >= 0 && w.startFactor <= 1)) fail(`expected warmup.startFactor to be in [0, 1], but received ${w.startFactor}`);
       startFactor = w.startFactor;
     }
   }
@@ -105,8 +105,8 @@ export function createSchedule(config: ScheduleConfig, stepsPerEpoch?: number): 
     case 'step': {
       const per = needSpe("type 'step'");
       const gamma = config.gamma ?? 0.1;
-      if (!isPosInt(config.stepSize)) fail(`stepSize (epochs) must be a positive integer, but received ${config.stepSize}`);
-      if (!isRate(gamma)) fail(`gamma must be a finite number >= 0, but received ${gamma}`);
+      if (!isPosInt(config.stepSize)) fail(`expected stepSize (epochs) to be a positive integer, but received ${config.stepSize}`);
+      if (!isRate(gamma)) fail(`expected gamma to be a finite number >= 0, but received ${gamma}`);
       main = (t) => lr * gamma ** Math.floor(Math.floor(t / per) / config.stepSize);
       break;
     }
@@ -115,9 +115,9 @@ export function createSchedule(config: ScheduleConfig, stepsPerEpoch?: number): 
       const gamma = config.gamma ?? 0.1;
       const ms = config.milestones;
       if (!Array.isArray(ms) || !ms.every(isNonNegInt) || ms.some((m, i) => i > 0 && m < ms[i - 1]!)) {
-        fail(`milestones (epochs) must be a non-decreasing list of integers >= 0, but received ${JSON.stringify(ms)}`);
+        fail(`expected milestones (epochs) to be a non-decreasing list of integers >= 0, but received ${JSON.stringify(ms)}`);
       }
-      if (!isRate(gamma)) fail(`gamma must be a finite number >= 0, but received ${gamma}`);
+      if (!isRate(gamma)) fail(`expected gamma to be a finite number >= 0, but received ${gamma}`);
       main = (t) => {
         const e = Math.floor(t / per);
         let k = 0;
@@ -128,19 +128,19 @@ export function createSchedule(config: ScheduleConfig, stepsPerEpoch?: number): 
     }
     case 'cosine': {
       const minLr = config.minLr ?? 0;
-      if (!isRate(minLr)) fail(`minLr must be a finite number >= 0, but received ${minLr}`);
+      if (!isRate(minLr)) fail(`expected minLr to be a finite number >= 0, but received ${minLr}`);
       if ((config.totalSteps === undefined) === (config.epochs === undefined)) {
         fail(`type 'cosine' needs exactly one of totalSteps and epochs, but received totalSteps ${config.totalSteps} and epochs ${config.epochs}`);
       }
       let total: number;
       if (config.totalSteps !== undefined) {
-        if (!isPosInt(config.totalSteps)) fail(`totalSteps must be a positive integer, but received ${config.totalSteps}`);
+        if (!isPosInt(config.totalSteps)) fail(`expected totalSteps to be a positive integer, but received ${config.totalSteps}`);
         total = config.totalSteps;
       } else {
-        if (!isPosInt(config.epochs)) fail(`epochs must be a positive integer, but received ${config.epochs}`);
+        if (!isPosInt(config.epochs)) fail(`expected epochs to be a positive integer, but received ${config.epochs}`);
         total = config.epochs * needSpe("type 'cosine' over epochs");
       }
-      if (warmupSteps >= total) fail(`the warmup (${warmupSteps} steps) must be shorter than the cosine's ${total} steps`);
+      if (warmupSteps >= total) fail(`expected a warmup shorter than the cosine's ${total} steps, but received ${warmupSteps} steps`);
       const T = total - warmupSteps;
       main = (t) => minLr + ((lr - minLr) * (1 + Math.cos((Math.PI * Math.min(Math.max(t - warmupSteps, 0), T)) / T))) / 2;
       break;
@@ -150,7 +150,7 @@ export function createSchedule(config: ScheduleConfig, stepsPerEpoch?: number): 
   const W = warmupSteps;
   const factor = (t: number) => (t < W ? startFactor + ((1 - startFactor) * t) / W : 1);
   const lrAtStep = (t: number): number => {
-    if (!isNonNegInt(t)) throw new RangeError(`lrAt: step must be an integer >= 0, but received ${t}`);
+    if (!isNonNegInt(t)) throw new RangeError(`lrAt: expected step to be an integer >= 0, but received ${t}`);
     if (config.type === 'cosine' && t >= W) return main(t);
     if (config.type === 'cosine') return lr * factor(t);
     return main(t) * factor(t);

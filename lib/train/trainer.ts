@@ -156,13 +156,13 @@ export class Trainer {
    * Loss, top-1 and top-5 accuracy over a data set, in inference mode (batch norm's running statistics).
    * Images the loader skipped as unreadable are not scored (their places hold copies of other images).
    */
-  async evaluate(source: BatchSource, epoch = 0, opts: { tta?: TestTimeAugment } = {}): Promise<EvalStats> {
+  async evaluate(source: BatchSource, epoch = 0, opts: { tta?: TestTimeAugment; onBatch?: (done: { batches: number; images: number }) => void } = {}): Promise<EvalStats> {
     const t0 = performance.now();
     const score = emptyScore();
-    let skipped = 0;
+    let skipped = 0, batches = 0;
     const tta = opts.tta ?? 'none';
     const width = source.dataset?.shape[2];
-    if (tta === 'flip' && !width) throw new Error("evaluate: tta 'flip' needs the images' width: pass a source with dataset.shape [C, H, W]");
+    if (tta === 'flip' && !width) throw new TypeError("evaluate: expected a source with dataset.shape [C, H, W] for tta 'flip' (it needs the images' width), but received one without");
     for await (const b of source.epoch(epoch)) {
       if (this.interrupted) break; // the partial scores are not returned as the data set's: see isInterrupted
       const images = b.images.subarray(0, (b.images.length / b.labels.length) * b.size);
@@ -172,6 +172,8 @@ export class Trainer {
       const left = skippedPositions(b);
       skipped += left.size;
       scoreLogits(score, logits, b.labels, b.size, classes, left);
+      batches++;
+      opts.onBatch?.({ batches, images: score.count });
     }
     return {
       loss: score.lossSum / score.count,
@@ -231,7 +233,7 @@ export class Trainer {
 function skippedPositions(b: TrainBatch): Set<number> {
   const out = new Set<number>();
   if (!b.skipped?.length) return out;
-  if (!b.indices) throw new Error('evaluate: a batch with skipped samples must give their indices');
+  if (!b.indices) throw new TypeError('evaluate: expected a batch with skipped samples to give their indices, but received one without');
   const bad = new Set(b.skipped.map((s) => s.index));
   for (let j = 0; j < b.size; j++) if (bad.has(b.indices[j]!)) out.add(j);
   return out;

@@ -11,6 +11,7 @@
 #include "engine_thread.h"
 #include "fault.h"
 #include "graph_from_js.h"
+#include "introspect.h"
 #include "session_wrap.h"
 
 namespace crunet::addon {
@@ -182,6 +183,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads, "setNumThreads"));
   exports.Set("shutdown", Napi::Function::New(env, shutdown, "shutdown"));
   exports.Set("planMemory", Napi::Function::New(env, plan_memory_js, "planMemory"));
+  exports.Set("opTable", Napi::Function::New(env, op_table_js, "opTable"));
+  exports.Set("schedule", Napi::Function::New(env, schedule_js, "schedule"));
   exports.Set("checkTensorElements", Napi::Function::New(env, check_tensor_elements_js, "checkTensorElements"));
   return exports;
 }

@@ -1,6 +1,6 @@
 // The engine thread: one native thread that runs ALL backend work. oneDNN uses OpenMP, and every
-// calling thread gets its own OpenMP team and thread count (DESIGN.md 3), so running work from the
-// libuv pool would multiply teams. Jobs resolve their JS promise through a thread-safe function.
+// calling thread gets its own OpenMP team and thread count, so running work from the libuv pool would
+// multiply teams (and thread counts set on one thread would not apply to the others). Jobs resolve their JS promise through a thread-safe function.
 #pragma once
 #include <napi.h>
 

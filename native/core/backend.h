@@ -9,7 +9,8 @@
 //
 // Layout: each backend picks how rank-4 activations [N,C,H,W] are stored in its memory, and converts
 // at the edges in upload_activation / download_activation: the CPU backend stores them channels-last
-// (NHWC, DESIGN.md 3), the CUDA backend plain NCHW for fp32. Rank-2 [N,F] is row-major everywhere;
+// (NHWC: oneDNN's grouped and depthwise convolutions and its batch norm are several times slower on plain
+// NCHW), the CUDA backend plain NCHW for fp32. Rank-2 [N,F] is row-major everywhere;
 // parameters keep PyTorch's layout (conv weight [O, C/groups, kh, kw]) on every backend.
 #pragma once
 #include <cstddef>

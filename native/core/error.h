@@ -11,7 +11,7 @@ struct Error : std::runtime_error {
   explicit Error(const std::string& msg) : std::runtime_error(msg) {}
 };
 
-// fail("node ", name, ": expected ", a, " but got ", b) builds the message from any streamable parts.
+// fail(node_label(spec), ": expected ", a, " but got ", b) builds the message from any streamable parts.
 template <typename... Parts>
 [[noreturn]] void fail(const Parts&... parts) {
   std::ostringstream os;

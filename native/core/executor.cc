@@ -1,6 +1,5 @@
-// See executor.h. The schedule is a time axis shared by the planner and the runner:
-//   0: upload the feeds   1..n: forward of node i at F(i) = 1 + i   n+1: the seed
-//   n+2..2n+1: backward of node i at B(i) = 2n + 1 - i                2n+2: outputs read back, SGD
+// See executor.h. The order of calls and every buffer's lifetime come from the schedule (schedule.h);
+// this file builds the kernels, binds the schedule to memory and runs it.
 #include "executor.h"
 
 #include <algorithm>
@@ -8,16 +7,16 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <map>
 #include <new>
 #include <random>
 
 #include "error.h"
 #include "fusion.h"
+#include "schedule.h"
 
 namespace crunet {
 
-// One backward schedule towards a target value: for the loss (step) or for outputs[0] (gradients).
+// A BackwardPass (schedule.h) bound to memory: every kernel call's arguments, prebuilt.
 struct Executor::Pass {
   struct Accumulate {
     float* dst;
@@ -30,20 +29,12 @@ struct Executor::Pass {
     std::vector<Accumulate> then;  // gradient sums to do right after the call
   };
   int target = -1;
-  bool seed_in_loss_kernel = false;  // the loss kernel seeds itself with 1
-  std::vector<Call> calls;           // in backward order
+  std::vector<Call> calls;                            // in backward order
   std::vector<std::pair<float*, size_t>> zero_first;  // wanted gradients nothing writes: (buffer, bytes)
-  std::vector<char> param_reached;   // per parameter: has a gradient in this pass
+  std::vector<char> param_reached;                    // per parameter: has a gradient in this pass
 };
 
 namespace {
-
-bool differentiable_slot(const NodeInfo& n, int slot) {
-  return !(n.spec.op == OpKind::softmax_cross_entropy && slot == 1);  // labels
-}
-
-// Slot k of a node's parameters holds a trainable tensor (batch norm's running statistics do not).
-bool trainable_slot(const TypedGraph& g, const NodeInfo& n, int k) { return g.params[n.params[k]].trainable; }
 
 // True when no element is NaN or infinite: a branch-free scan over the exponent bits, which the
 // compiler vectorises (an image batch is millions of floats, checked every step).
@@ -70,7 +61,7 @@ Executor::Executor(Backend& backend, const GraphDesc& graph, const ExecutorOptio
   try {
     build_kernels();
     init_params();
-    plan_and_bind();
+    bind(make_schedule(g_, kernel_needs(), opts_.input_grads));
   } catch (...) {
     // Free what was allocated before rethrowing. Not this->~Executor(): the members would then be
     // destroyed twice (once there, once as the constructor unwinds), a double free.
@@ -111,7 +102,7 @@ void check_tensor_elements(const TypedGraph& g, int64_t limit, const std::string
   for (auto& n : g.nodes) {
     auto check = [&](const Shape& s, const char* what) {
       if (numel(s) > limit)
-        fail("node ", n.spec.name, " (", op_name(n.spec.op), "): ", what, " ", shape_str(s), " has ", numel(s),
+        fail(node_label(n.spec), ": ", what, " ", shape_str(s), " has ", numel(s),
              " elements, over the ", limit, " one tensor may have on ", where, "; use a smaller batch size");
     };
     for (const Shape& s : n.spec.in) check(s, "input");
@@ -129,10 +120,10 @@ void Executor::build_kernels() {
     } catch (const Error&) {
       throw;
     } catch (const std::bad_alloc&) {
-      fail("node ", n.spec.name, " (", op_name(n.spec.op), "): out of host memory while building its ", be_.name(), " kernel for input ",
+      fail(node_label(n.spec), ": out of host memory while building its ", be_.name(), " kernel for input ",
            shape_str(n.spec.in.at(0)), " and output ", shape_str(n.spec.out));
     } catch (const std::exception& e) {
-      fail("node ", n.spec.name, " (", op_name(n.spec.op), "): ", be_.name(), " backend could not build it: ", e.what());
+      fail(node_label(n.spec), ": ", be_.name(), " backend could not build it: ", e.what());
     }
     prof_.push_back({n.spec.name, op_name(n.spec.op), kernels_.back()->impl_info(), kernels_.back()->report_json()});
     scratch_bytes_ = std::max(scratch_bytes_, kernels_.back()->scratch_bytes());
@@ -185,193 +176,69 @@ void Executor::init_params() {
   }
 }
 
-void Executor::plan_and_bind() {
-  const int n = static_cast<int>(g_.nodes.size());
-  const int kSeed = n + 1, kEnd = 2 * n + 2;
-  auto F = [](int i) { return 1 + i; };
-  auto B = [n](int i) { return 2 * n + 1 - i; };
-  const size_t nv = g_.values.size();
-
-  // Which values carry gradients at all.
-  std::vector<char> needs_grad(nv, 0);
-  for (size_t v = 0; v < nv; v++) {
-    const auto& val = g_.values[v];
-    if (val.producer < 0) needs_grad[v] = opts_.input_grads && val.dtype == DType::f32;
+std::vector<KernelNeeds> Executor::kernel_needs() const {
+  std::vector<KernelNeeds> needs(kernels_.size());
+  for (size_t c = 0; c < kernels_.size(); c++) {
+    needs[c].saved_bytes = kernels_[c]->saved_bytes();
+    for (size_t j = 0; j < g_.nodes[c].inputs.size(); j++) needs[c].reads_input.push_back(kernels_[c]->backward_reads_input(static_cast<int>(j)));
+    needs[c].reads_output = kernels_[c]->backward_reads_output();
   }
-  for (const auto& node : g_.nodes) {
-    bool any = false;
-    for (int u : node.inputs) any |= needs_grad[u] != 0;
-    for (size_t k = 0; k < node.params.size(); k++) any |= trainable_slot(g_, node, static_cast<int>(k));
-    needs_grad[node.output] = any;
-  }
+  return needs;
+}
 
-  std::vector<BufferRequest> req;
-  auto request = [&](size_t bytes, int first, int last) {
-    req.push_back({bytes, first, last});
-    return static_cast<int>(req.size()) - 1;
-  };
-
-  // Pass skeletons: which nodes run backward, and who contributes to which gradient.
-  struct Contribution {
-    int node, slot;  // slot >= 0: input slot; slot < 0: parameter slot -(k+1)
-  };
-  struct PassPlan {
-    std::vector<char> runs;                                   // per node
-    std::map<int, std::vector<Contribution>> value_contribs;  // value -> contributors, backward order
-    std::map<int, std::vector<Contribution>> param_contribs;  // param -> contributors, backward order
-  };
-  auto make_pass_plan = [&](int target) {
-    PassPlan pp;
-    pp.runs.assign(n, 0);
-    std::vector<char> reach(nv, 0);
-    reach[target] = 1;
-    for (int c = n - 1; c >= 0; c--) {
-      const auto& node = g_.nodes[c];
-      if (!reach[node.output] || !needs_grad[node.output]) continue;
-      pp.runs[c] = 1;
-      for (size_t j = 0; j < node.inputs.size(); j++)
-        if (differentiable_slot(node, static_cast<int>(j))) reach[node.inputs[j]] = 1;
-    }
-    for (int c = n - 1; c >= 0; c--) {
-      if (!pp.runs[c]) continue;
-      const auto& node = g_.nodes[c];
-      for (size_t j = 0; j < node.inputs.size(); j++)
-        if (differentiable_slot(node, static_cast<int>(j)) && needs_grad[node.inputs[j]])
-          pp.value_contribs[node.inputs[j]].push_back({c, static_cast<int>(j)});
-      for (size_t k = 0; k < node.params.size(); k++)
-        if (trainable_slot(g_, node, static_cast<int>(k)))
-          pp.param_contribs[node.params[k]].push_back({c, -static_cast<int>(k) - 1});
-    }
-    return pp;
-  };
-
-  std::vector<int> targets;
-  if (g_.loss_node >= 0) targets.push_back(g_.nodes[g_.loss_node].output);
-  if (!g_.outputs.empty()) targets.push_back(g_.outputs[0]);
-  std::vector<PassPlan> plans;
-  for (int t : targets) plans.push_back(make_pass_plan(t));
-  auto runs_anywhere = [&](int c) {
-    for (auto& pp : plans)
-      if (pp.runs[c]) return true;
-    return false;
-  };
-
-  // Value data.
-  std::vector<int> data_buf(nv), grad_buf(nv, -1);
-  for (size_t v = 0; v < nv; v++) {
-    const auto& val = g_.values[v];
-    int first = val.producer < 0 ? 0 : F(val.producer), last = first;
-    for (auto [c, j] : val.uses) {
-      last = std::max(last, F(c));
-      if (runs_anywhere(c) && kernels_[c]->backward_reads_input(j)) last = std::max(last, B(c));
-    }
-    if (val.producer >= 0 && runs_anywhere(val.producer) && kernels_[val.producer]->backward_reads_output())
-      last = std::max(last, B(val.producer));
-    if (std::find(g_.outputs.begin(), g_.outputs.end(), static_cast<int>(v)) != g_.outputs.end()) last = kEnd;
-    data_buf[v] = request(static_cast<size_t>(numel(val.shape)) * dtype_size(val.dtype), first, last);
-  }
-  // Saved tensors, forward to backward.
-  std::vector<int> saved_buf(n, -1);
-  for (int c = 0; c < n; c++)
-    if (size_t b = kernels_[c]->saved_bytes()) saved_buf[c] = request(b, F(c), B(c));
-  // Gradients: from the first contributor (or the seed) to the producer's backward (or the end).
-  for (size_t v = 0; v < nv; v++) {
-    int first = kEnd + 1, last = -1;
-    for (size_t p = 0; p < plans.size(); p++) {
-      bool seeded = static_cast<int>(v) == targets[p];
-      auto it = plans[p].value_contribs.find(static_cast<int>(v));
-      bool contributed = it != plans[p].value_contribs.end();
-      if (!seeded && !contributed) continue;
-      first = std::min(first, seeded ? kSeed : B(it->second.front().node));
-      last = std::max(last, g_.values[v].producer < 0 ? kEnd : B(g_.values[v].producer));
-    }
-    if (last >= 0) grad_buf[v] = request(static_cast<size_t>(numel(g_.values[v].shape)) * 4, first, last);
-  }
-  // Temporaries for the second and later contributions to one gradient, keyed by (node, slot).
-  std::map<std::pair<int, int>, int> temp_buf;
-  auto temp_for = [&](const Contribution& c, size_t bytes) {
-    auto key = std::make_pair(c.node, c.slot);
-    auto it = temp_buf.find(key);
-    if (it == temp_buf.end()) it = temp_buf.emplace(key, request(bytes, B(c.node), B(c.node))).first;
-    return it->second;
-  };
-  std::vector<std::map<std::pair<int, int>, int>> pass_temps(plans.size());
-  for (size_t p = 0; p < plans.size(); p++) {
-    for (auto& [v, cs] : plans[p].value_contribs) {
-      bool seeded = v == targets[p];
-      for (size_t k = seeded ? 0 : 1; k < cs.size(); k++)
-        pass_temps[p][{cs[k].node, cs[k].slot}] = temp_for(cs[k], static_cast<size_t>(numel(g_.values[v].shape)) * 4);
-    }
-    for (auto& [pid, cs] : plans[p].param_contribs)
-      for (size_t k = 1; k < cs.size(); k++)
-        pass_temps[p][{cs[k].node, cs[k].slot}] = temp_for(cs[k], static_cast<size_t>(numel(g_.params[pid].shape)) * 4);
-  }
-
-  plan_ = plan_memory(req, opts_.reuse_memory, be_.arena_alignment());
+void Executor::bind(const Schedule& s) {
+  plan_ = plan_memory(s.buffers, opts_.reuse_memory, be_.arena_alignment());
   arena_ = alloc_or_explain(std::max<size_t>(plan_.arena_bytes, 64), "the activation arena", true);
   if (scratch_bytes_) scratch_ = alloc_or_explain(scratch_bytes_, "the kernels' scratch space", true);
   auto at = [&](int buf) { return buf < 0 ? nullptr : static_cast<char*>(arena_) + plan_.offsets[buf]; };
+  auto grad_at = [&](const GradDest& d) { return d.param >= 0 ? param_grad_[d.param] : reinterpret_cast<float*>(at(d.buffer)); };
 
+  const size_t nv = g_.values.size();
   value_data_.resize(nv);
   value_grad_.resize(nv);
   for (size_t v = 0; v < nv; v++) {
-    value_data_[v] = at(data_buf[v]);
-    value_grad_[v] = reinterpret_cast<float*>(at(grad_buf[v]));
+    value_data_[v] = at(s.value_data[v]);
+    value_grad_[v] = reinterpret_cast<float*>(at(s.value_grad[v]));
   }
-  for (int c = 0; c < n; c++) {
+  for (size_t c = 0; c < g_.nodes.size(); c++) {
     const auto& node = g_.nodes[c];
     KernelIO io;
     for (int u : node.inputs) io.in.push_back(value_data_[u]);
     io.out = value_data_[node.output];
     for (int pid : node.params) io.params.push_back(param_data_[pid]);
-    io.saved = at(saved_buf[c]);
+    io.saved = at(s.saved[c]);
     io.scratch = scratch_;
-    if (c == g_.loss_node) io.stats = &last_stats_;
+    if (static_cast<int>(c) == g_.loss_node) io.stats = &last_stats_;
     fwd_io_.push_back(io);
   }
 
-  // Bind the passes.
-  auto bind = [&](size_t p) {
+  auto bind_pass = [&](const BackwardPass& bp) {
     auto pass = std::make_unique<Pass>();
-    pass->target = targets[p];
-    pass->seed_in_loss_kernel = g_.loss_node >= 0 && targets[p] == g_.nodes[g_.loss_node].output && p == 0;
-    pass->param_reached.assign(g_.params.size(), 0);
-    std::map<int, Pass::Call> calls;
-    for (int c = n - 1; c >= 0; c--) {
-      if (!plans[p].runs[c]) continue;
-      Pass::Call call{c, fwd_io_[c], {}};
-      const auto& node = g_.nodes[c];
-      call.io.out_grad = (c == g_.loss_node && pass->seed_in_loss_kernel) ? nullptr : value_grad_[node.output];
-      call.io.in_grad.assign(node.inputs.size(), nullptr);
-      call.io.param_grad.assign(node.params.size(), nullptr);
-      calls.emplace(c, std::move(call));
+    pass->target = bp.target;
+    pass->param_reached = bp.param_reached;
+    for (int v : bp.zero_first) pass->zero_first.push_back({value_grad_[v], static_cast<size_t>(numel(g_.values[v].shape)) * 4});
+    for (const auto& bc : bp.calls) {
+      Pass::Call call{bc.node, fwd_io_[bc.node], {}};
+      call.io.out_grad = at(bc.out_grad);
+      for (const auto& d : bc.in_grad) call.io.in_grad.push_back(grad_at(d));
+      for (const auto& d : bc.param_grad) call.io.param_grad.push_back(grad_at(d));
+      for (const auto& a : bc.then) call.then.push_back({grad_at(a.into), reinterpret_cast<const float*>(at(a.from)), a.count});
+      pass->calls.push_back(std::move(call));
     }
-    auto route = [&](const Contribution& con, float* direct, size_t count) {
-      auto& call = calls.at(con.node);
-      auto it = pass_temps[p].find({con.node, con.slot});
-      float* dst = direct;
-      if (it != pass_temps[p].end()) {
-        dst = reinterpret_cast<float*>(at(it->second));
-        call.then.push_back({direct, dst, count});
-      }
-      if (con.slot >= 0) call.io.in_grad[con.slot] = dst;
-      else call.io.param_grad[-con.slot - 1] = dst;
-    };
-    for (auto& [v, cs] : plans[p].value_contribs)
-      for (auto& con : cs) route(con, value_grad_[v], static_cast<size_t>(numel(g_.values[v].shape)));
-    for (auto& [pid, cs] : plans[p].param_contribs) {
-      pass->param_reached[pid] = 1;
-      for (auto& con : cs) route(con, param_grad_[pid], static_cast<size_t>(numel(g_.params[pid].shape)));
-    }
-    for (size_t v = 0; v < nv; v++)  // wanted input gradients that no node writes
-      if (g_.values[v].producer < 0 && value_grad_[v] && !plans[p].value_contribs.count(static_cast<int>(v)) &&
-          static_cast<int>(v) != targets[p])
-        pass->zero_first.push_back({value_grad_[v], static_cast<size_t>(numel(g_.values[v].shape)) * 4});
-    for (auto it = calls.rbegin(); it != calls.rend(); ++it) pass->calls.push_back(std::move(it->second));
     return pass;
   };
-  if (g_.loss_node >= 0) loss_pass_ = bind(0);
-  if (!g_.outputs.empty()) output_pass_ = bind(targets.size() - 1);
+  if (s.loss_pass >= 0) loss_pass_ = bind_pass(s.passes[s.loss_pass]);
+  if (s.output_pass >= 0) output_pass_ = bind_pass(s.passes[s.output_pass]);
+
+  // The optimizer's view of the parameters the loss reaches: fixed once the memory is, so built here
+  // rather than every step.
+  if (loss_pass_)
+    for (size_t i = 0; i < g_.params.size(); i++)
+      if (loss_pass_->param_reached[i]) {
+        sgd_params_.push_back(static_cast<int>(i));
+        sgd_slots_.push_back({param_data_[i], param_grad_[i], param_mom_[i], static_cast<size_t>(numel(g_.params[i].shape)),
+                              g_.params[i].weight_decay});
+      }
 }
 
 template <typename F>
@@ -401,8 +268,8 @@ void Executor::upload_feeds(const Feeds& feeds) {
     const int64_t classes = node.spec.in[0][1], count = numel(lv.shape);
     for (int64_t i = 0; i < count; i++)
       if (labels[i] < 0 || labels[i] >= classes)
-        fail("input ", lv.name, ": label ", labels[i], " of sample ", i, " is outside [0, ", classes, ") (node ", node.spec.name,
-             "); nothing was computed or updated");
+        fail("input ", lv.name, ": label ", labels[i], " of sample ", i, " is outside [0, ", classes, "), the classes of ", node_label(node.spec),
+             "; nothing was computed or updated");
   }
   for (auto& v : g_.values) {
     if (v.producer >= 0) continue;
@@ -464,17 +331,9 @@ StepStats Executor::step(const Feeds& feeds, float lr) {
   }
   SgdConfig cfg = opts_.sgd;
   cfg.lr = lr;
-  std::vector<SgdSlot> slots;
-  std::vector<int> slot_params;  // the parameter of each slot
-  for (size_t i = 0; i < g_.params.size(); i++)
-    if (loss_pass_->param_reached[i]) {
-      slot_params.push_back(static_cast<int>(i));
-      slots.push_back({param_data_[i], param_grad_[i], param_mom_[i], static_cast<size_t>(numel(g_.params[i].shape)),
-                       g_.params[i].weight_decay});
-    }
-  const int bad = be_.sgd_step(cfg, slots);
+  const int bad = be_.sgd_step(cfg, sgd_slots_);
   if (bad >= 0) {
-    const auto& p = g_.params[slot_params[bad]];
+    const auto& p = g_.params[sgd_params_[bad]];
     fail("step: after the update, parameter ", p.name, " holds NaN or infinite values (the learning rate, ", lr,
          ", is probably too large). This step was applied: parameters, momentum and batch-norm statistics now "
          "hold its results, so restore them from a checkpoint (or re-create the session) before training on");

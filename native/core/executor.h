@@ -1,6 +1,8 @@
-// The executor: a compiled graph. At construction it infers shapes, builds one kernel per node, plans
-// memory and prebuilds every kernel call's arguments; step() is then a loop over a forward list and a
-// backward list with no decisions in it (after oneDNN's cnn_training_f32.cpp and llm.c).
+// The executor: a compiled graph. At construction it infers shapes, builds one kernel per node, makes
+// the schedule (schedule.h: pure, no memory) and binds it: places its buffers in one arena and prebuilds
+// every kernel call's arguments and the optimizer's slots. step() is then a loop over a forward list and
+// a backward list with no decisions in it (after oneDNN's cnn_training_f32.cpp and llm.c). docs/
+// ARCHITECTURE.md ("Execution model", "Memory plan", "A training step") walks through it.
 // Not thread-safe: the addon calls it from the engine thread only.
 #pragma once
 #include <chrono>
@@ -11,6 +13,7 @@
 #include "backend.h"
 #include "graph.h"
 #include "memory_plan.h"
+#include "schedule.h"
 
 namespace crunet {
 
@@ -89,7 +92,8 @@ class Executor {
   void release();  // frees the kernels and all backend memory; idempotent (destructor, failed constructor)
   void* alloc_or_explain(size_t bytes, const char* what, bool per_batch);
   void build_kernels();
-  void plan_and_bind();
+  std::vector<KernelNeeds> kernel_needs() const;
+  void bind(const Schedule& s);  // places the schedule's buffers and prebuilds every call's arguments
   void init_params();
   void upload_feeds(const Feeds& feeds);
   void save_running_stats();     // batch-norm running statistics -> running_backup_
@@ -114,6 +118,8 @@ class Executor {
   std::vector<float*> value_grad_;  // per value: its gradient in the arena (or nullptr)
   std::vector<float*> param_data_, param_grad_, param_mom_;  // persistent, per parameter
   size_t param_bytes_ = 0;
+  std::vector<SgdSlot> sgd_slots_;  // the trainable parameters the loss reaches, as the optimizer takes them
+  std::vector<int> sgd_params_;     // the parameter id of each slot
   // Batch-norm running statistics are snapshot here (a backend-side copy, no host round trip) before
   // each training step's forward, so that a step whose loss is not finite can restore them.
   void* running_backup_ = nullptr;

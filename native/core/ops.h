@@ -1,5 +1,5 @@
-// The closed set of ops, their typed attributes, and NodeSpec: everything a backend needs to build a
-// kernel for one node. Parsing, shape inference and both kernel tables read this one file.
+// The closed set of ops (the op table), their typed attributes, and NodeSpec: everything a backend needs
+// to build a kernel for one node. Shape inference, the executor and both kernel tables read this file.
 #pragma once
 #include <string>
 #include <vector>
@@ -8,33 +8,78 @@
 
 namespace crunet {
 
-// X(enum name, IR name, number of graph inputs, parameter slots)
-#define CRUNET_OPS(X)                                                                       \
-  X(conv2d, "conv2d")                   /* in: x[N,C,H,W]; params: w[O,C/g,kh,kw] (, b[O]) */    \
-  X(batch_norm, "batchNorm")            /* in: x; params: gamma, beta, running_mean, running_var */ \
-  X(relu, "relu")                       /* in: x */                                          \
-  X(max_pool, "maxPool")                /* in: x[N,C,H,W] */                                 \
-  X(avg_pool, "avgPool")                /* in: x[N,C,H,W] */                                 \
-  X(global_avg_pool, "globalAvgPool")   /* in: x[N,C,H,W] -> [N,C] */                         \
-  X(linear, "linear")                   /* in: x[N,F]; params: w[O,F], b[O] */               \
-  X(add, "add")                         /* in: a, b (same shape) */                          \
-  X(softmax_cross_entropy, "softmaxCrossEntropy") /* in: logits[N,K], labels i32[N] -> loss[] */
+// The op table: one row per op, the only list of what an op takes (after tinygrad's Ops enum and its
+// spec). X(enum name, IR name, (graph inputs), (parameter slots), (attributes)); each parenthesised
+// column is a list, possibly empty. Shape inference checks arity, parameter slots and attribute names
+// against it and gradients flow to the f32 inputs it lists; the addon exports it as opTable() so that a
+// test holds lib/graph/ir.ts's op list to it. Shapes and attribute meanings live in shape_inference.cc.
+//   inputs:     {name} an f32 input; {name, DType::i32} an integer input (labels), which has no gradient
+//   parameters: {name} a trainable slot; kOptional may be left out (only at the end); kState is never
+//               updated by the optimizer (batch norm's running statistics, changed in place by forward)
+//   attributes: {name} optional with a default; {name, kRequired} must be given
+#define CRUNET_OPS(X)                                                                                          \
+  X(conv2d, "conv2d", ({"x"}), ({"weight"}, {"bias", kOptional}),                                              \
+    ({"outChannels", kRequired}, {"kernel", kRequired}, {"stride"}, {"padding"}, {"groups"}, {"bias"}))       \
+  X(batch_norm, "batchNorm", ({"x"}), ({"weight"}, {"bias"}, {"runningMean", kState}, {"runningVar", kState}), \
+    ({"momentum"}, {"eps"}, {"fuseRelu"}))                                                                     \
+  X(relu, "relu", ({"x"}), (), ())                                                                             \
+  X(max_pool, "maxPool", ({"x"}), (), ({"kernel", kRequired}, {"stride"}, {"padding"}))                        \
+  X(avg_pool, "avgPool", ({"x"}), (), ({"kernel", kRequired}, {"stride"}, {"padding"}, {"countIncludePad"}))   \
+  X(global_avg_pool, "globalAvgPool", ({"x"}), (), ())                                                         \
+  X(linear, "linear", ({"x"}), ({"weight"}, {"bias"}), ({"outFeatures", kRequired}))                           \
+  X(add, "add", ({"a"}, {"b"}), (), ())                                                                        \
+  X(softmax_cross_entropy, "softmaxCrossEntropy", ({"logits"}, {"labels", DType::i32}), (),                    \
+    ({"topk"}, {"labelSmoothing"}))
 
 enum class OpKind {
-#define X(e, s) e,
+#define X(e, s, inputs, params, attrs) e,
   CRUNET_OPS(X)
 #undef X
 };
 
-inline const char* op_name(OpKind k) {
-  switch (k) {
-#define X(e, s) \
-  case OpKind::e: return s;
-    CRUNET_OPS(X)
-#undef X
+enum ParamKind { kTrainable, kOptional, kState };
+enum AttrKind { kDefaulted, kRequired };
+
+struct InputSlot {
+  const char* name;
+  DType dtype = DType::f32;
+};
+struct ParamSlot {
+  const char* name;
+  ParamKind kind = kTrainable;
+};
+struct AttrSlot {
+  const char* name;
+  AttrKind kind = kDefaulted;
+};
+struct OpDef {
+  OpKind kind;
+  const char* name;  // in the IR
+  std::vector<InputSlot> inputs;
+  std::vector<ParamSlot> params;
+  std::vector<AttrSlot> attrs;
+  int min_params() const {
+    int n = 0;
+    for (const auto& p : params) n += p.kind != kOptional;
+    return n;
   }
-  return "?";
+};
+
+#define CRUNET_UNPARENTHESISE(...) __VA_ARGS__
+// Every op, in OpKind order.
+inline const std::vector<OpDef>& op_table() {
+  static const std::vector<OpDef> table = {
+#define X(e, s, inputs, params, attrs) \
+  {OpKind::e, s, {CRUNET_UNPARENTHESISE inputs}, {CRUNET_UNPARENTHESISE params}, {CRUNET_UNPARENTHESISE attrs}},
+      CRUNET_OPS(X)
+#undef X
+  };
+  return table;
 }
+#undef CRUNET_UNPARENTHESISE
+
+inline const OpDef& op_def(OpKind k) { return op_table()[static_cast<size_t>(k)]; }
+inline const char* op_name(OpKind k) { return op_def(k).name; }
 
 struct ConvAttrs {
   int out_channels = 0, kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, groups = 1;
@@ -60,11 +105,14 @@ struct NodeSpec {
   std::string name;
   std::vector<Shape> in;      // graph inputs of the node
   Shape out;                  // its output
-  std::vector<Shape> params;  // parameter slots, in the order listed per op above
+  std::vector<Shape> params;  // parameter slots, in the op table's order
   ConvAttrs conv;
   PoolAttrs pool;
   BatchNormAttrs bn;
   CrossEntropyAttrs xent;
 };
+
+// "node conv1 (conv2d)": how every error names a node.
+inline std::string node_label(const NodeSpec& s) { return "node " + s.name + " (" + op_name(s.op) + ")"; }
 
 }  // namespace crunet

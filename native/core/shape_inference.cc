@@ -1,5 +1,5 @@
 // Graph validation and shape inference: every check names the node, what was expected and what was
-// received. Shapes and group rules live here once; backends only compute (STYLE.md).
+// received. Shape and group rules live here once: backends compute, and at most assert what was checked here.
 #include <cmath>
 #include <set>
 
@@ -9,31 +9,19 @@
 namespace crunet {
 namespace {
 
-struct OpRule {
-  OpKind kind;
-  int inputs;
-  int min_params, max_params;
-  std::set<std::string> attrs;
-};
-
-const std::map<std::string, OpRule>& op_rules() {
-  static const std::map<std::string, OpRule> rules = {
-      {"conv2d", {OpKind::conv2d, 1, 1, 2, {"outChannels", "kernel", "stride", "padding", "groups", "bias"}}},
-      {"batchNorm", {OpKind::batch_norm, 1, 4, 4, {"momentum", "eps", "fuseRelu"}}},
-      {"relu", {OpKind::relu, 1, 0, 0, {}}},
-      {"maxPool", {OpKind::max_pool, 1, 0, 0, {"kernel", "stride", "padding"}}},
-      {"avgPool", {OpKind::avg_pool, 1, 0, 0, {"kernel", "stride", "padding", "countIncludePad"}}},
-      {"globalAvgPool", {OpKind::global_avg_pool, 1, 0, 0, {}}},
-      {"linear", {OpKind::linear, 1, 2, 2, {"outFeatures"}}},
-      {"add", {OpKind::add, 2, 0, 0, {}}},
-      {"softmaxCrossEntropy", {OpKind::softmax_cross_entropy, 2, 0, 0, {"topk", "labelSmoothing"}}},
-  };
-  return rules;
+// The op table by IR name.
+const std::map<std::string, const OpDef*>& op_by_name() {
+  static const std::map<std::string, const OpDef*> m = [] {
+    std::map<std::string, const OpDef*> r;
+    for (const auto& d : op_table()) r.emplace(d.name, &d);
+    return r;
+  }();
+  return m;
 }
 
 std::string known_ops() {
   std::string s;
-  for (auto& [name, rule] : op_rules()) s += (s.empty() ? "" : ", ") + name;
+  for (auto& [name, def] : op_by_name()) s += (s.empty() ? "" : ", ") + name;
   return s;
 }
 
@@ -61,10 +49,6 @@ class AttrReader {
     if (v.size() != 1 || !std::isfinite(v[0])) bad(k, "a finite number", v);
     return v[0];
   }
-  void require(const std::string& k) const {
-    if (!has(k)) fail("node ", n_.name, " (", n_.op, "): missing attribute '", k, "'");
-  }
-
  private:
   std::vector<double> get(const std::string& k) const {
     auto it = n_.attrs.find(k);
@@ -96,14 +80,12 @@ void expect_param(const NodeDesc& n, const ParamDesc& p, const Shape& want) {
 }
 
 // Fills spec (attributes, output shape) and checks inputs and parameters of one node.
-void infer_node(const NodeDesc& n, const OpRule& rule, NodeSpec& spec, const std::vector<const ParamDesc*>& params) {
+void infer_node(const NodeDesc& n, const OpDef& def, NodeSpec& spec, const std::vector<const ParamDesc*>& params) {
   AttrReader a(n);
   const Shape& x = spec.in[0];
-  switch (rule.kind) {
+  switch (def.kind) {
     case OpKind::conv2d: {
       expect_rank(n, x, 4, "an input [N,C,H,W]");
-      a.require("outChannels");
-      a.require("kernel");
       auto& c = spec.conv;
       c.out_channels = a.integer("outChannels", 0, 1);
       std::tie(c.kh, c.kw) = a.pair("kernel", {1, 1}, 1);
@@ -145,7 +127,6 @@ void infer_node(const NodeDesc& n, const OpRule& rule, NodeSpec& spec, const std
     case OpKind::max_pool:
     case OpKind::avg_pool: {
       expect_rank(n, x, 4, "an input [N,C,H,W]");
-      a.require("kernel");
       auto& p = spec.pool;
       std::tie(p.kh, p.kw) = a.pair("kernel", {1, 1}, 1);
       std::tie(p.sh, p.sw) = a.pair("stride", {p.kh, p.kw}, 1);
@@ -165,7 +146,6 @@ void infer_node(const NodeDesc& n, const OpRule& rule, NodeSpec& spec, const std
       break;
     case OpKind::linear: {
       expect_rank(n, x, 2, "an input [N,F]");
-      a.require("outFeatures");
       int o = a.integer("outFeatures", 0, 1);
       expect_param(n, *params[0], {o, x[1]});
       expect_param(n, *params[1], {o});
@@ -233,34 +213,38 @@ TypedGraph infer_shapes(const GraphDesc& g, int64_t batch) {
   t.params = g.params;
 
   for (const auto& n : g.nodes) {
-    auto rule_it = op_rules().find(n.op);
-    if (rule_it == op_rules().end()) fail("node ", n.name, ": unknown op '", n.op, "' (known ops: ", known_ops(), ")");
-    const OpRule& rule = rule_it->second;
+    auto def_it = op_by_name().find(n.op);
+    if (def_it == op_by_name().end()) fail("node ", n.name, ": unknown op '", n.op, "' (known ops: ", known_ops(), ")");
+    const OpDef& def = *def_it->second;
     for (auto& [k, v] : n.attrs) {
-      if (!rule.attrs.count(k)) {
-        std::string allowed;
-        for (auto& s : rule.attrs) allowed += (allowed.empty() ? "" : ", ") + s;
-        fail("node ", n.name, " (", n.op, "): unknown attribute '", k, "' (allowed: ", allowed.empty() ? "none" : allowed, ")");
+      bool known = false;
+      for (const auto& a : def.attrs) known |= k == a.name;
+      if (!known) {
+        std::set<std::string> allowed;  // sorted, as the message has always listed them
+        for (const auto& a : def.attrs) allowed.insert(a.name);
+        std::string list;
+        for (auto& s : allowed) list += (list.empty() ? "" : ", ") + s;
+        fail("node ", n.name, " (", n.op, "): unknown attribute '", k, "' (allowed: ", list.empty() ? "none" : list, ")");
       }
     }
-    if (static_cast<int>(n.inputs.size()) != rule.inputs)
-      fail("node ", n.name, " (", n.op, "): expected ", rule.inputs, " inputs, got ", n.inputs.size());
-    int np = static_cast<int>(n.params.size());
-    if (np < rule.min_params || np > rule.max_params)
-      fail("node ", n.name, " (", n.op, "): expected ", rule.min_params,
-           rule.max_params != rule.min_params ? " or " + std::to_string(rule.max_params) : std::string(),
-           " parameters, got ", np);
+    for (const auto& a : def.attrs)
+      if (a.kind == kRequired && !n.attrs.count(a.name)) fail("node ", n.name, " (", n.op, "): missing attribute '", a.name, "'");
+    if (n.inputs.size() != def.inputs.size())
+      fail("node ", n.name, " (", n.op, "): expected ", def.inputs.size(), " inputs, got ", n.inputs.size());
+    const int np = static_cast<int>(n.params.size()), min_params = def.min_params(), max_params = static_cast<int>(def.params.size());
+    if (np < min_params || np > max_params)
+      fail("node ", n.name, " (", n.op, "): expected ", min_params,
+           max_params != min_params ? " or " + std::to_string(max_params) : std::string(), " parameters, got ", np);
 
     NodeInfo info;
-    info.spec.op = rule.kind;
+    info.spec.op = def.kind;
     info.spec.name = n.name;
     for (size_t j = 0; j < n.inputs.size(); j++) {
       auto it = t.value_by_name.find(n.inputs[j]);
       if (it == t.value_by_name.end())
         fail("node ", n.name, " (", n.op, "): input '", n.inputs[j], "' is not a graph input or an earlier node");
       const ValueInfo& v = t.values[it->second];
-      bool want_labels = rule.kind == OpKind::softmax_cross_entropy && j == 1;
-      DType want = want_labels ? DType::i32 : DType::f32;
+      const DType want = def.inputs[j].dtype;
       if (v.dtype != want)
         fail("node ", n.name, " (", n.op, "): input ", j, " (", v.name, ") must be ", dtype_name(want), ", got ", dtype_name(v.dtype));
       info.inputs.push_back(it->second);
@@ -274,10 +258,10 @@ TypedGraph infer_shapes(const GraphDesc& g, int64_t batch) {
       params.push_back(&t.params[it->second]);
       info.spec.params.push_back(t.params[it->second].shape);
     }
-    if (rule.kind == OpKind::batch_norm)
-      for (int j = 2; j < 4; j++)
-        if (params[j]->trainable) fail("node ", n.name, " (batchNorm): running statistic ", params[j]->name, " must not be trainable");
-    infer_node(n, rule, info.spec, params);
+    for (size_t j = 0; j < params.size(); j++)
+      if (def.params[j].kind == kState && params[j]->trainable)
+        fail("node ", n.name, " (", n.op, "): ", def.params[j].name, " parameter ", params[j]->name, " must not be trainable");
+    infer_node(n, def, info.spec, params);
     if (checked_numel(info.spec.out) < 0)
       fail("node ", n.name, " (", n.op, "): its output ", shape_str(info.spec.out), " would have more than 2^48 elements");
 

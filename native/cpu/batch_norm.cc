@@ -1,5 +1,7 @@
 // Batch normalization (PyTorch's nn.BatchNorm2d / BatchNorm1d) on oneDNN.
 // Rank-2 [N,C] input is viewed as [N,C,1,1] NHWC: the same bytes as row-major [N,C], so one code path.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -16,9 +18,9 @@ using flags = dnnl::normalization_flags;
 
 class BatchNorm final : public Kernel {
  public:
-  explicit BatchNorm(const NodeSpec& spec) : name_(spec.name), attrs_(spec.bn) {
+  explicit BatchNorm(const NodeSpec& spec) : name_(node_label(spec)), attrs_(spec.bn) {
     const Shape& x = spec.in.at(0);
-    if (x.size() != 4 && x.size() != 2) fail("node ", name_, ": batchNorm expects rank 2 or 4, got ", shape_str(x));
+    if (x.size() != 4 && x.size() != 2) fail(name_, ": expects rank 2 or 4, got ", shape_str(x));
     c_ = x[1];
     rows_ = x[0] * (x.size() == 4 ? x[2] * x[3] : 1);
     data_md_ = act_md(x.size() == 4 ? x : Shape{x[0], x[1], 1, 1});
@@ -33,12 +35,19 @@ class BatchNorm final : public Kernel {
 
     train_pd_ = bn_fwd::primitive_desc(
         bn_fwd::desc(dnnl::prop_kind::forward_training, data_md_, eps, affine), attr, engine());
+    // Training normalizes with statistics computed by batch_stats (see there), given to oneDNN as
+    // global statistics; train_pd_ stays the hint for backward, which uses the same saved mean and variance.
+    train_global_pd_ = bn_fwd::primitive_desc(
+        bn_fwd::desc(dnnl::prop_kind::forward_training, data_md_, eps, affine | flags::use_global_stats), attr,
+        engine());
+    if (attrs_.fuse_relu && train_global_pd_.workspace_desc() != train_pd_.workspace_desc())
+      fail("node ", name_, ": oneDNN's fused ReLU workspace differs with global statistics");
     infer_pd_ = bn_fwd::primitive_desc(
         bn_fwd::desc(dnnl::prop_kind::forward_inference, data_md_, eps, affine | flags::use_global_stats), attr,
         engine());
     bwd_pd_ = bn_bwd::primitive_desc(bn_bwd::desc(dnnl::prop_kind::backward, data_md_, data_md_, eps, affine),
                                      attr, engine(), train_pd_);
-    train_ = bn_fwd(train_pd_);
+    train_ = bn_fwd(train_global_pd_);
     infer_ = bn_fwd(infer_pd_);
     bwd_ = bn_bwd(bwd_pd_);
     scratch_md_ = memory::desc({int64_t(scratch_bytes())}, dt::u8, tag::a);
@@ -49,8 +58,8 @@ class BatchNorm final : public Kernel {
   // ReLU's workspace.
   size_t saved_bytes() const override { return ws_offset() + ws_md_.get_size(); }
   size_t scratch_bytes() const override {
-    return std::max({train_pd_.scratchpad_desc().get_size(), infer_pd_.scratchpad_desc().get_size(),
-                     bwd_pd_.scratchpad_desc().get_size()});
+    return std::max({train_pd_.scratchpad_desc().get_size(), train_global_pd_.scratchpad_desc().get_size(),
+                     infer_pd_.scratchpad_desc().get_size(), bwd_pd_.scratchpad_desc().get_size()});
   }
   bool backward_reads_input(int) const override { return true; }
 
@@ -67,15 +76,16 @@ class BatchNorm final : public Kernel {
       return;
     }
     // PyTorch refuses too: the unbiased variance of one value per channel is undefined.
-    if (rows_ < 2) fail("node ", name_, ": batchNorm training needs more than 1 value per channel");
+    if (rows_ < 2) fail(name_, ": training needs more than 1 value per channel");
     float* mean = static_cast<float*>(io.saved);
     float* var = mean + c_;
+    batch_stats(static_cast<const float*>(io.in[0]), mean, var);
     args[DNNL_ARG_MEAN] = wrap(stat_md_, mean);
     args[DNNL_ARG_VARIANCE] = wrap(stat_md_, var);
     if (attrs_.fuse_relu) args[DNNL_ARG_WORKSPACE] = wrap(ws_md_, workspace(io.saved));
     run(train_, args, name_);
 
-    // oneDNN's variance is biased (divides by n); PyTorch's running variance takes the unbiased one.
+    // The batch variance is biased (divides by n); PyTorch's running variance takes the unbiased one.
     const float m = attrs_.momentum;
     const float unbias = float(rows_) / float(rows_ - 1);
     float* run_mean = io.params[2];
@@ -114,10 +124,42 @@ class BatchNorm final : public Kernel {
   }
 
   std::string impl_info() const override {
-    return "fwd " + impl_of(train_pd_) + ", infer " + impl_of(infer_pd_) + ", bwd " + impl_of(bwd_pd_);
+    return "fwd " + impl_of(train_global_pd_) + ", infer " + impl_of(infer_pd_) + ", bwd " + impl_of(bwd_pd_);
   }
 
  private:
+  // The batch mean and biased variance per channel. oneDNN 2.6's own training statistics sum in float
+  // and lose precision when the mean is large against the spread (inputs of mean 100: errors 10x
+  // PyTorch's). Here the sums are shifted by the first row (any sample of the channel keeps them small)
+  // and accumulated in double: one extra read of the input, exact to float rounding for such inputs.
+  void batch_stats(const float* x, float* mean, float* var) const {
+    const int64_t c = c_, rows = rows_;
+    const int team = omp_get_max_threads();
+    std::vector<double> acc(static_cast<size_t>(team) * 2 * c, 0.0);  // per thread: sum d, sum d^2
+#pragma omp parallel num_threads(team)
+    {
+      double* s1 = acc.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * c;
+      double* s2 = s1 + c;
+#pragma omp for schedule(static)
+      for (int64_t r = 1; r < rows; r++) {
+        const float* xr = x + r * c;
+#pragma omp simd
+        for (int64_t k = 0; k < c; k++) {
+          const double d = double(xr[k]) - double(x[k]);
+          s1[k] += d;
+          s2[k] += d * d;
+        }
+      }
+    }
+    for (int64_t k = 0; k < c; k++) {
+      double s1 = 0, s2 = 0;
+      for (int t = 0; t < team; t++) s1 += acc[t * 2 * c + k], s2 += acc[t * 2 * c + c + k];
+      const double m = s1 / rows;
+      mean[k] = float(double(x[k]) + m);
+      var[k] = float(std::max(s2 / rows - m * m, 0.0));
+    }
+  }
+
   // dbeta = sum(dy), dgamma = sum(dy * xhat). oneDNN's backward always writes dx, and a dx-sized scratch
   // would enlarge every session's workspace for the rare batch norm applied directly to a graph input.
   void param_grads_only(const KernelIO& io, const float* mean, const float* var) {
@@ -153,7 +195,7 @@ class BatchNorm final : public Kernel {
   BatchNormAttrs attrs_;
   int64_t c_ = 0, rows_ = 0;  // rows_: values per channel (N*H*W)
   memory::desc data_md_, stat_md_, scratch_md_, ws_md_;
-  bn_fwd::primitive_desc train_pd_, infer_pd_;
+  bn_fwd::primitive_desc train_pd_, train_global_pd_, infer_pd_;
   bn_bwd::primitive_desc bwd_pd_;
   bn_fwd train_, infer_;
   bn_bwd bwd_;
@@ -166,7 +208,7 @@ std::unique_ptr<Kernel> make_batch_norm(const NodeSpec& spec) {
   try {
     return std::make_unique<BatchNorm>(spec);
   } catch (const dnnl::error& e) {
-    fail("node ", spec.name, ": oneDNN has no batchNorm for ", shape_str(spec.in.at(0)), ": ", e.what());
+    fail(node_label(spec), ": oneDNN has no kernel for ", shape_str(spec.in.at(0)), ": ", e.what());
   }
 }
 

@@ -1,11 +1,12 @@
 // conv2d on oneDNN with PyTorch's Conv2d semantics: NHWC activations, weights [O, C/groups, kh, kw].
 //
-// Activations stay NHWC in every pass and only the weights use 'any': DESIGN.md §3 measured that
-// NHWC descriptors get fast kernels for grouped and depthwise convolutions, while blocked activation
-// layouts can fall back to slow gemm (or reference) code in backward-weights. Each pass may choose its
+// Activations stay NHWC in every pass and only the weights use 'any': with NHWC descriptors oneDNN picks
+// fast kernels for grouped and depthwise convolutions in all three passes, while with blocked activation
+// layouts backward-weights can fall back to slow gemm (or reference) code. Each pass may choose its
 // own weight layout, so the user's weights are reordered into it and dW is reordered back. All
 // primitives, reorders included, are built once here and share one user-mode scratchpad in io.scratch.
 #include <algorithm>
+#include <cassert>
 
 #include "dnnl_util.h"
 #include "kernels.h"
@@ -18,28 +19,6 @@ using dnnl::convolution_backward_data;
 using dnnl::convolution_backward_weights;
 using dnnl::convolution_forward;
 using dnnl::prop_kind;
-using Args = std::unordered_map<int, memory>;
-
-constexpr size_t kAlign = 64;
-size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-
-dnnl::primitive_attr user_scratchpad() {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  return attr;
-}
-
-template <typename PD>
-size_t scratchpad_size(const PD& pd) {
-  return pd.scratchpad_desc().get_size();
-}
-
-// Primitives run one after another, so all of them use the same scratchpad at the start of io.scratch.
-template <typename PD>
-void add_scratchpad(Args& args, const PD& pd, void* scratch) {
-  if (scratchpad_size(pd) > 0) args[DNNL_ARG_SCRATCHPAD] = wrap(pd.scratchpad_desc(), scratch);
-}
-
 // A cached reorder between two layouts of one tensor; needed() is false when they already agree.
 class Relayout {
  public:
@@ -89,14 +68,12 @@ struct WeightCopy {
 
 class Conv2d final : public Kernel {
  public:
-  explicit Conv2d(const NodeSpec& spec) : name_(spec.name), bias_(spec.conv.bias) {
+  explicit Conv2d(const NodeSpec& spec) : label_(node_label(spec)), bias_(spec.conv.bias) {
     const ConvAttrs& a = spec.conv;
     const Shape& x = spec.in.at(0);
     const int64_t g = a.groups, c = x.at(1), o = a.out_channels;
-    if (x.size() != 4 || spec.out.size() != 4 || g < 1 || c % g || o % g ||
-        spec.params.at(0) != Shape{o, c / g, a.kh, a.kw})
-      fail("node ", name_, ": conv2d got inconsistent shapes: x ", shape_str(x), ", w ",
-           shape_str(spec.params.at(0)), ", groups ", g);
+    assert(x.size() == 4 && spec.out.size() == 4 && c % g == 0 && o % g == 0 &&
+           spec.params.at(0) == (Shape{o, c / g, a.kh, a.kw}));  // shape inference checked these
 
     x_md_ = act_md(x);
     y_md_ = act_md(spec.out);
@@ -144,11 +121,11 @@ class Conv2d final : public Kernel {
 
   void forward(const KernelIO& io) override {
     Args args{{DNNL_ARG_SRC, wrap(x_md_, io.in[0])},
-              {DNNL_ARG_WEIGHTS, wrap(fwd_pd_.weights_desc(), w_fwd_.get(io.params[0], false, io.scratch, name_))},
+              {DNNL_ARG_WEIGHTS, wrap(fwd_pd_.weights_desc(), w_fwd_.get(io.params[0], false, io.scratch, label_))},
               {DNNL_ARG_DST, wrap(y_md_, io.out)}};
     if (bias_) args[DNNL_ARG_BIAS] = wrap(b_md_, io.params[1]);
     add_scratchpad(args, fwd_pd_, io.scratch);
-    run(fwd_, args, name_);
+    run(fwd_, args, label_);
   }
 
   void backward(const KernelIO& io) override {
@@ -158,12 +135,12 @@ class Conv2d final : public Kernel {
     if (float* dx = grad(io.in_grad, 0)) {
       // Only forward's copy is known fresh: a backward-data-only copy is from the previous step.
       WeightCopy& w = bwd_data_shares_fwd_ ? w_fwd_ : w_bwd_data_;
-      const void* wp = w.get(io.params[0], bwd_data_shares_fwd_, scratch, name_);
+      const void* wp = w.get(io.params[0], bwd_data_shares_fwd_, scratch, label_);
       Args args{{DNNL_ARG_DIFF_DST, dy},
                 {DNNL_ARG_WEIGHTS, wrap(bwd_data_pd_.weights_desc(), wp)},
                 {DNNL_ARG_DIFF_SRC, wrap(x_md_, dx)}};
       add_scratchpad(args, bwd_data_pd_, scratch);
-      run(bwd_data_, args, name_);
+      run(bwd_data_, args, label_);
     }
 
     float* dw = grad(io.param_grad, 0);
@@ -175,8 +152,8 @@ class Conv2d final : public Kernel {
               {DNNL_ARG_DIFF_WEIGHTS, wrap(bwd_w_pd_.diff_weights_desc(), dw_chosen)}};
     if (bias_) args[DNNL_ARG_DIFF_BIAS] = wrap(b_md_, db ? static_cast<void*>(db) : scratch + db_off_);
     add_scratchpad(args, bwd_w_pd_, scratch);
-    run(bwd_w_, args, name_);
-    if (dw && dw_to_user_.needed()) dw_to_user_(dw_chosen, dw, scratch, name_);
+    run(bwd_w_, args, label_);
+    if (dw && dw_to_user_.needed()) dw_to_user_(dw_chosen, dw, scratch, label_);
   }
 
   std::string impl_info() const override {
@@ -186,7 +163,7 @@ class Conv2d final : public Kernel {
  private:
   static float* grad(const std::vector<float*>& v, size_t i) { return i < v.size() ? v[i] : nullptr; }
 
-  std::string name_;
+  std::string label_;
   bool bias_;
   memory::desc x_md_, y_md_, w_user_md_, b_md_;
   convolution_forward::primitive_desc fwd_pd_;
@@ -207,7 +184,7 @@ std::unique_ptr<Kernel> make_conv2d(const NodeSpec& spec) {
   try {
     return std::make_unique<Conv2d>(spec);
   } catch (const dnnl::error& e) {
-    fail("node ", spec.name, ": cannot build oneDNN convolution: ", e.what());
+    fail(node_label(spec), ": cannot build oneDNN convolution: ", e.what());
   }
 }
 

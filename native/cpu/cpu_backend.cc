@@ -67,9 +67,9 @@ class CpuBackend final : public Backend {
         case OpKind::softmax_cross_entropy: return make_softmax_cross_entropy(spec);
       }
     } catch (const dnnl::error& e) {
-      fail("node ", spec.name, " (", op_name(spec.op), "): oneDNN could not create a primitive: ", e.what());
+      fail(node_label(spec), ": oneDNN could not create a primitive: ", e.what());
     }
-    fail("node ", spec.name, ": op ", op_name(spec.op), " has no CPU kernel");
+    fail(node_label(spec), ": op has no CPU kernel");
   }
 
   void* alloc(size_t bytes) override {

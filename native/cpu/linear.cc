@@ -6,6 +6,7 @@
 // blocked weight layout costs a 3 ms reorder per step. The plain-layout inner_product backward passes
 // are as fast as matmul (0.7-1 ms there) and give dB for free, so backward uses them.
 #include <algorithm>
+#include <cassert>
 
 #include "dnnl_util.h"
 #include "kernels.h"
@@ -18,37 +19,19 @@ using dnnl::inner_product_backward_weights;
 using dnnl::inner_product_forward;
 using dnnl::matmul;
 using dnnl::prop_kind;
-using Args = std::unordered_map<int, memory>;
-
-constexpr size_t kAlign = 64;
-size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-
-template <typename PD>
-size_t scratchpad_size(const PD& pd) {
-  return pd.scratchpad_desc().get_size();
-}
-
-// Primitives run one after another, so all of them use the same scratchpad at the start of io.scratch.
-template <typename PD>
-void add_scratchpad(Args& args, const PD& pd, void* scratch) {
-  if (scratchpad_size(pd) > 0) args[DNNL_ARG_SCRATCHPAD] = wrap(pd.scratchpad_desc(), scratch);
-}
-
 class Linear final : public Kernel {
  public:
-  explicit Linear(const NodeSpec& spec) : name_(spec.name) {
+  explicit Linear(const NodeSpec& spec) : label_(node_label(spec)) {
     const Shape& x = spec.in.at(0);
-    const int64_t n = x.at(0), f = x.at(1), o = spec.out.at(1);
-    if (x.size() != 2 || spec.out != Shape{n, o} || spec.params.size() != 2 || spec.params[0] != Shape{o, f} ||
-        spec.params[1] != Shape{o})
-      fail("node ", name_, ": linear got inconsistent shapes: x ", shape_str(x), ", out ", shape_str(spec.out));
+    const int64_t f = x.at(1), o = spec.out.at(1);
+    assert(x.size() == 2 && spec.out == (Shape{x[0], o}) && spec.params.size() == 2 && spec.params[0] == (Shape{o, f}) &&
+           spec.params[1] == Shape{o});  // shape inference checked these
 
     x_md_ = mat_md(x);
     y_md_ = mat_md(spec.out);
     w_md_ = memory::desc({o, f}, dt::f32, tag::ab);
     b_md_ = vec_md(o);
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const auto attr = user_scratchpad();
 
     // The same bytes as w[O,F] and b[O], seen as matmul's [F,O] weights and [1,O] broadcast bias.
     fwd_pd_ = matmul::primitive_desc({x_md_, memory::desc({f, o}, dt::f32, tag::ba),
@@ -61,7 +44,7 @@ class Linear final : public Kernel {
     bwd_w_pd_ = inner_product_backward_weights::primitive_desc({x_md_, w_md_, b_md_, y_md_}, attr, engine(), hint);
     // Plain formats were asked for; a library that ignored that would silently misread the buffers.
     if (bwd_data_pd_.weights_desc() != w_md_ || bwd_w_pd_.diff_weights_desc() != w_md_)
-      fail("node ", name_, ": oneDNN inner_product did not accept plain [O,F] weights");
+      fail(label_, ": oneDNN inner_product did not accept plain [O,F] weights");
     fwd_ = matmul(fwd_pd_);
     bwd_data_ = inner_product_backward_data(bwd_data_pd_);
     bwd_w_ = inner_product_backward_weights(bwd_w_pd_);
@@ -84,7 +67,7 @@ class Linear final : public Kernel {
               {DNNL_ARG_BIAS, wrap(fwd_pd_.bias_desc(), io.params[1])},
               {DNNL_ARG_DST, wrap(y_md_, io.out)}};
     add_scratchpad(args, fwd_pd_, io.scratch);
-    run(fwd_, args, name_);
+    run(fwd_, args, label_);
   }
 
   void backward(const KernelIO& io) override {
@@ -93,7 +76,7 @@ class Linear final : public Kernel {
     if (float* dx = grad(io.in_grad, 0)) {
       Args args{{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WEIGHTS, wrap(w_md_, io.params[0])}, {DNNL_ARG_DIFF_SRC, wrap(x_md_, dx)}};
       add_scratchpad(args, bwd_data_pd_, scratch);
-      run(bwd_data_, args, name_);
+      run(bwd_data_, args, label_);
     }
     float* dw = grad(io.param_grad, 0);
     float* db = grad(io.param_grad, 1);
@@ -103,7 +86,7 @@ class Linear final : public Kernel {
               {DNNL_ARG_DIFF_WEIGHTS, wrap(w_md_, dw ? static_cast<void*>(dw) : scratch + dw_off_)},
               {DNNL_ARG_DIFF_BIAS, wrap(b_md_, db ? static_cast<void*>(db) : scratch + db_off_)}};
     add_scratchpad(args, bwd_w_pd_, scratch);
-    run(bwd_w_, args, name_);
+    run(bwd_w_, args, label_);
   }
 
   std::string impl_info() const override {
@@ -114,7 +97,7 @@ class Linear final : public Kernel {
  private:
   static float* grad(const std::vector<float*>& v, size_t i) { return i < v.size() ? v[i] : nullptr; }
 
-  std::string name_;
+  std::string label_;
   memory::desc x_md_, y_md_, w_md_, b_md_;
   matmul::primitive_desc fwd_pd_;
   inner_product_backward_data::primitive_desc bwd_data_pd_;
@@ -131,7 +114,7 @@ std::unique_ptr<Kernel> make_linear(const NodeSpec& spec) {
   try {
     return std::make_unique<Linear>(spec);
   } catch (const dnnl::error& e) {
-    fail("node ", spec.name, ": cannot build oneDNN linear: ", e.what());
+    fail(node_label(spec), ": cannot build oneDNN linear: ", e.what());
   }
 }
 

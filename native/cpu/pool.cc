@@ -2,6 +2,7 @@
 // Global average pooling is a pooling whose window is the whole HxW image: its [N,C,1,1] NHWC output has the
 // same bytes as the row-major [N,C] the op produces.
 #include <algorithm>
+#include <cassert>
 
 #include "dnnl_util.h"
 #include "kernels.h"
@@ -15,9 +16,9 @@ using dims = memory::dims;
 
 class Pool final : public Kernel {
  public:
-  explicit Pool(const NodeSpec& spec) : name_(spec.name), is_max_(spec.op == OpKind::max_pool) {
+  explicit Pool(const NodeSpec& spec) : label_(node_label(spec)), is_max_(spec.op == OpKind::max_pool) {
     const Shape& x = spec.in.at(0);
-    if (x.size() != 4) fail("node ", name_, ": ", op_name(spec.op), " expects [N,C,H,W], got ", shape_str(x));
+    assert(x.size() == 4);  // shape inference checked it
     const bool global = spec.op == OpKind::global_avg_pool;
     src_md_ = act_md(x);
     dst_md_ = act_md(global ? Shape{x[0], x[1], 1, 1} : spec.out);
@@ -34,8 +35,7 @@ class Pool final : public Kernel {
                                            : dnnl::algorithm::pooling_avg_exclude_padding;
     }
 
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const auto attr = user_scratchpad();
     auto fwd_desc = [&](dnnl::prop_kind prop) {
       return pool_fwd::desc(prop, alg, src_md_, dst_md_, strides, kernel, pad, pad);
     };
@@ -55,8 +55,7 @@ class Pool final : public Kernel {
 
   size_t saved_bytes() const override { return ws_md_.get_size(); }
   size_t scratch_bytes() const override {
-    return std::max({train_pd_.scratchpad_desc().get_size(), infer_pd_.scratchpad_desc().get_size(),
-                     bwd_pd_.scratchpad_desc().get_size()});
+    return std::max({scratchpad_size(train_pd_), scratchpad_size(infer_pd_), scratchpad_size(bwd_pd_)});
   }
   bool backward_reads_input(int) const override { return false; }
 
@@ -67,11 +66,11 @@ class Pool final : public Kernel {
         {DNNL_ARG_SCRATCHPAD, wrap(scratch_md_, io.scratch)},
     };
     if (!io.training) {
-      run(infer_, args, name_);
+      run(infer_, args, label_);
       return;
     }
     if (is_max_) args[DNNL_ARG_WORKSPACE] = wrap(ws_md_, io.saved);
-    run(train_, args, name_);
+    run(train_, args, label_);
   }
 
   void backward(const KernelIO& io) override {
@@ -82,7 +81,7 @@ class Pool final : public Kernel {
         {DNNL_ARG_SCRATCHPAD, wrap(scratch_md_, io.scratch)},
     };
     if (is_max_) args[DNNL_ARG_WORKSPACE] = wrap(ws_md_, io.saved);
-    run(bwd_, args, name_);
+    run(bwd_, args, label_);
   }
 
   std::string impl_info() const override {
@@ -92,7 +91,7 @@ class Pool final : public Kernel {
   }
 
  private:
-  std::string name_;
+  std::string label_;
   bool is_max_;
   memory::desc src_md_, dst_md_, ws_md_, scratch_md_;
   pool_fwd::primitive_desc train_pd_, infer_pd_;
@@ -107,7 +106,7 @@ std::unique_ptr<Kernel> make_pool(const NodeSpec& spec) {
   try {
     return std::make_unique<Pool>(spec);
   } catch (const dnnl::error& e) {
-    fail("node ", spec.name, ": oneDNN has no ", op_name(spec.op), " for ", shape_str(spec.in.at(0)), ": ",
+    fail(node_label(spec), ": oneDNN has no kernel for ", shape_str(spec.in.at(0)), ": ",
          e.what());
   }
 }

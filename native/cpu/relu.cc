@@ -12,7 +12,7 @@ constexpr auto kAlgo = dnnl::algorithm::eltwise_relu_use_dst_for_bwd;
 
 class Relu final : public Kernel {
  public:
-  explicit Relu(const NodeSpec& spec) : node_(spec.name), md_(vec_md(numel(spec.out))) {
+  explicit Relu(const NodeSpec& spec) : node_(node_label(spec)), md_(vec_md(numel(spec.out))) {
     dnnl::eltwise_forward::primitive_desc fwd_pd({dnnl::prop_kind::forward_training, kAlgo, md_}, engine());
     dnnl::eltwise_backward::primitive_desc bwd_pd({kAlgo, md_, md_}, engine(), fwd_pd);
     fwd_ = dnnl::eltwise_forward(fwd_pd);

@@ -15,7 +15,7 @@ namespace {
 class SoftmaxCrossEntropy final : public Kernel {
  public:
   explicit SoftmaxCrossEntropy(const NodeSpec& spec)
-      : node_(spec.name), n_(spec.in[0][0]), k_(spec.in[0][1]), topk_(spec.xent.topk), eps_(spec.xent.smoothing) {}
+      : node_(node_label(spec)), n_(spec.in[0][0]), k_(spec.in[0][1]), topk_(spec.xent.topk), eps_(spec.xent.smoothing) {}
 
   size_t saved_bytes() const override { return (n_ * k_ + n_) * 4; }
   bool backward_reads_input(int) const override { return false; }
@@ -27,7 +27,7 @@ class SoftmaxCrossEntropy final : public Kernel {
     // Checked up front: an exception cannot leave an OpenMP region.
     for (int64_t i = 0; i < n_; i++)
       if (labels[i] < 0 || labels[i] >= k_)
-        fail("node ", node_, ": label ", labels[i], " of sample ", i, " is outside [0, ", k_, ")");
+        fail(node_, ": label ", labels[i], " of sample ", i, " is outside [0, ", k_, ")");
 
     float* probs = io.training ? static_cast<float*>(io.saved) : nullptr;
     double loss = 0;

@@ -5,7 +5,12 @@
 // exponentialAverageFactor, which is PyTorch's momentum, and its running variance takes the unbiased
 // batch variance (n/(n-1)), as PyTorch's: PyTorch itself hands momentum to cuDNN unchanged. The CPU
 // backend applies the same rule by hand; test/gpu compares both after a training forward.
-// The saved tensors are cuDNN's batch mean and inverse standard deviation (1/sqrt(var + eps)).
+// The saved tensors are the batch mean, the inverse standard deviation (1/sqrt(var + eps)) and the
+// biased variance. They are computed here (bn_stats), not by cudnnBatchNormalizationForwardTraining:
+// sums shifted by one sample of the channel and accumulated in double stay exact for inputs whose mean
+// is large against their spread (mean 100 or 1e3), where float sums lose the variance. The output is
+// then cuDNN's inference normalization with those statistics; backward hands them to cuDNN as its saved
+// mean and inverse std, as its own training forward would.
 #include "allocator.h"
 #include "kernels.h"
 
@@ -41,6 +46,40 @@ __global__ void bn_param_grads(const float* x, const float* dy, const float* mea
   }
 }
 
+// Per channel (one block each): mean, 1/sqrt(var + eps) and the biased var of x over N and HxW, and the
+// running statistics' update running = (1 - f) running + f batch (unbiased variance, Note above).
+__global__ void bn_stats(const float* x, float* mean, float* invstd, float* var, float* run_mean, float* run_var,
+                         int64_t n, int64_t c, int64_t hw, float eps, float momentum) {
+  const int64_t ch = blockIdx.x, count = n * hw;
+  const double shift = x[ch * hw];  // any sample of the channel keeps the shifted sums small
+  double s1 = 0, s2 = 0;
+  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) {
+    const double d = double(x[(i / hw) * c * hw + ch * hw + i % hw]) - shift;
+    s1 += d;
+    s2 += d * d;
+  }
+  __shared__ double a[kThreads], b[kThreads];
+  a[threadIdx.x] = s1;
+  b[threadIdx.x] = s2;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) {
+      a[threadIdx.x] += a[threadIdx.x + s];
+      b[threadIdx.x] += b[threadIdx.x + s];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    const double m = a[0] / count;
+    const double v = fmax(b[0] / count - m * m, 0.0);  // biased; m is shifted, so no cancellation
+    mean[ch] = float(shift + m);
+    var[ch] = float(v);
+    invstd[ch] = float(1.0 / sqrt(v + double(eps)));
+    run_mean[ch] = float((1.0 - momentum) * run_mean[ch] + momentum * (shift + m));
+    run_var[ch] = float((1.0 - momentum) * run_var[ch] + momentum * v * count / (count - 1));
+  }
+}
+
 class BatchNorm final : public CudaKernel {
  public:
   BatchNorm(Device& dev, const NodeSpec& spec) : CudaKernel(dev, spec), attrs_(spec.bn) {
@@ -58,7 +97,7 @@ class BatchNorm final : public CudaKernel {
   }
   ~BatchNorm() override { dev_.alloc->release(sink_); }
 
-  size_t saved_bytes() const override { return 2 * c_ * sizeof(float); }  // batch mean, inverse std
+  size_t saved_bytes() const override { return 3 * c_ * sizeof(float); }  // batch mean, inverse std, biased var
   bool backward_reads_input(int) const override { return true; }
   std::string impl_info() const override { return "cuDNN batch norm (spatial)"; }
 
@@ -74,9 +113,13 @@ class BatchNorm final : public CudaKernel {
     if (n_ * hw_ < 2) fail(op_, ": batchNorm training needs more than 1 value per channel");
     float* mean = static_cast<float*>(io.saved);
     float* invstd = mean + c_;
-    CK(cudnnBatchNormalizationForwardTraining, op_, dev_.cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, x_.d, io.in[0],
-       x_.d, io.out, stat_.d, io.params[0], io.params[1], double(attrs_.momentum), io.params[2], io.params[3],
-       double(attrs_.eps), mean, invstd);
+    float* var = invstd + c_;
+    bn_stats<<<unsigned(c_), kThreads, 0, dev_.stream>>>(static_cast<const float*>(io.in[0]), mean, invstd, var,
+                                                         io.params[2], io.params[3], n_, c_, hw_, attrs_.eps,
+                                                         attrs_.momentum);
+    check_launch("bn_stats", op_);
+    CK(cudnnBatchNormalizationForwardInference, op_, dev_.cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, x_.d,
+       io.in[0], x_.d, io.out, stat_.d, io.params[0], io.params[1], mean, var, double(attrs_.eps));
   }
 
   void bwd(const KernelIO& io) override {

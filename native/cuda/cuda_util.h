@@ -49,9 +49,6 @@ inline void check(cublasStatus_t s, const char* call, const std::string& op) {
 // After a launch of one of our kernels: a bad launch configuration surfaces here, naming the op.
 void check_launch(const char* kernel, const std::string& op);
 
-// "node conv1 (conv2d)": how errors name a node.
-inline std::string node_label(const NodeSpec& s) { return "node " + s.name + " (" + op_name(s.op) + ")"; }
-
 // Owned cuDNN descriptors (created once per kernel, at compile time).
 struct TensorDesc {
   cudnnTensorDescriptor_t d = nullptr;

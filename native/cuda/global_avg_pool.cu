@@ -1,4 +1,6 @@
 // Global average pooling [N,C,H,W] -> [N,C]: one warp per (n, c) plane; backward spreads dy/(H*W).
+#include <cassert>
+
 #include "kernels.h"
 
 namespace crunet::cuda {
@@ -26,7 +28,7 @@ class GlobalAvgPool final : public CudaKernel {
  public:
   GlobalAvgPool(Device& dev, const NodeSpec& spec) : CudaKernel(dev, spec) {
     const Shape& x = spec.in.at(0);
-    if (x.size() != 4) fail(op_, ": expects [N,C,H,W], got ", shape_str(x));
+    assert(x.size() == 4);  // shape inference checked it
     planes_ = x[0] * x[1];
     hw_ = x[2] * x[3];
   }

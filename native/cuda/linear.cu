@@ -4,6 +4,8 @@
 //   backward-x   dx^T[F,N] = w[F,O] . dy^T[O,N]              -> sgemm(N, N, F, N, O, w, F, dy, O, dx, F)
 //   backward-w   dw^T[F,O] = x^T[F,N] . dy[N,O]              -> sgemm(N, T, F, O, N, x, F, dy, O, dw, F)
 // Plain FP32 math (CUBLAS_DEFAULT_MATH): PyTorch's torch.backends.cuda.matmul.allow_tf32 is off by default.
+#include <cassert>
+
 #include "kernels.h"
 
 namespace crunet::cuda {
@@ -29,12 +31,9 @@ class Linear final : public CudaKernel {
  public:
   Linear(Device& dev, const NodeSpec& spec) : CudaKernel(dev, spec) {
     const Shape& x = spec.in.at(0);
-    if (x.size() != 2 || spec.out.size() != 2)
-      fail(op_, ": linear takes [N, F] and gives [N, O], but got x ", shape_str(x), ", out ", shape_str(spec.out));
-    n_ = x[0], f_ = x[1], o_ = spec.out[1];
-    if (spec.out != Shape{n_, o_} || spec.params.size() != 2 || spec.params[0] != Shape{o_, f_} ||
-        spec.params[1] != Shape{o_})
-      fail(op_, ": linear got inconsistent shapes: x ", shape_str(x), ", out ", shape_str(spec.out));
+    n_ = x.at(0), f_ = x.at(1), o_ = spec.out.at(1);
+    assert(x.size() == 2 && spec.out == (Shape{n_, o_}) && spec.params.size() == 2 && spec.params[0] == (Shape{o_, f_}) &&
+           spec.params[1] == Shape{o_});  // shape inference checked these
     if (n_ > 0x7fffffff || f_ > 0x7fffffff || o_ > 0x7fffffff) fail(op_, ": dimensions exceed cuBLAS's int");
   }
 

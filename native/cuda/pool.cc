@@ -2,6 +2,8 @@
 // Max pooling ignores padded positions (as PyTorch's -inf padding); average pooling divides by kh*kw
 // (countIncludePad, PyTorch's default) or by the window's positions inside the image. cuDNN's pooling
 // backward reads x and y, so both stay alive until backward. Global average pooling: global_avg_pool.cu.
+#include <cassert>
+
 #include "kernels.h"
 
 namespace crunet::cuda {
@@ -16,7 +18,7 @@ class Pool final : public CudaKernel {
  public:
   Pool(Device& dev, const NodeSpec& spec) : CudaKernel(dev, spec) {
     const Shape& x = spec.in.at(0);
-    if (x.size() != 4) fail(op_, ": expects [N,C,H,W], got ", shape_str(x));
+    assert(x.size() == 4);  // shape inference checked it
     const PoolAttrs& p = spec.pool;
     cudnnPoolingMode_t mode = CUDNN_POOLING_MAX_DETERMINISTIC;
     if (spec.op == OpKind::avg_pool)

@@ -94,7 +94,7 @@ describe(`ops on CUDA against the CPU backend (fp32, allowTF32 off: rtol ${FP32.
 
   describe('batchNorm (cuDNN; running statistics with PyTorch momentum and unbiased variance)', () => {
     for (const [n, s, o, data] of BATCH_NORM_CASES) {
-      const what = `batchNorm x${shape(n, s)} ${fmt(o)}${data ? ' input N(3, 0.5^2)' : ''}`;
+      const what = `batchNorm x${shape(n, s)} ${fmt(o)}${data?.label ? ` ${data.label}` : ''}`;
       it(what, () => parity(what, n, { x: s }, (g, x) => g.batchNorm(x.x!, o), { data }));
     }
     const what = 'batchNorm on a graph input that needs no gradient (parameter gradients only)';

@@ -5,7 +5,11 @@ import type { BatchNormOptions, Conv2dOptions, PoolOptions } from '../../lib/gra
 import { normal32, type Rng } from './random.js';
 
 /** Draws n input values (default: normal32). */
-export type InputGen = (rng: Rng, n: number) => Float32Array;
+export type InputGen = ((rng: Rng, n: number) => Float32Array) & { label?: string };
+
+/** Normal inputs of a given mean and spread, named in the test titles. */
+export const normalInput = (mean: number, std: number): InputGen =>
+  Object.assign((rng: Rng, n: number) => normal32(rng, n, mean, std), { label: `input N(${mean}, ${std}^2)` });
 
 /** Values in {-1, -0.5, 0, 0.5, 1}: exact zeros, where ReLU's gradient is 0. */
 export const halves: InputGen = (rng, n) => Float32Array.from({ length: n }, () => rng.int(-2, 2) / 2);
@@ -45,7 +49,8 @@ export const BATCH_NORM_CASES: readonly [number, number[], BatchNormOptions, Inp
   [4, [10], {}],
   [2, [6], { momentum: 0.5 }],
   [3, [64, 4, 4], { momentum: 1 }],
-  [3, [8, 4, 4], {}, (rng, n) => normal32(rng, n, 3, 0.5)], // mean far from 0: variance by E[x^2] - E[x]^2 loses digits
+  [3, [8, 4, 4], {}, normalInput(3, 0.5)], // mean far from 0: variance by E[x^2] - E[x]^2 loses digits
+  [4, [8, 6, 6], {}, normalInput(100, 1)], // mean 100 against std 1: float sums of x lose the mean
 ];
 
 export const RELU_CASES: readonly [number, number[], InputGen?][] = [[2, [4, 7, 9]], [3, [10]], [1, [3, 5, 5], halves]];
