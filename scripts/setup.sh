@@ -15,7 +15,7 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); proce
   exit 1
 fi
 
-apt_packages=(libdnnl-dev cmake g++ dataset-fashion-mnist)
+apt_packages=(libdnnl-dev cmake g++ dataset-fashion-mnist patchelf)  # patchelf: npm pack (scripts/prebuild.sh)
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -2,6 +2,7 @@
 // or CI runs it: exit codes and outputs of info, summary, a usage error, a 1-epoch train on fixture
 // data and eval of its checkpoint.
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { create } from '../lib/models/index.js';
 import { removeDir, tempDir, writeIdxSet } from './fixtures/data.js';
@@ -23,6 +24,12 @@ describe('bin/crunet.js from dist/', () => {
     const info = JSON.parse(r.out);
     assert.match(info.build.buildSystem, /^(cmake-js|node-gyp)$/);
     assert.ok(info.devices.some((d: { type: string }) => d.type === 'cpu'));
+  });
+
+  it("--version prints package.json's version", () => {
+    const r = crunet('--version');
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out.trim(), JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version);
   });
 
   it('summary --json: exit 0, the parameter count the model library gives', () => {

@@ -43,9 +43,10 @@ async function compileError(opts: Partial<CompileOptions>): Promise<Error> {
   assert.fail(`compile(${JSON.stringify(opts)}) succeeded`);
 }
 
-// The reasons a CUDA device can be unusable on a machine without a GPU, each naming its cause.
+// The reasons a CUDA device can be unusable on a machine without a GPU, each naming its cause (no library
+// installed, lib/engine/platform.ts, gives the package to install).
 const PRECISE_REASON =
-  /this build of crunet has no CUDA backend \(.*libcrunet_cuda\.so not found|cannot load .*libcrunet_cuda\.so: |no CUDA driver \(libcuda\.so\.1 not found|no CUDA device \(cudaGetDeviceCount|the NVIDIA driver supports CUDA/;
+  /no CUDA backend is installed: install it with 'npm install crunet-cuda-linux-x64@|crunet-cuda-linux-x64 \S+ \(.*\) does not match crunet |cannot load .*libcrunet_cuda\.so: |no CUDA driver \(libcuda\.so\.1 not found|no CUDA device \(cudaGetDeviceCount|the NVIDIA driver supports CUDA/;
 
 describe('CUDA device errors (no GPU needed)', () => {
   const info = buildInfo();
@@ -94,7 +95,8 @@ describe('CUDA device errors (no GPU needed)', () => {
     });
     if (!info.cuda) {
       const e = await compileError({ device: 'cuda' });
-      assert.match(e.message, /^device 'cuda': this build of crunet has no CUDA backend \(.*libcrunet_cuda\.so not found: the CUDA library was not built/);
+      // Nothing beside the addon and no crunet-cuda-linux-x64 package (lib/engine/platform.ts).
+      assert.match(e.message, /^device 'cuda': no CUDA backend is installed: install it with 'npm install crunet-cuda-linux-x64@\d+\.\d+\.\d+'/);
     }
   });
 

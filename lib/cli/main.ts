@@ -4,6 +4,7 @@ import { CONVERT_HELP, convertCommand } from './convert.js';
 import { UsageError } from './errors.js';
 import { infoCommand } from './info.js';
 import { EXPERIMENT_HELP, experimentCommand } from './experiment.js';
+import { version } from '../engine/info.js';
 import { EVAL_HELP, evalCommand } from './eval.js';
 import { EXPORT_HELP, exportCommand } from './export.js';
 import { PREDICT_HELP, predictCommand } from './predict.js';
@@ -26,6 +27,7 @@ Commands:
   info [--json]     version, native build (compiler, oneDNN version and ISA, threads) and devices
   summary <model>   a model's per-stage table; --compare A,B,C side by side; --list all models
   help              this text
+  --version         crunet's version
 
 Run 'crunet <command> --help' for a command's options.`;
 
@@ -60,6 +62,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'summary':
         if (wantsHelp(rest)) return print(SUMMARY_HELP);
         return summaryCommand(rest);
+      case '--version':
+      case '-v':
+        return print(version());
       case undefined:
       case 'help':
       case '--help':

@@ -8,25 +8,7 @@ import {
 } from './augment.js';
 import { BadImageError, DataError, type BadImagePolicy, type Dataset, type FolderRecipe, type Preprocessing, type SampleShape } from './dataset.js';
 import { hash32, Rng } from './rng.js';
-
-type Sharp = typeof import('sharp');
-let sharpModule: Sharp | undefined;
-/**
- * sharp is loaded on first use, so IDX/CIFAR users never load libvips. On glibc Linux it must also be
- * loaded by the main thread before any worker thread does (sharp's docs), which creating a FolderDataset
- * on the main thread guarantees.
- */
-export function loadSharp(): Sharp {
-  if (!sharpModule) {
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      sharpModule = require('sharp') as Sharp;
-    } catch (e) {
-      throw new Error(`image folders need the 'sharp' package, which failed to load: ${(e as Error).message}`, { cause: e });
-    }
-  }
-  return sharpModule;
-}
+import { loadSharp } from './sharp.js';
 
 /** Extensions sharp decodes (its prebuilt libvips); compared lower-case. */
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif'];

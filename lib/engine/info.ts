@@ -1,10 +1,8 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { native, packageRoot, type BuildInfo, type DeviceInfo } from './native.js';
+import { native, packageRoot, packageVersion, type BuildInfo, type DeviceInfo } from './native.js';
 
 /** crunet's version, from package.json. */
 export function version(): string {
-  return JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version;
+  return packageVersion(packageRoot());
 }
 
 /** How the addon was built: compiler, oneDNN version and the ISA it dispatches to, OpenMP threads. */

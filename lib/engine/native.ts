@@ -1,9 +1,14 @@
-// Loads the addon (node-gyp-build: build/Release or prebuilds/) and types its one export table
+// Loads the addon (node-gyp-build: build/Release or prebuilds/; platform.ts says what to do when there is
+// none that runs here) and types its one export table
 // (native/addon/addon.cc). Nothing else in lib/ touches the addon directly.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import type { GraphIR } from '../graph/ir.js';
+import {
+  addonLoadMessage, cudaLibraryChoice, CUDA_LIBRARY, CUDA_NEEDS, CUDA_PACKAGE, findCudaPackage, isPrebuilt, isSourceCheckout, missingBundled,
+  platformFacts, prebuiltProblem,
+} from './platform.js';
 
 export interface NativeMemory {
   arenaBytes: number;
@@ -220,6 +225,12 @@ export function packageRoot(): string {
 }
 
 let addon: Addon | undefined;
+let loadedFrom: string | undefined;
+
+/** The addon file this process loaded (undefined before the first use). */
+export function addonFile(): string | undefined {
+  return loadedFrom;
+}
 
 /**
  * OpenMP's wait policy for the addon, unless the user set one: passive. libgomp reads OMP_WAIT_POLICY and
@@ -235,34 +246,101 @@ export function setOpenMPWaitPolicy(env: NodeJS.ProcessEnv = process.env): () =>
   return () => void delete env.OMP_WAIT_POLICY;
 }
 
-/** The addon, loaded on first use; a missing build is an Error that says how to make it. */
+/** The addon, loaded on first use; a missing or unloadable one is an Error that says what to install. */
 export function native(): Addon {
   if (addon) return addon;
   const root = packageRoot();
   // CRUNET_ADDON names one build explicitly: the tests load the node-gyp and the cmake-js builds side by
   // side, and the sanitizer build is loaded this way (docs/HARDENING.md).
   const explicit = process.env.CRUNET_ADDON;
+  let addonPath: string | undefined;
+  if (explicit) addonPath = path.resolve(explicit);
+  else {
+    try {
+      // node-gyp-build's order: build/Release (a build from source), then prebuilds/<platform>-<arch>.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      addonPath = require('node-gyp-build').resolve(root) as string;
+    } catch {
+      addonPath = undefined;
+    }
+  }
+  const version = packageVersion(root);
+  // Read only when needed: process.report takes some 20 ms.
+  const facts = !addonPath || isPrebuilt(root, addonPath) ? platformFacts() : undefined;
+  if (!explicit && (!addonPath || (isPrebuilt(root, addonPath) && (prebuiltProblem(facts!) || missingBundled(path.dirname(addonPath)).length))))
+    throw new Error(addonLoadMessage({ root, version, facts: facts!, addonPath }));
+  const cuda = cudaLibraryChoice({
+    version,
+    pkg: findCudaPackage(root),
+    besideAddon: fs.existsSync(path.join(path.dirname(addonPath!), CUDA_LIBRARY)),
+    env: process.env.CRUNET_CUDA_LIBRARY || undefined,
+    checkout: isSourceCheckout(root),
+  });
+  // The addon reads CRUNET_CUDA_LIBRARY when a CUDA device is first asked for (backend_registry.cc).
+  if (cuda.library) process.env.CRUNET_CUDA_LIBRARY = cuda.library;
   const undoWaitPolicy = setOpenMPWaitPolicy();
+  let raw: Addon;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    addon = (explicit ? require(path.resolve(explicit)) : require('node-gyp-build')(root)) as Addon;
-    // The process must not exit (process.exit(), an uncaught exception) while the engine thread is inside
-    // a kernel: exit() would destroy oneDNN's static objects under it (SIGSEGV). Stop it first. Only the
-    // main thread's exit ends the process; a worker's must leave the shared engine thread running.
-    if (isMainThread) {
-      const loaded = addon;
-      process.on('exit', () => loaded.shutdown());
-    }
+    raw = require(addonPath!) as Addon;
   } catch (e) {
-    if (explicit) throw new Error(`crunet: cannot load the native addon CRUNET_ADDON=${explicit}: ${(e as Error).message.split('\n')[0]}`, { cause: e });
-    throw new Error(
-      `crunet: the native addon could not be loaded from ${root}/build/Release or prebuilds/ ` +
-        `(${(e as Error).message.split('\n')[0]}). Build it with 'npm run build' (needs cmake, g++ and ` +
-        `Debian's libdnnl-dev).`,
-      { cause: e },
-    );
+    const first = (e as Error).message.split('\n')[0];
+    if (explicit) throw new Error(`crunet: cannot load the native addon CRUNET_ADDON=${explicit}: ${first}`, { cause: e });
+    throw new Error(addonLoadMessage({ root, version, facts: facts ?? platformFacts(), addonPath, loadError: first }), { cause: e });
   } finally {
     undoWaitPolicy();
   }
+  // The process must not exit (process.exit(), an uncaught exception) while the engine thread is inside
+  // a kernel: exit() would destroy oneDNN's static objects under it (SIGSEGV). Stop it first. Only the
+  // main thread's exit ends the process; a worker's must leave the shared engine thread running.
+  if (isMainThread) process.on('exit', () => raw.shutdown());
+  loadedFrom = addonPath;
+  addon = cuda.problem || cuda.library ? withCudaChoice(raw, cuda) : raw;
   return addon;
+}
+
+/** The version in the package.json at `root` (crunet's, from packageRoot()). */
+export function packageVersion(root: string): string {
+  return JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version;
+}
+
+/** The device strings the addon takes as CUDA devices (backend_registry.cc's cuda_index); others are its to refuse. */
+function isCudaDevice(device: string): boolean {
+  return /^cuda(:[0-9]{1,6})?$/.test(device);
+}
+
+/**
+ * The addon with the CUDA package's view added. With `choice.problem` (no CUDA library anywhere, or a
+ * package of another version) the addon's own "no CUDA backend" error, which it gives after checking the
+ * options, says that problem instead, unless CRUNET_CUDA_LIBRARY names a library by the time of the call.
+ * With the package's library, its requirements are added to the addon's "cannot load" errors.
+ */
+function withCudaChoice(raw: Addon, choice: { library?: string; problem?: string }): Addon {
+  const problem = () => (process.env.CRUNET_CUDA_LIBRARY ? undefined : choice.problem);
+  const explain = (why: string) => {
+    const p = problem();
+    if (p && /^(device '[^']*': )?this build of crunet has no CUDA backend /.test(why)) return why.replace(/^(device '[^']*': )?.*$/s, `$1${p}`);
+    if (choice.library && process.env.CRUNET_CUDA_LIBRARY === choice.library) {
+      if (/cannot load /.test(why)) return `${why} (${CUDA_PACKAGE} needs ${CUDA_NEEDS})`;
+      // Same version, other build (a package made from another commit): rebuilding is not the remedy here.
+      if (/cannot use .*\(rebuild both with 'npm run build:native'\)/.test(why))
+        return why.replace("rebuild both with 'npm run build:native'", `install crunet and ${CUDA_PACKAGE} from the same release`);
+    }
+    return why;
+  };
+  return {
+    ...raw,
+    async compile(graph, options) {
+      try {
+        return await raw.compile(graph, options);
+      } catch (e) {
+        if (e instanceof Error && isCudaDevice(options.device)) e.message = explain(e.message);
+        throw e;
+      }
+    },
+    buildInfo() {
+      const b = raw.buildInfo();
+      return b.cudaUnavailableReason ? { ...b, cudaUnavailableReason: explain(b.cudaUnavailableReason) } : b;
+    },
+  };
 }

@@ -4,7 +4,8 @@
 // each 8-bit value v of channel c becomes (v * scale - mean[c]) / std[c], CHW.
 import { BadImageError, type Preprocessing } from '../data/dataset.js';
 import { resizeCentreCrop, type ResizeKernel } from '../data/augment.js';
-import { DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, loadSharp, readImageFile } from '../data/folder.js';
+import { DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, readImageFile } from '../data/folder.js';
+import { loadSharp } from '../data/sharp.js';
 
 /** An image file's path, or its encoded bytes (PNG, JPEG, WebP, ... as sharp decodes). */
 export type ImageInput = string | Uint8Array;
@@ -43,7 +44,7 @@ export async function preprocessImage(input: ImageInput, index: number, pre: Pre
   const [h, w] = pre.size;
   const c = pre.channels;
   const maxPixels = limits.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS;
-  const sharp = loadSharp();
+  const sharp = loadSharp('predictions from image files');
   let data: Buffer;
   try {
     if (bytes.byteLength === 0) throw new Error('it is empty (0 bytes)');
