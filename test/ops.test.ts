@@ -26,7 +26,7 @@ import {
   softmaxCrossEntropyForward, to64, type Tolerance,
 } from './reference/index.js';
 import { AVG_POOL_CASES, BATCH_NORM_CASES, CONV_CASES, MAX_POOL_CASES, RELU_CASES, ties, type InputGen } from './support/op-cases.js';
-import { Rng, labels32, normal32, seedFrom } from './support/random.js';
+import { TestRng, labels32, normal32, seedFrom } from './support/random.js';
 
 const TOL: Tolerance = { rtol: 1e-4, atol: 1e-5 };
 const SUM_TOL: Tolerance = { rtol: 1e-5, atol: 1e-7 };
@@ -60,7 +60,7 @@ async function checkOp(
   o: { tol?: Tolerance; data?: InputGen } = {},
 ): Promise<void> {
   const tol = o.tol ?? TOL;
-  const rng = new Rng(seedFrom(what));
+  const rng = new TestRng(seedFrom(what));
   const g = new GraphBuilder();
   const xs = Object.fromEntries(Object.entries(inputs).map(([k, s]) => [k, g.input(k, s)]));
   const y = build(g, xs);
@@ -114,7 +114,7 @@ describe('ops: engine (cpu, float32) against the float64 reference', () => {
   describe('conv2d', () => {
     const cases: [number, number[], Conv2dOptions][] = [...CONV_CASES];
     // Plus seeded random draws over the same space.
-    const rng = new Rng(20240601);
+    const rng = new TestRng(20240601);
     for (let i = 0; i < 12; i++) {
       const kind = rng.pick(['1', '4', '32', 'depthwise'] as const);
       const k = rng.pick([1, 3, 7]);
@@ -195,10 +195,10 @@ describe('ops: engine (cpu, float32) against the float64 reference', () => {
      */
     /** `smoothing`: label smoothing, set in the graph or (`via` 'compile') as a compile option. */
     async function checkCrossEntropy(
-      what: string, n: number, k: number, topk: number, logits: (rng: Rng) => Float32Array,
+      what: string, n: number, k: number, topk: number, logits: (rng: TestRng) => Float32Array,
       smoothing = 0, via: 'graph' | 'compile' = 'graph',
     ): Promise<void> {
-      const rng = new Rng(seedFrom(what));
+      const rng = new TestRng(seedFrom(what));
       const g = new GraphBuilder();
       const x = g.input('x', [k]);
       const labels = g.input('labels', [], 'i32');

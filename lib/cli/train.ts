@@ -295,19 +295,12 @@ export async function trainCommand(args: string[]): Promise<number> {
     return `; run ETA ${formatDuration(eta)}`;
   };
   const evalLine = (epoch: number, step: number, t: EvalStats) => log.write({ type: 'eval', epoch, step, loss: t.loss, acc: t.top1, top5: t.top5 });
-  let seen = 0, lossSum = 0, correct = 0;
   const trainer: Trainer = new Trainer({
     session, train: trainLoader, test: testLoader, schedule, epochs: run.epochs, startEpoch, startStep,
     callbacks: {
-      onEpochStart: (epoch) => {
-        bar.start(epoch + 1, stepsPerEpoch, run.epochs);
-        seen = lossSum = correct = 0;
-      },
+      onEpochStart: (epoch) => bar.start(epoch + 1, stepsPerEpoch, run.epochs),
       onStep: (s) => {
-        seen += s.size;
-        lossSum += s.loss * s.size;
-        correct += s.correct;
-        bar.update({ step: s.batch + 1, images: seen, loss: lossSum / seen, acc: correct / seen });
+        bar.update({ step: s.batch + 1, images: s.epochImages, loss: s.epochLoss, acc: s.epochAcc });
         if (s.step % 50 === 0) log.write({ type: 'step', epoch: s.epoch, step: s.step, lr: s.lr, loss: s.loss, acc: s.correct / s.size });
       },
       // The epoch's line and checkpoint come before its evaluation: a failing evaluation cannot cost the epoch.

@@ -206,6 +206,8 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
 export class Session {
   private readonly paramIndex = new Map<string, number>();
   private readonly inputs: { name: string; perSample: number; dtype: 'f32' | 'i32' }[];
+  /** Whether the loss counts top-k hits (step() then reports topkCorrect): fixed at compile time. */
+  private readonly hasTopk: boolean;
   private disposed = false;
 
   constructor(
@@ -217,6 +219,7 @@ export class Session {
   ) {
     handle.params().forEach((p, i) => this.paramIndex.set(p.name, i));
     this.inputs = graph.inputs.map((i) => ({ name: i.name, perSample: i.shape.reduce((a, b) => a * b, 1), dtype: i.dtype }));
+    this.hasTopk = graph.nodes.some((n) => n.name === graph.loss && Number(n.attrs.topk ?? 0) > 0);
   }
 
   /**
@@ -234,8 +237,7 @@ export class Session {
     if (!this.graph.loss) throw new Error('step: the graph has no loss; build it with softmaxCrossEntropy as loss');
     try {
       const r = await this.live('step').step(arrays, opts.lr);
-      const hasTopk = this.graph.nodes.some((n) => n.name === this.graph.loss && Number(n.attrs.topk ?? 0) > 0);
-      return { loss: r.loss, correct: r.correct, ...(hasTopk ? { topkCorrect: r.topkCorrect } : {}) };
+      return { loss: r.loss, correct: r.correct, ...(this.hasTopk ? { topkCorrect: r.topkCorrect } : {}) };
     } catch (e) {
       rethrow(e);
     }

@@ -1,4 +1,6 @@
-export { Trainer, mirrorRows } from './trainer.js';
+export { Trainer } from './trainer.js';
+// Test-time mirroring's helper lives with the other transforms; still exported here, where it first was.
+export { mirrorRows } from '../data/augment.js';
 export type { BatchSource, TestTimeAugment, TrainBatch, StepInfo, EpochStats, EvalStats, EpochEnd, TrainerCallbacks, TrainerOptions, FitResult } from './trainer.js';
 export { createSchedule, lrAt, SCHEDULE_TYPES } from './schedule.js';
 export type { Schedule, ScheduleConfig, ScheduleType, WarmupConfig } from './schedule.js';

@@ -1,6 +1,7 @@
 // The training loop. Trainer.fit() is the common case; trainEpoch() and evaluate() are the pieces a user
 // can call in a loop of their own. Policy lives here (schedule, logging, checkpoints); the Session does
 // the maths.
+import { mirrorRows } from '../data/augment.js';
 import type { Session } from '../engine/session.js';
 import { emptyScore, meanSoftmaxLogits, scoreLogits } from './metrics.js';
 import type { Schedule } from './schedule.js';
@@ -39,6 +40,10 @@ export interface StepInfo {
   correct: number;
   size: number;
   seconds: number;
+  /** The epoch so far, this step included: images trained on, their mean loss and accuracy (for progress bars). */
+  epochImages: number;
+  epochLoss: number;
+  epochAcc: number;
 }
 
 export interface EpochStats {
@@ -144,7 +149,10 @@ export class Trainer {
       lossSum += r.loss * b.size;
       correct += r.correct;
       images += b.size;
-      await callbacks?.onStep?.({ epoch, step: this.step, batch, lr, loss: r.loss, correct: r.correct, size: b.size, seconds: (performance.now() - ts) / 1000 });
+      await callbacks?.onStep?.({
+        epoch, step: this.step, batch, lr, loss: r.loss, correct: r.correct, size: b.size, seconds: (performance.now() - ts) / 1000,
+        epochImages: images, epochLoss: lossSum / images, epochAcc: correct / images,
+      });
       this.step++;
       batch++;
     }
@@ -234,14 +242,5 @@ function skippedPositions(b: TrainBatch): Set<number> {
   if (!b.indices) throw new Error('evaluate: a batch with skipped samples must give their indices');
   const bad = new Set(b.skipped.map((s) => s.index));
   for (let j = 0; j < b.size; j++) if (bad.has(b.indices[j]!)) out.add(j);
-  return out;
-}
-
-/** A copy of NCHW images with every row of `width` values reversed: each image's mirror image. */
-export function mirrorRows(images: Float32Array, width: number): Float32Array {
-  const out = new Float32Array(images.length);
-  for (let r = 0; r < images.length; r += width) {
-    for (let x = 0; x < width; x++) out[r + x] = images[r + width - 1 - x]!;
-  }
   return out;
 }
