@@ -264,6 +264,29 @@ describe('reference ops (float64)', () => {
       const fd = numericalGradient(() => seed * softmaxCrossEntropyForward(logits, labels, n, k, 0, e).loss, logits, FD_H);
       assertClose(analytic, fd, FD_TOL, 'dlogits with label smoothing');
     });
+
+    it('soft targets: one-hot targets give the labels\' loss; the loss is linear in the targets; backward matches finite differences', () => {
+      const rng = new TestRng(29);
+      const [n, k, e, seed] = [4, 5, 0.1, 0.8];
+      const logits = normal64(rng, n * k, 0, 2), a = labels32(rng, n, k), b = labels32(rng, n, k);
+      const onehot = (l: Int32Array) => {
+        const t = new Float64Array(n * k);
+        l.forEach((c, i) => (t[i * k + c] = 1));
+        return t;
+      };
+      const ta = onehot(a), tb = onehot(b);
+      const la = softmaxCrossEntropyForward(logits, a, n, k, 0, e), lb = softmaxCrossEntropyForward(logits, b, n, k, 0, e);
+      assert.ok(Math.abs(softmaxCrossEntropyForward(logits, a, n, k, 0, e, ta).loss - la.loss) < 1e-12);
+      const lam = 0.3;
+      const mix = ta.map((v, i) => lam * v + (1 - lam) * tb[i]!);
+      const r = softmaxCrossEntropyForward(logits, a, n, k, 0, e, mix);
+      assert.ok(Math.abs(r.loss - (lam * la.loss + (1 - lam) * lb.loss)) < 1e-12, `mixed loss ${r.loss}`);
+      assertClose(softmaxCrossEntropyBackward(r.probs, a, n, k, seed, e, ta), softmaxCrossEntropyBackward(r.probs, a, n, k, seed, e), { rtol: 1e-12, atol: 1e-12 }, 'one-hot soft dlogits');
+      const t = uniform64(rng, n * k, 0, 1);  // not normalised: the general formula
+      const analytic = softmaxCrossEntropyBackward(r.probs, a, n, k, seed, e, t);
+      const fd = numericalGradient(() => seed * softmaxCrossEntropyForward(logits, a, n, k, 0, e, t).loss, logits, FD_H);
+      assertClose(analytic, fd, FD_TOL, 'dlogits with soft targets');
+    });
   });
 
   describe('graph interpreter and SGD', () => {

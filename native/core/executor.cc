@@ -39,7 +39,7 @@ struct Executor::Pass {
 namespace {
 
 bool differentiable_slot(const NodeInfo& n, int slot) {
-  return !(n.spec.op == OpKind::softmax_cross_entropy && slot == 1);  // labels
+  return !(n.spec.op == OpKind::softmax_cross_entropy && slot >= 1);  // labels, soft targets
 }
 
 // Slot k of a node's parameters holds a trainable tensor (batch norm's running statistics do not).

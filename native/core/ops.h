@@ -18,7 +18,7 @@ namespace crunet {
   X(global_avg_pool, "globalAvgPool")   /* in: x[N,C,H,W] -> [N,C] */                         \
   X(linear, "linear")                   /* in: x[N,F]; params: w[O,F], b[O] */               \
   X(add, "add")                         /* in: a, b (same shape) */                          \
-  X(softmax_cross_entropy, "softmaxCrossEntropy") /* in: logits[N,K], labels i32[N] -> loss[] */
+  X(softmax_cross_entropy, "softmaxCrossEntropy") /* in: logits[N,K], labels i32[N] (, targets[N,K]) -> loss[] */
 
 enum class OpKind {
 #define X(e, s) e,

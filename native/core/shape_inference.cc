@@ -11,22 +11,23 @@ namespace {
 
 struct OpRule {
   OpKind kind;
-  int inputs;
+  int min_inputs, max_inputs;
   int min_params, max_params;
   std::set<std::string> attrs;
 };
 
 const std::map<std::string, OpRule>& op_rules() {
   static const std::map<std::string, OpRule> rules = {
-      {"conv2d", {OpKind::conv2d, 1, 1, 2, {"outChannels", "kernel", "stride", "padding", "groups", "bias"}}},
-      {"batchNorm", {OpKind::batch_norm, 1, 4, 4, {"momentum", "eps", "fuseRelu"}}},
-      {"relu", {OpKind::relu, 1, 0, 0, {}}},
-      {"maxPool", {OpKind::max_pool, 1, 0, 0, {"kernel", "stride", "padding"}}},
-      {"avgPool", {OpKind::avg_pool, 1, 0, 0, {"kernel", "stride", "padding", "countIncludePad"}}},
-      {"globalAvgPool", {OpKind::global_avg_pool, 1, 0, 0, {}}},
-      {"linear", {OpKind::linear, 1, 2, 2, {"outFeatures"}}},
-      {"add", {OpKind::add, 2, 0, 0, {}}},
-      {"softmaxCrossEntropy", {OpKind::softmax_cross_entropy, 2, 0, 0, {"topk", "labelSmoothing"}}},
+      {"conv2d", {OpKind::conv2d, 1, 1, 1, 2, {"outChannels", "kernel", "stride", "padding", "groups", "bias"}}},
+      {"batchNorm", {OpKind::batch_norm, 1, 1, 4, 4, {"momentum", "eps", "fuseRelu"}}},
+      {"relu", {OpKind::relu, 1, 1, 0, 0, {}}},
+      {"maxPool", {OpKind::max_pool, 1, 1, 0, 0, {"kernel", "stride", "padding"}}},
+      {"avgPool", {OpKind::avg_pool, 1, 1, 0, 0, {"kernel", "stride", "padding", "countIncludePad"}}},
+      {"globalAvgPool", {OpKind::global_avg_pool, 1, 1, 0, 0, {}}},
+      {"linear", {OpKind::linear, 1, 1, 2, 2, {"outFeatures"}}},
+      {"add", {OpKind::add, 2, 2, 0, 0, {}}},
+      // softmaxCrossEntropy: logits, labels, and optionally soft targets f32 [N,K] (then the loss's target)
+      {"softmaxCrossEntropy", {OpKind::softmax_cross_entropy, 2, 3, 0, 0, {"topk", "labelSmoothing"}}},
   };
   return rules;
 }
@@ -181,6 +182,8 @@ void infer_node(const NodeDesc& n, const OpRule& rule, NodeSpec& spec, const std
     case OpKind::softmax_cross_entropy:
       expect_rank(n, x, 2, "logits [N,K]");
       if (spec.in[1] != Shape{x[0]}) fail("node ", n.name, " (softmaxCrossEntropy): labels must have shape [", x[0], "], got ", shape_str(spec.in[1]));
+      if (spec.in.size() == 3 && spec.in[2] != x)
+        fail("node ", n.name, " (softmaxCrossEntropy): soft targets must have the logits' shape ", shape_str(x), ", got ", shape_str(spec.in[2]));
       spec.xent.topk = a.integer("topk", 0, 0);
       if (spec.xent.topk > x[1])
         fail("node ", n.name, " (softmaxCrossEntropy): topk (", spec.xent.topk, ") exceeds the number of classes (", x[1], ")");
@@ -243,8 +246,10 @@ TypedGraph infer_shapes(const GraphDesc& g, int64_t batch) {
         fail("node ", n.name, " (", n.op, "): unknown attribute '", k, "' (allowed: ", allowed.empty() ? "none" : allowed, ")");
       }
     }
-    if (static_cast<int>(n.inputs.size()) != rule.inputs)
-      fail("node ", n.name, " (", n.op, "): expected ", rule.inputs, " inputs, got ", n.inputs.size());
+    const int ni = static_cast<int>(n.inputs.size());
+    if (ni < rule.min_inputs || ni > rule.max_inputs)
+      fail("node ", n.name, " (", n.op, "): expected ", rule.min_inputs,
+           rule.max_inputs != rule.min_inputs ? " or " + std::to_string(rule.max_inputs) : std::string(), " inputs, got ", ni);
     int np = static_cast<int>(n.params.size());
     if (np < rule.min_params || np > rule.max_params)
       fail("node ", n.name, " (", n.op, "): expected ", rule.min_params,

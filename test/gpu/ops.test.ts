@@ -191,5 +191,43 @@ describe(`ops on CUDA against the CPU backend (fp32, allowTF32 off: rtol ${FP32.
         c.done();
       });
     }
+    // Soft targets (mixup, cutmix): each row a random distribution with some exact zeros.
+    const softCases: [number, number, number][] = [[8, 10, 0], [16, 5, 0.1], [3, 1000, 0.2]];
+    for (const [n, k, labelSmoothing] of softCases) {
+      const what = `softmaxCrossEntropy logits[${n},${k}] soft targets${labelSmoothing ? ` label smoothing ${labelSmoothing}` : ''}`;
+      it(what, async () => {
+        const rng = new TestRng(seedFrom(what));
+        const g = new GraphBuilder();
+        const x = g.input('x', [k]);
+        const labels = g.input('labels', [], 'i32');
+        const targets = g.input('t', [k]);
+        const loss = g.softmaxCrossEntropy(x, labels, { topk: 2, labelSmoothing, targets });
+        const graph = g.build({ outputs: [loss], loss });
+        const z = normal32(rng, n * k, 0, 2), y = labels32(rng, n, k);
+        const t = new Float32Array(n * k);
+        for (let i = 0; i < n; i++) {
+          let sum = 0;
+          for (let j = 0; j < k; j++) sum += t[i * k + j] = rng.next() < 0.3 ? 0 : rng.next();
+          if (sum === 0) t[i * k] = sum = 1;
+          for (let j = 0; j < k; j++) t[i * k + j]! /= sum;
+        }
+        const feeds = { x: z, labels: y, t };
+        const { cpu, gpu, dispose } = await pair(graph, n);
+        const c = new Checker(what, FP32);
+        try {
+          c.check(await gpu.forward(feeds), await cpu.forward(feeds), 'forward() loss');
+          const [a, b] = [await gpu.gradients(feeds, Float32Array.of(0.75)), await cpu.gradients(feeds, Float32Array.of(0.75))];
+          c.check(a.outputs[0], b.outputs[0], 'gradients() loss');
+          c.check(a.inputGrads.x, b.inputGrads.x, 'dlogits (seed 0.75)');
+          const [sa, sb] = [await gpu.step(feeds), await cpu.step(feeds)];
+          c.check([sa.loss], [sb.loss], 'step() loss');
+          assert.equal(sa.correct, sb.correct, `${what}: step() correct`);
+          assert.equal(sa.topkCorrect, sb.topkCorrect, `${what}: step() topkCorrect`);
+        } finally {
+          dispose();
+        }
+        c.done();
+      });
+    }
   });
 });
