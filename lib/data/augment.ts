@@ -2,11 +2,12 @@
 // touched once), and the ImageNet-style transforms of the paper (docs/MODELS.md section 5) for decoded images:
 // the geometry is computed here and run by sharp, the pixel work (mirror, HSL jitter, normalisation)
 // is one pass in pixelsToChw.
+import { autoAugment, type AutoAugment } from './autoaugment.js';
 import type { DataRng } from './rng.js';
 
 /**
  * Augmentation for small in-memory images: random crop after zero padding, then a random mirror, then
- * (optionally) random erasing.
+ * (optionally) RandAugment or TrivialAugment, then (optionally) random erasing.
  */
 export interface SmallAugment {
   /** Pixels of zero padding on each side before a random crop back to the original size; 0: no crop. */
@@ -18,6 +19,8 @@ export interface SmallAugment {
    * the area, aspect 0.3-3.3, filled with random pixel values.
    */
   erase?: number;
+  /** RandAugment (n, m) or TrivialAugment after crop and mirror (lib/data/autoaugment.ts); default none. */
+  auto?: AutoAugment;
 }
 
 /** out = lut[c][byte]: normalisation costs one table look-up per value. */
@@ -31,15 +34,26 @@ export function normalizationTables(mean: readonly number[], std: readonly numbe
 
 /**
  * Copies one CHW uint8 sample into out as normalised float32, applying torchvision's RandomCrop(padding)
- * then RandomHorizontalFlip, then random erasing, when aug is given. Padding is black (byte 0), as in
- * torchvision. The generator is drawn from in that order, so turning erasing on leaves crops and mirrors
- * as they were.
+ * then RandomHorizontalFlip, then RandAugment / TrivialAugment, then random erasing, when aug is given.
+ * Padding is black (byte 0), as in torchvision. The generator is drawn from in that order, so turning
+ * erasing or an auto-augment policy on leaves crops and mirrors as they were.
  */
 export function copySmall(
   src: Uint8Array, srcOffset: number, c: number, h: number, w: number,
   luts: Float32Array[], out: Float32Array, offset: number, aug: SmallAugment | null, rng: DataRng,
 ): void {
-  if (!aug || (aug.pad === 0 && !aug.flip)) {
+  if (aug?.auto) {
+    // The policy works on byte values: crop and mirror into a scratch of bytes (as float32), augment, normalise.
+    const n = c * h * w;
+    if (autoScratch.length < 2 * n) autoScratch = new Float32Array(2 * n);
+    const bytes = autoScratch.subarray(0, n);
+    cropAndMirror(src, srcOffset, c, h, w, new Array<Float32Array>(c).fill(IDENTITY_LUT), bytes, 0, aug, rng);
+    autoAugment(aug.auto, bytes, 0, c, h, w, rng, autoScratch.subarray(n, 2 * n));
+    for (let ch = 0, i = 0; ch < c; ch++) {
+      const lut = luts[ch];
+      for (const end = i + h * w; i < end; i++) out[offset + i] = lut[bytes[i]];
+    }
+  } else if (!aug || (aug.pad === 0 && !aug.flip)) {
     // Planes are contiguous in both, so this is the whole copy.
     for (let ch = 0, o = offset, s = srcOffset; ch < c; ch++) {
       const lut = luts[ch];
@@ -50,6 +64,10 @@ export function copySmall(
   }
   if (aug?.erase && rng.next() < aug.erase) randomErase(c, h, w, luts, out, offset, rng);
 }
+
+/** Byte value -> itself, for cropping into byte values. */
+const IDENTITY_LUT = Float32Array.from({ length: 256 }, (_, v) => v);
+let autoScratch = new Float32Array(0);
 
 function cropAndMirror(
   src: Uint8Array, srcOffset: number, c: number, h: number, w: number,

@@ -1,6 +1,7 @@
 // MemoryDataset: a whole data set decoded once into bytes (IDX and CIFAR end up here). The bytes live in
 // a SharedArrayBuffer so worker threads read them without a copy.
 import { copySmall, normalizationTables, type SmallAugment } from './augment.js';
+import { checkAutoAugment } from './autoaugment.js';
 import type { Dataset, MemoryRecipe, Normalization, Preprocessing, SampleShape } from './dataset.js';
 import type { DataRng } from './rng.js';
 
@@ -67,7 +68,8 @@ export class MemoryDataset implements Dataset {
     this.length = this.labels.length;
     this.norm = { mean: [...init.norm.mean], std: [...init.norm.std] };
     const a = init.augment;
-    this.augment = a ? { pad: a.pad, flip: !!a.flip, ...(a.erase ? { erase: a.erase } : {}) } : null;
+    if (a?.auto) checkAutoAugment(a.auto, `${init.name}: augment.auto`);
+    this.augment = a ? { pad: a.pad, flip: !!a.flip, ...(a.erase ? { erase: a.erase } : {}), ...(a.auto ? { auto: { ...a.auto } } : {}) } : null;
     this.luts = normalizationTables(this.norm.mean, this.norm.std);
     this.preprocessing = { scale: 1 / 255, mean: [...this.norm.mean], std: [...this.norm.std], layout: 'NCHW', channels: c, size: [h, w] };
   }

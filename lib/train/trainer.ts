@@ -11,6 +11,8 @@ export interface TrainBatch {
   images: Float32Array;
   labels: Int32Array;
   size: number;
+  /** Soft targets [size, classes] (mixup, cutmix): trained towards instead of the labels' one-hot. */
+  targets?: Float32Array;
   /**
    * The data set index of each sample, and the samples that could not be read (a DataLoader under
    * onBadImage 'skip' fills their places with copies of others): evaluation leaves those places out.
@@ -145,7 +147,7 @@ export class Trainer {
       if (b.size !== session.batchSize) continue;
       lr = schedule.lrAt(this.step);
       const ts = performance.now();
-      const r = await session.step(b.images, b.labels, { lr });
+      const r = await session.step(b.images, b.labels, { lr, ...(b.targets ? { targets: b.targets } : {}) });
       lossSum += r.loss * b.size;
       correct += r.correct;
       images += b.size;
