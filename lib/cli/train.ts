@@ -355,7 +355,12 @@ export async function trainCommand(args: string[]): Promise<number> {
   say(`crunet train: ${model.name} (${params.toLocaleString('en-US')} parameters) on ${run.dataset}: ${train.length} train / ` +
       `${split ? `${split.validation.length} validation / ` : ''}${test.length} test samples, ` +
       `batch ${run.batchSize}, ${run.epochs} epochs, lr ${run.lr} ${schedule.config.type}, ${a.device}, ${threads} thread${threads > 1 ? 's' : ''}; writing ${out}`);
-  if (ckpt) say(`resuming from ${resume} after epoch ${startEpoch} (step ${startStep})${startEpoch >= run.epochs ? ': the run is complete, evaluating it' : ''}`);
+  // A run that early stopping ended is complete: resuming it evaluates it, as a run that ran all its epochs.
+  const stoppedEarly = !!ckpt && run.earlyStopPatience !== undefined && best.epoch > 0 && startEpoch - best.epoch >= run.earlyStopPatience;
+  if (ckpt) {
+    say(`resuming from ${resume} after epoch ${startEpoch} (step ${startStep})${startEpoch >= run.epochs ? ': the run is complete, evaluating it' : ''}` +
+        (stoppedEarly && startEpoch < run.epochs ? `: early stopping ended the run (best validation top-1 at epoch ${best.epoch}), evaluating it` : ''));
+  }
   log.write({ type: 'run', epochsFrom: 1, model: model.toJSON(), dataset: run.dataset, args: { ...run, device: a.device, threads }, params, startEpoch, startStep });
 
   const bar = new ProgressBar({ stream: process.stderr });
@@ -375,7 +380,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   const plotLabels = { train: smoothed ? `train (${smoothed})` : 'train', test: 'test (plain cross-entropy)' };
   let valNote = '';
   const trainer: Trainer = new Trainer({
-    session, train: trainSource, test: testLoader, schedule, epochs: run.epochs, startEpoch, startStep,
+    session, train: trainSource, test: testLoader, schedule, epochs: stoppedEarly ? startEpoch : run.epochs, startEpoch, startStep,
     callbacks: {
       onEpochStart: (epoch) => bar.start(epoch + 1, stepsPerEpoch, run.epochs),
       onStep: (s) => {

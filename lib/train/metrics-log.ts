@@ -1,6 +1,6 @@
 // The metrics of a run as JSON Lines: one object per line, appended as it happens.
 //
-//   {"type":"run","time":...,"model":...}                                     (optional, once at start)
+//   {"type":"run","epochsFrom":1,"time":...,"model":...}                      (optional, once at start)
 //   {"type":"step","epoch":1,"step":50,"lr":0.1,"loss":1.93,"acc":0.31,"time":...}          (one batch)
 //   {"type":"epoch","epoch":1,"step":390,"lr":0.1,"loss":1.21,"acc":0.56,"imagesPerSec":812,
 //    "seconds":48,"time":...}                                                   (the epoch's training means)
