@@ -7,6 +7,7 @@ import { batchRng, checkMixOptions, cutmixBox, drawMix, mixBatch, sampleBeta } f
 import { DataRng, sampleRng } from '../lib/data/rng.js';
 import { DataLoader } from '../lib/data/loader.js';
 import { mixedBatches } from '../lib/train/mixed-source.js';
+import { holdOut } from '../lib/data/subset.js';
 
 /** A 1x4x4 grey image with bytes 0, 16, ..., 240 row by row. */
 const ramp = () => Float32Array.from({ length: 16 }, (_, i) => i * 16);
@@ -192,5 +193,35 @@ describe('mixup and cutmix (timm semantics, batch mode)', () => {
     const a = await collect(0);
     assert.equal(a.length, 3);
     assert.deepEqual(await collect(1), a);
+  });
+});
+
+describe('validation split (holdOut)', () => {
+  it('splits a training set into disjoint seeded parts; the validation part is read without augmentation', () => {
+    const n = 50;
+    const pixels = Uint8Array.from({ length: n * 16 }, (_, i) => Math.floor(i / 16)); // sample i is all i
+    const ds = new MemoryDataset({
+      name: 'd', classes: ['a', 'b'], shape: [1, 4, 4], pixels, labels: Int32Array.from({ length: n }, (_, i) => i % 2), norm: { mean: [0], std: [1 / 255] },
+      augment: { pad: 2, flip: true, erase: 1 },
+    });
+    const { train, validation } = holdOut(ds, 0.2, 7);
+    assert.equal(validation.length, 10);
+    assert.equal(train.length, 40);
+    const first = (d: typeof train, i: number) => {
+      const out = new Float32Array(16);
+      void d.read(i, out, 0, sampleRng(1, 0, i));
+      return out;
+    };
+    const ids = (d: typeof train) => Array.from({ length: d.length }, (_, i) => first(d, i)).map((o) => o.every((v) => v === o[0]) ? o[0] : -1);
+    const v = ids(validation);
+    assert.ok(v.every((x) => x >= 0), 'validation samples are unaugmented (each still all one value)');
+    assert.deepEqual([...v].sort((a, b) => a - b), v, 'in the data set order');
+    const plain = holdOut(ds.withAugment(null), 0.2, 7);
+    assert.deepEqual(ids(plain.validation), v, 'the split does not depend on the augmentation');
+    assert.deepEqual([...ids(plain.train), ...v].sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i), 'disjoint, and together the whole set');
+    assert.deepEqual(holdOut(ds, 0.2, 7).validation.labels, validation.labels, 'seeded');
+    assert.notDeepEqual(ids(holdOut(ds, 0.2, 8).validation), v, 'another seed, another split');
+    assert.throws(() => holdOut(ds, 0, 7), /validation split: expected a fraction in \(0, 1\), but received 0/);
+    assert.throws(() => holdOut(ds, 0.001, 7), /leaves 0 for validation/);
   });
 });
