@@ -474,7 +474,8 @@ export async function trainCommand(args: string[]): Promise<number> {
     const i = result.interrupted;
     const kept = loadCheckpoint(ckptFile).meta;
     const holds = kept.epoch === 0 ? 'the run\'s initial state' : `epoch ${kept.epoch} (step ${kept.step})`;
-    const lost = i?.during === 'training' && i.steps > 0
+    // Stopped in the validation pass, the epoch's checkpoint was not written yet: its steps are lost too.
+    const lost = (i?.during === 'training' || (i?.during === 'evaluation' && kept.epoch <= i.epoch)) && i.steps > 0
       ? `; the ${i.steps} steps of epoch ${i.epoch + 1} are lost and are redone, exactly, on resume`
       : i?.during === 'evaluation' ? `; the evaluation of epoch ${i.epoch + 1} is redone on resume` : '';
     process.stderr.write(`crunet train: stopped by ${signal}${i ? ` in epoch ${i.epoch + 1}/${run.epochs}` : ''}: ${ckptFile} holds ${holds}${lost}. ` +
