@@ -52,8 +52,8 @@ Options:
   --randaugment N,M       IDX and CIFAR: RandAugment, N ops per image (1-16) at magnitude bin M (0-30), after
                           crop and mirror (implies --augment; torchvision's ops and magnitudes; e.g. 2,9)
   --trivialaugment        IDX and CIFAR: TrivialAugment (torchvision's TrivialAugmentWide) instead
-  --mixup A               mixup with lambda ~ Beta(A, A) per batch (A >= 0; default 0: off; timm uses 0.8)
-  --cutmix A              cutmix with lambda ~ Beta(A, A), corrected to the box's area (A >= 0; default 0: off)
+  --mixup A               mixup with lambda ~ Beta(A, A) per batch (A >= 0; default 0: off; DeiT's recipe: 0.8)
+  --cutmix A              cutmix with lambda ~ Beta(A, A), corrected to the box's area (A >= 0; default 0: off; DeiT: 1)
   --mix-prob P            probability that a batch is mixed (in [0, 1]; default 1)
   --mix-switch-prob P     with both: probability of cutmix rather than mixup (in [0, 1]; default 0.5). Mixed
                           batches train on soft targets (label smoothing applies to them); the training loss and
