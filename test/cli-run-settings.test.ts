@@ -12,6 +12,7 @@ const data = (name: string, shape: [number, number, number], classes: string[]) 
 const run: RunSettings = {
   model: 'crunet_small', dataset: 'fashion-mnist', epochs: 42, batchSize: 128, lr: 0.2, schedule: 'cosine', warmupEpochs: 0.3,
   momentum: 0.9, nesterov: true, weightDecay: 5e-4, labelSmoothing: 0.1, augment: true, erase: 0.5, seed: 0,
+  mixup: 0.2, cutmix: 1, mixProb: 0.8, mixSwitchProb: 0.5, autoAugment: 'randaugment:2,9', validation: 0.1, earlyStopPatience: 3,
 };
 
 /** A checkpoint's metadata as 'crunet train' writes it after `epoch` epochs of `run`. */

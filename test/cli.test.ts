@@ -277,14 +277,14 @@ describe('crunet CLI', function () {
     assert.equal((await crunet('train', ...common, '--stop-after-epoch', '1')).code, 0);
     const file = path.join(dir, 'metrics.jsonl');
     const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    const lost = lines.find((l) => l.type === 'eval' && l.epoch === 0);
+    const lost = lines.find((l) => l.type === 'eval' && l.epoch === 1);
     assert.ok(lost);
     // What a kill -9 after the checkpoint's rename and before the eval line leaves.
     fs.writeFileSync(file, lines.filter((l) => l !== lost).map((l) => JSON.stringify(l) + '\n').join(''));
     const r = await crunet('train', '--resume', dir);
     assert.equal(r.code, 0, r.err);
     const evals = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.type === 'eval');
-    assert.deepEqual(evals.map((l) => l.epoch), [0, 1]);
+    assert.deepEqual(evals.map((l) => l.epoch), [1, 2]);
     for (const k of ['step', 'loss', 'acc', 'top5']) assert.equal(evals[0][k], lost[k], k);
     fs.rmSync(dir, { recursive: true });
   });

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import {
-  BadImageError, DataError, DataLoader, FolderDataset, imageTransform, openDataset, randomResizedCrop, resizeCentreCrop, Rng,
+  BadImageError, DataError, DataLoader, FolderDataset, imageTransform, openDataset, randomResizedCrop, resizeCentreCrop, DataRng,
   scanFolder, type Batch,
 } from '../lib/data/index.js';
 import { pixelsToChw, NO_JITTER } from '../lib/data/augment.js';
@@ -23,7 +23,7 @@ async function writeImage(file: string, w: number, h: number, f: (x: number, y: 
 }
 
 const noise = (seed: number) => {
-  const r = new Rng(seed);
+  const r = new DataRng(seed);
   return (): [number, number, number] => [r.int(256), r.int(256), r.int(256)];
 };
 
@@ -33,7 +33,7 @@ const SMALL = { size: 24, resize: 28 };
 
 async function readSample(ds: FolderDataset, i: number, seed: number): Promise<Float32Array> {
   const out = new Float32Array(3 * ds.transform.size ** 2);
-  await ds.read(i, out, 0, new Rng(seed));
+  await ds.read(i, out, 0, new DataRng(seed));
   return out;
 }
 
@@ -127,7 +127,7 @@ describe('data: image folders', function () {
   });
 
   it("random resized crops stay inside the image, within the paper's area and aspect ranges", () => {
-    const rng = new Rng(5);
+    const rng = new DataRng(5);
     for (let k = 0; k < 2000; k++) {
       const w = 20 + rng.int(400), h = 20 + rng.int(400);
       const b = randomResizedCrop(w, h, [0.08, 1], [3 / 4, 4 / 3], rng);
@@ -138,7 +138,7 @@ describe('data: image folders', function () {
       assert.ok(aspect > 0.7 && aspect < 1.43 || b.width === w || b.height === h, `aspect ${aspect}`);
     }
     // A very wide image cannot hold a 4:3 crop of most areas; the fallback is a centred crop of the widest allowed aspect.
-    const b = randomResizedCrop(1000, 10, [0.9, 1], [3 / 4, 4 / 3], new Rng(1));
+    const b = randomResizedCrop(1000, 10, [0.9, 1], [3 / 4, 4 / 3], new DataRng(1));
     assert.deepEqual(b, { left: 493, top: 0, width: 13, height: 10 });
   });
 

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { DataLoader, MemoryDataset, Rng, type Batch, type Dataset } from '../lib/data/index.js';
+import { DataLoader, MemoryDataset, DataRng, type Batch, type Dataset } from '../lib/data/index.js';
 import { compile, GraphBuilder } from '../lib/index.js';
 
 const N = 103;
@@ -93,7 +93,7 @@ describe('data: DataLoader', () => {
   });
 
   it('gives the same augmented batches whatever the worker count, batch order or prefetch depth', async () => {
-    const rng = new Rng(3);
+    const rng = new DataRng(3);
     const n = 40;
     const ds = new MemoryDataset({
       name: 'aug', classes: ['a', 'b'], shape: [3, 8, 8], pixels: Uint8Array.from({ length: n * 192 }, () => rng.int(256)),
@@ -196,7 +196,7 @@ describe('data: DataLoader', () => {
   });
 
   it('feeds a compiled session: batches go straight into step() (workers: 0 and 1)', async () => {
-    const rng = new Rng(8);
+    const rng = new DataRng(8);
     const n = 48;
     const ds = new MemoryDataset({
       name: 'tiny', classes: ['a', 'b', 'c'], shape: [1, 6, 6], pixels: Uint8Array.from({ length: n * 36 }, () => rng.int(256)),

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import {
   CIFAR10_CLASSES, CIFAR10_NORM, classHistogram, DataError, FASHION_MNIST_DIR, MemoryDataset, measureNormalization,
-  openCifar10, openCifar100, openDataset, openIdx, parseDatasetSpec, parseIdx, readIdx, Rng,
+  openCifar10, openCifar100, openDataset, openIdx, parseDatasetSpec, parseIdx, readIdx, DataRng,
 } from '../lib/data/index.js';
 import { cifarBytes, cifarPixel, idxBytes, idxPixel, removeDir, tempDir, writeIdxSet } from './fixtures/data.js';
 
@@ -26,7 +26,7 @@ async function rejectsWith(p: Promise<unknown> | (() => unknown), ...patterns: (
 
 function readAll(ds: MemoryDataset, i: number, seed = 1): Float32Array {
   const out = new Float32Array(ds.shape[0] * ds.shape[1] * ds.shape[2]);
-  ds.read(i, out, 0, new Rng(seed));
+  ds.read(i, out, 0, new DataRng(seed));
   return out;
 }
 

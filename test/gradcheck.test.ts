@@ -21,7 +21,7 @@ import {
   assertClose, closeMessage, dot, numericalGradient, params64, randomParams, referenceBackward, referenceForward, sgdStep,
   to64, type Feeds64, type Params64, type Tolerance,
 } from './reference/index.js';
-import { Rng, labels32, normal32, normal64, seedFrom } from './support/random.js';
+import { TestRng, labels32, normal32, normal64, seedFrom } from './support/random.js';
 
 /** Engine against the float64 reference (see test/ops.test.ts for the reasoning). */
 const TOL: Tolerance = { rtol: 1e-4, atol: 1e-5 };
@@ -83,7 +83,7 @@ interface Setup {
 }
 
 function setup(graph: Graph, batch: number, seed: string): Setup {
-  const rng = new Rng(seedFrom(seed));
+  const rng = new TestRng(seedFrom(seed));
   const p32 = randomParams(graph, rng);
   const x = graph.ir.inputs.find((i) => i.dtype === 'f32')!;
   const classes = graph.shapes.get(graph.ir.nodes.find((nd) => nd.op === 'softmaxCrossEntropy')!.inputs[0]!)![0]!;
@@ -121,7 +121,7 @@ async function engineLoss(s: Session, feeds: Feeds32): Promise<number> {
  * compared with the engine's analytic gradient `grad`: along grad/|grad|, along a random unit
  * direction, and on the three coordinates of largest |grad|. Returns failure messages.
  */
-async function engineFdCheck(s: Session, su: Setup, tensor: string, grad: Float32Array, rng: Rng): Promise<string[]> {
+async function engineFdCheck(s: Session, su: Setup, tensor: string, grad: Float32Array, rng: TestRng): Promise<string[]> {
   const isInput = tensor === 'x';
   const base = isInput ? (su.feeds.x as Float32Array) : su.p32.get(tensor)!;
   const norm = Math.sqrt(dot(base, base));
@@ -183,7 +183,7 @@ async function gradcheck(su: Setup, s: Session, fdTensors: string[]) {
     push(closeMessage(s.getParameter(q.name), p64.get(q.name)!, { rtol: 0, atol: 0 }, `${q.name} after gradients() (must be unchanged)`));
   }
   // (c) the engine against its own finite differences
-  const rng = new Rng(seedFrom(fdTensors.join()));
+  const rng = new TestRng(seedFrom(fdTensors.join()));
   for (const t of fdTensors) {
     const grad = t === 'x' ? got.inputGrads.x : got.paramGrads[t];
     if (grad) errors.push(...(await engineFdCheck(s, su, t, grad, rng)));
@@ -351,7 +351,7 @@ describe('gradcheck: training runs', () => {
     // The two plans differ only in where buffers live, not in what is computed or in which order, so the
     // results are identical, not merely close: any difference means a buffer was overwritten while live.
     const graph = create('crunet_small').graph;
-    const rng = new Rng(seedFrom('reuse'));
+    const rng = new TestRng(seedFrom('reuse'));
     const batch = 8;
     const images = normal32(rng, batch * 28 * 28), labels = labels32(rng, batch, 10);
     const optimizer = { lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 1e-4 };
@@ -384,7 +384,7 @@ describe('gradcheck: training runs', () => {
     h = g.relu(g.batchNorm(g.conv2d(h, { outChannels: 16, kernel: 3, padding: 1, groups: 4, name: 'conv2' }), { name: 'bn2' }));
     const logits = g.linear(g.globalAvgPool(h), { outFeatures: 4, name: 'fc' });
     const graph = g.build({ outputs: [logits], loss: g.softmaxCrossEntropy(logits, labels, { name: 'loss' }) });
-    const rng = new Rng(seedFrom('overfit'));
+    const rng = new TestRng(seedFrom('overfit'));
     const images = normal32(rng, 16 * 3 * 8 * 8);
     const y = labels32(rng, 16, 4);
     const s = await compile(graph, { device: 'cpu', batchSize: 16, seed: 1, optimizer: { lr: 0.1, momentum: 0.9, nesterov: false, weightDecay: 0 } });

@@ -9,7 +9,7 @@ import * as zlib from 'node:zlib';
 import sharp from 'sharp';
 import {
   BadImageError, DataError, DataLoader, DEFAULT_MAX_IMAGE_PIXELS, FolderDataset, loadIdx, openCifar10, openCifar100, openDataset, openIdx,
-  parseCifar, parseIdx, Rng, scanFolder,
+  parseCifar, parseIdx, DataRng, scanFolder,
 } from '../lib/data/index.js';
 import { cifarBytes, idxBytes, removeDir, tempDir, writeIdxSet } from './fixtures/data.js';
 
@@ -28,7 +28,7 @@ async function uniformPng(file: string, w: number, h: number, value: number[], d
 
 /** A w x h PNG of noise (incompressible: about 3 * w * h bytes). */
 async function noisePng(file: string, w: number, h: number): Promise<void> {
-  const r = new Rng(w * h);
+  const r = new DataRng(w * h);
   await sharp(Buffer.from(Array.from({ length: w * h * 3 }, () => r.int(256))), { raw: { width: w, height: h, channels: 3 } }).png().toFile(file);
 }
 
@@ -62,7 +62,7 @@ async function read(ds: FolderDataset, name: string): Promise<Float32Array> {
   const i = [...Array(ds.length).keys()].find((k) => ds.file(k).endsWith(`/${name}`));
   assert.ok(i !== undefined, `no ${name} in the data set`);
   const out = new Float32Array(3 * ds.transform.size ** 2);
-  await ds.read(i, out, 0, new Rng(1));
+  await ds.read(i, out, 0, new DataRng(1));
   return out;
 }
 
@@ -343,7 +343,7 @@ describe('preprocessing is recorded on the data set', () => {
     assert.deepEqual(test.preprocessing, train.preprocessing);
     // It describes what read() does: byte v of the first sample becomes (v * scale - mean) / std.
     const out = new Float32Array(12);
-    await train.read(0, out, 0, new Rng(0));
+    await train.read(0, out, 0, new DataRng(0));
     const p = train.preprocessing!;
     const first = (train as unknown as { pixels: Uint8Array }).pixels.subarray(0, 12);
     first.forEach((v, k) => assert.ok(Math.abs(out[k]! - (v * p.scale - p.mean[0]!) / p.std[0]!) < 1e-5));

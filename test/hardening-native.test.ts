@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { compile, GraphBuilder, type GraphIR, type Session } from '../lib/index.js';
 import { smallNet } from './support/small-net.js';
-import { normal32, Rng } from './support/random.js';
+import { normal32, TestRng } from './support/random.js';
 
 const CHILD = path.join(__dirname, 'support', 'hardening-child.ts');
 
@@ -37,7 +37,7 @@ function assertSameState(before: Map<string, Float32Array>, after: Map<string, F
   }
 }
 
-const images = (n: number, per: number, mean = 0) => normal32(new Rng(5), n * per, mean, 1);
+const images = (n: number, per: number, mean = 0) => normal32(new TestRng(5), n * per, mean, 1);
 
 describe('hardening: native engine', () => {
   describe('every N-API entry point turns a C++ exception into a JavaScript Error', () => {
@@ -115,7 +115,7 @@ describe('hardening: native engine', () => {
         const logits = g.linear(g.globalAvgPool(bn), { outFeatures: 2, name: 'fc' });
         const s = await compile(g.build({ outputs: [bn], loss: g.softmaxCrossEntropy(logits, y) }), { batchSize: n, fuse: false, optimizer: { lr: 0 } });  // lr 0: gamma 1 and beta 0 stay
         try {
-          const data = normal32(new Rng(11), n * c * hw, mean, 1);
+          const data = normal32(new TestRng(11), n * c * hw, mean, 1);
           const ulp = 2 ** (Math.floor(Math.log2(mean)) - 23);
           await s.step({ x: data, labels: new Int32Array(n) });
           const runMean = s.getParameter('bn.running_mean'), runVar = s.getParameter('bn.running_var');

@@ -3,9 +3,9 @@
 // buffers with overlapping lifetimes sharing a byte.
 import { strict as assert } from 'node:assert';
 import { native } from '../lib/engine/native.js';
-import { Rng } from './support/random.js';
+import { TestRng } from './support/random.js';
 
-function requests(rng: Rng, n: number) {
+function requests(rng: TestRng, n: number) {
   return Array.from({ length: n }, () => {
     const first = rng.int(0, 40);
     // Sizes that are rarely multiples of anything: 1 byte to ~3 MB, odd ones included.
@@ -17,7 +17,7 @@ describe('memory plan', () => {
   for (const alignment of [64, 256, 4096]) {
     for (const reuse of [true, false]) {
       it(`places every buffer on a multiple of ${alignment} bytes, without collisions (reuse ${reuse})`, () => {
-        const rng = new Rng(alignment * 2 + Number(reuse));
+        const rng = new TestRng(alignment * 2 + Number(reuse));
         const req = requests(rng, 200);
         const plan = native().planMemory(req, reuse, alignment);
         assert.equal(plan.offsets.length, req.length);

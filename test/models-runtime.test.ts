@@ -4,7 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { compile } from '../lib/index.js';
 import { create } from '../lib/models/index.js';
-import { Rng, labels32, normal32 } from './support/random.js';
+import { TestRng, labels32, normal32 } from './support/random.js';
 
 const PER_IMAGE = 3 * 224 * 224;
 
@@ -15,7 +15,7 @@ describe('models on the CPU engine: crunet56', function () {
   it('runs a forward pass at 224x224, batch 1', async () => {
     const s = await compile(model, { device: 'cpu', batchSize: 1, seed: 1 });
     try {
-      const logits = await s.forward(normal32(new Rng(1), PER_IMAGE));
+      const logits = await s.forward(normal32(new TestRng(1), PER_IMAGE));
       assert.equal(logits.length, 1000);
       assert.ok(logits.every(Number.isFinite), 'finite logits');
       assert.ok(logits.some((v) => v !== logits[0]), 'logits depend on the class');
@@ -29,7 +29,7 @@ describe('models on the CPU engine: crunet56', function () {
   it('runs a training step at batch 2: the shared factor is one parameter and changes', async () => {
     const s = await compile(model, { device: 'cpu', batchSize: 2, seed: 1, optimizer: { lr: 0.01, momentum: 0.9 } });
     try {
-      const rng = new Rng(2);
+      const rng = new TestRng(2);
       const images = normal32(rng, 2 * PER_IMAGE);
       const labels = labels32(rng, 2, 1000);
       const shared = 'layer3.shared.0.conv1.weight';

@@ -13,15 +13,18 @@ describe('op table', () => {
     assert.deepEqual([...OPS], table.map((op) => op.name));
   });
 
-  it('is well formed: unique slot names, optional parameters only at the end', () => {
+  it('is well formed: unique slot names, optional parameters and inputs only at the end, no integer input differentiable', () => {
     for (const op of table) {
       assert.ok(op.inputs.length >= 1, `${op.name}: no inputs`);
       for (const list of [op.inputs, op.params, op.attributes]) {
         const names = list.map((s) => s.name);
         assert.equal(new Set(names).size, names.length, `${op.name}: a slot name repeats in ${names.join(', ')}`);
       }
-      const firstOptional = op.params.findIndex((p) => p.optional);
-      if (firstOptional >= 0) assert.ok(op.params.slice(firstOptional).every((p) => p.optional), `${op.name}: a required parameter follows an optional one`);
+      for (const [what, list] of [['parameter', op.params], ['input', op.inputs]] as const) {
+        const firstOptional = list.findIndex((p) => p.optional);
+        if (firstOptional >= 0) assert.ok(list.slice(firstOptional).every((p) => p.optional), `${op.name}: a required ${what} follows an optional one`);
+      }
+      for (const i of op.inputs) if (i.dtype !== 'f32') assert.equal(i.differentiable, false, `${op.name}: ${i.name} is ${i.dtype} yet differentiable`);
     }
   });
 
@@ -40,7 +43,8 @@ describe('op table', () => {
     const paramByName = new Map(ir.params.map((p) => [p.name, p]));
     for (const node of ir.nodes) {
       const op = byName.get(node.op)!;
-      assert.equal(node.inputs.length, op.inputs.length, `${node.name}: inputs`);
+      const requiredInputs = op.inputs.filter((i) => !i.optional).length;
+      assert.ok(node.inputs.length >= requiredInputs && node.inputs.length <= op.inputs.length, `${node.name}: ${node.inputs.length} inputs`);
       const required = op.params.filter((p) => !p.optional).length;
       assert.ok(node.params.length >= required && node.params.length <= op.params.length, `${node.name}: ${node.params.length} parameters`);
       node.params.forEach((p, k) => assert.equal(paramByName.get(p)!.trainable, op.params[k]!.trainable, `${node.name}: parameter ${p}`));

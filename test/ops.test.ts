@@ -26,7 +26,7 @@ import {
   softmaxCrossEntropyForward, to64, type Tolerance,
 } from './reference/index.js';
 import { AVG_POOL_CASES, BATCH_NORM_CASES, CONV_CASES, MAX_POOL_CASES, RELU_CASES, ties, type InputGen } from './support/op-cases.js';
-import { Rng, labels32, normal32, seedFrom } from './support/random.js';
+import { TestRng, labels32, normal32, seedFrom } from './support/random.js';
 
 const TOL: Tolerance = { rtol: 1e-4, atol: 1e-5 };
 const SUM_TOL: Tolerance = { rtol: 1e-5, atol: 1e-7 };
@@ -60,7 +60,7 @@ async function checkOp(
   o: { tol?: Tolerance; data?: InputGen } = {},
 ): Promise<void> {
   const tol = o.tol ?? TOL;
-  const rng = new Rng(seedFrom(what));
+  const rng = new TestRng(seedFrom(what));
   const g = new GraphBuilder();
   const xs = Object.fromEntries(Object.entries(inputs).map(([k, s]) => [k, g.input(k, s)]));
   const y = build(g, xs);
@@ -114,7 +114,7 @@ describe('ops: engine (cpu, float32) against the float64 reference', () => {
   describe('conv2d', () => {
     const cases: [number, number[], Conv2dOptions][] = [...CONV_CASES];
     // Plus seeded random draws over the same space.
-    const rng = new Rng(20240601);
+    const rng = new TestRng(20240601);
     for (let i = 0; i < 12; i++) {
       const kind = rng.pick(['1', '4', '32', 'depthwise'] as const);
       const k = rng.pick([1, 3, 7]);
@@ -195,30 +195,34 @@ describe('ops: engine (cpu, float32) against the float64 reference', () => {
      */
     /** `smoothing`: label smoothing, set in the graph or (`via` 'compile') as a compile option. */
     async function checkCrossEntropy(
-      what: string, n: number, k: number, topk: number, logits: (rng: Rng) => Float32Array,
-      smoothing = 0, via: 'graph' | 'compile' = 'graph',
+      what: string, n: number, k: number, topk: number, logits: (rng: TestRng) => Float32Array,
+      smoothing = 0, via: 'graph' | 'compile' = 'graph', softTargets?: (rng: TestRng) => Float32Array,
     ): Promise<void> {
-      const rng = new Rng(seedFrom(what));
+      const rng = new TestRng(seedFrom(what));
       const g = new GraphBuilder();
       const x = g.input('x', [k]);
       const labels = g.input('labels', [], 'i32');
-      const loss = g.softmaxCrossEntropy(x, labels, { topk, ...(via === 'graph' ? { labelSmoothing: smoothing } : {}) });
+      const targets = softTargets ? g.input('t', [k]) : undefined;
+      const loss = g.softmaxCrossEntropy(x, labels, { topk, ...(via === 'graph' ? { labelSmoothing: smoothing } : {}), ...(targets ? { targets } : {}) });
       const graph = g.build({ outputs: [loss], loss });
       const z = logits(rng), y = labels32(rng, n, k);
+      const t = softTargets?.(rng);
       const seed = 0.75;
-      const ref = softmaxCrossEntropyForward(to64(z), y, n, k, topk, smoothing);
-      const dz = softmaxCrossEntropyBackward(ref.probs, y, n, k, seed, smoothing);
+      const ref = softmaxCrossEntropyForward(to64(z), y, n, k, topk, smoothing, t && to64(t));
+      const dz = softmaxCrossEntropyBackward(ref.probs, y, n, k, seed, smoothing, t && to64(t));
+      const feeds = { x: z, labels: y, ...(t ? { t } : {}) };
       const errors: string[] = [];
       const check = (actual: ArrayLike<number> | undefined, expected: ArrayLike<number>, tensor: string) => {
         const m = closeMessage(actual, expected, CE_TOL, `${what}: ${tensor}`);
         if (m) errors.push(m);
       };
       await withSession(graph, n, async (s) => {
-        check(await s.forward({ x: z, labels: y }), [ref.loss], 'forward() loss');
-        const got = await s.gradients({ x: z, labels: y }, Float32Array.of(seed));
+        check(await s.forward(feeds), [ref.loss], 'forward() loss');
+        const got = await s.gradients(feeds, Float32Array.of(seed));
         check(got.outputs[0], [ref.loss], 'gradients() loss');
         check(got.inputGrads.x, dz, `dlogits (seed ${seed})`);
-        const st = await s.step(z, y);
+        if (t && got.inputGrads.t?.some((v) => v !== 0)) errors.push(`${what}: the soft targets got a non-zero gradient`);
+        const st = await s.step(t ? feeds : z, t ? undefined : y);
         check([st.loss], [ref.loss], 'step() loss');
         if (st.correct !== ref.correct) errors.push(`${what}: step() correct ${st.correct}, expected ${ref.correct}`);
         if (topk > 0 && st.topkCorrect !== ref.topkCorrect) errors.push(`${what}: step() topkCorrect ${st.topkCorrect}, expected ${ref.topkCorrect}`);
@@ -243,6 +247,81 @@ describe('ops: engine (cpu, float32) against the float64 reference', () => {
       const what = `softmaxCrossEntropy logits[${n},${k}] label smoothing ${e} (set in the ${via === 'graph' ? 'graph' : 'compile options'})`;
       it(what, () => checkCrossEntropy(what, n, k, 2, (rng) => normal32(rng, n * k, 0, 2), e, via));
     }
+    // Soft targets (mixup, cutmix): [batch, classes, label smoothing, targets]
+    const distributions = (n: number, k: number) => (rng: TestRng) => {
+      const t = new Float32Array(n * k);
+      for (let i = 0; i < n; i++) {
+        let sum = 0;
+        for (let j = 0; j < k; j++) sum += t[i * k + j] = rng.next() < 0.3 ? 0 : rng.next();  // some exact zeros
+        if (sum === 0) t[i * k] = sum = 1;
+        for (let j = 0; j < k; j++) t[i * k + j]! /= sum;
+      }
+      return t;
+    };
+    const mixed = (n: number, k: number) => (rng: TestRng) => {
+      const t = new Float32Array(n * k), lam = rng.next();
+      for (let i = 0; i < n; i++) {
+        t[i * k + rng.int(0, k - 1)] += lam;
+        t[i * k + rng.int(0, k - 1)] += 1 - lam;
+      }
+      return t;
+    };
+    const soft: [number, number, number, string, (n: number, k: number) => (rng: TestRng) => Float32Array][] = [
+      [8, 10, 0, 'random distributions', distributions], [6, 5, 0.1, 'random distributions', distributions],
+      [16, 10, 0, 'two-hot (mixup)', mixed], [4, 1000, 0.2, 'two-hot (mixup)', mixed],
+    ];
+    for (const [n, k, e, kind, targets] of soft) {
+      const what = `softmaxCrossEntropy logits[${n},${k}] soft targets (${kind}), label smoothing ${e}`;
+      it(what, () => checkCrossEntropy(what, n, k, 2, (rng) => normal32(rng, n * k, 0, 2), e, 'graph', targets(n, k)));
+    }
+    it('soft targets equal to the one-hot labels give the labels\' loss and gradient', async () => {
+      const what = 'one-hot soft targets';
+      const n = 6, k = 7;
+      const g = new GraphBuilder();
+      const x = g.input('x', [k]), y = g.input('labels', [], 'i32'), t = g.input('t', [k]);
+      const softLoss = g.softmaxCrossEntropy(x, y, { targets: t, labelSmoothing: 0.1, name: 'soft' });
+      const rng = new TestRng(seedFrom(what));
+      const z = normal32(rng, n * k, 0, 2), labels = labels32(rng, n, k);
+      const onehot = new Float32Array(n * k);
+      labels.forEach((l, i) => (onehot[i * k + l] = 1));
+      const ref = softmaxCrossEntropyForward(to64(z), labels, n, k, 0, 0.1);
+      const got = await withSession(g.build({ outputs: [softLoss], loss: softLoss }), n, (s) => s.gradients({ x: z, labels, t: onehot }, Float32Array.of(1)));
+      const m = closeMessage(got.outputs[0], [ref.loss], CE_TOL, 'one-hot soft loss') ?? closeMessage(got.inputGrads.x, softmaxCrossEntropyBackward(ref.probs, labels, n, k, 1, 0.1), CE_TOL, 'one-hot soft dlogits');
+      if (m) assert.fail(m);
+    });
+    it('compile softTargets adds a targets input that step() takes; forward() does without it', async () => {
+      const g = new GraphBuilder();
+      const x = g.input('x', [4]), y = g.input('labels', [], 'i32');
+      const logits = g.linear(x, { outFeatures: 3 });
+      const loss = g.softmaxCrossEntropy(logits, y);
+      const graph = g.build({ outputs: [logits], loss });
+      const z = Float32Array.of(1, 2, 3, 4, -1, 0, 1, 0), labels = Int32Array.of(0, 2);
+      const session = await compile(graph, { batchSize: 2, softTargets: true, optimizer: { lr: 0 } });
+      try {
+        assert.equal(session.targetsInput, 'targets');
+        assert.equal(graph.ir.inputs.length, 2, "the caller's graph is left as built");
+        await assert.rejects(session.step(z, labels), /input targets: expected a Float32Array, but received nothing/);
+        const out = await session.forward(z);
+        const onehot = Float32Array.of(1, 0, 0, 0, 0, 1);
+        const ref = softmaxCrossEntropyForward(to64(out), labels, 2, 3);
+        const r = await session.step(z, labels, { targets: onehot });
+        const m = closeMessage([r.loss], [ref.loss], CE_TOL, 'step loss with one-hot targets');
+        if (m) assert.fail(m);
+        const half = Float32Array.of(0.5, 0.5, 0, 0, 0.5, 0.5);
+        const r2 = await session.step(z, labels, { targets: half });
+        const ref2 = softmaxCrossEntropyForward(to64(out), labels, 2, 3, 0, 0, to64(half));
+        const m2 = closeMessage([r2.loss], [ref2.loss], CE_TOL, 'step loss with mixed targets');
+        if (m2) assert.fail(m2);
+      } finally {
+        session.dispose();
+      }
+      const plain = await compile(graph, { batchSize: 2 });
+      try {
+        await assert.rejects(plain.step(z, labels, { targets: new Float32Array(6) }), /not compiled with softTargets/);
+      } finally {
+        plain.dispose();
+      }
+    });
     it('label smoothing outside [0, 1) is refused by the builder and by compile', async () => {
       const g = new GraphBuilder();
       const x = g.input('x', [4]), y = g.input('labels', [], 'i32');

@@ -106,7 +106,7 @@ describe('predict', function () {
     await sharp(Uint8Array.from({ length: 50 * 37 * 4 }, (_, i) => (i * 97 + (i >> 5)) & 255), { raw: { width: 50, height: 37, channels: 4 } }).png().toFile(file);
     const folder = await data.FolderDataset.open(dir, { train: false, transform: { size: 16, resize: 20 } });
     const want = new Float32Array(3 * 16 * 16), got = new Float32Array(3 * 16 * 16);
-    await folder.read(0, want, 0, new data.Rng(0));
+    await folder.read(0, want, 0, new data.DataRng(0));
     await io.preprocessImage(file, 0, folder.preprocessing, got, 0);
     want.forEach((v, i) => assert.ok(Math.abs(v - got[i]!) < 1e-4, `value ${i}: the folder data set reads ${v}, predict ${got[i]}`));
 
@@ -114,7 +114,7 @@ describe('predict', function () {
     const mem = new data.MemoryDataset({ name: 'm', classes: ['a', 'b'], shape: [1, 28, 28], pixels: px, labels: Int32Array.of(0), norm: NORM });
     const png = await sharp(px, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
     const w2 = new Float32Array(784), g2 = new Float32Array(784);
-    mem.read(0, w2, 0, new data.Rng(0));
+    mem.read(0, w2, 0, new data.DataRng(0));
     await io.preprocessImage(png, 0, mem.preprocessing, g2, 0);
     w2.forEach((v, i) => assert.ok(Math.abs(v - g2[i]!) < 1e-5, `value ${i}: the data set reads ${v}, predict ${g2[i]}`));
   });

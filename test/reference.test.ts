@@ -12,7 +12,7 @@ import {
   referenceBackward, referenceForward, reluBackward, reluForward, sgdStep, softmaxCrossEntropyBackward, sumBound,
   softmaxCrossEntropyForward, type ConvOptions, type Params64, type PoolOptions, type Tolerance,
 } from './reference/index.js';
-import { Rng, labels32, normal64, uniform64 } from './support/random.js';
+import { TestRng, labels32, normal64, uniform64 } from './support/random.js';
 
 const FD_H = 1e-6;
 const FD_TOL: Tolerance = { rtol: 1e-6, atol: 1e-7 };
@@ -48,7 +48,7 @@ describe('reference ops (float64)', () => {
     });
 
     it('with groups equals separate convolutions on channel slices', () => {
-      const rng = new Rng(7);
+      const rng = new TestRng(7);
       const [n, c, h, w, o, groups] = [2, 6, 5, 4, 9, 3];
       const opts: ConvOptions = { outChannels: o, kernel: [3, 2], stride: [2, 1], padding: [1, 0], groups };
       const g = conv2dGeometry(n, c, h, w, opts);
@@ -77,7 +77,7 @@ describe('reference ops (float64)', () => {
     ];
     for (const [name, n, c, h, w, opts, bias] of cases) {
       it(`backward matches finite differences: ${name}${bias ? ', bias' : ''}`, () => {
-        const rng = new Rng(h * 31 + w);
+        const rng = new TestRng(h * 31 + w);
         const g = conv2dGeometry(n, c, h, w, opts);
         const [kh, kw] = typeof opts.kernel === 'number' ? [opts.kernel, opts.kernel] : opts.kernel;
         const x = normal64(rng, n * c * h * w), wt = normal64(rng, g.o * (c / g.groups) * kh * kw), b = normal64(rng, g.o);
@@ -116,7 +116,7 @@ describe('reference ops (float64)', () => {
 
     for (const [name, n, c, spatial] of [['[N,C,H,W]', 3, 2, 6], ['[N,F]', 5, 3, 1]] as const) {
       it(`training backward matches finite differences: ${name}`, () => {
-        const rng = new Rng(11 + spatial);
+        const rng = new TestRng(11 + spatial);
         const g = { n, c, spatial };
         const x = normal64(rng, n * c * spatial, 0.3, 1.5), gamma = normal64(rng, c), beta = normal64(rng, c);
         const rm = new Float64Array(c), rv = new Float64Array(c).fill(1);
@@ -130,7 +130,7 @@ describe('reference ops (float64)', () => {
     }
 
     it('inference backward matches finite differences', () => {
-      const rng = new Rng(12);
+      const rng = new TestRng(12);
       const g = { n: 2, c: 3, spatial: 4 };
       const x = normal64(rng, 24), gamma = normal64(rng, 3), beta = normal64(rng, 3), rm = normal64(rng, 3), rv = uniform64(rng, 3, 0.5, 2);
       const dy = normal64(rng, 24);
@@ -148,7 +148,7 @@ describe('reference ops (float64)', () => {
       assertClose(reluBackward(x, Float64Array.of(5, 6, 7)), [0, 0, 7], HAND, 'dx');
     });
     it('backward matches finite differences', () => {
-      const rng = new Rng(13);
+      const rng = new TestRng(13);
       const x = normal64(rng, 40), dy = normal64(rng, 40);
       checkVjp('relu', [x], () => reluForward(x), dy, () => [reluBackward(x, dy)]);
     });
@@ -185,7 +185,7 @@ describe('reference ops (float64)', () => {
     ];
     for (const [name, n, c, h, w, opts] of cases) {
       it(`maxPool and avgPool backward match finite differences: ${name}`, () => {
-        const rng = new Rng(h * 7 + w);
+        const rng = new TestRng(h * 7 + w);
         const g = poolGeometry(n, c, h, w, opts);
         const x = normal64(rng, n * c * h * w), dy = normal64(rng, n * c * g.oh * g.ow);
         checkVjp(`maxPool ${name}`, [x], () => maxPoolForward(x, g).y, dy, () => [maxPoolBackward(dy, maxPoolForward(x, g).argmax, x.length)]);
@@ -197,7 +197,7 @@ describe('reference ops (float64)', () => {
 
     it('globalAvgPool: mean over H*W, backward matches finite differences', () => {
       assertClose(globalAvgPoolForward(Float64Array.of(1, 2, 3, 4, 10, 20, 30, 40), 1, 2, 4), [2.5, 25], HAND, 'y');
-      const rng = new Rng(14);
+      const rng = new TestRng(14);
       const x = normal64(rng, 2 * 3 * 5 * 3), dy = normal64(rng, 6);
       checkVjp('globalAvgPool', [x], () => globalAvgPoolForward(x, 2, 3, 15), dy, () => [globalAvgPoolBackward(dy, 2, 3, 15)]);
     });
@@ -206,7 +206,7 @@ describe('reference ops (float64)', () => {
   describe('linear, add', () => {
     it('linear computes x w^T + b; backward matches finite differences', () => {
       assertClose(linearForward(Float64Array.of(1, 2), Float64Array.of(1, 0, 1, 1, 0, -1), Float64Array.of(0, 1, 2), 1, 2, 3), [1, 4, 0], HAND, 'y');
-      const rng = new Rng(15);
+      const rng = new TestRng(15);
       const [n, f, o] = [3, 5, 4];
       const x = normal64(rng, n * f), w = normal64(rng, o * f), b = normal64(rng, o), dy = normal64(rng, n * o);
       checkVjp('linear', [x, w, b], () => linearForward(x, w, b, n, f, o), dy, () => {
@@ -215,7 +215,7 @@ describe('reference ops (float64)', () => {
       });
     });
     it('add: backward matches finite differences', () => {
-      const rng = new Rng(16);
+      const rng = new TestRng(16);
       const a = normal64(rng, 12), b = normal64(rng, 12), dy = normal64(rng, 12);
       checkVjp('add', [a, b], () => addForward(a, b), dy, () => { const r = addBackward(dy); return [r.da, r.db]; });
     });
@@ -239,7 +239,7 @@ describe('reference ops (float64)', () => {
     });
 
     it('backward (p - onehot) / N * seed matches finite differences', () => {
-      const rng = new Rng(17);
+      const rng = new TestRng(17);
       const [n, k] = [4, 5];
       const logits = normal64(rng, n * k, 0, 2), labels = labels32(rng, n, k);
       const seed = 0.7;
@@ -249,7 +249,7 @@ describe('reference ops (float64)', () => {
     });
 
     it('label smoothing: the loss is (1 - e) CE + e mean_j(-log p_j), and backward matches finite differences', () => {
-      const rng = new Rng(23);
+      const rng = new TestRng(23);
       const [n, k, e, seed] = [3, 6, 0.15, 1.3];
       const logits = normal64(rng, n * k, 0, 2), labels = labels32(rng, n, k);
       const r = softmaxCrossEntropyForward(logits, labels, n, k, 0, e);
@@ -263,6 +263,29 @@ describe('reference ops (float64)', () => {
       const analytic = softmaxCrossEntropyBackward(r.probs, labels, n, k, seed, e);
       const fd = numericalGradient(() => seed * softmaxCrossEntropyForward(logits, labels, n, k, 0, e).loss, logits, FD_H);
       assertClose(analytic, fd, FD_TOL, 'dlogits with label smoothing');
+    });
+
+    it('soft targets: one-hot targets give the labels\' loss; the loss is linear in the targets; backward matches finite differences', () => {
+      const rng = new TestRng(29);
+      const [n, k, e, seed] = [4, 5, 0.1, 0.8];
+      const logits = normal64(rng, n * k, 0, 2), a = labels32(rng, n, k), b = labels32(rng, n, k);
+      const onehot = (l: Int32Array) => {
+        const t = new Float64Array(n * k);
+        l.forEach((c, i) => (t[i * k + c] = 1));
+        return t;
+      };
+      const ta = onehot(a), tb = onehot(b);
+      const la = softmaxCrossEntropyForward(logits, a, n, k, 0, e), lb = softmaxCrossEntropyForward(logits, b, n, k, 0, e);
+      assert.ok(Math.abs(softmaxCrossEntropyForward(logits, a, n, k, 0, e, ta).loss - la.loss) < 1e-12);
+      const lam = 0.3;
+      const mix = ta.map((v, i) => lam * v + (1 - lam) * tb[i]!);
+      const r = softmaxCrossEntropyForward(logits, a, n, k, 0, e, mix);
+      assert.ok(Math.abs(r.loss - (lam * la.loss + (1 - lam) * lb.loss)) < 1e-12, `mixed loss ${r.loss}`);
+      assertClose(softmaxCrossEntropyBackward(r.probs, a, n, k, seed, e, ta), softmaxCrossEntropyBackward(r.probs, a, n, k, seed, e), { rtol: 1e-12, atol: 1e-12 }, 'one-hot soft dlogits');
+      const t = uniform64(rng, n * k, 0, 1);  // not normalised: the general formula
+      const analytic = softmaxCrossEntropyBackward(r.probs, a, n, k, seed, e, t);
+      const fd = numericalGradient(() => seed * softmaxCrossEntropyForward(logits, a, n, k, 0, e, t).loss, logits, FD_H);
+      assertClose(analytic, fd, FD_TOL, 'dlogits with soft targets');
     });
   });
 
@@ -281,7 +304,7 @@ describe('reference ops (float64)', () => {
       const logits = g.linear(g.globalAvgPool(a), { outFeatures: 3, name: 'fc' });
       const loss = g.softmaxCrossEntropy(logits, labels);
       const graph = g.build({ outputs: [loss], loss });
-      const rng = new Rng(18);
+      const rng = new TestRng(18);
       const batch = 3;
       const params: Params64 = new Map(graph.ir.params.map((q) => {
         const n = q.shape.reduce((u, v) => u * v, 1);

@@ -103,4 +103,36 @@ describe('scoring and evaluation', () => {
       session.dispose();
     }
   });
+
+  it("onStep carries the epoch's running totals, and the last step's equal the epoch's statistics", async () => {
+    const g = new GraphBuilder();
+    const x = g.input('images', [1, 4, 4]);
+    const y = g.input('labels', [], 'i32');
+    const logits = g.linear(g.globalAvgPool(x), { outFeatures: 2 });
+    const session = await compile(g.build({ outputs: [logits], loss: g.softmaxCrossEntropy(logits, y) }), { batchSize: 2, optimizer: { lr: 0.1 } });
+    const data = new MemoryDataset({
+      name: 'd', classes: ['a', 'b'], shape: [1, 4, 4], pixels: Uint8Array.from({ length: 6 * 16 }, (_, i) => i), labels: Int32Array.from([0, 1, 0, 1, 1, 0]), norm: { mean: [0], std: [255] },
+    });
+    const loader = new DataLoader(data, { batchSize: 2 });
+    const steps: { loss: number; correct: number; size: number; epochImages: number; epochLoss: number; epochAcc: number }[] = [];
+    const trainer = new Trainer({ session, train: loader, schedule: createSchedule({ type: 'constant', lr: 0.1 }), epochs: 1, callbacks: { onStep: (s) => void steps.push(s) } });
+    try {
+      const stats = await trainer.trainEpoch(0);
+      assert.equal(steps.length, 3);
+      let images = 0, lossSum = 0, correct = 0;
+      for (const s of steps) {
+        images += s.size;
+        lossSum += s.loss * s.size;
+        correct += s.correct;
+        assert.equal(s.epochImages, images);
+        assert.equal(s.epochLoss, lossSum / images);
+        assert.equal(s.epochAcc, correct / images);
+      }
+      assert.equal(steps.at(-1)!.epochLoss, stats.loss);
+      assert.equal(steps.at(-1)!.epochAcc, stats.acc);
+    } finally {
+      await loader.close();
+      session.dispose();
+    }
+  });
 });

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { epochHistory, MetricsLog, readMetrics } from '../lib/train/metrics-log.js';
+import { epochHistory, metricsCsv, numberEpochsFrom1, MetricsLog, readMetrics } from '../lib/train/metrics-log.js';
 
 describe('metrics log (JSONL)', () => {
   let dir: string;
@@ -77,7 +77,7 @@ describe('metrics log (JSONL)', () => {
     assert.equal(readMetrics(file).at(-1)!.time, 1);
   });
 
-  it('epochHistory merges train (epoch) and test (eval) records per epoch, the last one winning', () => {
+  it('epochHistory merges train (epoch) and test (eval) records per epoch, the last one winning; older logs count epochs from 0', () => {
     const h = epochHistory([
       { type: 'step', epoch: 0, step: 1, loss: 9 },
       { type: 'epoch', epoch: 0, step: 10, loss: 2, acc: 0.3, lr: 0.1 },
@@ -87,9 +87,29 @@ describe('metrics log (JSONL)', () => {
       { type: 'eval', epoch: 2, step: 30, loss: null as unknown as number, acc: 0.6 },
     ]);
     assert.deepEqual(h, [
-      { epoch: 0, trainLoss: 2, trainAcc: 0.3, lr: 0.1, testLoss: 2.2, testAcc: 0.25, testTop5: 0.7 },
-      { epoch: 1, trainLoss: 1.4, trainAcc: 0.55 },
-      { epoch: 2, testLoss: undefined, testAcc: 0.6, testTop5: undefined },
+      { epoch: 1, trainLoss: 2, trainAcc: 0.3, lr: 0.1, testLoss: 2.2, testAcc: 0.25, testTop5: 0.7 },
+      { epoch: 2, trainLoss: 1.4, trainAcc: 0.55 },
+      { epoch: 3, testLoss: undefined, testAcc: 0.6, testTop5: undefined },
     ]);
+  });
+
+  it('a log resumed by a newer version: lines under a run line with epochsFrom 1 count from 1, the older ones from 0', () => {
+    const records = [
+      { type: 'run' as const },
+      { type: 'epoch' as const, epoch: 0, step: 10, loss: 2, acc: 0.3, lr: 0.1, imagesPerSec: 100 },
+      { type: 'eval' as const, epoch: 0, step: 10, loss: 2.2, acc: 0.25, top5: 0.7 },
+      { type: 'run' as const, epochsFrom: 1 },
+      { type: 'epoch' as const, epoch: 2, step: 20, loss: 1.5, acc: 0.5 },
+      { type: 'val' as const, epoch: 2, step: 20, loss: 1.6, acc: 0.45 },
+      { type: 'eval' as const, epoch: 2, step: 20, loss: 1.7, acc: 0.4, top5: 0.9 },
+    ];
+    assert.deepEqual(numberEpochsFrom1(records).map((r) => r.epoch), [undefined, 1, 1, undefined, 2, 2, 2]);
+    assert.deepEqual(epochHistory(records).map((p) => p.epoch), [1, 2]);
+    assert.equal(metricsCsv(records), [
+      'epoch,lr,trainLoss,trainAcc,imagesPerSec,valLoss,valAcc,testLoss,testAcc,testTop5',
+      '1,0.1,2,0.3,100,,,2.2,0.25,0.7',
+      '2,,1.5,0.5,,1.6,0.45,1.7,0.4,0.9',
+      '',
+    ].join('\n'));
   });
 });

@@ -32,6 +32,17 @@ export interface RunSettings {
   limitTest?: number;
   /** Image folders without a val/ split: the fraction of each class held out as the test set. */
   valSplit?: number;
+  /** Mixup's and cutmix's Beta alphas (0: off), the probability a batch is mixed, cutmix's share of those. */
+  mixup: number;
+  cutmix: number;
+  mixProb: number;
+  mixSwitchProb: number;
+  /** 'randaugment:N,M' or 'trivialaugment'; undefined: none. */
+  autoAugment?: string;
+  /** The fraction of the training samples held out as a validation set. */
+  validation?: number;
+  /** Stop after this many epochs without a better validation top-1. */
+  earlyStopPatience?: number;
 }
 
 export const TRAIN_DEFAULTS = {
@@ -47,6 +58,10 @@ export const TRAIN_DEFAULTS = {
   weightDecay: 5e-4,
   labelSmoothing: 0,
   seed: 0,
+  mixup: 0,
+  cutmix: 0,
+  mixProb: 1,
+  mixSwitchProb: 0.5,
 } satisfies Partial<RunSettings>;
 
 /** A setting as the flag that sets it. */
@@ -58,6 +73,9 @@ function asFlag(key: keyof RunSettings, value: unknown): string {
     case 'limitTrain': return value === undefined ? 'the whole training set' : `--limit-train ${value}`;
     case 'limitTest': return value === undefined ? 'the whole test set' : `--limit-test ${value}`;
     case 'valSplit': return value === undefined ? 'the data set\'s own test split' : `--val-split ${value}`;
+    case 'autoAugment': return value === undefined ? 'no RandAugment or TrivialAugment' : value === 'trivialaugment' ? '--trivialaugment' : `--randaugment ${String(value).slice('randaugment:'.length)}`;
+    case 'validation': return value === undefined ? 'no validation split' : `--validation ${value}`;
+    case 'earlyStopPatience': return value === undefined ? 'no early stopping' : `--early-stop-patience ${value}`;
     default: return `--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} ${value}`;
   }
 }
@@ -74,6 +92,11 @@ interface TrainMeta {
   augmentation?: { augment: boolean; erase: number };
   labelSmoothing?: number;
   classNames?: string[];
+  /** Absent in checkpoints written before these existed: then off. */
+  mix?: { mixup: number; cutmix: number; prob: number; switchProb: number };
+  autoAugment?: string | null;
+  validation?: number | null;
+  earlyStopPatience?: number | null;
 }
 
 /** What a checkpoint says about its run's settings, and its steps per epoch. */
@@ -87,7 +110,14 @@ export function storedSettings(meta: CheckpointInfo): { settings: Partial<RunSet
   if (m.valSplit !== undefined) s.valSplit = m.valSplit ?? undefined;
   if (m.augmentation) (s.augment = m.augmentation.augment), (s.erase = m.augmentation.erase);
   // Every checkpoint of `crunet train` records its data set; those without labelSmoothing predate the flag.
-  if (typeof m.dataset === 'string') s.labelSmoothing = m.labelSmoothing ?? 0;
+  if (typeof m.dataset === 'string') {
+    s.labelSmoothing = m.labelSmoothing ?? 0;
+    const mix = m.mix ?? { mixup: 0, cutmix: 0, prob: 1, switchProb: 0.5 };
+    Object.assign(s, { mixup: mix.mixup, cutmix: mix.cutmix, mixProb: mix.prob, mixSwitchProb: mix.switchProb });
+    s.autoAugment = m.autoAugment ?? undefined;
+    s.validation = m.validation ?? undefined;
+    s.earlyStopPatience = m.earlyStopPatience ?? undefined;
+  }
   if (meta.optimizer) {
     const o = meta.optimizer;
     if (o.momentum !== undefined) s.momentum = o.momentum;
@@ -113,6 +143,8 @@ export function trainMeta(run: RunSettings, train: Dataset, augmentation: { augm
   return {
     dataset: run.dataset, seed: run.seed, runEpochs: run.epochs, limitTrain: run.limitTrain ?? null, limitTest: run.limitTest ?? null,
     valSplit: run.valSplit ?? null, augmentation, labelSmoothing: run.labelSmoothing, classNames: [...train.classes],
+    mix: { mixup: run.mixup, cutmix: run.cutmix, prob: run.mixProb, switchProb: run.mixSwitchProb }, autoAugment: run.autoAugment ?? null,
+    validation: run.validation ?? null, earlyStopPatience: run.earlyStopPatience ?? null,
     ...(threads !== undefined ? { threads } : {}), ...(train.preprocessing ? { preprocessing: train.preprocessing } : {}),
   };
 }

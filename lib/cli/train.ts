@@ -2,11 +2,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DataLoader, DATASET_SPECS, openDataset, parseDatasetSpec, type Dataset, type SmallAugment } from '../data/index.js';
-import { limitDataset } from '../data/subset.js';
+import { BINS, checkAutoAugment, type AutoAugment } from '../data/autoaugment.js';
+import { mixEnabled } from '../data/mixup.js';
+import { holdOut, limitDataset } from '../data/subset.js';
 import { compile, type Session } from '../engine/index.js';
 import { create, fromJSON, type Model } from '../models/index.js';
 import { loadCheckpoint, restoreSession, saveCheckpoint, type Checkpoint } from '../train/checkpoint.js';
-import { epochHistory, MetricsLog, readMetrics } from '../train/metrics-log.js';
+import { writeFileAtomicSync } from '../train/checkpoint.js';
+import { epochHistory, metricsCsv, MetricsLog, numberEpochsFrom1, readMetrics } from '../train/metrics-log.js';
+import { mixedBatches } from '../train/mixed-source.js';
+import { TensorBoardWriter } from '../train/tensorboard.js';
 import { writePlot } from '../train/plot.js';
 import { etaSeconds, formatDuration, ProgressBar } from '../train/progress.js';
 import { createSchedule, SCHEDULE_TYPES, type ScheduleConfig } from '../train/schedule.js';
@@ -21,8 +26,9 @@ import { badImagesFlag, checkDataMatches, imageLimitFlags, imageLimitsHelp, chec
 export const TRAIN_HELP = `Usage: crunet train [options]
 
 Trains a model on a data set on the CPU, evaluating on the test split after every epoch. Writes into
---out: metrics.jsonl (one JSON object per step/epoch/eval), plot.svg (loss and accuracy per epoch) and
-checkpoint.safetensors (replaced atomically after every epoch; --resume continues from it).
+--out: metrics.jsonl (one JSON object per step/epoch/eval; epochs count from 1), metrics.csv (one line per
+epoch), TensorBoard event files (events.out.tfevents.*: tensorboard --logdir DIR), plot.svg (loss and accuracy
+per epoch) and checkpoint.safetensors (replaced atomically after every epoch; --resume continues from it).
 
 Options:
   --model NAME            model (default ${TRAIN_DEFAULTS.model}; 'crunet summary --list' lists them)
@@ -43,6 +49,20 @@ Options:
                           default: it slows short runs; CIFAR: pad 4 + crop + mirror, on; folders: the paper's, on)
   --erase P               IDX and CIFAR: random erasing with probability P after crop and mirror (implies
                           --augment; default off)
+  --randaugment N,M       IDX and CIFAR: RandAugment, N ops per image (1-16) at magnitude bin M (0-30), after
+                          crop and mirror (implies --augment; torchvision's ops and magnitudes; e.g. 2,9)
+  --trivialaugment        IDX and CIFAR: TrivialAugment (torchvision's TrivialAugmentWide) instead
+  --mixup A               mixup with lambda ~ Beta(A, A) per batch (A >= 0; default 0: off; DeiT's recipe: 0.8)
+  --cutmix A              cutmix with lambda ~ Beta(A, A), corrected to the box's area (A >= 0; default 0: off; DeiT: 1)
+  --mix-prob P            probability that a batch is mixed (in [0, 1]; default 1)
+  --mix-switch-prob P     with both: probability of cutmix rather than mixup (in [0, 1]; default 0.5). Mixed
+                          batches train on soft targets (label smoothing applies to them); the training loss and
+                          accuracy reported are against those targets and the original labels
+  --validation F          hold out the fraction F (in (0, 1)) of the training samples (seeded, unaugmented) as a
+                          validation set, evaluated after every epoch; best.safetensors keeps the epoch with the
+                          best validation top-1
+  --early-stop-patience N with --validation: stop after N epochs (N >= 1) without a better validation top-1;
+                          best.safetensors is the model to keep, checkpoint.safetensors the last epoch
   --device D              cpu (default)
   ${threadsHelp(26)}
   --workers N             data-loading worker threads, for training and test sets (default: the loader's choice)
@@ -94,6 +114,8 @@ export function parseTrainArgs(args: string[]): TrainArgs {
       lr: { type: 'string' }, schedule: { type: 'string' }, 'step-size': { type: 'string' }, milestones: { type: 'string' },
       'warmup-epochs': { type: 'string' }, momentum: { type: 'string' }, 'no-nesterov': { type: 'boolean' },
       'weight-decay': { type: 'string' }, 'label-smoothing': { type: 'string' }, augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' }, erase: { type: 'string' },
+      randaugment: { type: 'string' }, trivialaugment: { type: 'boolean' }, mixup: { type: 'string' }, cutmix: { type: 'string' }, 'mix-prob': { type: 'string' },
+      'mix-switch-prob': { type: 'string' }, validation: { type: 'string' }, 'early-stop-patience': { type: 'string' },
       device: { type: 'string' }, threads: { type: 'string' }, workers: { type: 'string' }, seed: { type: 'string' },
       out: { type: 'string' }, 'limit-train': { type: 'string' }, 'limit-test': { type: 'string' },
       'stop-after-epoch': { type: 'string' }, 'val-split': { type: 'string' }, 'bad-images': { type: 'string' }, 'max-image-bytes': { type: 'string' }, 'max-image-pixels': { type: 'string' }, resume: { type: 'string' }, json: { type: 'boolean' },
@@ -106,6 +128,11 @@ export function parseTrainArgs(args: string[]): TrainArgs {
   const erase = numberFlag(v.erase, '--erase', { min: 0 });
   if (erase !== undefined && erase > 1) throw new UsageError(`--erase is a probability in [0, 1], got '${v.erase}'`);
   if (erase !== undefined && v['no-augment']) throw new UsageError('--erase needs augmentation, but --no-augment was given');
+  const autoAugment = autoAugmentFlag(v.randaugment, v.trivialaugment);
+  if (autoAugment !== undefined && v['no-augment']) throw new UsageError(`${autoAugment === 'trivialaugment' ? '--trivialaugment' : '--randaugment'} needs augmentation, but --no-augment was given`);
+  const validation = numberFlag(v.validation, '--validation', { min: 0, max: 1 });
+  if (validation !== undefined && !(validation > 0 && validation < 1)) throw new UsageError(`--validation expects a fraction in (0, 1), got '${v.validation}'`);
+  const earlyStopPatience = intFlag(v['early-stop-patience'], '--early-stop-patience', 1);
   const given: Partial<RunSettings> = {
     model: v.model,
     dataset: v.dataset,
@@ -120,8 +147,15 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     nesterov: v['no-nesterov'] ? false : undefined,
     weightDecay: numberFlag(v['weight-decay'], '--weight-decay', { min: 0 }),
     labelSmoothing: numberFlag(v['label-smoothing'], '--label-smoothing', { min: 0 }),
-    augment: v['no-augment'] ? false : v.augment || erase !== undefined ? true : undefined,
+    augment: v['no-augment'] ? false : v.augment || erase !== undefined || autoAugment !== undefined ? true : undefined,
     erase,
+    autoAugment,
+    mixup: numberFlag(v.mixup, '--mixup', { min: 0 }),
+    cutmix: numberFlag(v.cutmix, '--cutmix', { min: 0 }),
+    mixProb: numberFlag(v['mix-prob'], '--mix-prob', { min: 0, max: 1 }),
+    mixSwitchProb: numberFlag(v['mix-switch-prob'], '--mix-switch-prob', { min: 0, max: 1 }),
+    validation,
+    earlyStopPatience,
     seed: intFlag(v.seed, '--seed', 0, MAX_SEED),
     limitTrain: intFlag(v['limit-train'], '--limit-train', 1),
     limitTest: intFlag(v['limit-test'], '--limit-test', 1),
@@ -144,6 +178,25 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     resume: v.resume,
     json: !!v.json,
   };
+}
+
+/** --randaugment N,M / --trivialaugment as the setting stored in checkpoints ('randaugment:N,M', 'trivialaugment'). */
+function autoAugmentFlag(ra: string | undefined, ta: boolean | undefined): string | undefined {
+  if (ra !== undefined && ta) throw new UsageError('--randaugment and --trivialaugment are alternatives: give one');
+  if (ta) return 'trivialaugment';
+  if (ra === undefined) return undefined;
+  const parts = ra.split(',');
+  if (parts.length !== 2) throw new UsageError(`--randaugment expects N,M (ops per image, magnitude bin), e.g. 2,9, got '${ra}'`);
+  const n = intFlag(parts[0], '--randaugment N (ops per image)', 1, 16)!, m = intFlag(parts[1], '--randaugment M (magnitude bin)', 0, BINS - 1)!;
+  return `randaugment:${n},${m}`;
+}
+
+/** The stored auto-augment setting as the data layer's option. */
+function parseAutoAugment(s: string | undefined): AutoAugment | undefined {
+  if (s === undefined) return undefined;
+  if (s === 'trivialaugment') return { policy: 'trivialaugment' };
+  const [n, m] = s.slice('randaugment:'.length).split(',').map(Number);
+  return checkAutoAugment({ policy: 'randaugment', n: n!, m: m! }, 'autoAugment');
 }
 
 /** A settings check of the library's (a RangeError or TypeError) turned into a usage error of the command. */
@@ -188,7 +241,7 @@ function modelFor(run: RunSettings, modelOptions: Record<string, unknown>, data:
   return m;
 }
 
-/** The augmentation a run's training split really gets: stored in checkpoints, checked on resume. */
+/** The augmentation a run's training split really gets (besides autoAugment): stored in checkpoints, checked on resume. */
 function effectiveAugmentation(run: RunSettings, train: Dataset): { augment: boolean; erase: number } {
   const small = (train as { augment?: SmallAugment | null }).augment;
   if (small !== undefined) return { augment: small !== null, erase: small?.erase ?? 0 };
@@ -239,12 +292,21 @@ export async function trainCommand(args: string[]): Promise<number> {
   if (run.erase !== undefined && kind === 'folder') {
     throw new UsageError('--erase is for IDX and CIFAR data sets; image folders get the paper\'s augmentation (--augment / --no-augment)');
   }
-  const augment = run.erase !== undefined ? { erase: run.erase } : run.augment;
+  if (run.autoAugment !== undefined && kind === 'folder') {
+    throw new UsageError('--randaugment and --trivialaugment are for IDX and CIFAR data sets; image folders get the paper\'s augmentation');
+  }
+  if (run.earlyStopPatience !== undefined && run.validation === undefined) {
+    throw new UsageError('--early-stop-patience selects on a validation split: give --validation F too (the test set is never used to select)');
+  }
+  const auto = parseAutoAugment(run.autoAugment);
+  const augment = run.erase !== undefined || auto ? { ...(run.erase !== undefined ? { erase: run.erase } : {}), ...(auto ? { auto } : {}) } : run.augment;
   if (run.valSplit !== undefined && kind !== 'folder') throw new UsageError('--val-split is for image folders (folder:PATH); the other data sets have their own test split');
   const data = await openDataset(run.dataset, {
     ...(augment !== undefined ? { augment } : {}), seed: run.seed, onBadImage: a.badImages, ...a.imageLimits, ...(run.valSplit !== undefined ? { valSplit: run.valSplit } : {}),
   });
-  const train = limitDataset(data.train, run.limitTrain, run.seed);
+  const limited = limitDataset(data.train, run.limitTrain, run.seed);
+  const split = run.validation !== undefined ? usage(() => holdOut(limited, run.validation!, run.seed)) : undefined;
+  const train = split?.train ?? limited;
   const test = limitDataset(data.test, run.limitTest, run.seed + 1);
   const model = modelFor(run, a.modelOptions, train, ckpt);
   const augmentation = effectiveAugmentation(run, data.train);
@@ -265,10 +327,14 @@ export async function trainCommand(args: string[]): Promise<number> {
   const ckptFile = path.join(out, 'checkpoint.safetensors');
 
   const optimizer = { lr: run.lr, momentum: run.momentum, nesterov: run.nesterov && run.momentum > 0, weightDecay: run.weightDecay };
-  const session: Session = await compile(model, { device: a.device, batchSize: run.batchSize, seed: run.seed, optimizer, labelSmoothing: run.labelSmoothing });
+  const mix = { mixupAlpha: run.mixup, cutmixAlpha: run.cutmix, prob: run.mixProb, switchProb: run.mixSwitchProb };
+  const mixing = mixEnabled(mix);
+  const session: Session = await compile(model, { device: a.device, batchSize: run.batchSize, seed: run.seed, optimizer, labelSmoothing: run.labelSmoothing, softTargets: mixing });
   const workers = a.workers !== undefined ? { workers: a.workers } : {};
   const trainLoader = new DataLoader(train, { batchSize: run.batchSize, shuffle: true, seed: run.seed, dropLast: true, ...workers });
   const testLoader = new DataLoader(test, { batchSize: run.batchSize, shuffle: false, seed: run.seed, ...workers });
+  const valLoader = split ? new DataLoader(split.validation, { batchSize: run.batchSize, shuffle: false, seed: run.seed, ...workers }) : undefined;
+  const trainSource = mixing ? usage(() => mixedBatches(trainLoader, { ...mix, seed: run.seed, classes: train.classes.length })) : trainLoader;
 
   let startEpoch = 0, startStep = 0;
   if (ckpt) {
@@ -277,14 +343,25 @@ export async function trainCommand(args: string[]): Promise<number> {
     startStep = ckpt.meta.step;
   }
   const log = new MetricsLog(path.join(out, 'metrics.jsonl'), ckpt ? { resumeAfterStep: startStep } : { truncate: true });
+  const tb = new TensorBoardWriter(out, ckpt ? { resumeAtStep: startStep } : {});
+  // Early stopping's state: the best validation top-1 so far and its epoch (1-based), carried in checkpoints.
+  const stored = ckpt?.meta.earlyStop as { bestEpoch: number; bestAcc: number } | undefined;
+  const best = { epoch: stored?.bestEpoch ?? 0, acc: stored?.bestAcc ?? -Infinity };
   const params = model.parameterCount();
-  const checkpoint = (epoch: number, step: number) => saveCheckpoint(ckptFile, session, {
+  const checkpoint = (epoch: number, step: number, file = ckptFile) => saveCheckpoint(file, session, {
     model: model.toJSON(), epoch, step, schedule: schedule.config, optimizer, ...trainMeta(run, train, augmentation, threads),
+    ...(split ? { earlyStop: { bestEpoch: best.epoch, bestAcc: best.acc } } : {}),
   });
-  say(`crunet train: ${model.name} (${params.toLocaleString('en-US')} parameters) on ${run.dataset}: ${train.length} train / ${test.length} test samples, ` +
+  say(`crunet train: ${model.name} (${params.toLocaleString('en-US')} parameters) on ${run.dataset}: ${train.length} train / ` +
+      `${split ? `${split.validation.length} validation / ` : ''}${test.length} test samples, ` +
       `batch ${run.batchSize}, ${run.epochs} epochs, lr ${run.lr} ${schedule.config.type}, ${a.device}, ${threads} thread${threads > 1 ? 's' : ''}; writing ${out}`);
-  if (ckpt) say(`resuming from ${resume} after epoch ${startEpoch} (step ${startStep})${startEpoch >= run.epochs ? ': the run is complete, evaluating it' : ''}`);
-  log.write({ type: 'run', model: model.toJSON(), dataset: run.dataset, args: { ...run, device: a.device, threads }, params, startEpoch, startStep });
+  // A run that early stopping ended is complete: resuming it evaluates it, as a run that ran all its epochs.
+  const stoppedEarly = !!ckpt && run.earlyStopPatience !== undefined && best.epoch > 0 && startEpoch - best.epoch >= run.earlyStopPatience;
+  if (ckpt) {
+    say(`resuming from ${resume} after epoch ${startEpoch} (step ${startStep})${startEpoch >= run.epochs ? ': the run is complete, evaluating it' : ''}` +
+        (stoppedEarly && startEpoch < run.epochs ? `: early stopping ended the run (best validation top-1 at epoch ${best.epoch}), evaluating it` : ''));
+  }
+  log.write({ type: 'run', epochsFrom: 1, model: model.toJSON(), dataset: run.dataset, args: { ...run, device: a.device, threads }, params, startEpoch, startStep });
 
   const bar = new ProgressBar({ stream: process.stderr });
   // The progress bar's ETA is the epoch's; after each epoch, the whole run's at this invocation's pace.
@@ -294,37 +371,60 @@ export async function trainCommand(args: string[]): Promise<number> {
     const eta = etaSeconds(done - startEpoch, run.epochs - startEpoch, (performance.now() - tFit) / 1000);
     return `; run ETA ${formatDuration(eta)}`;
   };
-  const evalLine = (epoch: number, step: number, t: EvalStats) => log.write({ type: 'eval', epoch, step, loss: t.loss, acc: t.top1, top5: t.top5 });
-  let seen = 0, lossSum = 0, correct = 0;
+  // Lines and TensorBoard scalars count epochs from 1 (the Trainer's epoch indices count from 0).
+  const evalLine = (epoch: number, step: number, t: EvalStats) => {
+    log.write({ type: 'eval', epoch: epoch + 1, step, loss: t.loss, acc: t.top1, top5: t.top5 });
+    tb.scalars(step, { 'test/loss': t.loss, 'test/top1': t.top1, 'test/top5': t.top5 });
+  };
+  const smoothed = [run.labelSmoothing > 0 ? `label smoothing ${run.labelSmoothing}` : '', mixing ? 'mixed targets' : ''].filter(Boolean).join(', ');
+  const plotLabels = { train: smoothed ? `train (${smoothed})` : 'train', test: 'test (plain cross-entropy)' };
+  let valNote = '';
   const trainer: Trainer = new Trainer({
-    session, train: trainLoader, test: testLoader, schedule, epochs: run.epochs, startEpoch, startStep,
+    session, train: trainSource, test: testLoader, schedule, epochs: stoppedEarly ? startEpoch : run.epochs, startEpoch, startStep,
     callbacks: {
-      onEpochStart: (epoch) => {
-        bar.start(epoch + 1, stepsPerEpoch, run.epochs);
-        seen = lossSum = correct = 0;
-      },
+      onEpochStart: (epoch) => bar.start(epoch + 1, stepsPerEpoch, run.epochs),
       onStep: (s) => {
-        seen += s.size;
-        lossSum += s.loss * s.size;
-        correct += s.correct;
-        bar.update({ step: s.batch + 1, images: seen, loss: lossSum / seen, acc: correct / seen });
-        if (s.step % 50 === 0) log.write({ type: 'step', epoch: s.epoch, step: s.step, lr: s.lr, loss: s.loss, acc: s.correct / s.size });
+        bar.update({ step: s.batch + 1, images: s.epochImages, loss: s.epochLoss, acc: s.epochAcc });
+        if (s.step % 50 === 0) {
+          log.write({ type: 'step', epoch: s.epoch + 1, step: s.step, lr: s.lr, loss: s.loss, acc: s.correct / s.size });
+          tb.scalars(s.step, { 'train/loss': s.loss, 'train/lr': s.lr });
+        }
       },
       // The epoch's line and checkpoint come before its evaluation: a failing evaluation cannot cost the epoch.
       onEpochTrained: async (e) => {
         bar.end();
-        log.write({ type: 'epoch', epoch: e.epoch, step: e.step, lr: e.train.lr, loss: e.train.loss, acc: e.train.acc, imagesPerSec: e.train.imagesPerSec, seconds: e.train.seconds });
+        log.write({ type: 'epoch', epoch: e.epoch + 1, step: e.step, lr: e.train.lr, loss: e.train.loss, acc: e.train.acc, imagesPerSec: e.train.imagesPerSec, seconds: e.train.seconds });
+        tb.scalars(e.step, { 'epoch/train_loss': e.train.loss, 'epoch/train_acc': e.train.acc, 'epoch/lr': e.train.lr, 'epoch/images_per_sec': e.train.imagesPerSec });
+        if (valLoader) {
+          // Validation before the checkpoint, so that the early-stopping state it stores includes this epoch.
+          const v = await trainer.evaluate(valLoader, e.epoch);
+          if (trainer.isInterrupted) return; // partial: the epoch is redone on resume
+          log.write({ type: 'val', epoch: e.epoch + 1, step: e.step, loss: v.loss, acc: v.top1, top5: v.top5 });
+          tb.scalars(e.step, { 'val/loss': v.loss, 'val/top1': v.top1, 'val/top5': v.top5 });
+          if (v.top1 > best.acc) {
+            best.epoch = e.epoch + 1;
+            best.acc = v.top1;
+            await checkpoint(e.epoch + 1, e.step, path.join(out, 'best.safetensors'));
+          }
+          valNote = `; validation loss ${v.loss.toFixed(4)} top-1 ${(100 * v.top1).toFixed(2)}% (best ${(100 * best.acc).toFixed(2)}% at epoch ${best.epoch})`;
+        }
         await checkpoint(e.epoch + 1, e.step);
       },
       onEpochEnd: (e) => {
         if (e.test) evalLine(e.epoch, e.step, e.test);
         const skipped = trainLoader.skippedCount + testLoader.skippedCount;
         say(`epoch ${e.epoch + 1}/${run.epochs}: train loss ${e.train.loss.toFixed(4)} acc ${(100 * e.train.acc).toFixed(2)}% ` +
-            `(${e.train.imagesPerSec.toFixed(0)} img/s)` + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : '') +
+            `(${e.train.imagesPerSec.toFixed(0)} img/s)` + valNote + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : '') +
             (skipped ? `; ${skipped} unreadable images skipped so far (--bad-images skip)` : '') + runEta(e.epoch + 1));
-        writePlot(path.join(out, 'plot.svg'), epochHistory(readMetrics(log.path)), { title: `${model.name} on ${run.dataset}`, subtitle: `batch ${run.batchSize}, lr ${run.lr} ${schedule.config.type}, seed ${run.seed}` });
+        const records = readMetrics(log.path);
+        writePlot(path.join(out, 'plot.svg'), epochHistory(records), { title: `${model.name} on ${run.dataset}`, subtitle: `batch ${run.batchSize}, lr ${run.lr} ${schedule.config.type}, seed ${run.seed}`, labels: plotLabels });
+        writeFileAtomicSync(path.join(out, 'metrics.csv'), metricsCsv(records));
         if (a.stopAfterEpoch !== undefined && e.epoch + 1 >= a.stopAfterEpoch && e.epoch + 1 < run.epochs) {
           say(`stopping after epoch ${e.epoch + 1} as asked (--stop-after-epoch); continue with --resume ${ckptFile}`);
+          trainer.stop();
+        } else if (run.earlyStopPatience !== undefined && e.epoch + 1 - best.epoch >= run.earlyStopPatience && e.epoch + 1 < run.epochs) {
+          say(`early stop after epoch ${e.epoch + 1}: no better validation top-1 in ${run.earlyStopPatience} epoch${run.earlyStopPatience > 1 ? 's' : ''} ` +
+              `(--early-stop-patience); best.safetensors holds epoch ${best.epoch} (validation top-1 ${(100 * best.acc).toFixed(2)}%)`);
           trainer.stop();
         }
       },
@@ -351,7 +451,7 @@ export async function trainCommand(args: string[]): Promise<number> {
     // The state the run starts from, in its --out: a run stopped before its first epoch ends can be resumed too.
     if (!ckpt || path.resolve(ckpt.path) !== path.resolve(ckptFile)) await checkpoint(startEpoch, startStep);
     // A run killed between an epoch's checkpoint and its evaluation lost that eval line: evaluate it now.
-    if (ckpt && startEpoch > 0 && !readMetrics(log.path).some((r) => r.type === 'eval' && r.epoch === startEpoch - 1)) {
+    if (ckpt && startEpoch > 0 && !numberEpochsFrom1(readMetrics(log.path)).some((r) => r.type === 'eval' && r.epoch === startEpoch)) {
       say(`${log.path} has no evaluation of epoch ${startEpoch} (the run stopped before it): evaluating it first`);
       const t = await trainer.evaluate(testLoader, startEpoch - 1);
       if (!trainer.isInterrupted) evalLine(startEpoch - 1, startStep, (final = t));
@@ -364,7 +464,9 @@ export async function trainCommand(args: string[]): Promise<number> {
     process.off('SIGTERM', onSignal);
     await trainLoader.close();
     await testLoader.close();
+    await valLoader?.close();
     log.close();
+    tb.close();
     session.dispose();
   }
   if (signal) {
@@ -372,7 +474,8 @@ export async function trainCommand(args: string[]): Promise<number> {
     const i = result.interrupted;
     const kept = loadCheckpoint(ckptFile).meta;
     const holds = kept.epoch === 0 ? 'the run\'s initial state' : `epoch ${kept.epoch} (step ${kept.step})`;
-    const lost = i?.during === 'training' && i.steps > 0
+    // Stopped in the validation pass, the epoch's checkpoint was not written yet: its steps are lost too.
+    const lost = (i?.during === 'training' || (i?.during === 'evaluation' && kept.epoch <= i.epoch)) && i.steps > 0
       ? `; the ${i.steps} steps of epoch ${i.epoch + 1} are lost and are redone, exactly, on resume`
       : i?.during === 'evaluation' ? `; the evaluation of epoch ${i.epoch + 1} is redone on resume` : '';
     process.stderr.write(`crunet train: stopped by ${signal}${i ? ` in epoch ${i.epoch + 1}/${run.epochs}` : ''}: ${ckptFile} holds ${holds}${lost}. ` +

@@ -2,8 +2,26 @@
 // touched once), and the ImageNet-style transforms of the paper (docs/MODELS.md section 5) for decoded images:
 // the geometry is computed here and run by sharp, the pixel work (mirror, HSL jitter, normalisation)
 // is one pass in pixelsToChw.
-import type { SmallAugment } from './dataset.js';
-import type { Rng } from './rng.js';
+import { autoAugment, type AutoAugment } from './autoaugment.js';
+import type { DataRng } from './rng.js';
+
+/**
+ * Augmentation for small in-memory images: random crop after zero padding, then a random mirror, then
+ * (optionally) RandAugment or TrivialAugment, then (optionally) random erasing.
+ */
+export interface SmallAugment {
+  /** Pixels of zero padding on each side before a random crop back to the original size; 0: no crop. */
+  pad: number;
+  /** Mirror left-right with probability 1/2. */
+  flip: boolean;
+  /**
+   * Random erasing (Zhong et al. 2017) with this probability (default 0: off): a rectangle of 2 %-40 % of
+   * the area, aspect 0.3-3.3, filled with random pixel values.
+   */
+  erase?: number;
+  /** RandAugment (n, m) or TrivialAugment after crop and mirror (lib/data/autoaugment.ts); default none. */
+  auto?: AutoAugment;
+}
 
 /** out = lut[c][byte]: normalisation costs one table look-up per value. */
 export function normalizationTables(mean: readonly number[], std: readonly number[]): Float32Array[] {
@@ -16,15 +34,26 @@ export function normalizationTables(mean: readonly number[], std: readonly numbe
 
 /**
  * Copies one CHW uint8 sample into out as normalised float32, applying torchvision's RandomCrop(padding)
- * then RandomHorizontalFlip, then random erasing, when aug is given. Padding is black (byte 0), as in
- * torchvision. The generator is drawn from in that order, so turning erasing on leaves crops and mirrors
- * as they were.
+ * then RandomHorizontalFlip, then RandAugment / TrivialAugment, then random erasing, when aug is given.
+ * Padding is black (byte 0), as in torchvision. The generator is drawn from in that order, so turning
+ * erasing or an auto-augment policy on leaves crops and mirrors as they were.
  */
 export function copySmall(
   src: Uint8Array, srcOffset: number, c: number, h: number, w: number,
-  luts: Float32Array[], out: Float32Array, offset: number, aug: SmallAugment | null, rng: Rng,
+  luts: Float32Array[], out: Float32Array, offset: number, aug: SmallAugment | null, rng: DataRng,
 ): void {
-  if (!aug || (aug.pad === 0 && !aug.flip)) {
+  if (aug?.auto) {
+    // The policy works on byte values: crop and mirror into a scratch of bytes (as float32), augment, normalise.
+    const n = c * h * w;
+    if (autoScratch.length < 2 * n) autoScratch = new Float32Array(2 * n);
+    const bytes = autoScratch.subarray(0, n);
+    cropAndMirror(src, srcOffset, c, h, w, new Array<Float32Array>(c).fill(IDENTITY_LUT), bytes, 0, aug, rng);
+    autoAugment(aug.auto, bytes, 0, c, h, w, rng, autoScratch.subarray(n, 2 * n));
+    for (let ch = 0, i = 0; ch < c; ch++) {
+      const lut = luts[ch];
+      for (const end = i + h * w; i < end; i++) out[offset + i] = lut[bytes[i]];
+    }
+  } else if (!aug || (aug.pad === 0 && !aug.flip)) {
     // Planes are contiguous in both, so this is the whole copy.
     for (let ch = 0, o = offset, s = srcOffset; ch < c; ch++) {
       const lut = luts[ch];
@@ -36,9 +65,13 @@ export function copySmall(
   if (aug?.erase && rng.next() < aug.erase) randomErase(c, h, w, luts, out, offset, rng);
 }
 
+/** Byte value -> itself, for cropping into byte values. */
+const IDENTITY_LUT = Float32Array.from({ length: 256 }, (_, v) => v);
+let autoScratch = new Float32Array(0);
+
 function cropAndMirror(
   src: Uint8Array, srcOffset: number, c: number, h: number, w: number,
-  luts: Float32Array[], out: Float32Array, offset: number, aug: SmallAugment, rng: Rng,
+  luts: Float32Array[], out: Float32Array, offset: number, aug: SmallAugment, rng: DataRng,
 ): void {
   const p = aug.pad;
   const dy = p > 0 ? rng.int(2 * p + 1) - p : 0;
@@ -67,6 +100,15 @@ function cropAndMirror(
   }
 }
 
+/** A copy of NCHW images with every row of `width` values reversed: each image's mirror image. */
+export function mirrorRows(images: Float32Array, width: number): Float32Array {
+  const out = new Float32Array(images.length);
+  for (let r = 0; r < images.length; r += width) {
+    for (let x = 0; x < width; x++) out[r + x] = images[r + width - 1 - x]!;
+  }
+  return out;
+}
+
 /** Random erasing's ranges (Zhong et al. 2017, section 3.1; torchvision's RandomErasing defaults). */
 export const ERASE_AREA = [0.02, 0.4] as const;
 export const ERASE_ASPECT = [0.3, 1 / 0.3] as const;
@@ -76,7 +118,7 @@ export const ERASE_ASPECT = [0.3, 1 / 0.3] as const;
  * each pixel an independent byte in [0, 255] put through the channel's normalisation. Like torchvision,
  * gives up after 10 draws that do not fit (the sample is then left as it was).
  */
-function randomErase(c: number, h: number, w: number, luts: Float32Array[], out: Float32Array, offset: number, rng: Rng): void {
+function randomErase(c: number, h: number, w: number, luts: Float32Array[], out: Float32Array, offset: number, rng: DataRng): void {
   const logLo = Math.log(ERASE_ASPECT[0]), logHi = Math.log(ERASE_ASPECT[1]);
   for (let attempt = 0; attempt < 10; attempt++) {
     const area = rng.uniform(ERASE_AREA[0], ERASE_AREA[1]) * h * w;
@@ -174,7 +216,7 @@ export interface Box {
 }
 
 /** torchvision's RandomResizedCrop.get_params: ten tries at a box of random area and aspect, then a centre crop. */
-export function randomResizedCrop(w: number, h: number, scale: readonly number[], ratio: readonly number[], rng: Rng): Box {
+export function randomResizedCrop(w: number, h: number, scale: readonly number[], ratio: readonly number[], rng: DataRng): Box {
   const area = w * h;
   const lo = Math.log(ratio[0]), hi = Math.log(ratio[1]);
   for (let i = 0; i < 10; i++) {
@@ -212,7 +254,7 @@ export interface PixelJitter {
   l: number;
 }
 
-export function drawJitter(t: ImageTransform, rng: Rng): PixelJitter {
+export function drawJitter(t: ImageTransform, rng: DataRng): PixelJitter {
   const flip = t.flip && rng.next() < 0.5;
   const [mh, ms, ml] = t.hsl;
   // MXNet draws uniform(-max, max) and converts to int (truncation toward zero).

@@ -4,7 +4,8 @@
 // or a label byte out of range.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DataError, type Normalization, type SmallAugment } from './dataset.js';
+import type { SmallAugment } from './augment.js';
+import { DataError, type Normalization } from './dataset.js';
 import { MemoryDataset } from './memory.js';
 
 export const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];

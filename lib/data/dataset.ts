@@ -1,6 +1,7 @@
 // The Dataset interface every data set implements, the recipe a worker thread rebuilds one from, and
 // DataError (every bad-input message names the file and, where there is one, the byte offset).
-import type { Rng } from './rng.js';
+import type { ImageTransform, SmallAugment } from './augment.js';
+import type { DataRng } from './rng.js';
 
 /** Channels, height, width of one sample as read (after any crop or resize). */
 export type SampleShape = readonly [channels: number, height: number, width: number];
@@ -24,7 +25,7 @@ export interface Dataset {
    * (a data set without augmentation ignores it). Synchronous for in-memory sets, a Promise for decoded
    * ones. A sample that cannot be read throws a DataError naming its file.
    */
-  read(i: number, out: Float32Array, offset: number, rng: Rng): void | Promise<void>;
+  read(i: number, out: Float32Array, offset: number, rng: DataRng): void | Promise<void>;
   /**
    * A structured-cloneable description a worker thread rebuilds this data set from (worker.ts). Only
    * the built-in kinds have one; a data set without it is read on the main thread (workers: 0).
@@ -61,22 +62,6 @@ export interface Normalization {
   std: readonly number[];
 }
 
-/**
- * Augmentation for small in-memory images: random crop after zero padding, then a random mirror, then
- * (optionally) random erasing.
- */
-export interface SmallAugment {
-  /** Pixels of zero padding on each side before a random crop back to the original size; 0: no crop. */
-  pad: number;
-  /** Mirror left-right with probability 1/2. */
-  flip: boolean;
-  /**
-   * Random erasing (Zhong et al. 2017) with this probability (default 0: off): a rectangle of 2 %-40 % of
-   * the area, aspect 0.3-3.3, filled with random pixel values.
-   */
-  erase?: number;
-}
-
 export interface MemoryRecipe {
   kind: 'memory';
   name: string;
@@ -97,7 +82,7 @@ export interface FolderRecipe {
   /** Paths relative to root, each followed by '\0' (folder.ts packPaths / unpackPaths): one string clones far faster than a million. */
   files: string;
   labels: Int32Array;
-  transform: import('./augment.js').ImageTransform;
+  transform: ImageTransform;
   onBadImage: BadImagePolicy;
   maxImageBytes: number;
   maxImagePixels: number;

@@ -7,7 +7,7 @@ import {
   drawJitter, imageTransform, NO_JITTER, pixelsToChw, randomResizedCrop, resizeCentreCrop, type ImageTransform,
 } from './augment.js';
 import { BadImageError, DataError, type BadImagePolicy, type Dataset, type FolderRecipe, type Preprocessing, type SampleShape } from './dataset.js';
-import { hash32, Rng } from './rng.js';
+import { hash32, DataRng } from './rng.js';
 import { loadSharp } from './sharp.js';
 
 /** Extensions sharp decodes (its prebuilt libvips); compared lower-case. */
@@ -258,7 +258,7 @@ export class FolderDataset implements Dataset {
     return path.join(this.root, this.joined.slice(this.starts[i], this.starts[i + 1] - 1));
   }
 
-  async read(i: number, out: Float32Array, offset: number, rng: Rng): Promise<void> {
+  async read(i: number, out: Float32Array, offset: number, rng: DataRng): Promise<void> {
     if (!(i >= 0 && i < this.length)) throw new RangeError(`${this.name}: sample ${i} out of range [0, ${this.length})`);
     const file = this.file(i);
     const sharp = loadSharp();
@@ -342,7 +342,7 @@ export async function openFolder(dir: string, opts: FolderSetOptions = {}): Prom
   const root = trainDir ?? dir;
   const scan = await scanFolder(root);
   // Hold out round(f * n) images of each class, chosen by a seeded shuffle within the class.
-  const rng = new Rng(hash32(0x53504c54, opts.seed ?? 0));
+  const rng = new DataRng(hash32(0x53504c54, opts.seed ?? 0));
   const keep: number[] = [], hold: number[] = [];
   const byClass: number[][] = scan.classes.map(() => []);
   scan.labels.forEach((c, i) => byClass[c].push(i));

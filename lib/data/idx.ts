@@ -5,7 +5,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
-import { DataError, type Normalization, type SmallAugment } from './dataset.js';
+import type { SmallAugment } from './augment.js';
+import { DataError, type Normalization } from './dataset.js';
 import { MemoryDataset, measureNormalization } from './memory.js';
 
 const gunzip = promisify(zlib.gunzip);

@@ -1,6 +1,6 @@
 // crunet's data layer: datasets (IDX, CIFAR binary, image folders), transforms, DataLoader.
 export { BadImageError, classHistogram, DataError } from './dataset.js';
-export type { BadImagePolicy, Dataset, DatasetRecipe, Normalization, Preprocessing, SampleShape, SmallAugment } from './dataset.js';
+export type { BadImagePolicy, Dataset, DatasetRecipe, Normalization, Preprocessing, SampleShape } from './dataset.js';
 export { MemoryDataset, measureNormalization } from './memory.js';
 export type { MemoryDatasetInit } from './memory.js';
 export {
@@ -14,13 +14,17 @@ export {
 } from './folder.js';
 export type { FolderOptions, FolderScan, FolderSetOptions, ImageLimits } from './folder.js';
 export {
-  PAPER_EVAL_TRANSFORM, PAPER_TRAIN_TRANSFORM, imageTransform, randomResizedCrop, resizeCentreCrop,
+  PAPER_EVAL_TRANSFORM, PAPER_TRAIN_TRANSFORM, imageTransform, mirrorRows, randomResizedCrop, resizeCentreCrop,
 } from './augment.js';
-export type { Box, ImageTransform, ResizeKernel } from './augment.js';
+export type { Box, ImageTransform, ResizeKernel, SmallAugment } from './augment.js';
 export { DataLoader } from './loader.js';
 export type { Batch, LoaderOptions } from './loader.js';
 export type { SkippedImage } from './batch.js';
-export { Rng, epochOrder, sampleRng } from './rng.js';
-export { limitDataset, subsetOf } from './subset.js';
+export { DataRng, epochOrder, sampleRng } from './rng.js';
+export { holdOut, limitDataset, subsetOf } from './subset.js';
+export { applyOp, autoAugment, checkAutoAugment, magnitude as autoAugmentMagnitude } from './autoaugment.js';
+export type { AutoAugment } from './autoaugment.js';
+export { batchRng, checkMixOptions, cutmixBox, drawMix, MIX_DEFAULTS, mixBatch, mixEnabled, sampleBeta } from './mixup.js';
+export type { CutBox, MixDraw, MixOptions } from './mixup.js';
 export { DATASET_SPECS, openDataset, parseDatasetSpec } from './spec.js';
 export type { DatasetKind, OpenOptions } from './spec.js';

@@ -1,8 +1,9 @@
 // MemoryDataset: a whole data set decoded once into bytes (IDX and CIFAR end up here). The bytes live in
 // a SharedArrayBuffer so worker threads read them without a copy.
-import { copySmall, normalizationTables } from './augment.js';
-import type { Dataset, MemoryRecipe, Normalization, Preprocessing, SampleShape, SmallAugment } from './dataset.js';
-import type { Rng } from './rng.js';
+import { copySmall, normalizationTables, type SmallAugment } from './augment.js';
+import { checkAutoAugment } from './autoaugment.js';
+import type { Dataset, MemoryRecipe, Normalization, Preprocessing, SampleShape } from './dataset.js';
+import type { DataRng } from './rng.js';
 
 export interface MemoryDatasetInit {
   name: string;
@@ -67,7 +68,8 @@ export class MemoryDataset implements Dataset {
     this.length = this.labels.length;
     this.norm = { mean: [...init.norm.mean], std: [...init.norm.std] };
     const a = init.augment;
-    this.augment = a ? { pad: a.pad, flip: !!a.flip, ...(a.erase ? { erase: a.erase } : {}) } : null;
+    if (a?.auto) checkAutoAugment(a.auto, `${init.name}: augment.auto`);
+    this.augment = a ? { pad: a.pad, flip: !!a.flip, ...(a.erase ? { erase: a.erase } : {}), ...(a.auto ? { auto: { ...a.auto } } : {}) } : null;
     this.luts = normalizationTables(this.norm.mean, this.norm.std);
     this.preprocessing = { scale: 1 / 255, mean: [...this.norm.mean], std: [...this.norm.std], layout: 'NCHW', channels: c, size: [h, w] };
   }
@@ -78,7 +80,7 @@ export class MemoryDataset implements Dataset {
     return new MemoryDataset({ name, classes, shape, pixels, labels, norm, augment });
   }
 
-  read(i: number, out: Float32Array, offset: number, rng: Rng): void {
+  read(i: number, out: Float32Array, offset: number, rng: DataRng): void {
     if (!(i >= 0 && i < this.length)) throw new RangeError(`${this.name}: sample ${i} out of range [0, ${this.length})`);
     copySmall(this.pixels, i * this.sampleBytes, this.shape[0], this.shape[1], this.shape[2], this.luts, out, offset, this.augment, rng);
   }

@@ -18,8 +18,13 @@ export function hash32(...words: number[]): number {
   return h >>> 0;
 }
 
-/** mulberry32: one 32-bit word of state, fast, and plenty for crops and coin flips. */
-export class Rng {
+/**
+ * The data pipeline's generator (mulberry32, one 32-bit word of state): its state is the hash32 key of a
+ * (seed, epoch[, index]) stream, used as given, so the shuffles and augmentations of existing runs and
+ * checkpoints depend on it staying exactly as it is. Tests have their own generator (test/support/random.ts's
+ * TestRng: small seeds mixed first, normals), which may change freely.
+ */
+export class DataRng {
   private s: number;
   constructor(seed: number) {
     this.s = seed >>> 0;
@@ -45,8 +50,8 @@ export class Rng {
 const SHUFFLE = 0x5348;
 const SAMPLE = 0x414d;
 
-export function sampleRng(seed: number, epoch: number, index: number): Rng {
-  return new Rng(hash32(SAMPLE, seed, epoch, index));
+export function sampleRng(seed: number, epoch: number, index: number): DataRng {
+  return new DataRng(hash32(SAMPLE, seed, epoch, index));
 }
 
 /** The order of an epoch: Fisher-Yates under (seed, epoch), or 0..n-1 when not shuffling. */
@@ -54,7 +59,7 @@ export function epochOrder(n: number, seed: number, epoch: number, shuffle: bool
   const order = new Int32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
   if (!shuffle) return order;
-  const rng = new Rng(hash32(SHUFFLE, seed, epoch));
+  const rng = new DataRng(hash32(SHUFFLE, seed, epoch));
   for (let i = n - 1; i > 0; i--) {
     const j = rng.int(i + 1);
     const t = order[i];

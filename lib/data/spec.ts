@@ -1,7 +1,8 @@
 // openDataset: the CLI's dataset spec ('fashion-mnist', 'cifar10:PATH', 'folder:PATH', ...) -> {train, test}.
 import type { ImageTransform } from './augment.js';
 import { openCifar10, openCifar100 } from './cifar.js';
-import type { BadImagePolicy, Dataset, Normalization, SmallAugment } from './dataset.js';
+import type { SmallAugment } from './augment.js';
+import type { BadImagePolicy, Dataset, Normalization } from './dataset.js';
 import { openFolder } from './folder.js';
 import { FASHION_MNIST_DIR, openIdx } from './idx.js';
 

@@ -35,3 +35,28 @@ export function limitDataset(ds: Dataset, n: number | undefined, seed: number): 
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`limit: expected a positive integer number of samples, but received ${n}`);
   return subsetOf(ds, epochOrder(ds.length, seed, 0, true).slice(0, n));
 }
+
+/** The same samples without training augmentation: in-memory sets unaugmented, folders with the evaluation transform. */
+function unaugmented(ds: Dataset): Dataset {
+  const r = ds.recipe?.();
+  if (r?.kind === 'memory') return fromRecipe({ ...r, augment: null });
+  if (r?.kind === 'folder') return fromRecipe({ ...r, transform: { ...r.transform, train: false } });
+  throw new TypeError(`validation split of ${ds.name}: expected a built-in data set (one with a recipe), whose augmentation can be turned off`);
+}
+
+/**
+ * A seeded held-out part of a training set (the CLI's --validation): round(fraction x length) samples,
+ * read without augmentation, and the rest for training; both keep the data set's order. Model selection
+ * and early stopping use it, never the test set.
+ */
+export function holdOut(ds: Dataset, fraction: number, seed: number): { train: Dataset; validation: Dataset } {
+  if (!(fraction > 0 && fraction < 1)) throw new RangeError(`validation split: expected a fraction in (0, 1), but received ${fraction}`);
+  const n = Math.round(fraction * ds.length);
+  if (n < 1 || n >= ds.length) throw new RangeError(`validation split: a fraction ${fraction} of ${ds.length} samples leaves ${n} for validation and ${ds.length - n} for training; each needs at least 1`);
+  // Its own stream (epoch VALIDATION of the seed's shuffles), apart from --limit-train's (epoch 0).
+  const order = epochOrder(ds.length, seed, VALIDATION, true);
+  const sorted = (a: Int32Array) => a.slice().sort();
+  return { train: subsetOf(ds, sorted(order.subarray(n))), validation: unaugmented(subsetOf(ds, sorted(order.subarray(0, n)))) };
+}
+
+const VALIDATION = 0x56414c;

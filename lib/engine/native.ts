@@ -164,7 +164,8 @@ export interface DeviceInfo {
 /** One row of the native op table: what an op takes (shapes and attribute meanings are shape inference's). */
 export interface NativeOpDef {
   name: string;
-  inputs: { name: string; dtype: 'f32' | 'i32' }[];
+  /** Inputs in order; optional ones only at the end; differentiable false for data (labels, soft targets). */
+  inputs: { name: string; dtype: 'f32' | 'i32'; optional: boolean; differentiable: boolean }[];
   /** Parameter slots in order; optional ones only at the end; trainable false for state (running statistics). */
   params: { name: string; optional: boolean; trainable: boolean }[];
   attributes: { name: string; required: boolean }[];

@@ -74,6 +74,13 @@ export interface CompileOptions {
    * loss (PyTorch's CrossEntropyLoss(label_smoothing=e)). Replaces the value the graph was built with.
    */
   labelSmoothing?: number;
+  /**
+   * Train towards soft targets (mixup, cutmix): the loss gets an f32 input `targets` of per-sample shape
+   * [classes], which every step() then takes (its `targets` option); label smoothing applies to them as to
+   * one-hot labels, and the labels still give the correct counts. A copy of the graph is changed; a graph
+   * whose loss already takes soft targets needs no option.
+   */
+  softTargets?: boolean;
 }
 
 export interface StepResult {
@@ -122,6 +129,24 @@ function withLabelSmoothing(ir: GraphIR, e: number): GraphIR {
   return { ...ir, nodes };
 }
 
+/** The graph with an f32 input feeding its loss's soft targets (a copy: the caller's graph is left as built). */
+function withSoftTargets(ir: GraphIR): GraphIR {
+  const loss = ir.nodes.find((n) => n.name === ir.loss);
+  if (!loss) throw new TypeError('compile: expected a graph with a loss for softTargets, but received one without');
+  if (loss.inputs.length === 3) return ir;
+  const logits = ir.nodes.find((n) => n.name === loss.inputs[0]);
+  const classes = logits?.op === 'linear' ? Number(logits.attrs.outFeatures) : ir.inputs.find((i) => i.name === loss.inputs[0])?.shape[0];
+  if (!classes) throw new TypeError(`compile: expected the loss's logits to come from a linear node or an input for softTargets, but received ${loss.inputs[0]}`);
+  let name = 'targets';
+  const taken = new Set([...ir.inputs.map((i) => i.name), ...ir.nodes.map((n) => n.name)]);
+  for (let i = 2; taken.has(name); i++) name = `targets${i}`;
+  return {
+    ...ir,
+    inputs: [...ir.inputs, { name, shape: [classes], dtype: 'f32' }],
+    nodes: ir.nodes.map((n) => (n === loss ? { ...n, inputs: [...n.inputs, name] } : n)),
+  };
+}
+
 /**
  * Re-throws a native failure as an error of the same class (the addon throws Error, TypeError and
  * RangeError) whose stack shows the caller's await.
@@ -146,6 +171,7 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
   let ir = toIR(model);
   if (!opts || typeof opts !== 'object') throw new TypeError(`compile: expected options {batchSize, ...}, but received ${typeName(opts)}`);
   if (opts.labelSmoothing !== undefined) ir = withLabelSmoothing(ir, opts.labelSmoothing);
+  if (opts.softTargets) ir = withSoftTargets(ir);
   const precision = opts.precision ?? 'fp32';
   if (!['fp32', 'bf16', 'fp16'].includes(precision)) {
     throw new RangeError(`compile: expected precision 'fp32', 'bf16' or 'fp16', but received ${JSON.stringify(precision)}`);
@@ -184,6 +210,10 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
 export class Session {
   private readonly paramIndex = new Map<string, number>();
   private readonly inputs: { name: string; perSample: number; dtype: 'f32' | 'i32' }[];
+  /** Whether the loss counts top-k hits (step() then reports topkCorrect): fixed at compile time. */
+  private readonly hasTopk: boolean;
+  /** The graph input that feeds the loss's soft targets, if it takes them (compile's softTargets). */
+  readonly targetsInput: string | undefined;
   private disposed = false;
 
   constructor(
@@ -195,6 +225,9 @@ export class Session {
   ) {
     handle.params().forEach((p, i) => this.paramIndex.set(p.name, i));
     this.inputs = graph.inputs.map((i) => ({ name: i.name, perSample: i.shape.reduce((a, b) => a * b, 1), dtype: i.dtype }));
+    const loss = graph.nodes.find((n) => n.name === graph.loss);
+    this.hasTopk = Number(loss?.attrs.topk ?? 0) > 0;
+    this.targetsInput = loss?.inputs[2] !== undefined && this.inputs.some((i) => i.name === loss.inputs[2]) ? loss.inputs[2] : undefined;
   }
 
   /**
@@ -203,8 +236,17 @@ export class Session {
    * changing any state: inputs with NaN or Inf, labels outside [0, classes), a non-finite loss. When the
    * update itself makes a parameter NaN or infinite (a learning rate far too large), the step rejects
    * naming that parameter, and the update stays applied: restore a checkpoint before training on.
+   * `targets` [batch, classes]: the soft targets, for a session compiled with softTargets (required there).
    */
-  async step(feeds: Feeds, labels?: Int32Array, opts: { lr?: number } = {}): Promise<StepResult> {
+  async step(feeds: Feeds, labels?: Int32Array, opts: { lr?: number; targets?: Float32Array } = {}): Promise<StepResult> {
+    if (opts.targets !== undefined) {
+      if (!this.targetsInput) throw new TypeError('step: targets were given, but this session was not compiled with softTargets');
+      if (feeds instanceof Float32Array || feeds instanceof Int32Array) {
+        const first = this.inputs.find((i) => i.dtype === 'f32' && i.name !== this.targetsInput)!;
+        feeds = { [first.name]: feeds };
+      }
+      feeds = { ...(feeds as Record<string, Feed>), [this.targetsInput]: opts.targets };
+    }
     const arrays = this.feeds('step', feeds, labels, this.batchSize);
     if (opts.lr !== undefined && !(Number.isFinite(opts.lr) && opts.lr >= 0)) {
       throw new RangeError(`step: expected lr to be a finite number >= 0, but received ${opts.lr}`);
@@ -212,8 +254,7 @@ export class Session {
     if (!this.graph.loss) throw new TypeError('step: expected a session of a graph with a loss (build it with softmaxCrossEntropy as loss), but received one without');
     try {
       const r = await this.live('step').step(arrays, opts.lr);
-      const hasTopk = this.graph.nodes.some((n) => n.name === this.graph.loss && Number(n.attrs.topk ?? 0) > 0);
-      return { loss: r.loss, correct: r.correct, ...(hasTopk ? { topkCorrect: r.topkCorrect } : {}) };
+      return { loss: r.loss, correct: r.correct, ...(this.hasTopk ? { topkCorrect: r.topkCorrect } : {}) };
     } catch (e) {
       rethrow(e);
     }
@@ -229,7 +270,7 @@ export class Session {
 
   /** Like forward(), but every graph output. */
   async outputs(feeds: Feeds): Promise<Float32Array[]> {
-    const first = this.inputs.find((i) => i.dtype === 'f32');
+    const first = this.inputs.find((i) => i.dtype === 'f32' && i.name !== this.targetsInput);
     const arr = feeds instanceof Float32Array || feeds instanceof Int32Array ? feeds : first ? feeds[first.name] : undefined;
     const n = first && arr ? arr.length / first.perSample : this.batchSize;
     if (!Number.isInteger(n) || n < 1 || n > this.batchSize) {
@@ -363,7 +404,7 @@ export class Session {
   private feeds(what: string, feeds: Feeds, labels: Int32Array | undefined, n: number): Feed[] {
     let byName: Record<string, Feed>;
     if (feeds instanceof Float32Array || feeds instanceof Int32Array) {
-      const f32 = this.inputs.filter((i) => i.dtype === 'f32');
+      const f32 = this.inputs.filter((i) => i.dtype === 'f32' && i.name !== this.targetsInput);
       const i32 = this.inputs.filter((i) => i.dtype === 'i32');
       if (f32.length !== 1 || i32.length > 1) {
         throw new TypeError(`${what}: expected an object of arrays by input name (this graph has inputs ${this.inputs.map((i) => i.name).join(', ')}), but received a single ${typeName(feeds)}`);
@@ -383,6 +424,7 @@ export class Session {
     return this.inputs.map((inp) => {
       const a = byName[inp.name];
       if (a === undefined && inp.dtype === 'i32' && what !== 'step') return new Int32Array(n); // labels unused outside step
+      if (a === undefined && inp.name === this.targetsInput && what !== 'step') return new Float32Array(n * inp.perSample); // so are soft targets
       const want = inp.dtype === 'f32' ? Float32Array : Int32Array;
       if (!(a instanceof want)) {
         throw new TypeError(`${what}: input ${inp.name}: expected a ${want.name}, but received ${a === undefined ? 'nothing' : typeName(a)}`);

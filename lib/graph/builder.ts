@@ -234,8 +234,10 @@ export class GraphBuilder {
   /**
    * Mean softmax cross-entropy over the batch; step() also reports the top-1 (and top-k) correct count.
    * `labelSmoothing` e in [0, 1) trains towards (1 - e) onehot + e / K, as PyTorch's CrossEntropyLoss.
+   * `targets`, an f32 input of per-sample shape [K], makes the loss train towards those soft targets (mixup,
+   * cutmix) instead of the labels' one-hot, smoothed the same way; the labels still give the hit counts.
    */
-  softmaxCrossEntropy(logits: Value, labels: Value, o: { topk?: number; labelSmoothing?: number; name?: string } = {}): Value {
+  softmaxCrossEntropy(logits: Value, labels: Value, o: { topk?: number; labelSmoothing?: number; targets?: Value; name?: string } = {}): Value {
     const name = this.nodeName(o.name, 'softmaxCrossEntropy');
     const [k] = this.expectRank(logits, 1, name, 'softmaxCrossEntropy');
     this.own(labels, name);
@@ -248,7 +250,11 @@ export class GraphBuilder {
     }
     const e = o.labelSmoothing ?? 0;
     checkLabelSmoothing(e, `softmaxCrossEntropy ${name}`);
-    return this.node(name, 'softmaxCrossEntropy', [logits, labels], [], { topk, ...(e > 0 ? { labelSmoothing: e } : {}) }, []);
+    const t = o.targets;
+    if (t && (t.dtype !== 'f32' || t.shape.length !== 1 || t.shape[0] !== k)) {
+      throw new RangeError(`softmaxCrossEntropy ${name}: targets must be f32 of per-sample shape [${k}] (the logits'), but received ${t.dtype} [${t.shape.join(',')}]`);
+    }
+    return this.node(name, 'softmaxCrossEntropy', t ? [logits, labels, t] : [logits, labels], [], { topk, ...(e > 0 ? { labelSmoothing: e } : {}) }, []);
   }
 
   /** Finishes the graph: `outputs` are what forward() returns, `loss` is what step() minimises. */

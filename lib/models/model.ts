@@ -4,7 +4,7 @@ import type { Graph } from '../graph/index.js';
 import { graphMacs } from './macs.js';
 import { buildNetwork, type Section } from './network.js';
 import { resolveOptions, type ModelOptions, type ResolvedOptions, type Template } from './options.js';
-import { summaryTable } from './summary.js';
+import { summaryTable, type StageStats } from './summary.js';
 
 /** What the paper (or the source it cites) reports for a model: ImageNet-1k top-1 error, single 224 crop. */
 export interface Reported {
@@ -27,11 +27,6 @@ export interface Recipe {
 export interface ModelJSON {
   name: string;
   options: ModelOptions;
-}
-
-export interface StageStats extends Omit<Section, 'nodes'> {
-  params: number;
-  macs: number;
 }
 
 export class Model {

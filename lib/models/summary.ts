@@ -1,7 +1,27 @@
 // Pure renderers behind `crunet summary`: one model's per-stage table in the style of the paper's Table 1,
 // several models side by side (--compare), a one-row-per-model table for the README, and the --json object.
 
-import type { Model, StageStats } from './model.js';
+import type { Section } from './network.js';
+import type { ResolvedOptions } from './options.js';
+
+/** One stage of a model with its counts (Model.stages()). */
+export interface StageStats extends Omit<Section, 'nodes'> {
+  params: number;
+  macs: number;
+}
+
+/** What the renderers read of a model (lib/models/model.ts's Model), named here so this file need not import it. */
+export interface SummarizedModel {
+  readonly name: string;
+  readonly description: string;
+  readonly options: Pick<ResolvedOptions, 'channels' | 'inputSize' | 'classes'>;
+  readonly sections: readonly Pick<Section, 'name'>[];
+  readonly reported?: { top1Error: number };
+  parameterCount(): number;
+  stateSize(): number;
+  macs(): number;
+  stages(): StageStats[];
+}
 
 export interface SummaryJSON {
   model: string;
@@ -29,7 +49,7 @@ function formatShape(s: readonly number[]): string {
 }
 
 /** MiB of float32 weights plus BN running statistics: what the paper's "MB" column means. */
-function sizeMiB(m: Model): string {
+function sizeMiB(m: SummarizedModel): string {
   return `${((m.stateSize() * 4) / 2 ** 20).toFixed(1)}`;
 }
 
@@ -57,7 +77,7 @@ function render(header: string[], rows: string[][][], o: TableOptions, rightAlig
 }
 
 /** One model, one row per stage: output size, unit structure, units, shared sets, parameters, multiply-adds. */
-export function summaryTable(m: Model, o: TableOptions = {}): string {
+export function summaryTable(m: SummarizedModel, o: TableOptions = {}): string {
   const stages = m.stages();
   const rows = stages.map((s) => [
     [s.name], [formatShape(s.output)], s.structure, [s.prefix ? String(s.units) : '-'], [s.sharedSets ? String(s.sharedSets) : '-'],
@@ -75,7 +95,7 @@ export function summaryTable(m: Model, o: TableOptions = {}): string {
 }
 
 /** The object `crunet summary <model> --json` prints. */
-export function summaryJSON(m: Model): SummaryJSON {
+export function summaryJSON(m: SummarizedModel): SummaryJSON {
   return {
     model: m.name,
     params: m.parameterCount(),
@@ -86,12 +106,12 @@ export function summaryJSON(m: Model): SummaryJSON {
   };
 }
 
-function reportedError(m: Model): string {
+function reportedError(m: SummarizedModel): string {
   return m.reported ? `${m.reported.top1Error.toFixed(1)} %` : '-';
 }
 
 /** Models side by side, one column each, rows per stage (as the paper's Table 1) then the totals. */
-export function compareTable(models: readonly Model[], o: TableOptions = {}): string {
+export function compareTable(models: readonly SummarizedModel[], o: TableOptions = {}): string {
   const per = models.map((m) => new Map(m.stages().map((s) => [s.name, s])));
   const names = [...new Set(models.flatMap((m) => m.sections.map((s) => s.name)))];
   names.sort((a, b) => (a === 'fc' ? 1 : b === 'fc' ? -1 : Number(a.slice(4)) - Number(b.slice(4))));
@@ -102,7 +122,7 @@ export function compareTable(models: readonly Model[], o: TableOptions = {}): st
       return s ? [formatShape(s.output), ...unitCell(s)] : ['-'];
     }),
   ]);
-  const total = (label: string, f: (m: Model) => string) => [[label], ...models.map((m) => [f(m)])];
+  const total = (label: string, f: (m: SummarizedModel) => string) => [[label], ...models.map((m) => [f(m)])];
   rows.push(
     total('params', (m) => formatCount(m.parameterCount())),
     total('MACs', (m) => formatMacs(m.macs())),
@@ -113,7 +133,7 @@ export function compareTable(models: readonly Model[], o: TableOptions = {}): st
 }
 
 /** One row per model: name, parameters, multiply-adds, size and the paper's top-1 error (the README table). */
-export function modelTable(models: readonly Model[], o: TableOptions = {}): string {
+export function modelTable(models: readonly SummarizedModel[], o: TableOptions = {}): string {
   const rows = models.map((m) => [
     [m.name], [formatCount(m.parameterCount())], [formatMacs(m.macs())], [sizeMiB(m)], [reportedError(m)],
     [m.description],

@@ -1,10 +1,15 @@
 // The metrics of a run as JSON Lines: one object per line, appended as it happens.
 //
-//   {"type":"run","time":...,"model":...}                                     (optional, once at start)
-//   {"type":"step","epoch":0,"step":50,"lr":0.1,"loss":1.93,"acc":0.31,"time":...}          (one batch)
-//   {"type":"epoch","epoch":0,"step":390,"lr":0.1,"loss":1.21,"acc":0.56,"imagesPerSec":812,
+//   {"type":"run","epochsFrom":1,"time":...,"model":...}                      (optional, once at start)
+//   {"type":"step","epoch":1,"step":50,"lr":0.1,"loss":1.93,"acc":0.31,"time":...}          (one batch)
+//   {"type":"epoch","epoch":1,"step":390,"lr":0.1,"loss":1.21,"acc":0.56,"imagesPerSec":812,
 //    "seconds":48,"time":...}                                                   (the epoch's training means)
-//   {"type":"eval","epoch":0,"step":390,"loss":1.05,"acc":0.63,"top5":0.97,"time":...}    (test set)
+//   {"type":"eval","epoch":1,"step":390,"loss":1.05,"acc":0.63,"top5":0.97,"time":...}    (test set)
+//
+// Epochs count from 1, as the console prints them: a "run" line with "epochsFrom":1 says so for the lines
+// after it. Lines under a run line without it (or before any run line) are from older versions, which
+// counted from 0; epochHistory() and numberEpochsFrom1() read both. "val" lines (validation split, same
+// fields as "eval") come from runs with --validation.
 //
 // These are the fields crunet train writes; other fields may be added. acc and top5 are fractions in
 // [0, 1]; time is Unix time in seconds; a non-finite number is written as null (JSON has no NaN). Each
@@ -14,7 +19,7 @@
 import * as fs from 'node:fs';
 import { writeFileAtomicSync } from './checkpoint.js';
 
-export type MetricsType = 'run' | 'step' | 'epoch' | 'eval';
+export type MetricsType = 'run' | 'step' | 'epoch' | 'eval' | 'val';
 
 export interface MetricsRecord {
   type: MetricsType;
@@ -134,29 +139,52 @@ export function readMetrics(path: string): MetricsRecord[] {
   return out;
 }
 
-/** One epoch's numbers for plotting: train means and test results (fractions for accuracies). */
+/**
+ * The records with every epoch counted from 1: lines under a run line with epochsFrom 1 as they are, the
+ * others (older files, counting from 0) plus one.
+ */
+export function numberEpochsFrom1(records: readonly MetricsRecord[]): MetricsRecord[] {
+  let shift = 1;
+  return records.map((r) => {
+    if (r.type === 'run') shift = r.epochsFrom === 1 ? 0 : 1;
+    return typeof r.epoch === 'number' && shift ? { ...r, epoch: r.epoch + shift } : r;
+  });
+}
+
+/** One epoch's numbers for plotting: train means, validation and test results (fractions for accuracies). */
 export interface EpochPoint {
+  /** Counted from 1. */
   epoch: number;
   trainLoss?: number;
   trainAcc?: number;
   testLoss?: number;
   testAcc?: number;
   testTop5?: number;
+  valLoss?: number;
+  valAcc?: number;
   lr?: number;
+  imagesPerSec?: number;
 }
 
 const num = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
 
-/** The per-epoch history from "epoch" (train) and "eval" (test) records; a later record of an epoch wins. */
+/**
+ * The per-epoch history from "epoch" (train), "val" (validation) and "eval" (test) records, epochs counted
+ * from 1 (numberEpochsFrom1); a later record of an epoch wins.
+ */
 export function epochHistory(records: readonly MetricsRecord[]): EpochPoint[] {
   const by = new Map<number, EpochPoint>();
-  for (const r of records) {
-    if ((r.type !== 'epoch' && r.type !== 'eval') || typeof r.epoch !== 'number') continue;
+  for (const r of numberEpochsFrom1(records)) {
+    if ((r.type !== 'epoch' && r.type !== 'eval' && r.type !== 'val') || typeof r.epoch !== 'number') continue;
     const p = by.get(r.epoch) ?? { epoch: r.epoch };
     if (r.type === 'epoch') {
       p.trainLoss = num(r.loss);
       p.trainAcc = num(r.acc);
       if (num(r.lr) !== undefined) p.lr = num(r.lr);
+      if (num(r.imagesPerSec) !== undefined) p.imagesPerSec = num(r.imagesPerSec);
+    } else if (r.type === 'val') {
+      p.valLoss = num(r.loss);
+      p.valAcc = num(r.acc);
     } else {
       p.testLoss = num(r.loss);
       p.testAcc = num(r.acc);
@@ -165,4 +193,12 @@ export function epochHistory(records: readonly MetricsRecord[]): EpochPoint[] {
     by.set(r.epoch, p);
   }
   return [...by.values()].sort((a, b) => a.epoch - b.epoch);
+}
+
+const CSV_COLUMNS: (keyof EpochPoint)[] = ['epoch', 'lr', 'trainLoss', 'trainAcc', 'imagesPerSec', 'valLoss', 'valAcc', 'testLoss', 'testAcc', 'testTop5'];
+
+/** The per-epoch history as CSV (a header line, then one line per epoch; an unknown value is an empty field). */
+export function metricsCsv(records: readonly MetricsRecord[]): string {
+  const rows = epochHistory(records).map((p) => CSV_COLUMNS.map((k) => (p[k] === undefined ? '' : String(p[k]))).join(','));
+  return [CSV_COLUMNS.join(','), ...rows].join('\n') + '\n';
 }

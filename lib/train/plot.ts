@@ -1,4 +1,5 @@
-// An SVG chart of a run: loss (left panel) and accuracy (right panel) per epoch, train and test curves,
+// An SVG chart of a run: loss (left panel) and accuracy (right panel) per epoch (counted from 1), train,
+// validation (when there is one) and test curves,
 // with ticks, grid, axis labels, a legend and a title; the best test accuracy is marked. Pure string
 // generation, no dependencies; writePlot replaces the file atomically, so a viewer never sees half a file.
 import { writeFileAtomicSync } from './checkpoint.js';
@@ -10,9 +11,14 @@ export interface PlotOptions {
   subtitle?: string;
   width?: number;
   height?: number;
+  /**
+   * The legend's names of the series, e.g. train: 'train (label smoothing 0.1)' when the training loss is
+   * against smoothed or mixed targets while the test loss is plain cross-entropy.
+   */
+  labels?: Partial<Record<keyof typeof COLORS, string>>;
 }
 
-const COLORS = { train: '#1f77b4', test: '#e8710a' }; // matplotlib's tab:blue, a deeper tab:orange
+const COLORS = { train: '#1f77b4', val: '#2ca02c', test: '#e8710a' }; // matplotlib's tab:blue, tab:green, a deeper tab:orange
 export const FONT = "font-family=\"'DejaVu Sans', 'Helvetica Neue', Helvetica, Arial, sans-serif\"";
 
 /** Escapes text for SVG content and attribute values. */
@@ -192,20 +198,23 @@ export function renderPlot(history: readonly EpochPoint[], opts: PlotOptions = {
 
   const loss: Panel = {
     x: marginL, y: top, w: pw, h: ph, title: 'Loss', yLabel: 'cross-entropy loss', fromZero: true,
-    series: [series(history, 'train', (p) => p.trainLoss), series(history, 'test', (p) => p.testLoss)],
+    series: [series(history, 'train', (p) => p.trainLoss), series(history, 'val', (p) => p.valLoss), series(history, 'test', (p) => p.testLoss)],
   };
   const acc: Panel = {
     x: marginL + pw + gap, y: top, w: pw, h: ph, title: 'Accuracy', yLabel: 'top-1 accuracy (%)', clamp: [0, 100], best: 'max',
-    series: [series(history, 'train', (p) => p.trainAcc, 100), series(history, 'test', (p) => p.testAcc, 100)],
+    series: [series(history, 'train', (p) => p.trainAcc, 100), series(history, 'val', (p) => p.valAcc, 100), series(history, 'test', (p) => p.testAcc, 100)],
   };
+  const hasVal = history.some((p) => p.valLoss !== undefined || p.valAcc !== undefined);
 
   // The legend, top right: a line sample and a label per series.
   const legend: string[] = [];
   let lx = W - marginR;
-  for (const label of ['test', 'train'] as const) {
-    const tw = label.length * 7 + 4;
+  const names = { train: 'train', val: 'validation', test: 'test', ...opts.labels };
+  for (const label of hasVal ? (['test', 'val', 'train'] as const) : (['test', 'train'] as const)) {
+    const name = names[label];
+    const tw = name.length * 7 + 4;
     lx -= tw;
-    legend.push(`<text x="${fmt(lx)}" y="${fmt(top - 44)}" dy="0.35em" font-size="12" fill="#222">${label}</text>`);
+    legend.push(`<text x="${fmt(lx)}" y="${fmt(top - 44)}" dy="0.35em" font-size="12" fill="#222">${escapeXml(name)}</text>`);
     lx -= 30;
     legend.push(`<line x1="${fmt(lx)}" y1="${fmt(top - 44)}" x2="${fmt(lx + 24)}" y2="${fmt(top - 44)}" stroke="${COLORS[label]}" stroke-width="2.5"/>`);
     legend.push(`<circle cx="${fmt(lx + 12)}" cy="${fmt(top - 44)}" r="2.8" fill="${COLORS[label]}"/>`);

@@ -1,6 +1,7 @@
 // The training loop. Trainer.fit() is the common case; trainEpoch() and evaluate() are the pieces a user
 // can call in a loop of their own. Policy lives here (schedule, logging, checkpoints); the Session does
 // the maths.
+import { mirrorRows } from '../data/augment.js';
 import type { Session } from '../engine/session.js';
 import { emptyScore, meanSoftmaxLogits, scoreLogits } from './metrics.js';
 import type { Schedule } from './schedule.js';
@@ -10,6 +11,8 @@ export interface TrainBatch {
   images: Float32Array;
   labels: Int32Array;
   size: number;
+  /** Soft targets [size, classes] (mixup, cutmix): trained towards instead of the labels' one-hot. */
+  targets?: Float32Array;
   /**
    * The data set index of each sample, and the samples that could not be read (a DataLoader under
    * onBadImage 'skip' fills their places with copies of others): evaluation leaves those places out.
@@ -39,6 +42,10 @@ export interface StepInfo {
   correct: number;
   size: number;
   seconds: number;
+  /** The epoch so far, this step included: images trained on, their mean loss and accuracy (for progress bars). */
+  epochImages: number;
+  epochLoss: number;
+  epochAcc: number;
 }
 
 export interface EpochStats {
@@ -140,11 +147,14 @@ export class Trainer {
       if (b.size !== session.batchSize) continue;
       lr = schedule.lrAt(this.step);
       const ts = performance.now();
-      const r = await session.step(b.images, b.labels, { lr });
+      const r = await session.step(b.images, b.labels, { lr, ...(b.targets ? { targets: b.targets } : {}) });
       lossSum += r.loss * b.size;
       correct += r.correct;
       images += b.size;
-      await callbacks?.onStep?.({ epoch, step: this.step, batch, lr, loss: r.loss, correct: r.correct, size: b.size, seconds: (performance.now() - ts) / 1000 });
+      await callbacks?.onStep?.({
+        epoch, step: this.step, batch, lr, loss: r.loss, correct: r.correct, size: b.size, seconds: (performance.now() - ts) / 1000,
+        epochImages: images, epochLoss: lossSum / images, epochAcc: correct / images,
+      });
       this.step++;
       batch++;
     }
@@ -236,14 +246,5 @@ function skippedPositions(b: TrainBatch): Set<number> {
   if (!b.indices) throw new TypeError('evaluate: expected a batch with skipped samples to give their indices, but received one without');
   const bad = new Set(b.skipped.map((s) => s.index));
   for (let j = 0; j < b.size; j++) if (bad.has(b.indices[j]!)) out.add(j);
-  return out;
-}
-
-/** A copy of NCHW images with every row of `width` values reversed: each image's mirror image. */
-export function mirrorRows(images: Float32Array, width: number): Float32Array {
-  const out = new Float32Array(images.length);
-  for (let r = 0; r < images.length; r += width) {
-    for (let x = 0; x < width; x++) out[r + x] = images[r + width - 1 - x]!;
-  }
   return out;
 }

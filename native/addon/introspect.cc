@@ -88,6 +88,8 @@ Napi::Value op_table_js(const Napi::CallbackInfo& info) {
       auto o = Napi::Object::New(env);
       o.Set("name", in.name);
       o.Set("dtype", dtype_name(in.dtype));
+      o.Set("optional", in.kind == kOptionalData);
+      o.Set("differentiable", in.differentiable());
       inputs.Set(inputs.Length(), o);
     }
     for (const auto& p : d.params) {

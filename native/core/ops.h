@@ -13,7 +13,9 @@ namespace crunet {
 // column is a list, possibly empty. Shape inference checks arity, parameter slots and attribute names
 // against it and gradients flow to the f32 inputs it lists; the addon exports it as opTable() so that a
 // test holds lib/graph/ir.ts's op list to it. Shapes and attribute meanings live in shape_inference.cc.
-//   inputs:     {name} an f32 input; {name, DType::i32} an integer input (labels), which has no gradient
+//   inputs:     {name} an f32 input with a gradient; {name, DType::i32} an integer input (labels);
+//               kData marks an input that takes no gradient (soft targets), kOptionalData one that may
+//               also be left out (only at the end)
 //   parameters: {name} a trainable slot; kOptional may be left out (only at the end); kState is never
 //               updated by the optimizer (batch norm's running statistics, changed in place by forward)
 //   attributes: {name} optional with a default; {name, kRequired} must be given
@@ -28,7 +30,8 @@ namespace crunet {
   X(global_avg_pool, "globalAvgPool", ({"x"}), (), ())                                                         \
   X(linear, "linear", ({"x"}), ({"weight"}, {"bias"}), ({"outFeatures", kRequired}))                           \
   X(add, "add", ({"a"}, {"b"}), (), ())                                                                        \
-  X(softmax_cross_entropy, "softmaxCrossEntropy", ({"logits"}, {"labels", DType::i32}), (),                    \
+  X(softmax_cross_entropy, "softmaxCrossEntropy",                                                              \
+    ({"logits"}, {"labels", DType::i32, kData}, {"targets", DType::f32, kOptionalData}), (),                  \
     ({"topk"}, {"labelSmoothing"}))
 
 enum class OpKind {
@@ -37,12 +40,15 @@ enum class OpKind {
 #undef X
 };
 
+enum InputKind { kDifferentiable, kData, kOptionalData };
 enum ParamKind { kTrainable, kOptional, kState };
 enum AttrKind { kDefaulted, kRequired };
 
 struct InputSlot {
   const char* name;
   DType dtype = DType::f32;
+  InputKind kind = kDifferentiable;
+  bool differentiable() const { return dtype == DType::f32 && kind == kDifferentiable; }
 };
 struct ParamSlot {
   const char* name;
@@ -58,6 +64,11 @@ struct OpDef {
   std::vector<InputSlot> inputs;
   std::vector<ParamSlot> params;
   std::vector<AttrSlot> attrs;
+  int min_inputs() const {
+    int n = 0;
+    for (const auto& i : inputs) n += i.kind != kOptionalData;
+    return n;
+  }
   int min_params() const {
     int n = 0;
     for (const auto& p : params) n += p.kind != kOptional;

@@ -8,7 +8,7 @@ namespace crunet {
 namespace {
 
 // Gradients flow to f32 inputs only (not to the loss's integer labels).
-bool differentiable_slot(const NodeInfo& n, size_t slot) { return op_def(n.spec.op).inputs[slot].dtype == DType::f32; }
+bool differentiable_slot(const NodeInfo& n, size_t slot) { return op_def(n.spec.op).inputs[slot].differentiable(); }
 
 // One contribution to a gradient: node `node` writes it from an input slot (slot >= 0) or from
 // parameter slot k (slot = -(k + 1)).

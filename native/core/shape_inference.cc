@@ -161,6 +161,8 @@ void infer_node(const NodeDesc& n, const OpDef& def, NodeSpec& spec, const std::
     case OpKind::softmax_cross_entropy:
       expect_rank(n, x, 2, "logits [N,K]");
       if (spec.in[1] != Shape{x[0]}) fail("node ", n.name, " (softmaxCrossEntropy): labels must have shape [", x[0], "], got ", shape_str(spec.in[1]));
+      if (spec.in.size() == 3 && spec.in[2] != x)
+        fail("node ", n.name, " (softmaxCrossEntropy): soft targets must have the logits' shape ", shape_str(x), ", got ", shape_str(spec.in[2]));
       spec.xent.topk = a.integer("topk", 0, 0);
       if (spec.xent.topk > x[1])
         fail("node ", n.name, " (softmaxCrossEntropy): topk (", spec.xent.topk, ") exceeds the number of classes (", x[1], ")");
@@ -229,8 +231,10 @@ TypedGraph infer_shapes(const GraphDesc& g, int64_t batch) {
     }
     for (const auto& a : def.attrs)
       if (a.kind == kRequired && !n.attrs.count(a.name)) fail("node ", n.name, " (", n.op, "): missing attribute '", a.name, "'");
-    if (n.inputs.size() != def.inputs.size())
-      fail("node ", n.name, " (", n.op, "): expected ", def.inputs.size(), " inputs, got ", n.inputs.size());
+    const int ni = static_cast<int>(n.inputs.size()), min_inputs = def.min_inputs(), max_inputs = static_cast<int>(def.inputs.size());
+    if (ni < min_inputs || ni > max_inputs)
+      fail("node ", n.name, " (", n.op, "): expected ", min_inputs,
+           max_inputs != min_inputs ? " or " + std::to_string(max_inputs) : std::string(), " inputs, got ", ni);
     const int np = static_cast<int>(n.params.size()), min_params = def.min_params(), max_params = static_cast<int>(def.params.size());
     if (np < min_params || np > max_params)
       fail("node ", n.name, " (", n.op, "): expected ", min_params,

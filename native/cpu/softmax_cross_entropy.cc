@@ -2,6 +2,11 @@
 // batch, with optional label smoothing), plus top-1 and top-k hit counts. Training forward saves the
 // probabilities and a copy of the labels, so backward needs neither input and the planner may free both
 // after the forward pass.
+//
+// With a third input, soft targets t [N,K] (mixup, cutmix), the target is t smoothed, (1 - e) t + e / K,
+// as PyTorch's CrossEntropyLoss with probability targets; the labels then only feed the hit counts. The
+// loss of a row is S log(sum exp) - sum_j t'_j (x_j - max) with S = sum_j t'_j, its gradient p S - t':
+// forward saves that gradient (unscaled) in place of the probabilities, so backward stays one scaling.
 #include <cmath>
 #include <cstring>
 
@@ -15,7 +20,8 @@ namespace {
 class SoftmaxCrossEntropy final : public Kernel {
  public:
   explicit SoftmaxCrossEntropy(const NodeSpec& spec)
-      : node_(node_label(spec)), n_(spec.in[0][0]), k_(spec.in[0][1]), topk_(spec.xent.topk), eps_(spec.xent.smoothing) {}
+      : node_(node_label(spec)), n_(spec.in[0][0]), k_(spec.in[0][1]), topk_(spec.xent.topk), eps_(spec.xent.smoothing),
+        soft_(spec.in.size() == 3) {}
 
   size_t saved_bytes() const override { return (n_ * k_ + n_) * 4; }
   bool backward_reads_input(int) const override { return false; }
@@ -24,6 +30,7 @@ class SoftmaxCrossEntropy final : public Kernel {
   void forward(const KernelIO& io) override {
     const auto* x = static_cast<const float*>(io.in[0]);
     const auto* labels = static_cast<const int32_t*>(io.in[1]);
+    const auto* targets = soft_ ? static_cast<const float*>(io.in[2]) : nullptr;
     // Checked up front: an exception cannot leave an OpenMP region.
     for (int64_t i = 0; i < n_; i++)
       if (labels[i] < 0 || labels[i] >= k_)
@@ -52,13 +59,30 @@ class SoftmaxCrossEntropy final : public Kernel {
       } else {
         for (int64_t j = 0; j < k_; j++) sum += std::exp(row[j] - mx);
       }
-      double target = row[label] - mx;  // sum over j of target_j (x_j - mx); the target sums to 1
-      if (eps_ > 0) {
-        double mean = 0;
-        for (int64_t j = 0; j < k_; j++) mean += row[j] - mx;
-        target = (1 - double(eps_)) * target + double(eps_) * mean / k_;
+      if (targets) {
+        // Terms with a zero target are left out: 0 * (x_j - mx) is NaN for x_j = -inf.
+        const float* t = targets + i * k_;
+        const double off = double(eps_) / k_;
+        double s = 0, dot = 0;
+        for (int64_t j = 0; j < k_; j++) {
+          const double tj = (1 - double(eps_)) * t[j] + off;
+          s += tj;
+          if (tj != 0) dot += tj * (row[j] - mx);
+        }
+        loss += s * std::log(sum) - dot;
+        if (probs) {
+          float* g = probs + i * k_;  // p S - t', the unscaled gradient
+          for (int64_t j = 0; j < k_; j++) g[j] = static_cast<float>(g[j] * s - ((1 - double(eps_)) * t[j] + off));
+        }
+      } else {
+        double target = row[label] - mx;  // sum over j of target_j (x_j - mx); the target sums to 1
+        if (eps_ > 0) {
+          double mean = 0;
+          for (int64_t j = 0; j < k_; j++) mean += row[j] - mx;
+          target = (1 - double(eps_)) * target + double(eps_) * mean / k_;
+        }
+        loss += std::log(sum) - target;
       }
-      loss += std::log(sum) - target;
       correct += argmax == label;
       if (topk_ > 0) {
         int64_t above = 0;
@@ -83,6 +107,11 @@ class SoftmaxCrossEntropy final : public Kernel {
     const auto* probs = static_cast<const float*>(io.saved);
     const auto* labels = reinterpret_cast<const int32_t*>(probs + n_ * k_);
     const float scale = (io.out_grad ? *static_cast<const float*>(io.out_grad) : 1.0f) / n_;
+    if (soft_) {
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n_ * k_; i++) dx[i] = probs[i] * scale;
+      return;
+    }
     const float off = eps_ / k_, on = 1 - eps_ + off;  // the smoothed target off and on the label
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n_; i++) {
@@ -98,6 +127,7 @@ class SoftmaxCrossEntropy final : public Kernel {
   int64_t n_, k_;
   int topk_;
   float eps_;
+  bool soft_;  // a soft-target input: saved holds the unscaled gradient, not the probabilities
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Softmax cross-entropy over logits [N,K] and i32 labels [N]: PyTorch's CrossEntropyLoss (mean over the
 // batch, with optional label smoothing), plus top-1 and top-k hit counts. Training forward saves the
-// probabilities and a copy of the labels, so backward needs neither input (as the CPU kernel).
+// probabilities and a copy of the labels, so backward needs neither input (as the CPU kernel). With soft
+// targets [N,K] (a third input) it saves the unscaled gradient p S - t' instead (see the CPU kernel).
 //
 // The executor reads the loss on the host right after forward (it refuses a non-finite loss before
 // backward and the update), so forward ends with the step's one device-to-host copy, of 24 bytes into
@@ -21,8 +22,8 @@ struct Result {  // written by the device, read by the host after the synchroniz
 
 // One warp per sample: max and argmax (ties to the lowest index, as the CPU kernel), sum of exp,
 // the sample's loss, hit counts, and (training) the probabilities.
-__global__ void xent_rows(const float* x, const int32_t* labels, int64_t n, int64_t k, int topk, float eps, float* probs,
-                          float* row_loss, int* row_hits, Result* res) {
+__global__ void xent_rows(const float* x, const int32_t* labels, const float* targets, int64_t n, int64_t k, int topk,
+                          float eps, float* probs, float* row_loss, int* row_hits, Result* res) {
   const int64_t row = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (row >= n) return;
@@ -48,26 +49,40 @@ __global__ void xent_rows(const float* x, const int32_t* labels, int64_t n, int6
   mx = __shfl_sync(0xffffffffu, mx, 0);
   arg = __shfl_sync(0xffffffffu, arg, 0);
   float sum = 0, shifted = 0;  // shifted: sum of (x_j - mx), for label smoothing
+  float tsum = 0, tdot = 0;     // soft targets t' (smoothed): sum of t'_j and of t'_j (x_j - mx)
   int above = 0;
   const float xl = r[label];
+  const float* t = targets ? targets + row * k : nullptr;
+  const float off_t = eps / float(k);
   for (int64_t j = lane; j < k; j += 32) {
     sum += expf(r[j] - mx);
     shifted += r[j] - mx;
     above += r[j] > xl;
+    if (t) {
+      const float tj = (1.f - eps) * t[j] + off_t;
+      tsum += tj;
+      if (tj != 0.f) tdot += tj * (r[j] - mx);  // 0 * -inf would be NaN
+    }
   }
   for (int off = 16; off > 0; off >>= 1) {
     sum += __shfl_xor_sync(0xffffffffu, sum, off);
     shifted += __shfl_xor_sync(0xffffffffu, shifted, off);
     above += __shfl_xor_sync(0xffffffffu, above, off);
+    tsum += __shfl_xor_sync(0xffffffffu, tsum, off);
+    tdot += __shfl_xor_sync(0xffffffffu, tdot, off);
   }
   if (probs) {
     const float inv = 1.f / sum;
-    for (int64_t j = lane; j < k; j += 32) probs[row * k + j] = expf(r[j] - mx) * inv;
+    if (t) {
+      for (int64_t j = lane; j < k; j += 32) probs[row * k + j] = expf(r[j] - mx) * inv * tsum - ((1.f - eps) * t[j] + off_t);
+    } else {
+      for (int64_t j = lane; j < k; j += 32) probs[row * k + j] = expf(r[j] - mx) * inv;
+    }
   }
   if (lane == 0) {
     // Unsmoothed, the loss is finite even when some logit is -inf (0 * -inf would make it NaN).
     const float target = eps > 0.f ? (1.f - eps) * (xl - mx) + eps * shifted / float(k) : xl - mx;
-    row_loss[row] = logf(sum) - target;
+    row_loss[row] = t ? tsum * logf(sum) - tdot : logf(sum) - target;
     row_hits[row] = (arg == label ? 1 : 0) | (topk > 0 && above < topk ? 2 : 0);
   }
 }
@@ -109,22 +124,23 @@ __global__ void xent_reset(Result* res) {
 }
 
 // dx = (p - target) * seed / N, target = (1 - eps) onehot(label) + eps / K, seed = dL/dloss (1 when none
-// is given).
+// is given); with soft targets, saved already holds p S - t' and dx = saved * seed / N.
 __global__ void xent_bwd(const float* probs, const int32_t* labels, const float* seed, float* dx, int64_t n,
-                         int64_t k, float eps) {
+                         int64_t k, float eps, bool soft) {
   const float scale = (seed ? *seed : 1.f) / float(n);
   const float off = eps / float(k), on = 1.f - eps + off;
   const int64_t total = n * k;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = i / k, j = i % k;
-    dx[i] = (probs[i] - (j == labels[row] ? on : off)) * scale;
+    dx[i] = soft ? probs[i] * scale : (probs[i] - (j == labels[row] ? on : off)) * scale;
   }
 }
 
 class SoftmaxCrossEntropy final : public CudaKernel {
  public:
   SoftmaxCrossEntropy(Device& dev, const NodeSpec& spec)
-      : CudaKernel(dev, spec), n_(spec.in[0][0]), k_(spec.in[0][1]), topk_(spec.xent.topk), eps_(spec.xent.smoothing) {
+      : CudaKernel(dev, spec), n_(spec.in[0][0]), k_(spec.in[0][1]), topk_(spec.xent.topk), eps_(spec.xent.smoothing),
+        soft_(spec.in.size() == 3) {
     CK(cudaMallocHost, op_, reinterpret_cast<void**>(&host_), sizeof(Result));
   }
   ~SoftmaxCrossEntropy() override { cudaFreeHost(host_); }
@@ -147,7 +163,8 @@ class SoftmaxCrossEntropy final : public CudaKernel {
     xent_reset<<<1, 1, 0, dev_.stream>>>(res);
     check_launch("xent_reset", op_);
     xent_rows<<<unsigned((n_ * 32 + kThreads - 1) / kThreads), kThreads, 0, dev_.stream>>>(
-        static_cast<const float*>(io.in[0]), labels, n_, k_, topk_, eps_, probs, row_loss, row_hits, res);
+        static_cast<const float*>(io.in[0]), labels, soft_ ? static_cast<const float*>(io.in[2]) : nullptr, n_, k_, topk_, eps_,
+        probs, row_loss, row_hits, res);
     check_launch("xent_rows", op_);
     xent_reduce<<<1, 256, 0, dev_.stream>>>(row_loss, row_hits, labels, n_, static_cast<float*>(io.out), saved_labels,
                                             res);
@@ -173,7 +190,7 @@ class SoftmaxCrossEntropy final : public CudaKernel {
     const auto* probs = static_cast<const float*>(io.saved);
     const auto* labels = reinterpret_cast<const int32_t*>(probs + n_ * k_);
     xent_bwd<<<grid_for(n_ * k_), kThreads, 0, dev_.stream>>>(probs, labels, static_cast<const float*>(io.out_grad),
-                                                              dx, n_, k_, eps_);
+                                                              dx, n_, k_, eps_, soft_);
     check_launch("xent_bwd", op_);
   }
 
@@ -181,6 +198,7 @@ class SoftmaxCrossEntropy final : public CudaKernel {
   int64_t n_, k_;
   int topk_;
   float eps_;
+  bool soft_;  // a soft-target input: saved holds the unscaled gradient
   Result* host_ = nullptr;  // pinned
 };
 

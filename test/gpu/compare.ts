@@ -15,7 +15,7 @@ import { compile, type CompileOptions, type Session } from '../../lib/index.js';
 import { GraphBuilder, type Value } from '../../lib/graph/index.js';
 import { closeMessage, randomParams, type Tolerance } from '../reference/index.js';
 import type { InputGen } from '../support/op-cases.js';
-import { Rng, normal32, seedFrom } from '../support/random.js';
+import { TestRng, normal32, seedFrom } from '../support/random.js';
 
 export const FP32: Tolerance = { rtol: 2e-4, atol: 2e-5 };
 export const TF32: Tolerance = { rtol: 1e-2, atol: 5e-3 };
@@ -72,7 +72,7 @@ export async function parity(
   what: string, batch: number, inputs: Record<string, number[]>, build: (g: GraphBuilder, x: Record<string, Value>) => Value,
   o: { tol?: Tolerance; data?: InputGen; cudnn?: CompileOptions['cudnn'] } = {},
 ): Promise<void> {
-  const rng = new Rng(seedFrom(what));
+  const rng = new TestRng(seedFrom(what));
   const g = new GraphBuilder();
   const xs = Object.fromEntries(Object.entries(inputs).map(([k, s]) => [k, g.input(k, s)]));
   const y = build(g, xs);

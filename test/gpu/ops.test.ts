@@ -4,7 +4,7 @@
 // and 4, pooling with and without padding, the loss with top-k counts.
 import { strict as assert } from 'node:assert';
 import { GraphBuilder, type AvgPoolOptions, type Conv2dOptions } from '../../lib/graph/index.js';
-import { Rng, labels32, normal32, seedFrom } from '../support/random.js';
+import { TestRng, labels32, normal32, seedFrom } from '../support/random.js';
 import { AVG_POOL_CASES, BATCH_NORM_CASES, CONV_CASES, MAX_POOL_CASES, RELU_CASES, ties } from '../support/op-cases.js';
 import { Checker, FP32, TF32, pair, parity } from './compare.js';
 
@@ -19,7 +19,7 @@ const shape = (n: number, s: number[]) => `[${[n, ...s].join(',')}]`;
  */
 async function tiedMaxPool(what: string, k: number, s: number, pad: number): Promise<void> {
   const [n, c, h, w] = [2, 3, 5, 7];
-  const rng = new Rng(seedFrom(what));
+  const rng = new TestRng(seedFrom(what));
   const g = new GraphBuilder();
   const y = g.maxPool(g.input('x', [c, h, w]), { kernel: k, stride: s, padding: pad });
   const graph = g.build({ outputs: [y] });
@@ -103,7 +103,7 @@ describe(`ops on CUDA against the CPU backend (fp32, allowTF32 off: rtol ${FP32.
       const g = new GraphBuilder();
       const x = g.input('x', [8, 5, 5]);
       const graph = g.build({ outputs: [g.batchNorm(x, { name: 'bn' })] });
-      const rng = new Rng(seedFrom(what));
+      const rng = new TestRng(seedFrom(what));
       const feeds = normal32(rng, 3 * 200), dy = normal32(rng, 3 * 200);
       const { cpu, gpu, dispose } = await pair(graph, 3, { inputGrads: false });
       const c = new Checker(what, FP32);
@@ -167,7 +167,7 @@ describe(`ops on CUDA against the CPU backend (fp32, allowTF32 off: rtol ${FP32.
     for (const [n, k, topk, std, labelSmoothing] of cases) {
       const what = `softmaxCrossEntropy logits[${n},${k}] topk ${topk} std ${std}${labelSmoothing ? ` label smoothing ${labelSmoothing}` : ''}`;
       it(what, async () => {
-        const rng = new Rng(seedFrom(what));
+        const rng = new TestRng(seedFrom(what));
         const g = new GraphBuilder();
         const x = g.input('x', [k]);
         const labels = g.input('labels', [], 'i32');
@@ -185,6 +185,44 @@ describe(`ops on CUDA against the CPU backend (fp32, allowTF32 off: rtol ${FP32.
           c.check([sa.loss], [sb.loss], 'step() loss');
           assert.equal(sa.correct, sb.correct, `${what}: step() correct`);
           if (topk > 0) assert.equal(sa.topkCorrect, sb.topkCorrect, `${what}: step() topkCorrect`);
+        } finally {
+          dispose();
+        }
+        c.done();
+      });
+    }
+    // Soft targets (mixup, cutmix): each row a random distribution with some exact zeros.
+    const softCases: [number, number, number][] = [[8, 10, 0], [16, 5, 0.1], [3, 1000, 0.2]];
+    for (const [n, k, labelSmoothing] of softCases) {
+      const what = `softmaxCrossEntropy logits[${n},${k}] soft targets${labelSmoothing ? ` label smoothing ${labelSmoothing}` : ''}`;
+      it(what, async () => {
+        const rng = new TestRng(seedFrom(what));
+        const g = new GraphBuilder();
+        const x = g.input('x', [k]);
+        const labels = g.input('labels', [], 'i32');
+        const targets = g.input('t', [k]);
+        const loss = g.softmaxCrossEntropy(x, labels, { topk: 2, labelSmoothing, targets });
+        const graph = g.build({ outputs: [loss], loss });
+        const z = normal32(rng, n * k, 0, 2), y = labels32(rng, n, k);
+        const t = new Float32Array(n * k);
+        for (let i = 0; i < n; i++) {
+          let sum = 0;
+          for (let j = 0; j < k; j++) sum += t[i * k + j] = rng.next() < 0.3 ? 0 : rng.next();
+          if (sum === 0) t[i * k] = sum = 1;
+          for (let j = 0; j < k; j++) t[i * k + j]! /= sum;
+        }
+        const feeds = { x: z, labels: y, t };
+        const { cpu, gpu, dispose } = await pair(graph, n);
+        const c = new Checker(what, FP32);
+        try {
+          c.check(await gpu.forward(feeds), await cpu.forward(feeds), 'forward() loss');
+          const [a, b] = [await gpu.gradients(feeds, Float32Array.of(0.75)), await cpu.gradients(feeds, Float32Array.of(0.75))];
+          c.check(a.outputs[0], b.outputs[0], 'gradients() loss');
+          c.check(a.inputGrads.x, b.inputGrads.x, 'dlogits (seed 0.75)');
+          const [sa, sb] = [await gpu.step(feeds), await cpu.step(feeds)];
+          c.check([sa.loss], [sb.loss], 'step() loss');
+          assert.equal(sa.correct, sb.correct, `${what}: step() correct`);
+          assert.equal(sa.topkCorrect, sb.topkCorrect, `${what}: step() topkCorrect`);
         } finally {
           dispose();
         }

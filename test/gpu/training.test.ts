@@ -4,7 +4,7 @@
 // sessions) and the cuDNN algorithm report (profile().impl).
 import { strict as assert } from 'node:assert';
 import { compile, GraphBuilder } from '../../lib/index.js';
-import { Rng, labels32, normal32 } from '../support/random.js';
+import { TestRng, labels32, normal32 } from '../support/random.js';
 import { Checker, GPU, pair } from './compare.js';
 
 /** conv-BN-ReLU stem, max pool, a grouped bottleneck with a residual add and a weight shared by two
@@ -35,7 +35,7 @@ describe('training on CUDA against the CPU backend', () => {
     const c = new Checker('five steps', { rtol: 1e-3, atol: 1e-4 });
     try {
       for (const name of cpu.parameterNames()) c.check(gpu.getParameter(name), cpu.getParameter(name), `initial ${name}`);
-      const rng = new Rng(7);
+      const rng = new TestRng(7);
       for (let i = 0; i < steps; i++) {
         const images = normal32(rng, batch * 3 * 256), labels = labels32(rng, batch, 10);
         const [a, b] = [await gpu.step(images, labels), await cpu.step(images, labels)];
@@ -45,7 +45,7 @@ describe('training on CUDA against the CPU backend', () => {
       for (const name of cpu.parameterNames()) c.check(gpu.getParameter(name), cpu.getParameter(name), `${name} after ${steps} steps`);
       for (const name of cpu.parameterNames().filter((n) => !/running_(mean|var)/.test(n)))
         c.check(gpu.getOptimizerState(name), cpu.getOptimizerState(name), `momentum of ${name}`);
-      const probe = normal32(new Rng(99), batch * 3 * 256);
+      const probe = normal32(new TestRng(99), batch * 3 * 256);
       c.check(await gpu.forward(probe), await cpu.forward(probe), 'inference logits after training');
     } finally {
       dispose();
@@ -56,7 +56,7 @@ describe('training on CUDA against the CPU backend', () => {
   it('cudnn.deterministic: two sessions give bitwise equal gradients', async () => {
     const graph = smallResNet();
     const batch = 8;
-    const rng = new Rng(3);
+    const rng = new TestRng(3);
     const images = normal32(rng, batch * 3 * 256), seed = normal32(rng, batch * 10);
     const run = async () => {
       const s = await compile(graph, { device: GPU, batchSize: batch, seed: 5, inputGrads: true, cudnn: { deterministic: true } });

@@ -15,7 +15,7 @@ import {
 } from './pool.js';
 import { reluBackward, reluForward } from './relu.js';
 import { softmaxCrossEntropyBackward, softmaxCrossEntropyForward } from './softmaxCrossEntropy.js';
-import { Rng, normal32, uniform32 } from '../support/random.js';
+import { TestRng, normal32, uniform32 } from '../support/random.js';
 
 export type Feeds64 = Record<string, Float64Array | Int32Array>;
 export type Params64 = Map<string, Float64Array>;
@@ -258,7 +258,7 @@ export function referenceBackward(
  * conv / linear weights N(0, 1/fan_in), their biases N(0, 0.5^2); batch norm gamma U(0.5, 1.5),
  * beta N(0, 0.5^2), running_mean N(0, 0.5^2), running_var U(0.5, 2).
  */
-export function randomParams(graph: Graph, rng: Rng): Map<string, Float32Array> {
+export function randomParams(graph: Graph, rng: TestRng): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
   const shape = new Map(graph.ir.params.map((q) => [q.name, q.shape]));
   const count = (name: string) => shape.get(name)!.reduce((a, b) => a * b, 1);

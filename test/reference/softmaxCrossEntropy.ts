@@ -3,6 +3,10 @@
 // Label smoothing e (PyTorch's label_smoothing): the target is (1 - e) onehot(label) + e / K, so
 // loss = mean over n of (logsumexp(logits[n]) - (1 - e) logits[n, label] - e mean_j logits[n, j]).
 //
+// Soft targets t[N,K] (PyTorch's F.cross_entropy with probability targets, e.g. mixup's): the target is
+// t' = (1 - e) t + e / K and loss = mean over n of -sum_j t'_j log softmax(logits[n])_j; the labels still
+// give the counts. Its gradient is (softmax sum_j t'_j - t') / N.
+//
 // Counts, as step() reports them:
 //   correct:     argmax(logits[n]) == label, the argmax taking the LOWEST index among ties;
 //   topkCorrect: fewer than k logits are strictly greater than the label's logit (ties favour the label).
@@ -16,7 +20,7 @@ export interface CrossEntropyResult {
 }
 
 export function softmaxCrossEntropyForward(
-  logits: Float64Array, labels: Int32Array, n: number, k: number, topk = 0, smoothing = 0,
+  logits: Float64Array, labels: Int32Array, n: number, k: number, topk = 0, smoothing = 0, targets?: Float64Array,
 ): CrossEntropyResult {
   const probs = new Float64Array(n * k);
   let loss = 0, correct = 0, topkCorrect = 0;
@@ -31,7 +35,14 @@ export function softmaxCrossEntropyForward(
     for (let j = 0; j < k; j++) probs[i * k + j] = Math.exp(row[j]! - max) / sum;
     let mean = 0;
     for (let j = 0; j < k; j++) mean += row[j]! / k;
-    loss += max + Math.log(sum) - (1 - smoothing) * row[label]! - smoothing * mean;
+    if (targets) {
+      for (let j = 0; j < k; j++) {
+        const t = (1 - smoothing) * targets[i * k + j]! + smoothing / k;
+        if (t !== 0) loss -= t * (row[j]! - max - Math.log(sum));
+      }
+    } else {
+      loss += max + Math.log(sum) - (1 - smoothing) * row[label]! - smoothing * mean;
+    }
     if (argmax === label) correct++;
     let greater = 0;
     for (let j = 0; j < k; j++) if (row[j]! > row[label]!) greater++;
@@ -45,14 +56,14 @@ export function softmaxCrossEntropyForward(
  * dL_total/dloss (1 for a plain loss).
  */
 export function softmaxCrossEntropyBackward(
-  probs: Float64Array, labels: Int32Array, n: number, k: number, seed = 1, smoothing = 0,
+  probs: Float64Array, labels: Int32Array, n: number, k: number, seed = 1, smoothing = 0, targets?: Float64Array,
 ): Float64Array {
   const d = new Float64Array(n * k);
   for (let i = 0; i < n; i++) {
-    for (let j = 0; j < k; j++) {
-      const target = (1 - smoothing) * (j === labels[i] ? 1 : 0) + smoothing / k;
-      d[i * k + j] = ((probs[i * k + j]! - target) / n) * seed;
-    }
+    const target = (j: number) => (1 - smoothing) * (targets ? targets[i * k + j]! : j === labels[i] ? 1 : 0) + smoothing / k;
+    let total = 0;
+    for (let j = 0; j < k; j++) total += target(j);
+    for (let j = 0; j < k; j++) d[i * k + j] = ((probs[i * k + j]! * total - target(j)) / n) * seed;
   }
   return d;
 }

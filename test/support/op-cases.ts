@@ -2,14 +2,14 @@
 // test/gpu/ops.test.ts on CUDA against the CPU), and the input generators they share.
 // Each case: [batch, per-sample shape, options(, input generator)].
 import type { BatchNormOptions, Conv2dOptions, PoolOptions } from '../../lib/graph/index.js';
-import { normal32, type Rng } from './random.js';
+import { normal32, type TestRng } from './random.js';
 
 /** Draws n input values (default: normal32). */
-export type InputGen = ((rng: Rng, n: number) => Float32Array) & { label?: string };
+export type InputGen = ((rng: TestRng, n: number) => Float32Array) & { label?: string };
 
 /** Normal inputs of a given mean and spread, named in the test titles. */
 export const normalInput = (mean: number, std: number): InputGen =>
-  Object.assign((rng: Rng, n: number) => normal32(rng, n, mean, std), { label: `input N(${mean}, ${std}^2)` });
+  Object.assign((rng: TestRng, n: number) => normal32(rng, n, mean, std), { label: `input N(${mean}, ${std}^2)` });
 
 /** Values in {-1, -0.5, 0, 0.5, 1}: exact zeros, where ReLU's gradient is 0. */
 export const halves: InputGen = (rng, n) => Float32Array.from({ length: n }, () => rng.int(-2, 2) / 2);

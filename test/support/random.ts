@@ -1,5 +1,5 @@
 // A seeded pseudo-random generator for tests: the same seed gives the same tensors on every machine.
-// Rng (mulberry32 core; seeds mixed through splitmix32), and helpers that fill Float32Array /
+// TestRng (mulberry32 core; seeds mixed through splitmix32), and helpers that fill Float32Array /
 // Float64Array / Int32Array with uniform, normal or integer values.
 
 /** splitmix32's finaliser: spreads nearby seeds (1, 2, 3...) over the whole state space. */
@@ -10,8 +10,12 @@ function mix32(x: number): number {
   return (x ^ (x >>> 16)) >>> 0;
 }
 
-/** mulberry32: 32-bit state, period 2^32, passes the usual small statistical tests; ample for test data. */
-export class Rng {
+/**
+ * mulberry32: 32-bit state, period 2^32, passes the usual small statistical tests; ample for test data. The
+ * test-data generator: small seeds are mixed first, and it draws normals. Not the data pipeline's DataRng
+ * (lib/data/rng.ts), whose streams checkpoints depend on and which must never change.
+ */
+export class TestRng {
   private state: number;
   private spare: number | undefined;
 
@@ -57,32 +61,32 @@ export class Rng {
   }
 }
 
-export function uniform32(rng: Rng, n: number, low = -1, high = 1): Float32Array {
+export function uniform32(rng: TestRng, n: number, low = -1, high = 1): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.uniform(low, high);
   return a;
 }
 
-export function uniform64(rng: Rng, n: number, low = -1, high = 1): Float64Array {
+export function uniform64(rng: TestRng, n: number, low = -1, high = 1): Float64Array {
   const a = new Float64Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.uniform(low, high);
   return a;
 }
 
-export function normal32(rng: Rng, n: number, mean = 0, std = 1): Float32Array {
+export function normal32(rng: TestRng, n: number, mean = 0, std = 1): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.normal(mean, std);
   return a;
 }
 
-export function normal64(rng: Rng, n: number, mean = 0, std = 1): Float64Array {
+export function normal64(rng: TestRng, n: number, mean = 0, std = 1): Float64Array {
   const a = new Float64Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.normal(mean, std);
   return a;
 }
 
 /** Integers in [0, classes), e.g. labels. */
-export function labels32(rng: Rng, n: number, classes: number): Int32Array {
+export function labels32(rng: TestRng, n: number, classes: number): Int32Array {
   const a = new Int32Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.int(0, classes - 1);
   return a;

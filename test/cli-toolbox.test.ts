@@ -1,0 +1,122 @@
+// crunet train's toolbox flags: mixup / cutmix, RandAugment / TrivialAugment, a validation split with
+// early stopping, and the files written beside metrics.jsonl (metrics.csv, TensorBoard events, best.safetensors).
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { main } from '../lib/cli/main.js';
+import { loadCheckpoint } from '../lib/train/index.js';
+import { maskedCrc32c } from '../lib/train/tensorboard.js';
+import { removeTestTempDirs, testTempDir } from './support/temp.js';
+
+/** Runs the CLI in this process, capturing what it prints. */
+async function crunet(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '', err = '';
+  const log = console.log, error = console.error, write = process.stderr.write;
+  console.log = (...a: unknown[]) => void (out += a.join(' ') + '\n');
+  console.error = (...a: unknown[]) => void (err += a.join(' ') + '\n');
+  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  try {
+    return { code: await main(args), out, err };
+  } finally {
+    console.log = log;
+    console.error = error;
+    process.stderr.write = write;
+  }
+}
+
+const FASHION = '/usr/share/datasets/fashion-mnist';
+const withData = fs.existsSync(FASHION) ? it : it.skip;
+const trace = (d: string) => fs.readFileSync(path.join(d, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+  .filter((l) => l.type !== 'run').map(({ type, epoch, step, lr, loss, acc, top5 }) => ({ type, epoch, step, lr, loss, acc, top5 }));
+
+describe('crunet train: mixup, cutmix, RandAugment, validation and early stopping', function () {
+  this.timeout(600_000);
+  after(() => removeTestTempDirs());
+
+  it('refuses flags out of range, naming the flag and the range', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--mixup=-1'], /--mixup expects a number >= 0, got '-1'/],
+      [['--cutmix', 'x'], /--cutmix expects a number >= 0, got 'x'/],
+      [['--mix-prob', '1.5'], /--mix-prob expects a number in \[0, 1\], got '1.5'/],
+      [['--mix-switch-prob=-0.1'], /--mix-switch-prob expects a number in \[0, 1\], got '-0.1'/],
+      [['--early-stop-patience', '0'], /--early-stop-patience expects an integer >= 1, got '0'/],
+      [['--validation', '1'], /--validation expects a fraction in \(0, 1\), got '1'/],
+      [['--randaugment', '2'], /--randaugment expects N,M \(ops per image, magnitude bin\), e.g. 2,9, got '2'/],
+      [['--randaugment', '2,31'], /--randaugment M \(magnitude bin\) expects an integer in \[0, 30\], got '31'/],
+      [['--randaugment', '0,9'], /--randaugment N \(ops per image\) expects an integer in \[1, 16\], got '0'/],
+      [['--randaugment', '2,9', '--trivialaugment'], /alternatives: give one/],
+      [['--trivialaugment', '--no-augment'], /--trivialaugment needs augmentation, but --no-augment was given/],
+    ];
+    for (const [flags, re] of cases) {
+      const r = await crunet('train', ...flags);
+      assert.equal(r.code, 2, `${flags.join(' ')}: ${r.err}`);
+      assert.match(r.err, re);
+    }
+    const r = await crunet('train', '--early-stop-patience', '2', '--limit-train', '256', '--epochs', '1');
+    assert.equal(r.code, 2);
+    assert.match(r.err, /--early-stop-patience selects on a validation split: give --validation F too/);
+  });
+
+  withData('a stopped and resumed run with mixup, cutmix, RandAugment and a validation split logs what an uninterrupted one does', async () => {
+    const whole = testTempDir('cli-toolbox'), dir = testTempDir('cli-toolbox');
+    const run = ['--epochs', '2', '--limit-train', '640', '--limit-test', '128', '--batch-size', '64', '--lr', '0.1', '--seed', '3',
+      '--mixup', '0.4', '--cutmix', '1', '--randaugment', '2,9', '--label-smoothing', '0.1', '--validation', '0.2', '--early-stop-patience', '5', '--json'];
+    const ref = await crunet('train', ...run, '--out', whole);
+    assert.equal(ref.code, 0, ref.err);
+    assert.match(ref.err, /512 train \/ 128 validation \/ 128 test samples/);
+    assert.match(ref.err, /epoch 2\/2: .*validation loss \d\.\d+ top-1 [\d.]+% \(best [\d.]+% at epoch [12]\)/);
+    const stopped = await crunet('train', ...run, '--out', dir, '--stop-after-epoch', '1');
+    assert.equal(stopped.code, 0, stopped.err);
+    const resumed = await crunet('train', '--resume', dir, '--json');
+    assert.equal(resumed.code, 0, resumed.err);
+    assert.deepEqual(trace(dir), trace(whole));
+    assert.deepEqual(trace(dir).filter((l) => l.type !== 'step').map((l) => `${l.type} ${l.epoch}`), ['epoch 1', 'val 1', 'eval 1', 'epoch 2', 'val 2', 'eval 2']);
+    assert.equal(JSON.parse(resumed.out.trim().split('\n').at(-1)!).top1, JSON.parse(ref.out.trim().split('\n').at(-1)!).top1);
+
+    const meta = loadCheckpoint(path.join(dir, 'checkpoint.safetensors')).meta;
+    assert.deepEqual(meta.mix, { mixup: 0.4, cutmix: 1, prob: 1, switchProb: 0.5 });
+    assert.equal(meta.autoAugment, 'randaugment:2,9');
+    const best = loadCheckpoint(path.join(dir, 'best.safetensors')).meta;
+    assert.equal(best.epoch, (meta.earlyStop as { bestEpoch: number }).bestEpoch);
+    const changed = await crunet('train', '--resume', dir, '--mixup', '0.2');
+    assert.equal(changed.code, 2);
+    assert.match(changed.err, /is from a run with --mixup 0.4, but this command asks for --mixup 0.2/);
+
+    // metrics.csv: a header and one line per epoch, epochs from 1.
+    const csv = fs.readFileSync(path.join(dir, 'metrics.csv'), 'utf8').trim().split('\n');
+    assert.equal(csv[0], 'epoch,lr,trainLoss,trainAcc,imagesPerSec,valLoss,valAcc,testLoss,testAcc,testTop5');
+    assert.deepEqual(csv.slice(1).map((l) => l.split(',')[0]), ['1', '2']);
+    // TensorBoard: one event file per process, every record well framed.
+    const events = fs.readdirSync(dir).filter((f) => f.startsWith('events.out.tfevents.'));
+    assert.equal(events.length, 2);
+    for (const f of events) {
+      const buf = fs.readFileSync(path.join(dir, f));
+      let o = 0, n = 0;
+      for (; o < buf.length; n++) {
+        const len = Number(buf.readBigUInt64LE(o));
+        assert.equal(buf.readUInt32LE(o + 12 + len), maskedCrc32c(buf.subarray(o + 12, o + 12 + len)), `${f}: record ${n}`);
+        o += 16 + len;
+      }
+      assert.ok(n >= 4, `${f}: ${n} records`);
+    }
+    const svg = fs.readFileSync(path.join(dir, 'plot.svg'), 'utf8');
+    for (const name of ['train (label smoothing 0.1, mixed targets)', 'validation', 'test (plain cross-entropy)']) assert.ok(svg.includes(`>${name}</text>`), name);
+  });
+
+  withData('early stopping ends the run after --early-stop-patience epochs without a better validation top-1', async () => {
+    const dir = testTempDir('cli-toolbox');
+    // lr 0: nothing changes, so the validation top-1 of epoch 1 is never beaten.
+    const r = await crunet('train', '--epochs', '5', '--limit-train', '320', '--limit-test', '64', '--batch-size', '64', '--lr', '0',
+      '--validation', '0.2', '--early-stop-patience', '2', '--out', dir, '--json');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /early stop after epoch 3: no better validation top-1 in 2 epochs \(--early-stop-patience\); best.safetensors holds epoch 1/);
+    assert.equal(JSON.parse(r.out.trim().split('\n').at(-1)!).epoch, 3);
+    assert.equal(loadCheckpoint(path.join(dir, 'best.safetensors')).meta.epoch, 1);
+    // Resuming a run that early stopping ended trains nothing more and evaluates it.
+    const again = await crunet('train', '--resume', dir, '--json');
+    assert.equal(again.code, 0, again.err);
+    assert.match(again.err, /early stopping ended the run \(best validation top-1 at epoch 1\), evaluating it/);
+    assert.equal(JSON.parse(again.out.trim().split('\n').at(-1)!).epoch, 3);
+    assert.equal(loadCheckpoint(path.join(dir, 'checkpoint.safetensors')).meta.epoch, 3);
+  });
+});
