@@ -152,7 +152,12 @@ describe('crunet CLI', function () {
       [['--dataset', 'svhn:/data'], /unknown kind 'svhn'/],
       [['--dataset', 'cifar10'], /'cifar10' needs a directory: 'cifar10:PATH'/],
       // The schedule is checked once the data set gives the steps per epoch.
-      ...(fs.existsSync(FASHION) ? [[['--schedule', 'multistep', '--milestones', '5,3', '--limit-train', '256'], /expected milestones \(epochs\) to be a non-decreasing list/]] as [string[], RegExp][] : []),
+      ...(fs.existsSync(FASHION) ? [
+        [['--schedule', 'multistep', '--milestones', '5,3', '--limit-train', '256'], /expected milestones \(epochs\) to be a non-decreasing list/],
+        // The model is made once the data set gives classes and input size.
+        [['--model', 'nope', '--limit-train', '256'], /unknown model "nope"/],
+        [['--model-options', '{"width": 0}', '--limit-train', '256'], /expected option width to be a positive integer, but received 0/],
+      ] as [string[], RegExp][] : []),
     ];
     for (const [args, re] of cases) {
       const r = await crunet('train', ...args);
@@ -162,6 +167,10 @@ describe('crunet CLI', function () {
     const tta = await crunet('eval', '--checkpoint', 'x.safetensors', '--tta', 'rotate');
     assert.equal(tta.code, 2);
     assert.match(tta.err, /--tta: expected none or flip, but received 'rotate'/);
+    for (const args of [['--model', 'nope'], ['--model-options', '{"width": 0}']]) {
+      const b = await crunet('bench', ...args);
+      assert.equal(b.code, 2, `bench ${args.join(' ')}: ${b.err}`);
+    }
   });
 
   (fs.existsSync(FASHION) ? it : it.skip)('trains a model with --model-options and --erase; a resume keeps both and refuses to change them', async () => {

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { buildInfo, compile, type AlgorithmChoice, type NodeProfile, type Precision } from '../engine/index.js';
 import type { NodeIR } from '../graph/ir.js';
 import { create, type Model } from '../models/index.js';
-import { UsageError } from './errors.js';
+import { UsageError, usage } from './errors.js';
 import { intFlag } from './flags.js';
 import { MAX_THREADS, applyThreads, threadsHelp } from './threads.js';
 import { parseModelOptions } from './model-options.js';
@@ -247,7 +247,7 @@ export function formatBench(r: BenchReport): string {
 export async function benchCommand(args: string[]): Promise<number> {
   const a = parseBenchArgs(args);
   applyThreads(a.threads);
-  const r = await runBench(a);
+  const r = await runBench(a, usage(() => create(a.model, a.modelOptions)));
   console.log(a.json ? JSON.stringify(r) : formatBench(r));
   return 0;
 }

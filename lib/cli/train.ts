@@ -16,7 +16,7 @@ import { writePlot } from '../train/plot.js';
 import { etaSeconds, formatDuration, ProgressBar } from '../train/progress.js';
 import { createSchedule, SCHEDULE_TYPES, type ScheduleConfig } from '../train/schedule.js';
 import { Trainer, type EvalStats } from '../train/trainer.js';
-import { UsageError } from './errors.js';
+import { UsageError, usage } from './errors.js';
 import { intFlag, MAX_SEED, numberFlag } from './flags.js';
 import { prepareOutDir } from './out-dir.js';
 import { MAX_THREADS, applyThreads, availableCpus, threadsHelp } from './threads.js';
@@ -199,16 +199,6 @@ function parseAutoAugment(s: string | undefined): AutoAugment | undefined {
   return checkAutoAugment({ policy: 'randaugment', n: n!, m: m! }, 'autoAugment');
 }
 
-/** A settings check of the library's (a RangeError or TypeError) turned into a usage error of the command. */
-function usage<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (e instanceof RangeError || e instanceof TypeError) throw new UsageError(e.message);
-    throw e;
-  }
-}
-
 const datasetKind = (spec: string) => usage(() => parseDatasetSpec(spec).kind);
 
 function scheduleConfig(a: RunSettings, stepsPerEpoch: number): ScheduleConfig {
@@ -227,7 +217,8 @@ function modelFor(run: RunSettings, modelOptions: Record<string, unknown>, data:
   const [channels, h, w] = data.shape;
   if (h !== w) throw new UsageError(`the models take square inputs, but ${data.name} has ${h}x${w} images`);
   const opts = { classes: data.classes.length, channels, inputSize: h };
-  if (!ckpt) return create(run.model, { ...modelOptions, ...opts });
+  // A bad --model or --model-options is the command line's mistake (exit code 2); a checkpoint's model is not.
+  if (!ckpt) return usage(() => create(run.model, { ...modelOptions, ...opts }));
   checkDataMatches(ckpt.meta, data, ckpt.path);
   const m = fromJSON(ckpt.meta.model as { name: string; options: Record<string, unknown> });
   // Compared after resolution, so that '{"D":96}' matches the [96] it resolves to.
