@@ -36,6 +36,14 @@ const RECIPE_FLAGS = {
   limitTrain: { flag: '--limit-train', type: 'number' },
   limitTest: { flag: '--limit-test', type: 'number' },
   valSplit: { flag: '--val-split', type: 'number' },
+  mixup: { flag: '--mixup', type: 'number' },
+  cutmix: { flag: '--cutmix', type: 'number' },
+  mixProb: { flag: '--mix-prob', type: 'number' },
+  mixSwitchProb: { flag: '--mix-switch-prob', type: 'number' },
+  randaugment: { flag: '--randaugment', type: 'string' },
+  trivialaugment: { flag: '--trivialaugment', type: 'boolean' },
+  validation: { flag: '--validation', type: 'number' },
+  earlyStopPatience: { flag: '--early-stop-patience', type: 'number' },
 } as const;
 
 type RecipeKey = keyof typeof RECIPE_FLAGS;
@@ -187,6 +195,9 @@ export function recipeFlags(recipe: Recipe): string[] {
     if (k === 'nesterov') {
       if (v === false) out.push('--no-nesterov');
     } else if (k === 'augment') out.push(v ? '--augment' : '--no-augment');
+    else if (k === 'trivialaugment') {
+      if (v) out.push(flag);
+    }
     else if (Array.isArray(v)) out.push(flag, v.join(','));
     else out.push(flag, String(v));
   }
