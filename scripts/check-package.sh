@@ -84,9 +84,9 @@ app=$work/app
 mkdir -p "$app"
 cd "$app"
 echo '{ "name": "app", "version": "1.0.0", "private": true }' >package.json
-start=$(date +%s.%N)
+start=$(date +%s%N)
 npm install --prefer-offline --no-audit --no-fund --loglevel=error "$work"/crunet-[0-9]*.tgz >"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "npm install"; }
-say "npm install of the tarball: $(printf '%.1f' "$(echo "$(date +%s.%N) - $start" | bc)") s; node_modules $(du -sh node_modules | cut -f1) (sharp: $([ -d node_modules/sharp ] && echo installed || echo 'not installed (optional peer)'))"
+say "npm install of the tarball: $(tenths=$((($(date +%s%N) - start) / 100000000)); echo "$((tenths / 10)).$((tenths % 10))") s; node_modules $(du -sh node_modules | cut -f1) (sharp: $([ -d node_modules/sharp ] && echo installed || echo 'not installed (optional peer)'))"
 [ ! -e node_modules/crunet/build ] || fail "the install built the addon (node_modules/crunet/build exists)"
 
 # Prints the training step's loss, and that libdnnl came from the package (not the system).

@@ -11,11 +11,26 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
-const truthy = (v) => v !== undefined && v !== '' && v !== 'false' && v !== '0';
 const log = (m) => console.error(`crunet: ${m}`);
 
+/**
+ * Whether the install was asked to build crunet from source. npm puts --build-from-source into
+ * npm_config_build_from_source as 'true' (alone) or '' (`--build-from-source=`), and the per-package form
+ * that node-pre-gyp and prebuild-install honour, `--build-from-source=sqlite3,crunet`, as the names: a
+ * build from source asked for another package must not make crunet build (and fail without a compiler).
+ */
+function wantsSourceBuild(env) {
+  const npmFlag = env.npm_config_build_from_source;
+  if (npmFlag !== undefined) {
+    if (npmFlag === '' || npmFlag === 'true' || npmFlag === '1') return true;
+    if (npmFlag.split(',').map((name) => name.trim()).includes('crunet')) return true;
+  }
+  const own = env.CRUNET_BUILD_FROM_SOURCE;
+  return own !== undefined && own !== '' && own !== 'false' && own !== '0';
+}
+
 function main() {
-  const fromSource = truthy(process.env.npm_config_build_from_source) || truthy(process.env.CRUNET_BUILD_FROM_SOURCE);
+  const fromSource = wantsSourceBuild(process.env);
   // A source checkout (npm ci there) is built by scripts/setup.sh with cmake-js, not here.
   if (fs.existsSync(path.join(root, 'lib', 'index.ts')) && !fromSource) return 0;
   if (!fromSource) {
@@ -95,4 +110,6 @@ function buildFromSource() {
   return 0;
 }
 
-process.exitCode = main();
+// Run by npm; required by test/install-script.test.ts for wantsSourceBuild only.
+if (require.main === module) process.exitCode = main();
+module.exports = { wantsSourceBuild };

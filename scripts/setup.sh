@@ -15,7 +15,9 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); proce
   exit 1
 fi
 
-apt_packages=(libdnnl-dev cmake g++ dataset-fashion-mnist patchelf)  # patchelf: npm pack (scripts/prebuild.sh)
+# patchelf: npm pack (scripts/prebuild.sh). python3: node-gyp (npm run build:gyp, a build from source);
+# python3-pip: scripts/install-cuda.sh fetches the CUDA wheels with pip (into a --target folder: no venv).
+apt_packages=(libdnnl-dev cmake g++ dataset-fashion-mnist patchelf python3 python3-pip)
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

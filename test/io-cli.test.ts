@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { main } from '../lib/cli/main.js';
-import { io, train } from '../lib/index.js';
+import { compile, io, models, train } from '../lib/index.js';
 import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
 async function crunet(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -58,6 +58,27 @@ describe('crunet convert / export', function () {
       if (k.endsWith('num_batches_tracked')) assert.deepEqual([back.get(k)!.dtype, back.get(k)!.shape], ['I64', []], k); // the checkpoint's step, 0 here
       else assert.deepEqual(back.get(k)!.data, t.data, k);
     }
+  });
+
+  it('converts a model whose last stage is 1x1 (training batch norm needs two values per channel)', async () => {
+    const dir = testTempDir('io-cli');
+    const options = { width: 8, classes: 4, inputSize: 4 };
+    const source = await compile(models.create('resnet_small', options), { batchSize: 2, seed: 5 });
+    const weights = path.join(dir, 'weights.safetensors');
+    try {
+      await io.writeSafetensors(weights, io.stateDict(source));
+    } finally {
+      source.dispose();
+    }
+    const ckpt = path.join(dir, 'ckpt.safetensors');
+    const r = await crunet('convert', '--model', 'resnet_small', '--model-options', JSON.stringify(options), '--state-dict', weights, '--out', ckpt);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /loaded (\d+) of \1 parameters of resnet_small/);
+    const back = path.join(dir, 'back.safetensors');
+    assert.equal((await crunet('export', '--checkpoint', ckpt, '--state-dict', back)).code, 0);
+    const a = io.readSafetensors(weights).tensors, b = io.readSafetensors(back).tensors;
+    assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort());
+    for (const [k, t] of a) assert.deepEqual(b.get(k)!.data, t.data, k);
   });
 
   it('refuses a state dict of another model, listing every mismatch, and writes nothing', async () => {

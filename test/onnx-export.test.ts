@@ -134,6 +134,32 @@ describe('ONNX export (opset 17), run by ONNX Runtime', function () {
     console.log(`      all ops: max |ort - crunet| = ${r.maxDiff.toExponential(2)} at logit scale ${r.scale.toFixed(2)}`);
   });
 
+  it("a hand-written GraphIR without the optional attributes exports native's defaults: logits match", async () => {
+    // Built with every attribute, then stripped to what a hand-written IR may leave out: the conv's
+    // stride and groups, the pools' stride (their kernel), countIncludePad (1), eps (1e-5), and kernels
+    // and paddings given as one number. Padding 1 makes countIncludePad change the averages.
+    const g = new GraphBuilder();
+    const x = g.input('images', [3, 9, 9]);
+    const y = g.input('labels', [], 'i32');
+    let t = g.conv2d(x, { outChannels: 4, kernel: 3, padding: 1, name: 'conv' });
+    t = g.relu(g.batchNorm(t, { name: 'bn' }), 'relu');
+    t = g.avgPool(t, { kernel: 2, padding: 1, name: 'avg' });
+    t = g.maxPool(t, { kernel: 2, name: 'max' });
+    const logits = g.linear(g.globalAvgPool(t, 'pool'), { outFeatures: 3, name: 'fc' });
+    const built = g.build({ outputs: [logits], loss: g.softmaxCrossEntropy(logits, y) });
+    const ir = structuredClone(built.ir);
+    const strip: Record<string, string[]> = { conv: ['stride', 'groups'], bn: ['eps'], avg: ['stride', 'countIncludePad'], max: ['stride'] };
+    for (const n of ir.nodes) {
+      for (const k of strip[n.name] ?? []) {
+        assert.ok(k in n.attrs, `${n.name}.${k} is set by the builder`);
+        delete n.attrs[k];
+      }
+      if (n.name === 'conv') (n.attrs.kernel = 3), (n.attrs.padding = [1]);
+    }
+    const r = await compareWithOrt({ ...built, ir }, path.join(testTempDir('onnx'), 'defaults.onnx'));
+    console.log(`      defaults: max |ort - crunet| = ${r.maxDiff.toExponential(2)} at logit scale ${r.scale.toFixed(2)}`);
+  });
+
   it('refuses a target path that cannot be written, naming it, and leaves no file behind', async () => {
     const graph = models.create('resnet_small').graph;
     const session = await compile(graph, { batchSize: 1 });

@@ -23,6 +23,28 @@ describe('platform: the prebuilt addon and what to install', () => {
     assert.equal(prebuiltProblem(f), undefined);
   });
 
+  it('reads the report without its network part (reverse DNS can stall it) and restores the setting', function () {
+    if (process.platform !== 'linux' || !process.report) this.skip();
+    const report = process.report as NodeJS.ProcessReport & { excludeNetwork: boolean };
+    const getReport = report.getReport;
+    const seen: boolean[] = [];
+    report.getReport = (...args) => {
+      seen.push(report.excludeNetwork);
+      return getReport.apply(report, args);
+    };
+    try {
+      for (const before of [false, true]) {
+        report.excludeNetwork = before;
+        assert.match(platformFacts().glibc ?? 'none', /^\d+\.\d+/);
+        assert.equal(report.excludeNetwork, before);
+      }
+    } finally {
+      report.getReport = getReport;
+      report.excludeNetwork = false;
+    }
+    assert.deepEqual(seen, [true, true]);
+  });
+
   it('compares glibc versions numerically', () => {
     assert.ok(versionAtLeast('2.34', '2.34'));
     assert.ok(versionAtLeast('2.100', '2.34'));

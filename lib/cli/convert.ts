@@ -53,7 +53,10 @@ export async function convertCommand(args: string[]): Promise<number> {
     if (classNames.length !== classes) throw new UsageError(`${v['class-names']} names ${classNames.length} classes, but ${model.name} has ${classes}`);
   }
   const sd = readSafetensors(v['state-dict']!);
-  const session = await compile(model, { batchSize: 1 });
+  // The session only carries the weights into the checkpoint, but a session is compiled for training,
+  // whose batch norm needs two values per channel: at batch 1 a last stage of 1x1 (resnet50 at 32x32)
+  // has one. Batch 2 always has two.
+  const session = await compile(model, { batchSize: 2 });
   try {
     const strict = !v['no-strict'];
     const r = loadStateDict(session, sd.tensors, { strict, source: v['state-dict'] });

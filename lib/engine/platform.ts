@@ -44,9 +44,19 @@ export interface PlatformFacts {
 /** This process's platform, architecture and glibc version (from process.report, as Node itself reads it). */
 export function platformFacts(): PlatformFacts {
   let glibc: string | undefined;
-  if (process.platform === 'linux') {
-    const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
-    glibc = header?.glibcVersionRuntime;
+  if (process.platform === 'linux' && process.report) {
+    // The report lists every socket and resolves their peers' names by reverse DNS, which can stall a
+    // process with many sockets; the header alone is wanted (as detect-libc, which sharp uses, does).
+    // (excludeNetwork is in Node since 20.13; @types/node 20 lacks it.)
+    const report = process.report as NodeJS.ProcessReport & { excludeNetwork?: boolean };
+    const excludeNetwork = report.excludeNetwork;
+    report.excludeNetwork = true;
+    try {
+      const header = (report.getReport() as { header?: { glibcVersionRuntime?: string } }).header;
+      glibc = header?.glibcVersionRuntime;
+    } finally {
+      report.excludeNetwork = excludeNetwork;
+    }
   }
   return { platform: process.platform, arch: process.arch, glibc };
 }

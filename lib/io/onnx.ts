@@ -9,7 +9,7 @@
 // Every parameter is one initializer, named as in the state dict: a CRU factor set shared by several
 // units is stored once and read by each of their Conv nodes. The batch dimension is symbolic ('batch').
 import * as fs from 'node:fs';
-import type { GraphIR, NodeIR } from '../graph/ir.js';
+import type { AttrValue, GraphIR, NodeIR } from '../graph/ir.js';
 import { version as crunetVersion } from '../engine/info.js';
 import { writeFileAtomicSync } from '../train/checkpoint.js';
 import { encodeOnnxModel, type OnnxAttr, type OnnxInitializer, type OnnxNode } from './onnx-proto.js';
@@ -38,25 +38,38 @@ export interface OnnxExportOptions {
 
 const pads = (p: number[]) => [p[0]!, p[1]!, p[0]!, p[1]!]; // [top, left, bottom, right]
 
+// Attributes as native/core/shape_inference.cc reads them, so that the file computes what the engine
+// does for any GraphIR, not only the GraphBuilder's (which writes every attribute out in full): an
+// absent (or empty) one takes native's default, and a pair may be one number for both dimensions.
+const attrValues = (v: AttrValue | undefined): number[] => (v === undefined ? [] : typeof v === 'object' ? v : [Number(v)]);
+function pairAttr(v: AttrValue | undefined, def: readonly number[]): number[] {
+  const x = attrValues(v);
+  return x.length === 0 ? [...def] : x.length === 1 ? [x[0]!, x[0]!] : x;
+}
+const numberAttr = (v: AttrValue | undefined, def: number) => attrValues(v)[0] ?? def;
+
 /** Where a value is in ONNX: crunet's globalAvgPool output is the Flatten after it. */
 function onnxNodes(n: NodeIR, input: (name: string) => string): OnnxNode[] {
   const a = n.attrs;
   const ins = n.inputs.map(input);
   const one = (opType: string, inputs: string[], attrs?: Record<string, OnnxAttr>): OnnxNode[] => [{ name: n.name, opType, inputs, outputs: [n.name], ...(attrs ? { attrs } : {}) }];
+  const kernel = pairAttr(a.kernel, [1, 1]);
+  const padding = pads(pairAttr(a.padding, [0, 0]));
   switch (n.op) {
     case 'conv2d':
       return one('Conv', [...ins, ...n.params], {
-        kernel_shape: a.kernel as number[], strides: a.stride as number[], pads: pads(a.padding as number[]), group: a.groups as number, dilations: [1, 1],
+        kernel_shape: kernel, strides: pairAttr(a.stride, [1, 1]), pads: padding, group: numberAttr(a.groups, 1), dilations: [1, 1],
       });
     case 'batchNorm':
-      return one('BatchNormalization', [...ins, ...n.params], { epsilon: { float: a.eps as number } });
+      return one('BatchNormalization', [...ins, ...n.params], { epsilon: { float: numberAttr(a.eps, 1e-5) } });
     case 'relu':
       return one('Relu', ins);
+    // A pool's stride defaults to its kernel.
     case 'maxPool':
-      return one('MaxPool', ins, { kernel_shape: a.kernel as number[], strides: a.stride as number[], pads: pads(a.padding as number[]) });
+      return one('MaxPool', ins, { kernel_shape: kernel, strides: pairAttr(a.stride, kernel), pads: padding });
     case 'avgPool':
       return one('AveragePool', ins, {
-        kernel_shape: a.kernel as number[], strides: a.stride as number[], pads: pads(a.padding as number[]), count_include_pad: a.countIncludePad ? 1 : 0,
+        kernel_shape: kernel, strides: pairAttr(a.stride, kernel), pads: padding, count_include_pad: numberAttr(a.countIncludePad, 1) !== 0 ? 1 : 0,
       });
     case 'globalAvgPool':
       return [
