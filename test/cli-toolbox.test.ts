@@ -35,15 +35,15 @@ describe('crunet train: mixup, cutmix, RandAugment, validation and early stoppin
 
   it('refuses flags out of range, naming the flag and the range', async () => {
     const cases: [string[], RegExp][] = [
-      [['--mixup=-1'], /--mixup expects a number >= 0, got '-1'/],
-      [['--cutmix', 'x'], /--cutmix expects a number >= 0, got 'x'/],
-      [['--mix-prob', '1.5'], /--mix-prob expects a number in \[0, 1\], got '1.5'/],
-      [['--mix-switch-prob=-0.1'], /--mix-switch-prob expects a number in \[0, 1\], got '-0.1'/],
-      [['--early-stop-patience', '0'], /--early-stop-patience expects an integer >= 1, got '0'/],
-      [['--validation', '1'], /--validation expects a fraction in \(0, 1\), got '1'/],
-      [['--randaugment', '2'], /--randaugment expects N,M \(ops per image, magnitude bin\), e.g. 2,9, got '2'/],
-      [['--randaugment', '2,31'], /--randaugment M \(magnitude bin\) expects an integer in \[0, 30\], got '31'/],
-      [['--randaugment', '0,9'], /--randaugment N \(ops per image\) expects an integer in \[1, 16\], got '0'/],
+      [['--mixup=-1'], /--mixup: expected a number >= 0, but received '-1'/],
+      [['--cutmix', 'x'], /--cutmix: expected a number >= 0, but received 'x'/],
+      [['--mix-prob', '1.5'], /--mix-prob: expected a number in \[0, 1\], but received '1.5'/],
+      [['--mix-switch-prob=-0.1'], /--mix-switch-prob: expected a number in \[0, 1\], but received '-0.1'/],
+      [['--early-stop-patience', '0'], /--early-stop-patience: expected an integer >= 1, but received '0'/],
+      [['--validation', '1'], /--validation: expected a fraction in \(0, 1\), but received '1'/],
+      [['--randaugment', '2'], /--randaugment: expected N,M \(ops per image, magnitude bin\), e.g. 2,9, but received '2'/],
+      [['--randaugment', '2,31'], /--randaugment M \(magnitude bin\): expected an integer in \[0, 30\], but received '31'/],
+      [['--randaugment', '0,9'], /--randaugment N \(ops per image\): expected an integer in \[1, 16\], but received '0'/],
       [['--randaugment', '2,9', '--trivialaugment'], /alternatives: give one/],
       [['--trivialaugment', '--no-augment'], /--trivialaugment needs augmentation, but --no-augment was given/],
     ];

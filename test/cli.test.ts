@@ -60,7 +60,7 @@ describe('crunet CLI', function () {
     assert.equal(model.code, 1);
     assert.match(model.err, /unknown model "resnet51"; valid models: resnet50/);
     const schedule = await crunet('train', '--schedule', 'triangle');
-    assert.match(schedule.err, /--schedule must be one of constant, step, multistep, cosine/);
+    assert.match(schedule.err, /--schedule: expected one of constant, step, multistep, cosine/);
   });
 
   it('says how to get a missing data set', async () => {
@@ -143,7 +143,7 @@ describe('crunet CLI', function () {
 
   it('refuses bad --erase, --model-options, --dataset, schedule and --tta values, naming the flag', async () => {
     const cases: [string[], RegExp][] = [
-      [['--erase', '1.5'], /--erase is a probability in \[0, 1\], got '1.5'/],
+      [['--erase', '1.5'], /--erase: expected a probability in \[0, 1\], but received '1.5'/],
       [['--erase', '0.5', '--no-augment'], /--erase needs augmentation, but --no-augment was given/],
       [['--model-options', '{width: 3}'], /--model-options is not JSON/],
       [['--model-options', '[1]'], /--model-options: expected a JSON object/],
@@ -226,7 +226,7 @@ describe('crunet CLI', function () {
     assert.ok(Math.abs(JSON.parse(ev.out).top1 - JSON.parse(skip.out.trim().split('\n').at(-1)!).top1) < 1e-9);
     const bad = await crunet('train', ...common, '--val-split', '1.5');
     assert.equal(bad.code, 2);
-    assert.match(bad.err, /--val-split is a fraction in \(0, 1\), got '1.5'/);
+    assert.match(bad.err, /--val-split: expected a fraction in \(0, 1\), but received '1.5'/);
     // A limit for big images, from the command line: these 32x32 images are over 1000 pixels.
     fs.rmSync(broken);
     const small = await crunet('train', ...common, '--max-image-pixels', '1000');

@@ -85,8 +85,8 @@ describe('RandAugment and TrivialAugment ops (torchvision semantics on bytes)', 
   });
 
   it('refuses bad settings, naming the field and range', () => {
-    assert.throws(() => checkAutoAugment({ policy: 'randaugment', n: 0, m: 9 }, 'x'), /RandAugment's n \(ops per image\) must be an integer in \[1, 16\], but received 0/);
-    assert.throws(() => checkAutoAugment({ policy: 'randaugment', n: 2, m: 31 }, 'x'), /m \(magnitude bin\) must be an integer in \[0, 30\], but received 31/);
+    assert.throws(() => checkAutoAugment({ policy: 'randaugment', n: 0, m: 9 }, 'x'), /expected RandAugment's n \(ops per image\) to be an integer in \[1, 16\], but received 0/);
+    assert.throws(() => checkAutoAugment({ policy: 'randaugment', n: 2, m: 31 }, 'x'), /m \(magnitude bin\) to be an integer in \[0, 30\], but received 31/);
   });
 
   it('MemoryDataset applies the policy after crop and mirror, before normalisation; same (seed, epoch, index), same sample', () => {
@@ -170,8 +170,8 @@ describe('mixup and cutmix (timm semantics, batch mode)', () => {
   });
 
   it('refuses options out of range, naming them', () => {
-    assert.throws(() => checkMixOptions({ mixupAlpha: -0.1, cutmixAlpha: 0, prob: 1, switchProb: 0.5 }), /mixupAlpha must be a finite number >= 0, but received -0.1/);
-    assert.throws(() => checkMixOptions({ mixupAlpha: 1, cutmixAlpha: 0, prob: 1.5, switchProb: 0.5 }), /prob must be in \[0, 1\], but received 1.5/);
+    assert.throws(() => checkMixOptions({ mixupAlpha: -0.1, cutmixAlpha: 0, prob: 1, switchProb: 0.5 }), /expected mixupAlpha to be a finite number >= 0, but received -0.1/);
+    assert.throws(() => checkMixOptions({ mixupAlpha: 1, cutmixAlpha: 0, prob: 1.5, switchProb: 0.5 }), /expected prob to be in \[0, 1\], but received 1.5/);
   });
 
   it('mixedBatches gives the same batches and targets for the same (seed, epoch), whatever the worker count', async () => {

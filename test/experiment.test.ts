@@ -174,7 +174,7 @@ describe('crunet experiment', function () {
       [{ ...base, recipe: { ...base.recipe, epochs: undefined } }, /recipe\.epochs: expected a fixed number of epochs/],
       [{ ...base, recipe: { ...base.recipe, lerningRate: 0.1 } }, /recipe\.lerningRate: expected one of the settings epochs, batchSize, /],
       [{ ...base, recipe: { ...base.recipe, augment: 'yes' } }, /recipe\.augment: expected a boolean, but received "yes"/],
-      [{ ...base, recipe: { ...base.recipe, labelSmoothing: 1.5 } }, /run crunet_small-seed3: --label-smoothing is in \[0, 1\), got '1\.5'/],
+      [{ ...base, recipe: { ...base.recipe, labelSmoothing: 1.5 } }, /run crunet_small-seed3: --label-smoothing: expected a number in \[0, 1\), but received '1\.5'/],
       [{ ...base, seeds: [1, 1] }, /seeds: expected distinct seeds, but received \[1,1\]/],
       [{ ...base, seeds: [-1] }, /seeds: expected integers in \[0, 2\^32\), but received -1/],
       [{ ...base, models: ['crunet_small', 'crunet_small'] }, /models: expected distinct labels .*"crunet_small"/],

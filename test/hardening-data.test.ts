@@ -211,7 +211,7 @@ describe('hardening: image folders', function () {
       assert.deepEqual(centreRgb(blue, await read(blue, 'transparent.png')).map((v) => Math.round(v) || 0), [0, 0, 255]);
       const train = await FolderDataset.open(r, { train: true, transform: { ...SMALL, hsl: [0, 0, 0], flip: false } });
       assert.deepEqual(centreRgb(train, await read(train, 'transparent.png')).map((v) => Math.round(v) || 0), [255, 255, 255]);
-      assert.throws(() => new FolderDataset(r, { classes: ['a'], files: [], labels: new Int32Array() }, { train: false, transform: { background: [0, 0] as never } }), /background must be three values/);
+      assert.throws(() => new FolderDataset(r, { classes: ['a'], files: [], labels: new Int32Array() }, { train: false, transform: { background: [0, 0] as never } }), /expected background to be three values/);
     });
   });
 

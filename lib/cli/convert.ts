@@ -43,7 +43,7 @@ export async function convertCommand(args: string[]): Promise<number> {
   const { channels, inputSize, classes } = model.options;
   const fitsTorchvision = channels === 3 && inputSize === 224;
   const pre = v.preprocessing ?? (fitsTorchvision ? 'torchvision' : 'none');
-  if (pre !== 'torchvision' && pre !== 'none') throw new UsageError(`--preprocessing must be torchvision or none, got '${pre}'`);
+  if (pre !== 'torchvision' && pre !== 'none') throw new UsageError(`--preprocessing: expected torchvision or none, but received '${pre}'`);
   if (pre === 'torchvision' && !fitsTorchvision) {
     throw new UsageError(`--preprocessing torchvision makes 3x224x224 inputs, but ${model.name} takes ${channels}x${inputSize}x${inputSize}`);
   }

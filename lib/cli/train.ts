@@ -123,15 +123,15 @@ export function parseTrainArgs(args: string[]): TrainArgs {
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if (v.schedule !== undefined && !(SCHEDULE_TYPES as readonly string[]).includes(v.schedule)) {
-    throw new UsageError(`--schedule must be one of ${SCHEDULE_TYPES.join(', ')}, got '${v.schedule}'`);
+    throw new UsageError(`--schedule: expected one of ${SCHEDULE_TYPES.join(', ')}, but received '${v.schedule}'`);
   }
   const erase = numberFlag(v.erase, '--erase', { min: 0 });
-  if (erase !== undefined && erase > 1) throw new UsageError(`--erase is a probability in [0, 1], got '${v.erase}'`);
+  if (erase !== undefined && erase > 1) throw new UsageError(`--erase: expected a probability in [0, 1], but received '${v.erase}'`);
   if (erase !== undefined && v['no-augment']) throw new UsageError('--erase needs augmentation, but --no-augment was given');
   const autoAugment = autoAugmentFlag(v.randaugment, v.trivialaugment);
   if (autoAugment !== undefined && v['no-augment']) throw new UsageError(`${autoAugment === 'trivialaugment' ? '--trivialaugment' : '--randaugment'} needs augmentation, but --no-augment was given`);
   const validation = numberFlag(v.validation, '--validation', { min: 0, max: 1 });
-  if (validation !== undefined && !(validation > 0 && validation < 1)) throw new UsageError(`--validation expects a fraction in (0, 1), got '${v.validation}'`);
+  if (validation !== undefined && !(validation > 0 && validation < 1)) throw new UsageError(`--validation: expected a fraction in (0, 1), but received '${v.validation}'`);
   const earlyStopPatience = intFlag(v['early-stop-patience'], '--early-stop-patience', 1);
   const given: Partial<RunSettings> = {
     model: v.model,
@@ -161,8 +161,8 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     limitTest: intFlag(v['limit-test'], '--limit-test', 1),
     valSplit: numberFlag(v['val-split'], '--val-split', { min: 0 }),
   };
-  if (given.labelSmoothing !== undefined && given.labelSmoothing >= 1) throw new UsageError(`--label-smoothing is in [0, 1), got '${v['label-smoothing']}'`);
-  if (given.valSplit !== undefined && !(given.valSplit > 0 && given.valSplit < 1)) throw new UsageError(`--val-split is a fraction in (0, 1), got '${v['val-split']}'`);
+  if (given.labelSmoothing !== undefined && given.labelSmoothing >= 1) throw new UsageError(`--label-smoothing: expected a number in [0, 1), but received '${v['label-smoothing']}'`);
+  if (given.valSplit !== undefined && !(given.valSplit > 0 && given.valSplit < 1)) throw new UsageError(`--val-split: expected a fraction in (0, 1), but received '${v['val-split']}'`);
   const badImages = badImagesFlag(v['bad-images']);
   for (const k of Object.keys(given) as (keyof RunSettings)[]) if (given[k] === undefined) delete given[k];
   return {
@@ -186,7 +186,7 @@ function autoAugmentFlag(ra: string | undefined, ta: boolean | undefined): strin
   if (ta) return 'trivialaugment';
   if (ra === undefined) return undefined;
   const parts = ra.split(',');
-  if (parts.length !== 2) throw new UsageError(`--randaugment expects N,M (ops per image, magnitude bin), e.g. 2,9, got '${ra}'`);
+  if (parts.length !== 2) throw new UsageError(`--randaugment: expected N,M (ops per image, magnitude bin), e.g. 2,9, but received '${ra}'`);
   const n = intFlag(parts[0], '--randaugment N (ops per image)', 1, 16)!, m = intFlag(parts[1], '--randaugment M (magnitude bin)', 0, BINS - 1)!;
   return `randaugment:${n},${m}`;
 }

@@ -195,16 +195,16 @@ export const PAPER_EVAL_TRANSFORM: ImageTransform = Object.freeze({ ...PAPER_TRA
 export function imageTransform(train: boolean, opts: Partial<ImageTransform> = {}): ImageTransform {
   const t: ImageTransform = { ...PAPER_TRAIN_TRANSFORM, ...opts, train };
   const bad = (what: string, v: unknown): never => {
-    throw new RangeError(`image transform: ${what}, but received ${JSON.stringify(v)}`);
+    throw new RangeError(`image transform: expected ${what}, but received ${JSON.stringify(v)}`);
   };
-  if (!Number.isInteger(t.size) || t.size < 1) bad('size must be a positive integer', t.size);
-  if (!Number.isInteger(t.resize) || t.resize < t.size) bad(`resize must be an integer >= size (${t.size})`, t.resize);
-  if (!(t.scale[0] > 0 && t.scale[0] <= t.scale[1] && t.scale[1] <= 1)) bad('scale must be [lo, hi] with 0 < lo <= hi <= 1', t.scale);
-  if (!(t.ratio[0] > 0 && t.ratio[0] <= t.ratio[1])) bad('ratio must be [lo, hi] with 0 < lo <= hi', t.ratio);
-  if (t.hsl.length !== 3 || t.hsl.some((v) => !(v >= 0))) bad('hsl must be three non-negative offsets', t.hsl);
-  if (t.mean.length !== 3) bad('mean must have three values (R, G, B)', t.mean);
-  if (t.background.length !== 3 || t.background.some((v) => !(v >= 0 && v <= 255))) bad('background must be three values (R, G, B) in [0, 255]', t.background);
-  if (!['nearest', 'linear', 'cubic', 'mitchell', 'lanczos3'].includes(t.kernel)) bad('kernel must be a sharp kernel', t.kernel);
+  if (!Number.isInteger(t.size) || t.size < 1) bad('size to be a positive integer', t.size);
+  if (!Number.isInteger(t.resize) || t.resize < t.size) bad(`resize to be an integer >= size (${t.size})`, t.resize);
+  if (!(t.scale[0] > 0 && t.scale[0] <= t.scale[1] && t.scale[1] <= 1)) bad('scale to be [lo, hi] with 0 < lo <= hi <= 1', t.scale);
+  if (!(t.ratio[0] > 0 && t.ratio[0] <= t.ratio[1])) bad('ratio to be [lo, hi] with 0 < lo <= hi', t.ratio);
+  if (t.hsl.length !== 3 || t.hsl.some((v) => !(v >= 0))) bad('hsl to be three non-negative offsets', t.hsl);
+  if (t.mean.length !== 3) bad('mean to have three values (R, G, B)', t.mean);
+  if (t.background.length !== 3 || t.background.some((v) => !(v >= 0 && v <= 255))) bad('background to be three values (R, G, B) in [0, 255]', t.background);
+  if (!['nearest', 'linear', 'cubic', 'mitchell', 'lanczos3'].includes(t.kernel)) bad('kernel to be a sharp kernel', t.kernel);
   return t;
 }
 

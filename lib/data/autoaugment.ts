@@ -51,9 +51,9 @@ function roundHalfEven(x: number): number {
 /** Checks an AutoAugment setting, naming the field and its range. */
 export function checkAutoAugment(a: AutoAugment, where: string): AutoAugment {
   if (a.policy === 'trivialaugment') return a;
-  if (a.policy !== 'randaugment') throw new RangeError(`${where}: policy must be 'randaugment' or 'trivialaugment', but received ${JSON.stringify((a as { policy: unknown }).policy)}`);
-  if (!Number.isInteger(a.n) || a.n < 1 || a.n > 16) throw new RangeError(`${where}: RandAugment's n (ops per image) must be an integer in [1, 16], but received ${a.n}`);
-  if (!Number.isInteger(a.m) || a.m < 0 || a.m >= BINS) throw new RangeError(`${where}: RandAugment's m (magnitude bin) must be an integer in [0, ${BINS - 1}], but received ${a.m}`);
+  if (a.policy !== 'randaugment') throw new RangeError(`${where}: expected policy 'randaugment' or 'trivialaugment', but received ${JSON.stringify((a as { policy: unknown }).policy)}`);
+  if (!Number.isInteger(a.n) || a.n < 1 || a.n > 16) throw new RangeError(`${where}: expected RandAugment's n (ops per image) to be an integer in [1, 16], but received ${a.n}`);
+  if (!Number.isInteger(a.m) || a.m < 0 || a.m >= BINS) throw new RangeError(`${where}: expected RandAugment's m (magnitude bin) to be an integer in [0, ${BINS - 1}], but received ${a.m}`);
   return a;
 }
 

@@ -37,7 +37,7 @@ export interface MixDraw {
 /** Checks the options, naming the field and its valid range. */
 export function checkMixOptions(o: MixOptions, where = 'mixup'): MixOptions {
   const bad = (what: string, range: string, v: unknown): never => {
-    throw new RangeError(`${where}: ${what} must be ${range}, but received ${v}`);
+    throw new RangeError(`${where}: expected ${what} to be ${range}, but received ${v}`);
   };
   if (!(Number.isFinite(o.mixupAlpha) && o.mixupAlpha >= 0)) bad('mixupAlpha', 'a finite number >= 0', o.mixupAlpha);
   if (!(Number.isFinite(o.cutmixAlpha) && o.cutmixAlpha >= 0)) bad('cutmixAlpha', 'a finite number >= 0', o.cutmixAlpha);
