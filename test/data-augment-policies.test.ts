@@ -108,7 +108,7 @@ describe('RandAugment and TrivialAugment ops (torchvision semantics on bytes)', 
       const v = (x * 0.25 + 0.5) * 255;
       assert.ok(Math.abs(v - Math.round(v)) < 1e-3 && v > -1e-3 && v < 255.001, `value ${x} is not a normalised byte`);
     }
-    assert.throws(() => new MemoryDataset({ ...base, augment: { pad: 0, flip: false, auto: { policy: 'randaugment', n: 2, m: -1 } } }), /augment.auto: RandAugment's m/);
+    assert.throws(() => new MemoryDataset({ ...base, augment: { pad: 0, flip: false, auto: { policy: 'randaugment', n: 2, m: -1 } } }), /augment.auto: expected RandAugment's m/);
   });
 });
 
