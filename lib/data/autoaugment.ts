@@ -138,8 +138,9 @@ export function applyOp(op: OpName, mag: number, img: Float32Array, offset: numb
         let lo = 255, hi = 0;
         for (const v of p) lo = Math.min(lo, v), hi = Math.max(hi, v);
         if (hi === lo) continue;
-        const scale = 255 / (hi - lo);
-        for (let i = 0; i < plane; i++) p[i] = Math.trunc(Math.min(255, Math.max(0, (p[i]! - lo) * scale)));
+        // In float32, as torchvision: a scale rounded down makes the top value a hair under 255, truncated to 254.
+        const f = Math.fround, scale = f(255 / (hi - lo));
+        for (let i = 0; i < plane; i++) p[i] = Math.trunc(Math.min(255, Math.max(0, f((p[i]! - lo) * scale))));
       }
       return;
     case 'Equalize':
