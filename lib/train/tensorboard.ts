@@ -75,7 +75,7 @@ export function scalarEvent(step: number, scalars: Record<string, number>, wallT
 }
 
 /**
- * Appends scalar events to an event file `events.out.tfevents.<seconds>.<host>.<pid>` in a directory.
+ * Writes scalar events to a new event file `events.out.tfevents.<seconds>.<host>.<pid>[.<n>]` in a directory.
  * Each call writes whole records with one write, so a crash leaves at most a torn last record, which
  * TensorBoard's reader stops at.
  */
@@ -89,8 +89,19 @@ export class TensorBoardWriter {
    */
   constructor(dir: string, opts: { resumeAtStep?: number; now?: () => number } = {}) {
     const now = (opts.now ?? Date.now)() / 1000;
-    this.file = path.join(dir, `events.out.tfevents.${Math.floor(now)}.${os.hostname().replace(/[^\w.-]/g, '_')}.${process.pid}`);
-    this.fd = fs.openSync(this.file, 'a');
+    // A new file per writer: two writers of one process in one second (a run stopped and resumed in-process)
+    // get a counter suffix, as TensorBoard's own writers add; the later file sorts after the earlier.
+    const base = path.join(dir, `events.out.tfevents.${Math.floor(now)}.${os.hostname().replace(/[^\w.-]/g, '_')}.${process.pid}`);
+    for (let n = 0; ; n++) {
+      const file = n ? `${base}.${n}` : base;
+      try {
+        this.fd = fs.openSync(file, 'wx');
+        this.file = file;
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+    }
     this.writeEvent(eventBytes(now, 0, lengthDelimited(3, utf8('brain.Event:2'))));
     if (opts.resumeAtStep !== undefined) this.writeEvent(eventBytes(now, opts.resumeAtStep, lengthDelimited(6, [0x08, 0x01])));
   }
