@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { main } from '../lib/cli/main.js';
 import { loadCheckpoint } from '../lib/train/index.js';
 import { maskedCrc32c } from '../lib/train/tensorboard.js';
+import { tensorBoardView } from './support/tensorboard-view.js';
 import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
 /** Runs the CLI in this process, capturing what it prints. */
@@ -86,9 +87,10 @@ describe('crunet train: mixup, cutmix, RandAugment, validation and early stoppin
     const csv = fs.readFileSync(path.join(dir, 'metrics.csv'), 'utf8').trim().split('\n');
     assert.equal(csv[0], 'epoch,lr,trainLoss,trainAcc,imagesPerSec,valLoss,valAcc,testLoss,testAcc,testTop5');
     assert.deepEqual(csv.slice(1).map((l) => l.split(',')[0]), ['1', '2']);
-    // TensorBoard: one event file per process, every record well framed.
+    // TensorBoard: a new event file per invocation (both ran in this process, likely within one second),
+    // every record well framed.
     const events = fs.readdirSync(dir).filter((f) => f.startsWith('events.out.tfevents.'));
-    assert.equal(events.length, 2);
+    assert.equal(events.length, 2, events.join(', '));
     for (const f of events) {
       const buf = fs.readFileSync(path.join(dir, f));
       let o = 0, n = 0;
@@ -99,6 +101,12 @@ describe('crunet train: mixup, cutmix, RandAugment, validation and early stoppin
       }
       assert.ok(n >= 4, `${f}: ${n} records`);
     }
+    // What TensorBoard shows of the resumed run is the uninterrupted run's scalars, the first epoch's
+    // included (its resume marker drops them from the first file); the throughput is a measurement.
+    const shown = (d: string) => [...tensorBoardView(d)].sort(([a], [b]) => a.localeCompare(b))
+      .map(([tag, points]) => [tag, points.map(([step, v]) => [step, tag === 'epoch/images_per_sec' ? 0 : v])]);
+    assert.deepEqual(shown(dir), shown(whole));
+    assert.deepEqual(tensorBoardView(dir).get('test/top1')!.map(([step]) => step), [8, 16]);
     const svg = fs.readFileSync(path.join(dir, 'plot.svg'), 'utf8');
     for (const name of ['train (label smoothing 0.1, mixed targets)', 'validation', 'test (plain cross-entropy)']) assert.ok(svg.includes(`>${name}</text>`), name);
   });

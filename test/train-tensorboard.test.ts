@@ -60,7 +60,7 @@ describe('TensorBoard event files', () => {
       const rs = records(fs.readFileSync(w.file));
       assert.equal(rs.length, 3);
       assert.ok(rs[0]!.includes(Buffer.from('brain.Event:2')));
-      assert.deepEqual([...rs[1]!.subarray(9)], [0x10, 40, 0x32, 0x02, 0x08, 0x01], 'step 40, session_log { status: START }');
+      assert.deepEqual([...rs[1]!.subarray(9)], [0x10, 40, 0x3a, 0x02, 0x08, 0x01], 'step 40, session_log (field 7) { status: START }');
       assert.ok(rs[2]!.includes(Buffer.from('train/lr')));
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
