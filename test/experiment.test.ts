@@ -92,6 +92,12 @@ describe('crunet experiment', function () {
     const svg = fs.readFileSync(path.join(whole, 'REPORT.svg'), 'utf8');
     assert.equal(svg.match(/class="mean"/g)?.length, 4);
     assert.equal(svg.match(/class="band"/g)?.length, 4);
+    // The x axis counts epochs from 1: the first point of each curve (epoch 1) sits on the tick labelled 1.
+    // (One tick labelled 1 per panel; the curves are listed panel by panel.)
+    const ticks1 = [...svg.matchAll(/<text x="([\d.]+)" y="[\d.]+" text-anchor="middle" font-size="11" fill="#444">1<\/text>/g)].map((m) => m[1]);
+    const firstPoints = [...svg.matchAll(/<path class="mean" d="M([\d.]+),/g)].map((m) => m[1]);
+    assert.equal(ticks1.length, 2, svg);
+    assert.deepEqual(firstPoints, [ticks1[0], ticks1[0], ticks1[1], ticks1[1]]);
   });
 
   it('reads the last epoch\'s test result from logs of older versions too, which counted epochs from 0', () => {
