@@ -40,6 +40,15 @@ describe('RandAugment and TrivialAugment ops (torchvision semantics on bytes)', 
     assert.deepEqual(apply('Posterize', 2).slice(0, 6), [0, 0, 0, 0, 64, 64]);
     assert.deepEqual(apply('Solarize', 128).slice(6, 10), [96, 112, 127, 111]);
     assert.deepEqual(apply('AutoContrast', 0, Float32Array.from({ length: 16 }, (_, i) => 100 + i)).slice(0, 3), [0, 17, 34]);
+    // A low-contrast image (0..41): torchvision computes scale = 255 / (max - min) as torch does a number
+    // over a tensor, the float32 reciprocal times 255, then (v - min) scale in float32, truncated; here the
+    // scale rounds down, so the top value 41 becomes 254, not 255 (as torchvision 0.29 gives).
+    const f32 = (x: number) => new Float32Array([x])[0]!;
+    const scale = f32(f32(1 / 41) * 255);
+    const low = Float32Array.from({ length: 42 }, (_, i) => i);
+    const expected = [...low].map((v) => Math.trunc(f32(v * scale)));
+    assert.equal(expected[41], 254);
+    assert.deepEqual(apply('AutoContrast', 0, low, 1, 6, 7), expected);
     const flat = Float32Array.from({ length: 16 }, () => 7);
     assert.deepEqual(apply('AutoContrast', 0, flat.slice()), [...flat], 'a constant image is left alone');
     const four = Float32Array.from({ length: 1024 }, (_, i) => 100 + (i % 4)); // 32x32, four levels

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadPlan, parsePlan, plannedRuns } from '../lib/experiment/plan.js';
-import { stats, type ExperimentResults, type RunResult } from '../lib/experiment/results.js';
+import { runResult, stats, type ExperimentResults, type RunResult } from '../lib/experiment/results.js';
 import { create } from '../lib/models/index.js';
 import { readMetrics, type MetricsRecord } from '../lib/train/metrics-log.js';
 import { writeIdxSet } from './fixtures/data.js';
@@ -60,7 +60,7 @@ describe('crunet experiment', function () {
     for (const g of r.groups) {
       const dirs = [3, 7].map((s) => path.join(whole, `${g.group}-seed${s}`));
       const evals = dirs.map(lastEval);
-      assert.deepEqual(evals.map((e) => e.epoch), [1, 1], 'the last epoch, not a chosen one');
+      assert.deepEqual(evals.map((e) => e.epoch), [2, 2], 'the last epoch (counted from 1), not a chosen one');
       for (const [key, field] of [['testTop1', 'acc'], ['testLoss', 'loss']] as const) {
         const [a, b] = evals.map((e) => e[field] as number);
         const s = g[key]!;
@@ -75,7 +75,7 @@ describe('crunet experiment', function () {
       assert.equal(g.params, model.parameterCount());
       assert.equal(g.macs, model.macs());
       assert.ok(g.imagesPerSec!.mean > 0);
-      assert.equal(g.curve.length, 2);
+      assert.deepEqual(g.curve.map((p) => p.epoch), [1, 2]);
       assert.equal(g.curve[1]!.top1.mean, g.testTop1!.mean);
     }
     // The same seed gives every model the same settings, and so the same data order and augmentation
@@ -92,6 +92,26 @@ describe('crunet experiment', function () {
     const svg = fs.readFileSync(path.join(whole, 'REPORT.svg'), 'utf8');
     assert.equal(svg.match(/class="mean"/g)?.length, 4);
     assert.equal(svg.match(/class="band"/g)?.length, 4);
+    // The x axis counts epochs from 1: the first point of each curve (epoch 1) sits on the tick labelled 1.
+    // (One tick labelled 1 per panel; the curves are listed panel by panel.)
+    const ticks1 = [...svg.matchAll(/<text x="([\d.]+)" y="[\d.]+" text-anchor="middle" font-size="11" fill="#444">1<\/text>/g)].map((m) => m[1]);
+    const firstPoints = [...svg.matchAll(/<path class="mean" d="M([\d.]+),/g)].map((m) => m[1]);
+    assert.equal(ticks1.length, 2, svg);
+    assert.deepEqual(firstPoints, [ticks1[0], ticks1[0], ticks1[1], ticks1[1]]);
+  });
+
+  it('reads the last epoch\'s test result from logs of older versions too, which counted epochs from 0', () => {
+    const run = plannedRuns(loadPlan(planFile))[0]!;
+    const dir = path.join(tmp, 'old-log');
+    fs.cpSync(path.join(whole, run.dir), dir, { recursive: true });
+    const file = path.join(dir, 'metrics.jsonl');
+    const records = readMetrics(file);
+    assert.ok(records.some((r) => r.type === 'run' && r.epochsFrom === 1));
+    const old = records.map(({ epochsFrom: _e, ...r }) => (typeof r.epoch === 'number' ? { ...r, epoch: r.epoch - 1 } : r));
+    fs.writeFileSync(file, old.map((r) => JSON.stringify(r) + '\n').join(''));
+    const fromNew = runResult(run, path.join(whole, run.dir)), fromOld = runResult(run, dir);
+    assert.deepEqual(outcome(fromOld), outcome(fromNew));
+    assert.equal(fromNew.testTop1, lastEval(path.join(whole, run.dir)).acc);
   });
 
   it('a killed experiment continues where it stopped: finished runs are not redone, the results equal the uninterrupted run\'s', async () => {
@@ -100,7 +120,7 @@ describe('crunet experiment', function () {
     const [first, second] = runDirs(out);
     // The second run has finished its first epoch (its test line is written after the checkpoint).
     await waitFor(c, 'the second run\'s first epoch', () => fs.existsSync(path.join(second!, 'metrics.jsonl')) &&
-      readMetrics(path.join(second!, 'metrics.jsonl')).some((r) => r.type === 'eval' && r.epoch === 0));
+      readMetrics(path.join(second!, 'metrics.jsonl')).some((r) => r.type === 'eval' && r.epoch === 1));
     c.child.kill('SIGKILL');
     await c.done;
     assert.ok(fs.existsSync(path.join(first!, 'result.json')), 'the first run finished before the kill');

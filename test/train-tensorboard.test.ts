@@ -60,8 +60,28 @@ describe('TensorBoard event files', () => {
       const rs = records(fs.readFileSync(w.file));
       assert.equal(rs.length, 3);
       assert.ok(rs[0]!.includes(Buffer.from('brain.Event:2')));
-      assert.deepEqual([...rs[1]!.subarray(9)], [0x10, 40, 0x32, 0x02, 0x08, 0x01], 'step 40, session_log { status: START }');
+      assert.deepEqual([...rs[1]!.subarray(9)], [0x10, 40, 0x3a, 0x02, 0x08, 0x01], 'step 40, session_log (field 7) { status: START }');
       assert.ok(rs[2]!.includes(Buffer.from('train/lr')));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('two writers in one second and process get files of their own, the later sorting after the earlier', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crunet-tb-'));
+    try {
+      const now = () => 1_700_000_000_500;
+      const a = new TensorBoardWriter(dir, { now });
+      a.scalars(1, { x: 1 });
+      a.close();
+      const b = new TensorBoardWriter(dir, { resumeAtStep: 1, now });
+      b.scalars(2, { x: 2 });
+      b.close();
+      assert.notEqual(b.file, a.file);
+      assert.equal(b.file, `${a.file}.1`);
+      assert.deepEqual(fs.readdirSync(dir).sort(), [path.basename(a.file), path.basename(b.file)]);
+      assert.equal(records(fs.readFileSync(a.file)).length, 2, 'the first file holds only its own events');
+      assert.equal(records(fs.readFileSync(b.file)).length, 3);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

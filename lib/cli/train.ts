@@ -9,9 +9,9 @@ import { compile, type Session } from '../engine/index.js';
 import { create, fromJSON, type Model } from '../models/index.js';
 import { loadCheckpoint, restoreSession, saveCheckpoint, type Checkpoint } from '../train/checkpoint.js';
 import { writeFileAtomicSync } from '../train/checkpoint.js';
-import { epochHistory, metricsCsv, MetricsLog, numberEpochsFrom1, readMetrics } from '../train/metrics-log.js';
+import { epochHistory, metricsCsv, MetricsLog, numberEpochsFrom1, readMetrics, type MetricsRecord } from '../train/metrics-log.js';
 import { mixedBatches } from '../train/mixed-source.js';
-import { TensorBoardWriter } from '../train/tensorboard.js';
+import { metricsScalars, TensorBoardWriter } from '../train/tensorboard.js';
 import { writePlot } from '../train/plot.js';
 import { etaSeconds, formatDuration, ProgressBar } from '../train/progress.js';
 import { createSchedule, SCHEDULE_TYPES, type ScheduleConfig } from '../train/schedule.js';
@@ -352,7 +352,15 @@ export async function trainCommand(args: string[]): Promise<number> {
     say(`resuming from ${resume} after epoch ${startEpoch} (step ${startStep})${startEpoch >= run.epochs ? ': the run is complete, evaluating it' : ''}` +
         (stoppedEarly && startEpoch < run.epochs ? `: early stopping ended the run (best validation top-1 at epoch ${best.epoch}), evaluating it` : ''));
   }
+  // TensorBoard's resume marker (at startStep) also drops the scalars of the epoch that ended there, which
+  // the earlier file logged: write them again, from the log, at their own times.
+  if (ckpt) for (const r of readMetrics(log.path)) if (r.step === startStep && r.type !== 'step') tb.scalars(startStep, metricsScalars(r), r.time);
   log.write({ type: 'run', epochsFrom: 1, model: model.toJSON(), dataset: run.dataset, args: { ...run, device: a.device, threads }, params, startEpoch, startStep });
+  /** A metrics line, and its scalars in TensorBoard. */
+  const record = (r: MetricsRecord & { step: number }) => {
+    const written = log.write(r);
+    tb.scalars(r.step, metricsScalars(written), written.time);
+  };
 
   const bar = new ProgressBar({ stream: process.stderr });
   // The progress bar's ETA is the epoch's; after each epoch, the whole run's at this invocation's pace.
@@ -364,8 +372,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   };
   // Lines and TensorBoard scalars count epochs from 1 (the Trainer's epoch indices count from 0).
   const evalLine = (epoch: number, step: number, t: EvalStats) => {
-    log.write({ type: 'eval', epoch: epoch + 1, step, loss: t.loss, acc: t.top1, top5: t.top5 });
-    tb.scalars(step, { 'test/loss': t.loss, 'test/top1': t.top1, 'test/top5': t.top5 });
+    record({ type: 'eval', epoch: epoch + 1, step, loss: t.loss, acc: t.top1, top5: t.top5 });
   };
   const smoothed = [run.labelSmoothing > 0 ? `label smoothing ${run.labelSmoothing}` : '', mixing ? 'mixed targets' : ''].filter(Boolean).join(', ');
   const plotLabels = { train: smoothed ? `train (${smoothed})` : 'train', test: 'test (plain cross-entropy)' };
@@ -377,21 +384,18 @@ export async function trainCommand(args: string[]): Promise<number> {
       onStep: (s) => {
         bar.update({ step: s.batch + 1, images: s.epochImages, loss: s.epochLoss, acc: s.epochAcc });
         if (s.step % 50 === 0) {
-          log.write({ type: 'step', epoch: s.epoch + 1, step: s.step, lr: s.lr, loss: s.loss, acc: s.correct / s.size });
-          tb.scalars(s.step, { 'train/loss': s.loss, 'train/lr': s.lr });
+          record({ type: 'step', epoch: s.epoch + 1, step: s.step, lr: s.lr, loss: s.loss, acc: s.correct / s.size });
         }
       },
       // The epoch's line and checkpoint come before its evaluation: a failing evaluation cannot cost the epoch.
       onEpochTrained: async (e) => {
         bar.end();
-        log.write({ type: 'epoch', epoch: e.epoch + 1, step: e.step, lr: e.train.lr, loss: e.train.loss, acc: e.train.acc, imagesPerSec: e.train.imagesPerSec, seconds: e.train.seconds });
-        tb.scalars(e.step, { 'epoch/train_loss': e.train.loss, 'epoch/train_acc': e.train.acc, 'epoch/lr': e.train.lr, 'epoch/images_per_sec': e.train.imagesPerSec });
+        record({ type: 'epoch', epoch: e.epoch + 1, step: e.step, lr: e.train.lr, loss: e.train.loss, acc: e.train.acc, imagesPerSec: e.train.imagesPerSec, seconds: e.train.seconds });
         if (valLoader) {
           // Validation before the checkpoint, so that the early-stopping state it stores includes this epoch.
           const v = await trainer.evaluate(valLoader, e.epoch);
           if (trainer.isInterrupted) return; // partial: the epoch is redone on resume
-          log.write({ type: 'val', epoch: e.epoch + 1, step: e.step, loss: v.loss, acc: v.top1, top5: v.top5 });
-          tb.scalars(e.step, { 'val/loss': v.loss, 'val/top1': v.top1, 'val/top5': v.top5 });
+          record({ type: 'val', epoch: e.epoch + 1, step: e.step, loss: v.loss, acc: v.top1, top5: v.top5 });
           if (v.top1 > best.acc) {
             best.epoch = e.epoch + 1;
             best.acc = v.top1;

@@ -138,8 +138,10 @@ export function applyOp(op: OpName, mag: number, img: Float32Array, offset: numb
         let lo = 255, hi = 0;
         for (const v of p) lo = Math.min(lo, v), hi = Math.max(hi, v);
         if (hi === lo) continue;
-        const scale = 255 / (hi - lo);
-        for (let i = 0; i < plane; i++) p[i] = Math.trunc(Math.min(255, Math.max(0, (p[i]! - lo) * scale)));
+        // In float32, as torchvision: its scale 255 / (max - min) is torch's reciprocal times 255, and where
+        // that rounds down the top value lands a hair under 255 and truncates to 254 (max - min = 41, say).
+        const f = Math.fround, scale = f(f(1 / (hi - lo)) * 255);
+        for (let i = 0; i < plane; i++) p[i] = Math.trunc(Math.min(255, Math.max(0, f((p[i]! - lo) * scale))));
       }
       return;
     case 'Equalize':

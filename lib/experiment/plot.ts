@@ -60,8 +60,8 @@ export function renderCurves(groups: readonly GroupResults[], opts: { title: str
   const pw = (W - marginL - gap - marginR) / 2, ph = H - top - bottom;
   const colors = groups.map((_, i) => PALETTE[i % PALETTE.length]!);
   const pick = (f: (p: GroupResults['curve'][number]) => Stats, scale: number): Curve[] =>
-    groups.map((g, i) => ({ color: colors[i]!, points: g.curve.map((p) => ({ x: p.epoch + 1, s: scaled(f(p), scale) })) }));
-  const epochs = groups.flatMap((g) => g.curve.map((p) => p.epoch + 1));
+    groups.map((g, i) => ({ color: colors[i]!, points: g.curve.map((p) => ({ x: p.epoch, s: scaled(f(p), scale) })) }));
+  const epochs = groups.flatMap((g) => g.curve.map((p) => p.epoch));
   const e0 = epochs.length ? Math.min(...epochs) : 1, e1 = epochs.length ? Math.max(...epochs) : 2;
   let xr = niceTicks(e0, Math.max(e1, e0 + 1), Math.max(2, Math.min(10, Math.floor(pw / 60))));
   if (xr.step < 1) xr = niceTicks(e0, Math.max(e1, e0 + 1), Math.max(1, e1 - e0));

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { buildInfo, version } from '../engine/index.js';
 import { fromJSON } from '../models/index.js';
 import { loadCheckpoint, writeFileAtomicSync } from '../train/checkpoint.js';
-import { epochHistory, readMetrics, type MetricsRecord } from '../train/metrics-log.js';
+import { epochHistory, numberEpochsFrom1, readMetrics, type MetricsRecord } from '../train/metrics-log.js';
 import { planIdentity, plannedRuns, type Plan, type PlannedRun } from './plan.js';
 
 /** The marker of a finished run, in its directory. */
@@ -73,9 +73,10 @@ const metricsOf = (dir: string) => path.join(dir, 'metrics.jsonl');
 
 /** The last-epoch numbers of a run whose training ended: from its metrics and checkpoint. */
 export function runResult(run: PlannedRun, dir: string): RunResult {
-  const records = readMetrics(metricsOf(dir));
+  // Epochs counted from 1, also in logs of older versions that counted from 0.
+  const records = numberEpochsFrom1(readMetrics(metricsOf(dir)));
   const epochs = run.recipe.epochs as number;
-  const last = records.filter((r) => r.type === 'eval' && r.epoch === epochs - 1).at(-1);
+  const last = records.filter((r) => r.type === 'eval' && r.epoch === epochs).at(-1);
   if (!last || typeof last.loss !== 'number' || typeof last.acc !== 'number') {
     throw new Error(`${metricsOf(dir)} has no test result of the last epoch (${epochs}): the run has not finished`);
   }

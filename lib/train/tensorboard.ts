@@ -3,11 +3,12 @@
 // uint64 length, uint32 masked CRC-32C of the length, the bytes, uint32 masked CRC-32C of the bytes (all
 // little-endian). The protobuf fields used (tensorflow/core/util/event.proto, framework/summary.proto):
 // Event { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5;
-// SessionLog session_log = 6 }, Summary { repeated Value value = 1 }, Value { string tag = 1;
+// SessionLog session_log = 7 }, Summary { repeated Value value = 1 }, Value { string tag = 1;
 // float simple_value = 2 }, SessionLog { SessionStatus status = 1 } (START = 1).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { MetricsRecord } from './metrics-log.js';
 
 const CRC32C_TABLE = (() => {
   const t = new Uint32Array(256);
@@ -74,8 +75,21 @@ export function scalarEvent(step: number, scalars: Record<string, number>, wallT
   return eventBytes(wallTime, step, lengthDelimited(5, values));
 }
 
+const num = (x: unknown) => (typeof x === 'number' ? x : NaN);
+
+/** The TensorBoard scalars of a metrics line, tagged by its type (none for a "run" line). */
+export function metricsScalars(r: MetricsRecord): Record<string, number> {
+  switch (r.type) {
+    case 'step': return { 'train/loss': num(r.loss), 'train/lr': num(r.lr) };
+    case 'epoch': return { 'epoch/train_loss': num(r.loss), 'epoch/train_acc': num(r.acc), 'epoch/lr': num(r.lr), 'epoch/images_per_sec': num(r.imagesPerSec) };
+    case 'val': return { 'val/loss': num(r.loss), 'val/top1': num(r.acc), 'val/top5': num(r.top5) };
+    case 'eval': return { 'test/loss': num(r.loss), 'test/top1': num(r.acc), 'test/top5': num(r.top5) };
+    default: return {};
+  }
+}
+
 /**
- * Appends scalar events to an event file `events.out.tfevents.<seconds>.<host>.<pid>` in a directory.
+ * Writes scalar events to a new event file `events.out.tfevents.<seconds>.<host>.<pid>[.<n>]` in a directory.
  * Each call writes whole records with one write, so a crash leaves at most a torn last record, which
  * TensorBoard's reader stops at.
  */
@@ -85,18 +99,32 @@ export class TensorBoardWriter {
 
   /**
    * `resumeAtStep`: this process continues a run from that step: a SessionLog START there tells
-   * TensorBoard to drop what earlier files logged at that step or later (the interrupted run's lost steps).
+   * TensorBoard to drop what earlier files logged at that step or later (its event accumulator keeps the
+   * points of a step below the START's), i.e. the interrupted run's lost steps, but also the scalars of the
+   * epoch that ended at that step: the caller writes those again (see `crunet train`).
    */
   constructor(dir: string, opts: { resumeAtStep?: number; now?: () => number } = {}) {
     const now = (opts.now ?? Date.now)() / 1000;
-    this.file = path.join(dir, `events.out.tfevents.${Math.floor(now)}.${os.hostname().replace(/[^\w.-]/g, '_')}.${process.pid}`);
-    this.fd = fs.openSync(this.file, 'a');
+    // A new file per writer: two writers of one process in one second (a run stopped and resumed in-process)
+    // get a counter suffix, as TensorBoard's own writers add; the later file sorts after the earlier.
+    const base = path.join(dir, `events.out.tfevents.${Math.floor(now)}.${os.hostname().replace(/[^\w.-]/g, '_')}.${process.pid}`);
+    for (let n = 0; ; n++) {
+      const file = n ? `${base}.${n}` : base;
+      try {
+        this.fd = fs.openSync(file, 'wx');
+        this.file = file;
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+    }
     this.writeEvent(eventBytes(now, 0, lengthDelimited(3, utf8('brain.Event:2'))));
-    if (opts.resumeAtStep !== undefined) this.writeEvent(eventBytes(now, opts.resumeAtStep, lengthDelimited(6, [0x08, 0x01])));
+    if (opts.resumeAtStep !== undefined) this.writeEvent(eventBytes(now, opts.resumeAtStep, lengthDelimited(7, [0x08, 0x01])));
   }
 
-  /** Scalars at a global step; non-finite values are left out. */
+  /** Scalars at a global step; non-finite values are left out (an event with none is not written). */
   scalars(step: number, values: Record<string, number>, wallTime?: number): void {
+    if (!Object.values(values).some(Number.isFinite)) return;
     this.writeEvent(scalarEvent(step, values, wallTime));
   }
 
