@@ -3,6 +3,7 @@
 # within the device tool's 64 MiB carry limit. The GPU machine has the driver, CUDA wheels and PyTorch,
 # but no Node.js, no oneDNN and no registry access (docs/GPU.md). Then run there, with carry [".gpu"]:
 #   bash scripts/gpu-run.sh [all|test|bench]
+# Dev-only packages the GPU run never loads stay out (onnxruntime-node alone is 247 MB unpacked).
 # xz archives: gpu-run.sh unpacks them with xz, or with python3's lzma module where xz is missing.
 #   CRUNET_GPU_XZ_LEVEL   xz preset (default 6; the dry run's test uses 0: faster, larger)
 #   CRUNET_GPU_DRY_RUN=1  a bundle without libcrunet_cuda.so is allowed (the CPU dry run)
@@ -21,6 +22,7 @@ tar -cf - -C "$libdir" $(cd "$libdir" && ls libdnnl.so.2* libgomp.so.1* libOpenC
 mods=$(readlink -f node_modules) b=$(basename "$(readlink -f node_modules)")
 tar -cf - -C "$(dirname "$mods")" --transform "s,^$b,node_modules," --exclude="$b/typescript" --exclude="$b/@img" \
   --exclude="$b/@types" --exclude="$b/lodash" --exclude="$b/axios" --exclude="$b/cmake-js" --exclude="$b/.cache" \
+  --exclude="$b/onnxruntime-node" --exclude="$b/onnxruntime-common" \
   "$b" | xz -T2 "-$level" > .gpu/mods.tar.xz
 tar -cf - build/Release/crunet.node $(ls build/Release/libcrunet_cuda.so 2>/dev/null) dist | xz -T2 "-$level" > .gpu/build.tar.xz
 du -cb .gpu/* | tail -1
