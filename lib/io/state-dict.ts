@@ -73,7 +73,7 @@ const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b
  */
 export function loadStateDict(session: Session, stateDict: StateDict, opts: LoadStateDictOptions = {}): LoadStateDictResult {
   const strict = opts.strict ?? true;
-  if (typeof strict !== 'boolean') throw new TypeError(`loadStateDict: strict must be a boolean, but received ${JSON.stringify(strict)}`);
+  if (typeof strict !== 'boolean') throw new TypeError(`loadStateDict: expected strict to be a boolean, but received ${JSON.stringify(strict)}`);
   if (session.isDisposed) throw new Error('loadStateDict: this session was disposed');
   const params = new Map(session.graph.params.map((p) => [p.name, p]));
   const given = new Map(entries(stateDict).filter(([name]) => !isCounter(name)));

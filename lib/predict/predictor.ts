@@ -84,7 +84,7 @@ export function softmax(logits: Float32Array): Float32Array {
 export async function createPredictor(checkpoint: string | Checkpoint, opts: PredictorOptions = {}): Promise<Predictor> {
   const ckpt = typeof checkpoint === 'string' ? loadCheckpoint(checkpoint) : checkpoint;
   const batchSize = opts.batchSize ?? 16;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`createPredictor: batchSize must be a positive integer, but received ${batchSize}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`createPredictor: expected batchSize to be a positive integer, but received ${batchSize}`);
   const model = fromJSON(ckpt.meta.model as { name: string; options: Record<string, unknown> });
   const pre = checkPreprocessing(opts.preprocessing ?? ckpt.meta.preprocessing, model, ckpt.path);
   const classes = classNamesOf(ckpt, model.options.classes);
@@ -101,7 +101,7 @@ export async function createPredictor(checkpoint: string | Checkpoint, opts: Pre
     model, checkpoint: ckpt.path, classes, preprocessing: pre,
     async predict(images, { topK = 5 } = {}) {
       if (!Array.isArray(images)) throw new TypeError(`predict: expected an array of image paths or buffers, but received ${typeof images}`);
-      if (!Number.isInteger(topK) || topK < 1) throw new RangeError(`predict: topK must be a positive integer, but received ${topK}`);
+      if (!Number.isInteger(topK) || topK < 1) throw new RangeError(`predict: expected topK to be a positive integer, but received ${topK}`);
       const out: Prediction[] = [];
       for (let start = 0; start < images.length; start += batchSize) {
         const batch = images.slice(start, start + batchSize);
