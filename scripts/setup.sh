@@ -15,20 +15,24 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); proce
   exit 1
 fi
 
-# patchelf: npm pack (scripts/prebuild.sh). python3: node-gyp (npm run build:gyp, a build from source);
-# python3-pip: scripts/install-cuda.sh fetches the CUDA wheels with pip (into a --target folder: no venv).
-apt_packages=(libdnnl-dev cmake g++ dataset-fashion-mnist patchelf python3 python3-pip)
-missing=()
+# Needed for the build and the default training job.
+apt_packages=(libdnnl-dev cmake g++ dataset-fashion-mnist)
+# Only for packaging and CI, installed when root, else a note: patchelf for npm pack
+# (scripts/prebuild.sh); python3 for node-gyp (npm run build:gyp, a build from source); python3-pip for
+# scripts/install-cuda.sh, which fetches the CUDA wheels with pip (into a --target folder: no venv).
+tool_packages=(patchelf python3 python3-pip)
+missing=() missing_tools=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" = 0 ]; then
-    echo "setup: installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    echo "setup: missing Debian packages: ${missing[*]} (run: sudo apt-get install ${missing[*]})" >&2
-    exit 1
-  fi
+for p in "${tool_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing_tools+=("$p"); done
+if [ "$(id -u)" = 0 ] && ((${#missing[@]} + ${#missing_tools[@]})); then
+  echo "setup: installing ${missing[*]} ${missing_tools[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" "${missing_tools[@]}" >/dev/null
+elif ((${#missing[@]})); then
+  echo "setup: missing Debian packages: ${missing[*]} (run: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+elif ((${#missing_tools[@]})); then
+  echo "setup: note: ${missing_tools[*]} not installed (needed only for npm pack, node-gyp builds and the CUDA wheels)" >&2
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
