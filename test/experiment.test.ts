@@ -194,6 +194,8 @@ describe('crunet experiment', function () {
       [{ ...base, recipe: { ...base.recipe, epochs: undefined } }, /recipe\.epochs: expected a fixed number of epochs/],
       [{ ...base, recipe: { ...base.recipe, lerningRate: 0.1 } }, /recipe\.lerningRate: expected one of the settings epochs, batchSize, /],
       [{ ...base, recipe: { ...base.recipe, augment: 'yes' } }, /recipe\.augment: expected a boolean, but received "yes"/],
+      // Results are the last planned epoch's, which an early-stopped run never reaches.
+      [{ ...base, recipe: { ...base.recipe, validation: 0.1, earlyStopPatience: 2 } }, /recipe\.earlyStopPatience: expected one of the settings/],
       [{ ...base, recipe: { ...base.recipe, labelSmoothing: 1.5 } }, /run crunet_small-seed3: --label-smoothing: expected a number in \[0, 1\), but received '1\.5'/],
       [{ ...base, seeds: [1, 1] }, /seeds: expected distinct seeds, but received \[1,1\]/],
       [{ ...base, seeds: [-1] }, /seeds: expected integers in \[0, 2\^32\), but received -1/],

@@ -43,7 +43,7 @@ const RECIPE_FLAGS = {
   randaugment: { flag: '--randaugment', type: 'string' },
   trivialaugment: { flag: '--trivialaugment', type: 'boolean' },
   validation: { flag: '--validation', type: 'number' },
-  earlyStopPatience: { flag: '--early-stop-patience', type: 'number' },
+  // No early stopping: an experiment reports every run's last planned epoch, which an early-stopped run lacks.
 } as const;
 
 type RecipeKey = keyof typeof RECIPE_FLAGS;
