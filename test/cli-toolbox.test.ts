@@ -3,27 +3,12 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { main } from '../lib/cli/main.js';
+import { crunet } from './support/cli-capture.js';
 import { loadCheckpoint } from '../lib/train/index.js';
 import { maskedCrc32c } from '../lib/train/tensorboard.js';
 import { tensorBoardView } from './support/tensorboard-view.js';
 import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
-/** Runs the CLI in this process, capturing what it prints. */
-async function crunet(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const log = console.log, error = console.error, write = process.stderr.write;
-  console.log = (...a: unknown[]) => void (out += a.join(' ') + '\n');
-  console.error = (...a: unknown[]) => void (err += a.join(' ') + '\n');
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-    process.stderr.write = write;
-  }
-}
 
 const FASHION = '/usr/share/datasets/fashion-mnist';
 const withData = fs.existsSync(FASHION) ? it : it.skip;

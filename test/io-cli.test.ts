@@ -5,22 +5,10 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { main } from '../lib/cli/main.js';
+import { crunet } from './support/cli-capture.js';
 import { compile, io, models, train } from '../lib/index.js';
 import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
-async function crunet(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const log = console.log, error = console.error;
-  console.log = (...a: unknown[]) => void (out += a.join(' ') + '\n');
-  console.error = (...a: unknown[]) => void (err += a.join(' ') + '\n');
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 const FIXTURES = path.join(__dirname, 'fixtures', 'torch');
 const WEIGHTS = path.join(FIXTURES, 'crunet_small-tiny.safetensors');

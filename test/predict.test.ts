@@ -4,26 +4,11 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { main } from '../lib/cli/main.js';
+import { crunet } from './support/cli-capture.js';
 import { compile, createPredictor, data, io, models, train, type Session } from '../lib/index.js';
 import { writeIdxSet } from './fixtures/data.js';
 import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
-/** Runs the CLI in this process, capturing what it prints. */
-async function crunet(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const log = console.log, error = console.error, write = process.stderr.write;
-  console.log = (...a: unknown[]) => void (out += a.join(' ') + '\n');
-  console.error = (...a: unknown[]) => void (err += a.join(' ') + '\n');
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-    process.stderr.write = write;
-  }
-}
 
 const NORM = data.FASHION_MNIST_NORM;
 const PRE = { scale: 1 / 255, mean: [...NORM.mean], std: [...NORM.std], layout: 'NCHW' as const, channels: 1, size: [28, 28] as [number, number] };

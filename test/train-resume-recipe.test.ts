@@ -7,25 +7,10 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../lib/cli/main.js';
+import { crunet } from './support/cli-capture.js';
 import { loadCheckpoint } from '../lib/train/index.js';
 import { writeIdxSet } from './fixtures/data.js';
 
-/** Runs the CLI in this process, keeping what it prints out of the test output. */
-async function crunet(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const log = console.log, error = console.error, write = process.stderr.write;
-  console.log = (...a: unknown[]) => void (out += a.join(' ') + '\n');
-  console.error = (...a: unknown[]) => void (err += a.join(' ') + '\n');
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-    process.stderr.write = write;
-  }
-}
 
 describe('exact resume with the README recipe (augmentation, --erase, --label-smoothing)', () => {
   let root: string;
