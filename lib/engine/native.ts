@@ -74,8 +74,8 @@ export function algorithmChoices(report: string): AlgorithmChoice[] {
 }
 
 export interface NativeSession {
-  step(feeds: Feed[], lr?: number): Promise<{ loss: number; correct: number; topkCorrect: number }>;
-  forward(feeds: Feed[]): Promise<Float32Array[]>;
+  step(feeds: Feed[], lr?: number, accumulate?: boolean): Promise<{ loss: number; correct: number; topkCorrect: number; gradNorm?: number }>;
+  forward(feeds: Feed[], ema?: boolean): Promise<Float32Array[]>;
   gradients(feeds: Feed[], seed: Float32Array): Promise<{
     outputs: Float32Array[];
     inputGrads: (Float32Array | null)[];
@@ -85,9 +85,13 @@ export interface NativeSession {
   values(): { name: string; shape: number[]; dtype: string }[];
   getParameter(index: number): Float32Array;
   setParameter(index: number, values: Float32Array): void;
-  getMomentum(index: number): Float32Array;
-  setMomentum(index: number, values: Float32Array): void;
-  setOptimizer(o: { lr?: number; momentum?: number; nesterov?: boolean; weightDecay?: number }): void;
+  getOptimizerState(index: number, buffer: number): Float32Array;
+  setOptimizerState(index: number, buffer: number, values: Float32Array): void;
+  getUpdates(): number;
+  setUpdates(n: number): void;
+  getEma(index: number): Float32Array;
+  setEma(index: number, values: Float32Array): void;
+  setOptimizer(o: Partial<NativeOptimizer>): void;
   memory(): NativeMemory;
   profile(): NativeNodeProfile[];
   resetProfile(): void;
@@ -97,7 +101,23 @@ export interface NativeSession {
   readonly algorithmCache?: AlgorithmCacheReport;
 }
 
-export interface NativeCompileOptions {
+/** The optimizer as the addon reads it (native/addon/session_wrap.cc, read_optimizer). */
+export interface NativeOptimizer {
+  type: 'sgd' | 'adamw';
+  lr: number;
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  clipGradNorm: number;
+  /** Per parameter, in graph order: its group's weight decay and learning-rate multiplier. */
+  paramWeightDecay: number[];
+  paramLrScale: number[];
+}
+
+export interface NativeCompileOptions extends NativeOptimizer {
   batchSize: number;
   device: string;
   seed: number;
@@ -105,10 +125,9 @@ export interface NativeCompileOptions {
   reuseMemory: boolean;
   profile: boolean;
   fuse: boolean;
-  lr: number;
-  momentum: number;
-  nesterov: boolean;
-  weightDecay: number;
+  /** A moving average of the weights with this decay (absent: none). */
+  emaDecay?: number;
+  emaWarmup?: boolean;
   /** cuDNN algorithm choice (CUDA devices only); fields left out come from CRUNET_CUDNN_* or the defaults. */
   cudnn?: { benchmark?: boolean; deterministic?: boolean; benchmarkLimit?: number; allowTF32?: boolean; cacheFile?: string };
 }
