@@ -9,6 +9,8 @@
 // accumulation over micro-batches is the same maths as one large batch).
 import { strict as assert } from 'node:assert';
 import { compile, GraphBuilder, type Graph, type OptimizerOptions, type Session } from '../lib/index.js';
+import { createSchedule } from '../lib/train/schedule.js';
+import { Trainer, type BatchSource, type StepInfo } from '../lib/train/trainer.js';
 import { assertClose, referenceBackward, referenceForward, type Params64, type Tolerance } from './reference/index.js';
 import { normal32, TestRng } from './support/random.js';
 
@@ -191,6 +193,32 @@ describe('optimizer: gradient accumulation', () => {
       }
     });
   }
+
+  it('Trainer: one update per `accumulate` batches, the epoch\'s last update taking the batches left, steps counting updates', async () => {
+    const batches = 5;  // 11 samples at batch 2: 5 full batches, so updates after batches 2, 4 and 5
+    const source: BatchSource = {
+      dataset: { shape: [2, 5, 5], length: 11 },
+      async *epoch(e: number) {
+        for (let b = 0; b < batches; b++) yield { ...batchData(100 * e + b, 2), size: 2 };
+      },
+    };
+    const s = await compile(graph, { batchSize: 2, optimizer: { type: 'adamw', lr: 0.01 } });
+    try {
+      const seen: StepInfo[] = [];
+      const trainer = new Trainer({ session: s, train: source, schedule: createSchedule({ type: 'constant', lr: 0.01 }), epochs: 2, accumulate: 2, callbacks: { onStep: (i) => void seen.push(i) } });
+      await trainer.fit();
+      assert.equal(trainer.step, 6);
+      assert.equal(s.updates, 6);
+      assert.deepEqual(seen.map((i) => [i.step, i.gradNorm !== undefined]),
+        [[0, false], [0, true], [1, false], [1, true], [2, true], [3, false], [3, true], [4, false], [4, true], [5, true]]);
+      assert.throws(() => new Trainer({ session: s, train: { epoch: source.epoch }, schedule: createSchedule({ type: 'constant', lr: 0.01 }), epochs: 1, accumulate: 2 }),
+        /Trainer: expected a training source with dataset.length for accumulate > 1/);
+      assert.throws(() => new Trainer({ session: s, train: source, schedule: createSchedule({ type: 'constant', lr: 0.01 }), epochs: 1, accumulate: 0 }),
+        /Trainer: expected accumulate to be a positive integer, but received 0/);
+    } finally {
+      s.dispose();
+    }
+  });
 
   it('an accumulating step changes no parameter', async () => {
     const s = await compile(graph, { batchSize: 2, seed: 1, optimizer: { lr: 0.5 } });

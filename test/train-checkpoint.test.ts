@@ -382,7 +382,7 @@ describe('checkpoints', () => {
       const ck = loadCheckpoint(file);
       assert.equal(ck.meta.optimizerType, 'adamw');
       assert.equal(ck.meta.updates, 4);
-      assert.equal(ck.meta.ema, true);
+      assert.equal(ck.meta.emaState, true);
       assert.ok(ck.tensors.has('optimizer.exp_avg_sq.conv.weight') && ck.tensors.has('ema.bn.running_var'));
       const resumed = await openAdamw(1234);
       assert.deepEqual(restoreSession(resumed, ck), { missing: [], unexpected: [], optimizerState: true, ema: 'restored' });

@@ -86,7 +86,7 @@ export interface CheckpointInfo extends CheckpointMeta {
   optimizerType?: string;
   updates?: number;
   /** Whether the moving average of the weights was saved ("ema.*" tensors). */
-  ema?: boolean;
+  emaState?: boolean;
   /** tensorDigest() of the tensors: name, dtype, shape, bytes (absent in checkpoints written before it was added). */
   tensorSha256?: string;
   /** Checkpoints written before tensorSha256: the digest by the old rule, without the dtype (legacyTensorDigest). */
@@ -295,7 +295,7 @@ export async function saveCheckpoint(
     optimizerState: withState,
     optimizerType: session.optimizer.type ?? 'sgd',
     updates: session.updates,
-    ema: !!session.ema,
+    emaState: !!session.ema,
     sha256: undefined, // a legacy digest carried over in `meta` (e.g. {...old.meta, epoch}) would no longer match
     tensorSha256: tensorDigest(tensors.map(([name, t]) => [name, dtypeOf(name, t.data), t.shape, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)])),
   };
