@@ -44,7 +44,7 @@ describe('cli: crunet train optimizer flags', () => {
 
   it('refuses values out of range with a usage error naming the flag and the valid range', () => {
     const bad: [string[], RegExp][] = [
-      [['--optimizer', 'adam'], /^--optimizer: expected one of sgd, adamw, but received 'adam'$/],
+      [['--optimizer', 'adam'], /^--optimizer: expected one of sgd, adamw, lamb, but received 'adam'$/],
       [['--betas', '0.9,1'], /^--betas: expected B1,B2 with each in \[0, 1\), e\.g\. 0\.9,0\.999, but received '0\.9,1'$/],
       [['--betas=-0.1,0.9'], /--betas: expected B1,B2 with each in \[0, 1\)/],
       [['--betas', '0.9'], /--betas: expected B1,B2/],

@@ -51,6 +51,24 @@ function adamwReference(w: Float64Array, g: Float64Array, m: Float64Array, v: Fl
   }
 }
 
+/** timm's Lamb on one tensor (bias correction, grad averaging, trust ratio without clipping), in place. */
+function lambReference(w: Float64Array, g: Float64Array, m: Float64Array, v: Float64Array, t: number,
+  o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }): void {
+  const bc1 = 1 - o.beta1 ** t, bc2 = 1 - o.beta2 ** t;
+  const u = new Float64Array(w.length);
+  for (let i = 0; i < w.length; i++) {
+    m[i] = o.beta1 * m[i]! + (1 - o.beta1) * g[i]!;
+    v[i] = o.beta2 * v[i]! + (1 - o.beta2) * g[i]! * g[i]!;
+    u[i] = (m[i]! / bc1) / (Math.sqrt(v[i]!) / Math.sqrt(bc2) + o.eps) + o.weightDecay * w[i]!;
+  }
+  let ratio = 1;
+  if (o.weightDecay !== 0) {
+    const wn = Math.hypot(...w), un = Math.hypot(...u);
+    ratio = wn > 0 && un > 0 ? wn / un : 1;
+  }
+  for (let i = 0; i < w.length; i++) w[i] -= o.lr * ratio * u[i]!;
+}
+
 /** torch.optim.SGD's update of one tensor (dampening 0), in place. */
 function sgdReference(w: Float64Array, g: Float64Array, buf: Float64Array, o: { lr: number; momentum: number; nesterov: boolean; weightDecay: number }): void {
   for (let i = 0; i < w.length; i++) {
@@ -108,6 +126,31 @@ describe('optimizer: update rules against PyTorch formulas in float64', () => {
           assertClose(s.getParameter(q.name), w!, W_TOL, `step ${t}: ${q.name}`);
           assertClose(s.getOptimizerState(q.name, 'exp_avg'), m!, stateTol(m!), `step ${t}: exp_avg of ${q.name}`);
           assertClose(s.getOptimizerState(q.name, 'exp_avg_sq'), v!, stateTol(v!), `step ${t}: exp_avg_sq of ${q.name}`);
+        }
+      }
+    } finally {
+      s.dispose();
+    }
+  });
+
+  it("LAMB (timm's): trust ratio on parameters with weight decay, plain Adam steps on the others", async () => {
+    const o = { lr: 0.02, beta1: 0.9, beta2: 0.99, eps: 1e-6, weightDecay: 0.1 };
+    const s = await compile(graph, { batchSize: batch, seed: 6, optimizer: { type: 'lamb', lr: o.lr, betas: [o.beta1, o.beta2], weightDecay: o.weightDecay } });
+    try {
+      for (let t = 1; t <= 3; t++) {
+        const { images, labels } = batchData(50 + t, batch);
+        const grads = referenceGradient(graph, s, images, labels, batch);
+        const expected = new Map(graph.ir.params.map((q) => {
+          const w = to64(s.getParameter(q.name)), m = to64(s.getOptimizerState(q.name, 'exp_avg')), v = to64(s.getOptimizerState(q.name, 'exp_avg_sq'));
+          lambReference(w, grads.get(q.name)!, m, v, t, { ...o, weightDecay: q.weightDecay ? o.weightDecay : 0 });
+          return [q.name, [w, m, v]] as const;
+        }));
+        await s.step(images, labels);
+        for (const q of graph.ir.params) {
+          const [w, m, v] = expected.get(q.name)!;
+          assertClose(s.getParameter(q.name), w, W_TOL, `step ${t}: ${q.name}`);
+          assertClose(s.getOptimizerState(q.name, 'exp_avg'), m, stateTol(m), `step ${t}: exp_avg of ${q.name}`);
+          assertClose(s.getOptimizerState(q.name, 'exp_avg_sq'), v, stateTol(v), `step ${t}: exp_avg_sq of ${q.name}`);
         }
       }
     } finally {
@@ -279,7 +322,7 @@ describe('optimizer: moving average of the weights (timm ModelEmaV2)', () => {
 describe('optimizer: settings are checked', () => {
   const graph = net();
   const bad: [string, Partial<OptimizerOptions> & Record<string, unknown>, RegExp, ErrorConstructor][] = [
-    ['an unknown type', { type: 'adam' as never }, /expected type 'sgd' or 'adamw', but received "adam"/, RangeError],
+    ['an unknown type', { type: 'adam' as never }, /expected type to be one of 'sgd', 'adamw', 'lamb', but received "adam"/, RangeError],
     ['a beta of 1', { type: 'adamw', betas: [0.9, 1] }, /expected betas\[1\] to be a number in \[0, 1\), but received 1/, RangeError],
     ['a negative beta', { type: 'adamw', betas: [-0.1, 0.9] }, /expected betas\[0\] to be a number in \[0, 1\), but received -0.1/, RangeError],
     ['eps 0', { type: 'adamw', eps: 0 }, /expected eps to be a finite number > 0, but received 0/, RangeError],

@@ -18,7 +18,7 @@ export interface RunSettings {
   stepSize?: number;
   milestones?: number[];
   warmupEpochs: number;
-  /** 'sgd' or 'adamw' (lib/engine/session.ts OPTIMIZER_TYPES). */
+  /** 'sgd', 'adamw' or 'lamb' (lib/engine/session.ts OPTIMIZER_TYPES). */
   optimizer: string;
   /** AdamW's betas and eps (undefined: PyTorch's defaults). */
   betas?: [number, number];
@@ -78,7 +78,7 @@ export const TRAIN_DEFAULTS = {
   mixSwitchProb: 0.5,
 } satisfies Partial<RunSettings>;
 
-/** What changes when --optimizer adamw: PyTorch's AdamW defaults for the weight decay, and a learning rate that suits it. */
+/** What changes with --optimizer adamw or lamb: PyTorch's AdamW default weight decay (timm's Lamb has the same), and a learning rate that suits them. */
 export const ADAMW_DEFAULTS = { lr: 1e-3, weightDecay: 0.01 } satisfies Partial<RunSettings>;
 
 /** A setting as the flag that sets it. */

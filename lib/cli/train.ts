@@ -5,7 +5,7 @@ import { DataLoader, DATASET_SPECS, openDataset, parseDatasetSpec, type Dataset,
 import { BINS, checkAutoAugment, type AutoAugment } from '../data/autoaugment.js';
 import { mixEnabled } from '../data/mixup.js';
 import { holdOut, limitDataset } from '../data/subset.js';
-import { compile, OPTIMIZER_TYPES, type OptimizerOptions, type Session } from '../engine/index.js';
+import { compile, OPTIMIZER_TYPES, type OptimizerOptions, type OptimizerType, type Session } from '../engine/index.js';
 import { create, fromJSON, type Model } from '../models/index.js';
 import { loadCheckpoint, restoreSession, saveCheckpoint, type Checkpoint } from '../train/checkpoint.js';
 import { writeFileAtomicSync } from '../train/checkpoint.js';
@@ -37,15 +37,16 @@ Options:
   --dataset SPEC          ${DATASET_SPECS} (default ${TRAIN_DEFAULTS.dataset})
   --epochs N              epochs (default ${TRAIN_DEFAULTS.epochs})
   --batch-size B          batch size (default ${TRAIN_DEFAULTS.batchSize})
-  --lr X                  base learning rate (default ${TRAIN_DEFAULTS.lr}; ${ADAMW_DEFAULTS.lr} with --optimizer adamw)
+  --lr X                  base learning rate (default ${TRAIN_DEFAULTS.lr}; ${ADAMW_DEFAULTS.lr} with adamw and lamb)
   --schedule S            ${SCHEDULE_TYPES.join(', ')} (default ${TRAIN_DEFAULTS.schedule}); step decays 10x every
                           --step-size epochs (default a third of the run), multistep at --milestones A,B
   --warmup-epochs N       linear warmup (default ${TRAIN_DEFAULTS.warmupEpochs})
-  --optimizer O           ${OPTIMIZER_TYPES.join(' or ')} (default ${TRAIN_DEFAULTS.optimizer}): PyTorch's SGD with Nesterov momentum, or AdamW
+  --optimizer O           ${OPTIMIZER_TYPES.join(', ')} (default ${TRAIN_DEFAULTS.optimizer}): PyTorch's SGD with Nesterov momentum, AdamW, or
+                          timm's LAMB (its default clipping at norm 1 is --clip-grad-norm 1)
   --momentum M            SGD momentum in [0, 1] (default ${TRAIN_DEFAULTS.momentum}); --no-nesterov for plain momentum
-  --betas B1,B2           AdamW's betas, each in [0, 1) (default 0.9,0.999)
-  --eps E                 AdamW's eps > 0 (default 1e-8)
-  --weight-decay W        on weights, not on BN or biases (default ${TRAIN_DEFAULTS.weightDecay}; with AdamW ${ADAMW_DEFAULTS.weightDecay}, decoupled)
+  --betas B1,B2           AdamW's and LAMB's betas, each in [0, 1) (default 0.9,0.999)
+  --eps E                 AdamW's and LAMB's eps > 0 (default 1e-8; LAMB 1e-6)
+  --weight-decay W        on weights, not on BN or biases (default ${TRAIN_DEFAULTS.weightDecay}; adamw and lamb ${ADAMW_DEFAULTS.weightDecay}, decoupled)
   --clip-grad-norm N      clip the gradient to global L2 norm N > 0 (default: no clipping); the norm is logged
                           (metrics.jsonl gradNorm, TensorBoard train/grad_norm)
   --accumulate K          one optimizer update per K batches (K >= 1, default 1), with their mean gradient: the
@@ -281,10 +282,10 @@ function effectiveAugmentation(run: RunSettings, train: Dataset): { augment: boo
 /** The run's settings: the flags, over the checkpoint's when resuming (contradictions refused), over the defaults. */
 function resolveRun(a: TrainArgs, ckpt?: Checkpoint): RunSettings {
   const known = ckpt ? resumeSettings(a.given, ckpt.meta, ckpt.path) : a.given;
-  const adamw = known.optimizer === 'adamw';
+  const adamw = known.optimizer === 'adamw' || known.optimizer === 'lamb';  // Adam-style: betas and eps, no momentum
   const run = { ...TRAIN_DEFAULTS, ...(adamw ? ADAMW_DEFAULTS : {}), ...known } as RunSettings;
-  if (adamw && (a.given.momentum !== undefined || a.given.nesterov !== undefined)) throw new UsageError('--momentum and --no-nesterov are SGD\'s: AdamW has --betas and --eps');
-  if (!adamw && (run.betas !== undefined || run.eps !== undefined)) throw new UsageError('--betas and --eps are AdamW\'s: give --optimizer adamw too');
+  if (adamw && (a.given.momentum !== undefined || a.given.nesterov !== undefined)) throw new UsageError(`--momentum and --no-nesterov are SGD's: ${known.optimizer} has --betas and --eps`);
+  if (!adamw && (run.betas !== undefined || run.eps !== undefined)) throw new UsageError('--betas and --eps are AdamW\'s and LAMB\'s: give --optimizer adamw or lamb too');
   if (!run.erase) delete run.erase; // a stored 0: augmentation without erasing
   return run;
 }
@@ -362,8 +363,8 @@ export async function trainCommand(args: string[]): Promise<number> {
   const ckptFile = path.join(out, 'checkpoint.safetensors');
 
   const clip = run.clipGradNorm !== undefined ? { clipGradNorm: run.clipGradNorm } : {};
-  const optimizer: OptimizerOptions = run.optimizer === 'adamw'
-    ? { type: 'adamw', lr: run.lr, ...(run.betas ? { betas: run.betas } : {}), ...(run.eps !== undefined ? { eps: run.eps } : {}), weightDecay: run.weightDecay, ...clip }
+  const optimizer: OptimizerOptions = run.optimizer !== 'sgd'
+    ? { type: run.optimizer as OptimizerType, lr: run.lr, ...(run.betas ? { betas: run.betas } : {}), ...(run.eps !== undefined ? { eps: run.eps } : {}), weightDecay: run.weightDecay, ...clip }
     : { type: 'sgd', lr: run.lr, momentum: run.momentum, nesterov: run.nesterov && run.momentum > 0, weightDecay: run.weightDecay, ...clip };
   const ema = run.ema !== undefined ? { decay: run.ema, warmup: !!run.emaWarmup } : undefined;
   const mix = { mixupAlpha: run.mixup, cutmixAlpha: run.cutmix, prob: run.mixProb, switchProb: run.mixSwitchProb };

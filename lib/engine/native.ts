@@ -103,7 +103,7 @@ export interface NativeSession {
 
 /** The optimizer as the addon reads it (native/addon/session_wrap.cc, read_optimizer). */
 export interface NativeOptimizer {
-  type: 'sgd' | 'adamw';
+  type: 'sgd' | 'adamw' | 'lamb';
   lr: number;
   momentum: number;
   nesterov: boolean;

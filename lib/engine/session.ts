@@ -9,11 +9,11 @@ export type { AlgorithmCacheReport, AlgorithmCandidate, AlgorithmChoice } from '
 export type Precision = 'fp32' | 'bf16' | 'fp16';
 
 /** The update rules of the native step (docs/ARCHITECTURE.md, "A training step"). */
-export const OPTIMIZER_TYPES = ['sgd', 'adamw'] as const;
+export const OPTIMIZER_TYPES = ['sgd', 'adamw', 'lamb'] as const;
 export type OptimizerType = (typeof OPTIMIZER_TYPES)[number];
 
 /** The names of each rule's state buffers per trainable parameter (PyTorch's state keys), as checkpoints store them. */
-export const OPTIMIZER_STATE: Record<OptimizerType, readonly string[]> = { sgd: ['momentum'], adamw: ['exp_avg', 'exp_avg_sq'] };
+export const OPTIMIZER_STATE: Record<OptimizerType, readonly string[]> = { sgd: ['momentum'], adamw: ['exp_avg', 'exp_avg_sq'], lamb: ['exp_avg', 'exp_avg_sq'] };
 
 /**
  * Settings for a set of parameters (a PyTorch parameter group). A parameter takes the first group whose
@@ -31,7 +31,9 @@ export interface ParamGroup {
 /**
  * The optimizer, fused into step(). type 'sgd' (default) is torch.optim.SGD (dampening 0); 'adamw' is
  * torch.optim.AdamW (amsgrad off) with its defaults: betas [0.9, 0.999], eps 1e-8, weightDecay 0.01,
- * decoupled from the gradient. Weight decay applies to parameters built with weightDecay true (weights,
+ * decoupled from the gradient. 'lamb' is timm's Lamb (defaults betas [0.9, 0.999], eps 1e-6, weightDecay
+ * 0.01; the layer-wise trust ratio on parameters with weight decay, unclipped; timm clips the gradient at
+ * global norm 1 by default: set clipGradNorm 1 for that). Weight decay applies to parameters built with weightDecay true (weights,
  * not batch-norm or bias parameters) unless a group says otherwise.
  */
 export interface OptimizerOptions {
@@ -40,10 +42,10 @@ export interface OptimizerOptions {
   /** SGD: momentum in [0, 1] (default 0) and Nesterov's variant. */
   momentum?: number;
   nesterov?: boolean;
-  /** AdamW: the moving averages' coefficients, each in [0, 1) (default [0.9, 0.999]), and the denominator's eps > 0 (default 1e-8). */
+  /** AdamW and LAMB: the moving averages' coefficients, each in [0, 1) (default [0.9, 0.999]), and the denominator's eps > 0 (default 1e-8; LAMB 1e-6). */
   betas?: readonly [number, number];
   eps?: number;
-  /** Default 0 for SGD, 0.01 for AdamW. */
+  /** Default 0 for SGD, 0.01 for AdamW and LAMB. */
   weightDecay?: number;
   /**
    * Clip the gradient to this global L2 norm before the update (torch.nn.utils.clip_grad_norm_ over every
@@ -266,7 +268,7 @@ const finiteAtLeast0 = (x: unknown) => typeof x === 'number' && Number.isFinite(
 function checkOptimizer(o: OptimizerOptions, where: string): OptimizerOptions {
   if (!o || typeof o !== 'object') throw new TypeError(`${where}: expected an object {type, lr, ...}, but received ${typeName(o)}`);
   const type = o.type ?? 'sgd';
-  if (!(OPTIMIZER_TYPES as readonly string[]).includes(type)) throw new RangeError(`${where}: expected type ${OPTIMIZER_TYPES.map((t) => `'${t}'`).join(' or ')}, but received ${JSON.stringify(type)}`);
+  if (!(OPTIMIZER_TYPES as readonly string[]).includes(type)) throw new RangeError(`${where}: expected type to be one of ${OPTIMIZER_TYPES.map((t) => `'${t}'`).join(', ')}, but received ${JSON.stringify(type)}`);
   if (o.betas !== undefined) {
     if (!Array.isArray(o.betas) || o.betas.length !== 2) throw new TypeError(`${where}: expected betas to be [beta1, beta2], but received ${JSON.stringify(o.betas)}`);
     o.betas.forEach((b, i) => {
@@ -276,7 +278,7 @@ function checkOptimizer(o: OptimizerOptions, where: string): OptimizerOptions {
   if (o.eps !== undefined && !(typeof o.eps === 'number' && Number.isFinite(o.eps) && o.eps > 0)) throw new RangeError(`${where}: expected eps to be a finite number > 0, but received ${o.eps}`);
   if (o.clipGradNorm !== undefined && !finiteAtLeast0(o.clipGradNorm)) throw new RangeError(`${where}: expected clipGradNorm to be a finite number >= 0 (0: no clipping), but received ${o.clipGradNorm}`);
   if (type !== 'sgd' && (o.momentum !== undefined || o.nesterov !== undefined)) throw new TypeError(`${where}: expected no momentum or nesterov for type '${type}' (they are SGD's), but received them`);
-  if (type !== 'adamw' && (o.betas !== undefined || o.eps !== undefined)) throw new TypeError(`${where}: expected no betas or eps for type '${type}' (they are AdamW's), but received them`);
+  if (type === 'sgd' && (o.betas !== undefined || o.eps !== undefined)) throw new TypeError(`${where}: expected no betas or eps for type 'sgd' (they are AdamW's and LAMB's), but received them`);
   if (o.groups !== undefined) {
     if (!Array.isArray(o.groups)) throw new TypeError(`${where}: expected groups to be an array of {match, lrScale, weightDecay}, but received ${typeName(o.groups)}`);
     o.groups.forEach((g, i) => {
@@ -304,7 +306,7 @@ function groupOf(o: OptimizerOptions, name: string): ParamGroup | undefined {
 /** The addon's form: the settings with the defaults of the type, and each parameter's group resolved. */
 function nativeOptimizer(o: OptimizerOptions, ir: GraphIR): NativeOptimizer {
   const type = o.type ?? 'sgd';
-  const weightDecay = o.weightDecay ?? (type === 'adamw' ? 0.01 : 0);
+  const weightDecay = o.weightDecay ?? (type === 'sgd' ? 0 : 0.01);
   const groups = ir.params.map((p) => groupOf(o, p.name));
   return {
     type,
@@ -314,7 +316,7 @@ function nativeOptimizer(o: OptimizerOptions, ir: GraphIR): NativeOptimizer {
     weightDecay,
     beta1: o.betas?.[0] ?? 0.9,
     beta2: o.betas?.[1] ?? 0.999,
-    eps: o.eps ?? 1e-8,
+    eps: o.eps ?? (type === 'lamb' ? 1e-6 : 1e-8),
     clipGradNorm: o.clipGradNorm ?? 0,
     paramWeightDecay: ir.params.map((p, i) => groups[i]?.weightDecay ?? (p.weightDecay ? weightDecay : 0)),
     paramLrScale: groups.map((g) => g?.lrScale ?? 1),

@@ -63,8 +63,9 @@ OptimizerConfig read_optimizer(const Napi::Object& o, OptimizerConfig cfg, std::
   Napi::Env env = o.Env();
   if (o.Has("type") && !o.Get("type").IsUndefined()) {
     const std::string t = o.Get("type").IsString() ? o.Get("type").As<Napi::String>().Utf8Value() : "";
-    if (t != "sgd" && t != "adamw") throw Napi::RangeError::New(env, "optimizer: type must be 'sgd' or 'adamw', got " + o.Get("type").ToString().Utf8Value());
-    cfg.rule = t == "adamw" ? UpdateRule::adamw : UpdateRule::sgd;
+    if (t != "sgd" && t != "adamw" && t != "lamb")
+      throw Napi::RangeError::New(env, "optimizer: type must be 'sgd', 'adamw' or 'lamb', got " + o.Get("type").ToString().Utf8Value());
+    cfg.rule = t == "adamw" ? UpdateRule::adamw : t == "lamb" ? UpdateRule::lamb : UpdateRule::sgd;
   }
   cfg.lr = sgd_number(o, "lr", cfg.lr);
   cfg.momentum = sgd_number(o, "momentum", cfg.momentum);
@@ -534,8 +535,8 @@ Napi::Value SessionWrap::set_optimizer_state(const Napi::CallbackInfo& info) {
   int k = state_index(info[1], ex);
   const float* src = checked_values(info, ex.graph().params[i], "setOptimizerState", 2);
   check_finite(info, src, ex.graph().params[i], "setOptimizerState", "the optimizer state");
-  // AdamW's exp_avg_sq is a mean of squares: a negative one would make its square root NaN.
-  if (ex.optimizer().rule == UpdateRule::adamw && k == 1)
+  // AdamW's and LAMB's exp_avg_sq is a mean of squares: a negative one would make its square root NaN.
+  if (ex.optimizer().rule != UpdateRule::sgd && k == 1)
     for (size_t j = 0, n = static_cast<size_t>(numel(ex.graph().params[i].shape)); j < n; j++)
       if (src[j] < 0)
         throw Napi::RangeError::New(info.Env(), "setOptimizerState " + ex.graph().params[i].name + ": element " + std::to_string(j) +

@@ -67,9 +67,12 @@ class Kernel {
 // (docs/ARCHITECTURE.md, "A training step"). Each rule has PyTorch's formula and defaults:
 //   sgd    torch.optim.SGD (dampening 0); state: momentum_buffer
 //   adamw  torch.optim.AdamW (amsgrad off); state: exp_avg, exp_avg_sq
-enum class UpdateRule : int32_t { sgd = 0, adamw = 1 };
+//   lamb   timm's Lamb (bias correction, grad averaging; trust ratio ||w|| / ||update|| on parameters with
+//          weight decay, not clipped); state: exp_avg, exp_avg_sq. timm's own global clipping at norm 1 is
+//          clip_grad_norm here.
+enum class UpdateRule : int32_t { sgd = 0, adamw = 1, lamb = 2 };
 constexpr int kMaxStateBuffers = 2;
-inline int state_buffers(UpdateRule r) { return r == UpdateRule::adamw ? 2 : 1; }
+inline int state_buffers(UpdateRule r) { return r == UpdateRule::sgd ? 1 : 2; }
 
 struct OptimizerConfig {
   UpdateRule rule = UpdateRule::sgd;

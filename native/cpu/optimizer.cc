@@ -84,9 +84,53 @@ uint32_t adamw_range(const OptimizerConfig& cfg, const UpdateSlot& s, float lr, 
   return nonfinite;
 }
 
+// timm's Lamb on one parameter: m and v as AdamW's; u = (m / (1 - b1^t)) / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// + wd*w; with wd != 0 the update is scaled by the trust ratio ||w|| / ||u|| (1 where either norm is 0);
+// w -= lr * ratio * u. Two passes: the first writes m and v and sums the squares of w and u (in double),
+// the second recomputes u from the stored m and v (the same floats) and applies it.
+bool lamb_slot(const OptimizerConfig& cfg, const UpdateSlot& s, float lr, float scale, int64_t t) {
+  const float b1 = cfg.beta1, b2 = cfg.beta2, eps = cfg.eps, wd = s.weight_decay;
+  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), static_cast<double>(t)));
+  const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(b2), static_cast<double>(t))));
+  float* w = s.w;
+  float* m = s.state[0];
+  float* v = s.state[1];
+  const float* grad = s.grad;
+  const int64_t n = static_cast<int64_t>(s.n);
+  double wsq = 0, usq = 0;
+#pragma omp parallel for simd schedule(static) reduction(+ : wsq, usq)
+  for (int64_t i = 0; i < n; i++) {
+    const float g = grad[i] * scale;
+    const float mi = b1 * m[i] + (1.0f - b1) * g;
+    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float u = (mi / bc1) / (std::sqrt(vi) / bc2_sqrt + eps) + wd * w[i];
+    wsq += static_cast<double>(w[i]) * w[i];
+    usq += static_cast<double>(u) * u;
+  }
+  const float ratio = wd != 0 && wsq > 0 && usq > 0 ? static_cast<float>(std::sqrt(wsq) / std::sqrt(usq)) : 1.0f;
+  const float step = lr * ratio;
+  uint32_t nonfinite = 0;
+#pragma omp parallel for simd schedule(static) reduction(| : nonfinite)
+  for (int64_t i = 0; i < n; i++) {
+    const float u = (m[i] / bc1) / (std::sqrt(v[i]) / bc2_sqrt + eps) + wd * w[i];
+    const float nw = w[i] - step * u;
+    w[i] = nw;
+    nonfinite |= exponent_all_ones(nw);
+  }
+  return nonfinite != 0;
+}
+
 }  // namespace
 
 int optimizer_step(const OptimizerConfig& cfg, const UpdateStep& step, const std::vector<UpdateSlot>& slots) {
+  if (cfg.rule == UpdateRule::lamb) {  // per-parameter norms: a reduction per parameter before its update
+    int first_bad = -1;
+    for (size_t k = 0; k < slots.size(); k++)
+      if (lamb_slot(cfg, slots[k], step.lr * slots[k].lr_scale, step.grad_scale, step.t) && first_bad < 0) first_bad = static_cast<int>(k);
+    return first_bad;
+  }
   std::vector<unsigned char> bad(slots.size(), 0);
 #pragma omp parallel
   {

@@ -122,15 +122,17 @@ double CudaBackend::grad_sum_squares(const std::vector<UpdateSlot>& slots) {
 int CudaBackend::optimizer_step(const OptimizerConfig& cfg, const UpdateStep& step, const std::vector<UpdateSlot>& slots) {
   make_current("optimizer_step");
   if (slots.empty()) return -1;
+  const size_t flag_bytes = (slots.size() * sizeof(int) + 7) / 8 * 8, bytes = flag_bytes + slots.size() * 2 * sizeof(double);
   if (update_flag_count_ < slots.size()) {
     if (update_flags_) release(update_flags_);
     update_flags_ = nullptr;
-    update_flags_ = alloc(slots.size() * sizeof(int));
+    update_flags_ = alloc(bytes);
     update_flag_count_ = slots.size();
   }
   int* flags = static_cast<int*>(update_flags_);
-  zero(flags, slots.size() * sizeof(int));
-  for (size_t k = 0; k < slots.size(); k++) optimizer_update(dev_, cfg, step, slots[k], flags + k);
+  double* sums = reinterpret_cast<double*>(static_cast<char*>(update_flags_) + flag_bytes);
+  zero(update_flags_, cfg.rule == UpdateRule::lamb ? bytes : flag_bytes);
+  for (size_t k = 0; k < slots.size(); k++) optimizer_update(dev_, cfg, step, slots[k], flags + k, sums + 2 * k);
   std::vector<int> host(slots.size());
   download(host.data(), flags, host.size() * sizeof(int));  // one small read back per step (it synchronizes)
   for (size_t k = 0; k < host.size(); k++)

@@ -48,7 +48,9 @@ class CudaBackend final : public Backend {
   Device dev_;
   std::unique_ptr<Allocator> alloc_;
   int threads_ = 1;
-  void* update_flags_ = nullptr;  // one int per parameter of the last step: set by the update kernels on NaN/Inf
+  // Per parameter of the last step: an int set by the update kernels on NaN/Inf, then (8-byte aligned)
+  // two doubles for LAMB's norms.
+  void* update_flags_ = nullptr;
   size_t update_flag_count_ = 0;
   void* sum_ = nullptr;  // one double: grad_sum_squares' accumulator
 };

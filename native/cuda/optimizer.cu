@@ -47,6 +47,54 @@ __global__ void adamw_kernel(float* w, const float* grad, float* m, float* v, in
   if (bad) *nonfinite = 1;
 }
 
+// timm's Lamb, first pass: m and v as AdamW's, and the sums of squares of w and of the update
+// u = (m / bc1) / (sqrt(v) / bc2_sqrt + eps) + wd*w into sums[0] and sums[1] (double, one atomic add per block).
+__global__ void lamb_moments_kernel(const float* w, const float* grad, float* m, float* v, int64_t n, float scale, float b1, float b2,
+                                    float eps, float bc1, float bc2_sqrt, float wd, double* sums) {
+  __shared__ double part[2][kThreads];
+  double ws = 0, us = 0;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float g = grad[i] * scale;
+    const float mi = b1 * m[i] + (1.f - b1) * g;
+    const float vi = b2 * v[i] + (1.f - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float u = (mi / bc1) / (sqrtf(vi) / bc2_sqrt + eps) + wd * w[i];
+    ws += double(w[i]) * w[i];
+    us += double(u) * u;
+  }
+  part[0][threadIdx.x] = ws;
+  part[1][threadIdx.x] = us;
+  __syncthreads();
+  for (int k = blockDim.x / 2; k > 0; k /= 2) {
+    if (threadIdx.x < k) {
+      part[0][threadIdx.x] += part[0][threadIdx.x + k];
+      part[1][threadIdx.x] += part[1][threadIdx.x + k];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    atomicAdd(sums, part[0][0]);
+    atomicAdd(sums + 1, part[1][0]);
+  }
+}
+
+// Second pass: the trust ratio ||w|| / ||u|| (1 where either is 0, or without weight decay) from the
+// sums, and w -= lr * ratio * u with u recomputed from the stored m and v.
+__global__ void lamb_apply_kernel(float* w, const float* m, const float* v, int64_t n, float lr, float eps, float bc1, float bc2_sqrt,
+                                  float wd, const double* sums, int* nonfinite) {
+  const double wsq = sums[0], usq = sums[1];
+  const float step = lr * (wd != 0.f && wsq > 0 && usq > 0 ? float(sqrt(wsq) / sqrt(usq)) : 1.f);
+  bool bad = false;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float u = (m[i] / bc1) / (sqrtf(v[i]) / bc2_sqrt + eps) + wd * w[i];
+    const float nw = w[i] - step * u;
+    w[i] = nw;
+    bad |= !isfinite(nw);
+  }
+  if (bad) *nonfinite = 1;
+}
+
 // Each block sums its grid-stride share in double, reduces in shared memory and adds one value to *sum.
 __global__ void sum_squares_kernel(const float* g, int64_t n, double* sum) {
   __shared__ double part[kThreads];
@@ -69,10 +117,19 @@ __global__ void ema_kernel(float* e, const float* w, int64_t n, float keep, floa
 
 }  // namespace
 
-void optimizer_update(Device& dev, const OptimizerConfig& cfg, const UpdateStep& step, const UpdateSlot& s, int* nonfinite) {
+void optimizer_update(Device& dev, const OptimizerConfig& cfg, const UpdateStep& step, const UpdateSlot& s, int* nonfinite, double* sums) {
   if (s.n == 0) return;
   const float lr = step.lr * s.lr_scale;
-  if (cfg.rule == UpdateRule::adamw) {
+  if (cfg.rule == UpdateRule::lamb) {
+    const float bc1 = static_cast<float>(1.0 - std::pow(double(cfg.beta1), double(step.t)));
+    const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(double(cfg.beta2), double(step.t))));
+    lamb_moments_kernel<<<grid_for(s.n), kThreads, 0, dev.stream>>>(s.w, s.grad, s.state[0], s.state[1], int64_t(s.n), step.grad_scale,
+                                                                    cfg.beta1, cfg.beta2, cfg.eps, bc1, bc2_sqrt, s.weight_decay, sums);
+    check_launch("lamb_moments_kernel", "optimizer_step");
+    lamb_apply_kernel<<<grid_for(s.n), kThreads, 0, dev.stream>>>(s.w, s.state[0], s.state[1], int64_t(s.n), lr, cfg.eps, bc1, bc2_sqrt,
+                                                                  s.weight_decay, sums, nonfinite);
+    check_launch("lamb_apply_kernel", "optimizer_step");
+  } else if (cfg.rule == UpdateRule::adamw) {
     // The bias corrections in double on the host, as PyTorch computes them.
     const float step_size = static_cast<float>(lr / (1.0 - std::pow(double(cfg.beta1), double(step.t))));
     const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(double(cfg.beta2), double(step.t))));
