@@ -353,9 +353,12 @@ export class Session {
   }
 
   /**
-   * One training step: forward, loss, backward (shared parameters summed over uses) and the SGD update.
+   * One training step: forward, loss, backward (shared parameters summed over uses) and the update phase:
+   * the gradient's global norm (returned as gradNorm), clipping, the optimizer's update and the moving
+   * average (docs/ARCHITECTURE.md, "A training step"). With `accumulate` the gradients are only added up;
+   * the next step without it updates with the mean gradient of them all.
    * The arrays are copied before step() returns, so the caller may refill them at once. Refused without
-   * changing any state: inputs with NaN or Inf, labels outside [0, classes), a non-finite loss. When the
+   * changing any state: inputs with NaN or Inf, labels outside [0, classes), a non-finite loss or gradient norm. When the
    * update itself makes a parameter NaN or infinite (a learning rate far too large), the step rejects
    * naming that parameter, and the update stays applied: restore a checkpoint before training on.
    * `targets` [batch, classes]: the soft targets, for a session compiled with softTargets (required there).

@@ -255,7 +255,7 @@ function checkMeta(meta: CheckpointMeta): void {
 }
 
 /**
- * Saves a session's parameters, BN statistics and (unless optimizerState is false) momentum buffers with
+ * Saves a session's parameters, BN statistics, moving average and (unless optimizerState is false) optimizer state with
  * `meta`, atomically replacing `file`. Every tensor is read from the session before the first byte is
  * written, so the snapshot is consistent even if the caller steps the session while the file is written.
  */
