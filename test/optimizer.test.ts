@@ -205,6 +205,26 @@ describe('optimizer: update rules against PyTorch formulas in float64', () => {
   });
 });
 
+describe('optimizer: a gradient that overflows', () => {
+  it('fails the step before the update: parameters, optimizer state and the update count stay as they were', async () => {
+    const graph = net();
+    const s = await compile(graph, { batchSize: 2, seed: 9, optimizer: { type: 'adamw', lr: 0.01, clipGradNorm: 1 } });
+    try {
+      // Zero convolution weights keep the forward pass (and the loss) finite on inputs near float32's
+      // largest value; the weight gradient sums input x output-gradient over every position and overflows.
+      s.setParameter('conv.weight', new Float32Array(6 * 2 * 9));
+      s.setParameter('fc.weight', Float32Array.from({ length: 4 * 6 }, (_, i) => (Math.floor(i / 6) % 2 ? 100 : -100)));  // an output gradient of order 1
+      const before = graph.ir.params.map((q) => [s.getParameter(q.name), s.getOptimizerState(q.name, 'exp_avg')]);
+      await assert.rejects(s.step(new Float32Array(2 * PER).fill(3e38), Int32Array.of(0, 1)),
+        /step: the gradient's norm is (infinite|NaN); parameters, optimizer state and batch-norm statistics were left as they were/);
+      assert.deepEqual(graph.ir.params.map((q) => [s.getParameter(q.name), s.getOptimizerState(q.name, 'exp_avg')]), before);
+      assert.equal(s.updates, 0);
+    } finally {
+      s.dispose();
+    }
+  });
+});
+
 describe('optimizer: gradient accumulation', () => {
   const graph = net();
 
