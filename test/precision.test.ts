@@ -1,8 +1,11 @@
 // Compile's precision: a precision the device cannot compute in is an Error naming the device, the
 // precision, why, and what the device supports; never a silent fp32 (docs/ARCHITECTURE.md, "Precision").
 import { strict as assert } from 'node:assert';
+import * as path from 'node:path';
 import { buildInfo, compile, devices } from '../lib/index.js';
+import { loadCheckpoint, restoreSession, saveCheckpoint } from '../lib/train/checkpoint.js';
 import { smallNet } from './support/small-net.js';
+import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
 // What oneDNN dispatches here; native bf16 needs one of these (AVX512_BF16 or AMX).
 const isa = buildInfo().onednn.isa;
@@ -18,6 +21,7 @@ async function refused(opts: Parameters<typeof compile>[1], re: RegExp) {
 }
 
 describe('precision', () => {
+  afterEach(removeTestTempDirs);
   it(`bf16 on this CPU (oneDNN ISA ${isa}) is refused with the reason`, async () => {
     if (nativeBf16) {
       // The device could: what is missing is crunet's bf16 graph, and the error says so.
@@ -43,5 +47,20 @@ describe('precision', () => {
   it('fp32 compiles and reports its precision', async () => {
     using s = await compile(smallNet(), { batchSize: 2, precision: 'fp32' });
     assert.equal(s.precision, 'fp32');
+  });
+
+  it("checkpoints record the session's precision; one from a bf16 run (fp32 weights) loads into an fp32 session", async () => {
+    const file = path.join(testTempDir('precision'), 'ck.safetensors');
+    using a = await compile(smallNet(), { batchSize: 2, seed: 5 });
+    // A bf16 session cannot be compiled on every host: its checkpoint differs from this one only in the
+    // recorded precision, since master weights and optimizer state are fp32 in every precision.
+    Object.defineProperty(a, 'precision', { value: 'bf16' });
+    const info = await saveCheckpoint(file, a, { model: { name: 'small', options: {} }, epoch: 1, step: 1 });
+    assert.equal(info.session.precision, 'bf16');
+    const ckpt = loadCheckpoint(file);
+    assert.equal(ckpt.meta.session.precision, 'bf16');
+    using b = await compile(smallNet(), { batchSize: 2, seed: 6, precision: 'fp32' });
+    restoreSession(b, ckpt);
+    for (const name of a.parameterNames()) assert.deepEqual(b.getParameter(name), a.getParameter(name), name);
   });
 });

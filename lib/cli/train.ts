@@ -244,7 +244,7 @@ function effectiveAugmentation(run: RunSettings, train: Dataset): { augment: boo
 /** The run's settings: the flags, over the checkpoint's when resuming (contradictions refused), over the defaults. */
 function resolveRun(a: TrainArgs, ckpt?: Checkpoint): RunSettings {
   const known = ckpt ? resumeSettings(a.given, ckpt.meta, ckpt.path) : a.given;
-  const run = { ...TRAIN_DEFAULTS, ...known } as RunSettings;
+  const run = { ...TRAIN_DEFAULTS, precision: 'fp32', ...known } as RunSettings;
   if (!run.erase) delete run.erase; // a stored 0: augmentation without erasing
   return run;
 }
@@ -323,7 +323,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   const mix = { mixupAlpha: run.mixup, cutmixAlpha: run.cutmix, prob: run.mixProb, switchProb: run.mixSwitchProb };
   const mixing = mixEnabled(mix);
   const session: Session = await compile(model, {
-    device: a.device, batchSize: run.batchSize, precision: run.precision ?? 'fp32', seed: run.seed, optimizer, labelSmoothing: run.labelSmoothing, softTargets: mixing,
+    device: a.device, batchSize: run.batchSize, precision: run.precision, seed: run.seed, optimizer, labelSmoothing: run.labelSmoothing, softTargets: mixing,
   });
   const workers = a.workers !== undefined ? { workers: a.workers } : {};
   const trainLoader = new DataLoader(train, { batchSize: run.batchSize, shuffle: true, seed: run.seed, dropLast: true, ...workers });

@@ -303,6 +303,8 @@ export class Session {
    * changing any state: inputs with NaN or Inf, labels outside [0, classes), a non-finite loss. When the
    * update itself makes a parameter NaN or infinite (a learning rate far too large), the step rejects
    * naming that parameter, and the update stays applied: restore a checkpoint before training on.
+   * With loss scaling (compile's lossScale), a step whose gradients overflow resolves with skipped: true
+   * instead, having changed nothing but the scale.
    * `targets` [batch, classes]: the soft targets, for a session compiled with softTargets (required there).
    */
   async step(feeds: Feeds, labels?: Int32Array, opts: { lr?: number; targets?: Float32Array } = {}): Promise<StepResult> {
