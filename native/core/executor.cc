@@ -364,7 +364,7 @@ StepOutcome Executor::step(const Feeds& feeds, float lr) {
     stats.loss_scale = scaler_.scale();
     const float inv = scaler_.inverse_scale();
     bool finite = true;
-    for (const SgdSlot& s : sgd_slots_) finite &= be_.unscale(const_cast<float*>(s.grad), s.n, inv);
+    for (size_t k = 0; k < sgd_slots_.size(); k++) finite &= be_.unscale(param_grad_[sgd_params_[k]], sgd_slots_[k].n, inv);
     scaler_.update(!finite);
     if (scaler_.scale() != stats.loss_scale) {
       const float scale = scaler_.scale();
