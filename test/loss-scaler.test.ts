@@ -105,6 +105,16 @@ describe('loss scaling', () => {
     assert.ok(skips >= 2 && goods >= 2, `expected overflowing and finite steps, but received ${skips} skipped and ${goods} good`);
   });
 
+  it("does not grow past float's range (GradScaler keeps the scale when growing would overflow)", async () => {
+    // A zero feature: the weight gradient is 0 and the bias gradient (p - y) S = -+2^126, finite.
+    using s = await linearSession({ initScale: 2 ** 127, growthInterval: 1 });
+    for (let i = 0; i < 2; i++) {
+      const r = await s.step(new Float32Array([0]), label);
+      assert.deepEqual([r.skipped, r.lossScale], [false, 2 ** 127]);
+      assert.deepEqual(s.lossScaler(), { scale: 2 ** 127, growthTracker: 0 });
+    }
+  });
+
   it('a fixed scale skips overflowing steps without changing the scale', async () => {
     using s = await linearSession(2 ** 120);
     for (let i = 0; i < 3; i++) {
