@@ -31,6 +31,7 @@ function fakeSession(params: FakeParam[]) {
     optimizerStateNames: ['momentum'],
     optimizer: { lr: 0.1 },
     updates: 0,
+    lossScaler: () => undefined,
     isDisposed: false,
     device: 'cpu',
     batchSize: 4,

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Dataset, Preprocessing } from '../data/index.js';
+import type { Precision } from '../engine/index.js';
 import type { CheckpointInfo } from '../train/checkpoint.js';
 import { UsageError } from './errors.js';
 import { intFlag } from './flags.js';
@@ -55,6 +56,8 @@ export interface RunSettings {
   validation?: number;
   /** Stop after this many epochs without a better validation top-1. */
   earlyStopPatience?: number;
+  /** The compute precision (undefined: fp32); a resumed run keeps it. */
+  precision?: Precision;
 }
 
 export const TRAIN_DEFAULTS = {
@@ -98,6 +101,7 @@ function asFlag(key: keyof RunSettings, value: unknown): string {
     case 'clipGradNorm': return value === undefined ? 'no gradient clipping' : `--clip-grad-norm ${value}`;
     case 'ema': return value === undefined ? 'no moving average of the weights' : `--ema ${value}`;
     case 'emaWarmup': return value ? '--ema-warmup' : 'no EMA warmup';
+    case 'precision': return `--precision ${value ?? 'fp32'}`;
     default: return `--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} ${value}`;
   }
 }
@@ -145,6 +149,8 @@ export function storedSettings(meta: CheckpointInfo): { settings: Partial<RunSet
     s.accumulate = m.accumulate ?? 1;
     s.ema = m.ema?.decay;
     s.emaWarmup = m.ema ? m.ema.warmup : undefined;
+    // Every checkpoint records its session's precision (fp32 until other precisions existed).
+    if (['fp32', 'bf16', 'fp16'].includes(meta.session.precision)) s.precision = meta.session.precision as Precision;
   }
   if (meta.optimizer) {
     const o = meta.optimizer;

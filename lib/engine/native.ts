@@ -74,7 +74,8 @@ export function algorithmChoices(report: string): AlgorithmChoice[] {
 }
 
 export interface NativeSession {
-  step(feeds: Feed[], lr?: number, accumulate?: boolean): Promise<{ loss: number; correct: number; topkCorrect: number; gradNorm?: number }>;
+  /** lossScale is 0 without loss scaling (skipped is then false); gradNorm is absent after an accumulating or skipped step. */
+  step(feeds: Feed[], lr?: number, accumulate?: boolean): Promise<{ loss: number; correct: number; topkCorrect: number; gradNorm?: number; skipped: boolean; lossScale: number }>;
   forward(feeds: Feed[], ema?: boolean): Promise<Float32Array[]>;
   gradients(feeds: Feed[], seed: Float32Array): Promise<{
     outputs: Float32Array[];
@@ -92,6 +93,9 @@ export interface NativeSession {
   getEma(index: number): Float32Array;
   setEma(index: number, values: Float32Array): void;
   setOptimizer(o: Partial<NativeOptimizer>): void;
+  /** null without loss scaling. */
+  lossScaler(): { scale: number; growthTracker: number } | null;
+  setLossScaler(state: { scale: number; growthTracker: number }): void;
   memory(): NativeMemory;
   profile(): NativeNodeProfile[];
   resetProfile(): void;
@@ -117,6 +121,15 @@ export interface NativeOptimizer {
   paramLrScale: number[];
 }
 
+/** The loss scaler's settings (native/core/loss_scaler.h); fields left out take GradScaler's defaults. */
+export interface NativeLossScale {
+  dynamic: boolean;
+  initScale?: number;
+  growthFactor?: number;
+  backoffFactor?: number;
+  growthInterval?: number;
+}
+
 export interface NativeCompileOptions extends NativeOptimizer {
   batchSize: number;
   device: string;
@@ -128,6 +141,9 @@ export interface NativeCompileOptions extends NativeOptimizer {
   /** A moving average of the weights with this decay (absent: none). */
   emaDecay?: number;
   emaWarmup?: boolean;
+  precision: 'fp32' | 'bf16' | 'fp16';
+  /** Absent: no loss scaling. */
+  lossScale?: NativeLossScale;
   /** cuDNN algorithm choice (CUDA devices only); fields left out come from CRUNET_CUDNN_* or the defaults. */
   cudnn?: { benchmark?: boolean; deterministic?: boolean; benchmarkLimit?: number; allowTF32?: boolean; cacheFile?: string };
 }

@@ -57,11 +57,21 @@ void check_not_cancelled() {
 void cancel_all_work() { g_cancelled.store(true); }
 
 Executor::Executor(Backend& backend, const GraphDesc& graph, const ExecutorOptions& opts)
-    : be_(backend), opts_(opts), g_(infer_shapes(opts.fuse && backend.fuses_batch_norm_relu() ? fuse_batch_norm_relu(graph) : graph, opts.batch)) {
+    : be_(backend), opts_(opts), g_(infer_shapes(opts.fuse && backend.fuses_batch_norm_relu() ? fuse_batch_norm_relu(graph) : graph, opts.batch)),
+      scaler_(opts.loss_scale) {
+  check_precision();
   try {
     build_kernels();
     init_params();
     bind(make_schedule(g_, kernel_needs(), opts_.input_grads));
+    if (scaler_.enabled() && loss_pass_) {
+      // The loss kernel reads its seed from backend memory (a device backend: device memory).
+      seed_ = static_cast<float*>(alloc_or_explain(sizeof(float), "the loss scale", false));
+      const float scale = scaler_.scale();
+      be_.upload(seed_, &scale, sizeof scale);
+      for (auto& call : loss_pass_->calls)
+        if (call.node == g_.loss_node) call.io.out_grad = seed_;
+    }
   } catch (...) {
     // Free what was allocated before rethrowing. Not this->~Executor(): the members would then be
     // destroyed twice (once there, once as the constructor unwinds), a double free.
@@ -95,7 +105,26 @@ void Executor::release() {
   if (arena_) be_.release(arena_);
   if (scratch_) be_.release(scratch_);
   if (running_backup_) be_.release(running_backup_);
+  if (seed_) be_.release(seed_);
   arena_ = scratch_ = running_backup_ = nullptr;
+  seed_ = nullptr;
+}
+
+// A precision the device cannot compute in is an error naming the device, the precision, why, and what
+// the device supports: never a silent fp32 (docs/ARCHITECTURE.md, "Precision").
+void Executor::check_precision() const {
+  const Precision p = opts_.precision;
+  const std::string why = be_.precision_unsupported(p);
+  if (!why.empty()) {
+    std::string supported;
+    for (Precision q : kAllPrecisions)
+      if (be_.precision_unsupported(q).empty()) supported += std::string(supported.empty() ? "" : ", ") + precision_name(q);
+    fail("compile: device '", be_.name(), "' cannot compute in ", precision_name(p), ": ", why, "; it supports ", supported);
+  }
+  // The device could, but the executor does not yet lower a graph to low-precision kernels and casts.
+  if (p != Precision::fp32)
+    fail("compile: precision ", precision_name(p), " on device '", be_.name(), "': crunet cannot run a graph in ",
+         precision_name(p), " yet; use fp32");
 }
 
 void check_tensor_elements(const TypedGraph& g, int64_t limit, const std::string& where) {
@@ -336,22 +365,46 @@ void Executor::run_backward(const Pass& pass) {
   }
 }
 
-StepStats Executor::step(const Feeds& feeds, float lr, bool accumulate) {
+StepOutcome Executor::step(const Feeds& feeds, float lr, bool accumulate) {
   if (!loss_pass_) fail("step: the graph has no loss; build it with a softmaxCrossEntropy loss or use gradients()");
   if (!std::isfinite(lr) || lr < 0) fail("step: learning rate must be a finite number >= 0, got ", lr);
   upload_feeds(feeds);
   // Until the update begins only batch-norm running statistics change (forward) besides gradients, so
   // putting them back undoes a step that fails before it: a non-finite loss, a cancelled or failed kernel.
   save_running_stats();
-  StepStats stats;
+  StepOutcome stats;
   try {
     run_forward(true, fwd_io_);
-    stats = last_stats_;
+    static_cast<StepStats&>(stats) = last_stats_;
     if (!std::isfinite(stats.loss))
       fail("step: the loss is ", std::isnan(stats.loss) ? "NaN" : "infinite",
            "; parameters, optimizer state and batch-norm statistics were left as they were before this step "
            "(check the inputs for NaN/Inf, or lower the learning rate)");
     run_backward(*loss_pass_);
+  } catch (...) {
+    restore_running_stats();
+    throw;
+  }
+  // Loss scaling: this micro-batch's gradients are unscaled before anything reads them (accumulation, the
+  // norm and clipping, the update); an overflow skips the step as if it had not run, and the scaler backs
+  // off (loss_scaler.h).
+  if (scaler_.enabled()) {
+    stats.loss_scale = scaler_.scale();
+    const float inv = scaler_.inverse_scale();
+    bool finite = true;
+    for (size_t k = 0; k < update_slots_.size(); k++) finite &= be_.unscale(param_grad_[update_params_[k]], update_slots_[k].n, inv);
+    scaler_.update(!finite);
+    if (scaler_.scale() != stats.loss_scale) {
+      const float scale = scaler_.scale();
+      be_.upload(seed_, &scale, sizeof scale);
+    }
+    if (!finite) {
+      restore_running_stats();
+      stats.skipped = true;
+      return stats;
+    }
+  }
+  try {
     if (accumulate) {
       accumulate_gradients();
       return stats;  // grad_norm stays -1: no update
@@ -496,6 +549,11 @@ void Executor::read_ema(int id, float* host) const {
 void Executor::write_ema(int id, const float* host) {
   if (!param_ema_.at(id)) fail("this session keeps no moving average of its weights (compile it with ema)");
   be_.upload(param_ema_[id], host, static_cast<size_t>(numel(g_.params[id].shape)) * 4);
+}
+
+void Executor::set_loss_scaler(const LossScalerState& s) {
+  scaler_.set_state(s);
+  if (seed_) be_.upload(seed_, &s.scale, sizeof s.scale);
 }
 
 MemoryReport Executor::memory() const {

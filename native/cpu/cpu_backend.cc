@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu_info.h"
 #include "dnnl_util.h"
 #include "kernels.h"
 
@@ -27,6 +28,13 @@ dnnl::stream& stream() {
 }
 
 namespace {
+
+// 1 when x is NaN or infinite (all exponent bits set); branch-free so that the unscale loop vectorises.
+inline uint32_t exponent_all_ones(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return (bits & 0x7f800000u) == 0x7f800000u;
+}
 
 memory::desc nchw_md(const Shape& s) { return memory::desc({s[0], s[1], s[2], s[3]}, dt::f32, tag::nchw); }
 
@@ -92,6 +100,25 @@ class CpuBackend final : public Backend {
   void accumulate(float* dst, const float* src, size_t n) override {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
+  }
+
+  bool unscale(float* x, size_t n, float factor) override {
+    uint32_t nonfinite = 0;
+#pragma omp parallel for simd schedule(static) reduction(| : nonfinite)
+    for (size_t i = 0; i < n; i++) {
+      nonfinite |= exponent_all_ones(x[i]);
+      x[i] *= factor;
+    }
+    return nonfinite == 0;
+  }
+
+  std::string precision_unsupported(Precision p) const override {
+    switch (p) {
+      case Precision::fp32: return "";
+      case Precision::bf16: return bf16_unsupported();
+      case Precision::fp16: return "oneDNN 2.6 has no fp16 training kernels for CPUs";
+    }
+    return "unknown precision";
   }
 
   // The update phase: native/cpu/optimizer.cc.
