@@ -401,6 +401,9 @@ StepOutcome Executor::step(const Feeds& feeds, float lr, bool accumulate) {
     if (!finite) {
       restore_running_stats();
       stats.skipped = true;
+      // A skipped update drops the micro-batches accumulated for it, as PyTorch's zero_grad() after a
+      // skipped scaler.step() does, so that nothing accumulated outlives its update (or an epoch).
+      if (!accumulate) accumulated_ = 0;
       return stats;
     }
   }

@@ -85,7 +85,8 @@ class Executor {
   // gradients are added to those of earlier accumulating steps and nothing is updated; the next step
   // without it updates with the mean gradient of all of them (gradient accumulation over micro-batches).
   // With loss scaling, a step whose unscaled gradients hold an inf or a NaN is skipped instead: nothing
-  // changes but the scale (outcome.skipped); a skipped micro-batch is not counted in the mean.
+  // changes but the scale (outcome.skipped); a skipped micro-batch is not counted in the mean, and a
+  // skipped update also drops the micro-batches accumulated for it.
   StepOutcome step(const Feeds& feeds, float lr, bool accumulate = false);
   // Inference forward; writes each graph output (NCHW) to outs. `ema`: with the moving average's weights.
   void forward(const Feeds& feeds, const std::vector<float*>& outs, bool ema = false);
