@@ -1,4 +1,5 @@
-import type { ProcessGroup } from '../dist/process-group.js';
+import { joinDataParallel, rankFacts } from '../dist/ddp.js';
+import { nativeGroup, type ProcessGroup } from '../dist/process-group.js';
 import { checkLabelSmoothing, type Graph } from '../graph/builder.js';
 import type { AttrValue, GraphIR } from '../graph/ir.js';
 import {
@@ -201,6 +202,7 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
     throw new RangeError(`compile: expected batchSize to be a positive integer, but received ${opts.batchSize}`);
   }
   const sgd = opts.optimizer ?? { lr: 0.1 };
+  const distributed = opts.distributed === undefined ? undefined : checkDistributed(opts.distributed);
   let handle: NativeSession;
   try {
     handle = await native().compile(ir, {
@@ -216,11 +218,41 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
       nesterov: sgd.nesterov ?? false,
       weightDecay: sgd.weightDecay ?? 0,
       ...(opts.cudnn !== undefined ? { cudnn: opts.cudnn } : {}),
+      ...(distributed ? { distributed: { group: nativeGroup(distributed.group), bucketBytes: distributed.bucketMB * 2 ** 20 } } : {}),
     });
   } catch (e) {
     rethrow(e);
   }
-  return new Session(handle, ir, opts.batchSize, device, precision);
+  const session = new Session(handle, ir, opts.batchSize, device, precision);
+  if (distributed) {
+    const store = {
+      parameters: () => handle.params(),
+      getParameter: (name: string) => session.getParameter(name),
+      setParameter: (name: string, v: Float32Array) => session.setParameter(name, v),
+    };
+    try {
+      await joinDataParallel(distributed.group, rankFacts(ir, store, opts.batchSize, precision, device), store);
+    } catch (e) {
+      session.dispose();
+      throw e;
+    }
+  }
+  return session;
+}
+
+/** compile's `distributed` option, checked, with its defaults. */
+function checkDistributed(d: DistributedOptions): Required<DistributedOptions> {
+  if (!d || typeof d !== 'object') throw new TypeError(`compile: expected distributed to be {group, bucketMB?}, but received ${typeName(d)}`);
+  const group = d.group;
+  if (!group || typeof group !== 'object' || typeof group.allreduce !== 'function') {
+    throw new TypeError(`compile: expected distributed.group to be a process group (crunet.dist.initProcessGroup()), but received ${typeName(group)}`);
+  }
+  if (group.isDestroyed) throw new Error('compile: distributed.group was destroyed');
+  const bucketMB = d.bucketMB ?? 25;
+  if (typeof bucketMB !== 'number' || !(bucketMB > 0 && bucketMB <= 1e6)) {
+    throw new RangeError(`compile: expected distributed.bucketMB to be a number in (0, 1e6], but received ${bucketMB}`);
+  }
+  return { group, bucketMB };
 }
 
 /** A compiled graph on one device. Release its native memory with dispose() (or `using`). */

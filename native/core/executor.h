@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "gradient_sync.h"
 #include "graph.h"
 #include "memory_plan.h"
 #include "schedule.h"
@@ -72,6 +73,9 @@ class Executor {
   void gradients(const Feeds& feeds, const float* seed, const std::vector<float*>& outs,
                  const std::vector<float*>& input_grads, const std::vector<float*>& param_grads);
 
+  // Attaches the hook that step() calls as gradients become final and before the update (gradient_sync.h).
+  void set_gradient_sync(std::shared_ptr<GradientSync> sync);
+
   void set_sgd(const SgdConfig& cfg) { opts_.sgd = cfg; }
   const SgdConfig& sgd() const { return opts_.sgd; }
   void read_param(int id, float* host) const;
@@ -99,7 +103,7 @@ class Executor {
   void save_running_stats();     // batch-norm running statistics -> running_backup_
   void restore_running_stats();  // and back
   void run_forward(bool training);
-  void run_backward(const Pass& pass);
+  void run_backward(const Pass& pass, bool sync = false);
   template <typename F>
   void timed(int node, bool fwd, F&& f);
 
@@ -125,6 +129,8 @@ class Executor {
   void* running_backup_ = nullptr;
   std::vector<std::pair<int, size_t>> running_slots_;  // (parameter id, byte offset in running_backup_)
   StepStats last_stats_;
+  std::shared_ptr<GradientSync> sync_;
+  std::vector<std::vector<int>> sync_after_;  // per loss-pass call: the sync slots whose gradients it finishes
   std::vector<NodeProfile> prof_;
 };
 
