@@ -22,6 +22,11 @@ export interface DistributedOptions {
   group: ProcessGroup;
   /** Gradients are reduced in buckets of about this many megabytes (default 25, as DDP's bucket_cap_mb). */
   bucketMB?: number;
+  /**
+   * Batch norm's training statistics over the global batch (every rank's shard; PyTorch's SyncBatchNorm)
+   * instead of each rank's own (default false, as DDP). Turns off the batchNorm-relu fusion.
+   */
+  syncBatchNorm?: boolean;
 }
 
 /** PyTorch's torch.optim.SGD (dampening 0). Weight decay applies to parameters whose weightDecay is true. */
@@ -218,7 +223,7 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
       nesterov: sgd.nesterov ?? false,
       weightDecay: sgd.weightDecay ?? 0,
       ...(opts.cudnn !== undefined ? { cudnn: opts.cudnn } : {}),
-      ...(distributed ? { distributed: { group: nativeGroup(distributed.group), bucketBytes: distributed.bucketMB * 2 ** 20 } } : {}),
+      ...(distributed ? { distributed: { group: nativeGroup(distributed.group), bucketBytes: distributed.bucketMB * 2 ** 20, syncBatchNorm: distributed.syncBatchNorm } } : {}),
     });
   } catch (e) {
     rethrow(e);
@@ -231,7 +236,7 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
       setParameter: (name: string, v: Float32Array) => session.setParameter(name, v),
     };
     try {
-      await joinDataParallel(distributed.group, rankFacts(ir, store, opts.batchSize, precision, device), store);
+      await joinDataParallel(distributed.group, rankFacts(ir, store, opts.batchSize, precision, device, distributed.syncBatchNorm), store);
     } catch (e) {
       session.dispose();
       throw e;
@@ -252,7 +257,9 @@ function checkDistributed(d: DistributedOptions): Required<DistributedOptions> {
   if (typeof bucketMB !== 'number' || !(bucketMB > 0 && bucketMB <= 1e6)) {
     throw new RangeError(`compile: expected distributed.bucketMB to be a number in (0, 1e6], but received ${bucketMB}`);
   }
-  return { group, bucketMB };
+  const syncBatchNorm = d.syncBatchNorm ?? false;
+  if (typeof syncBatchNorm !== 'boolean') throw new TypeError(`compile: expected distributed.syncBatchNorm to be a boolean, but received ${typeName(syncBatchNorm)}`);
+  return { group, bucketMB, syncBatchNorm };
 }
 
 /** A compiled graph on one device. Release its native memory with dispose() (or `using`). */

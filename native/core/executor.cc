@@ -336,6 +336,24 @@ void Executor::set_gradient_sync(std::shared_ptr<GradientSync> sync) {
   sync_ = std::move(sync);
 }
 
+void Executor::synchronize_batch_norm() {
+  if (!sync_) fail("synchronized batch norm needs a data-parallel session");
+  cross_process_.ctx = this;
+  cross_process_.sum = [](void* ctx, double* data, size_t n) {
+    auto* self = static_cast<Executor*>(ctx);
+    if (self->in_step_) self->sync_->sum_now(data, n);
+  };
+  auto attach = [&](KernelIO& io, int node) {
+    if (g_.nodes[node].spec.op != OpKind::batch_norm) return;
+    if (g_.nodes[node].spec.bn.fuse_relu) fail(node_label(g_.nodes[node].spec), ": synchronized batch norm needs the session compiled with fuse: false");
+    io.cross_process = &cross_process_;
+  };
+  for (size_t c = 0; c < fwd_io_.size(); c++) attach(fwd_io_[c], static_cast<int>(c));
+  for (Pass* p : {loss_pass_.get(), output_pass_.get()})
+    if (p)
+      for (auto& call : p->calls) attach(call.io, call.node);
+}
+
 StepStats Executor::step(const Feeds& feeds, float lr) {
   if (!loss_pass_) fail("step: the graph has no loss; build it with a softmaxCrossEntropy loss or use gradients()");
   if (!std::isfinite(lr) || lr < 0) fail("step: learning rate must be a finite number >= 0, got ", lr);
@@ -344,6 +362,11 @@ StepStats Executor::step(const Feeds& feeds, float lr) {
   // putting them back undoes a step that fails before it: a non-finite loss, a cancelled or failed kernel.
   save_running_stats();
   StepStats stats;
+  struct InStep {  // synchronized batch norm exchanges statistics only within step()
+    bool& flag;
+    explicit InStep(bool& f) : flag(f) { flag = true; }
+    ~InStep() { flag = false; }
+  } in_step(in_step_);
   try {
     run_forward(true);
     stats = last_stats_;

@@ -75,6 +75,9 @@ class Executor {
 
   // Attaches the hook that step() calls as gradients become final and before the update (gradient_sync.h).
   void set_gradient_sync(std::shared_ptr<GradientSync> sync);
+  // After set_gradient_sync: batch norm computes its training statistics over every process's batch
+  // in step() (gradients() stays per process). Needs a graph without fused batchNorm-relu nodes.
+  void synchronize_batch_norm();
 
   void set_sgd(const SgdConfig& cfg) { opts_.sgd = cfg; }
   const SgdConfig& sgd() const { return opts_.sgd; }
@@ -131,6 +134,8 @@ class Executor {
   StepStats last_stats_;
   std::shared_ptr<GradientSync> sync_;
   std::vector<std::vector<int>> sync_after_;  // per loss-pass call: the sync slots whose gradients it finishes
+  CrossProcessSum cross_process_;              // what synchronized batch norm calls; a no-op unless in_step_
+  bool in_step_ = false;
   std::vector<NodeProfile> prof_;
 };
 

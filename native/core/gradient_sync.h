@@ -24,6 +24,9 @@ class GradientSync {
   virtual void wait() = 0;
   // Backward failed part way: waits for what is in flight, throws nothing, and forgets this step.
   virtual void abandon() = 0;
+  // Sums `n` doubles over the processes, in place, now (after what is in flight): synchronized batch
+  // norm's statistics, in forward and backward. Throws if that failed.
+  virtual void sum_now(double* data, size_t n) = 0;
 };
 
 }  // namespace crunet
