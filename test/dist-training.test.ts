@@ -201,6 +201,27 @@ const hasGloo = (() => {
     assert.ok(r0.ms < 60_000, `took ${r0.ms} ms`);
   });
 
+  it('process.exit() during a step that waits for a hung rank ends the process at once, not after the timeout', async () => {
+    const port = await freePort();
+    const job = { ...base, port, worldSize: 2, steps: 10_000, timeoutMs: 60_000 };
+    const a = worker({ ...job, rank: 0 }), b = worker({ ...job, rank: 1 });
+    await new Promise<void>((resolve) => {
+      let seen = '';
+      b.child.stdout!.on('data', (d) => {
+        seen += d;
+        if (/step 2\b/.test(seen)) resolve();
+      });
+    });
+    b.child.kill('SIGSTOP');  // hung, not dead: its sockets stay open, rank 0 waits in its exchange
+    await new Promise((r) => setTimeout(r, 1000));
+    const t0 = Date.now();
+    a.child.kill('SIGUSR2');
+    const r0 = await a.done;
+    b.child.kill('SIGKILL');
+    assert.equal(r0.code, 3, r0.err);
+    assert.ok(Date.now() - t0 < 10_000, `exit took ${Date.now() - t0} ms`);
+  });
+
   it('a wrong master port: rank 1 cannot reach the rendezvous, rank 0 names rank 1 as missing', async () => {
     const port = await freePort(), other = await freePort();
     const job = { ...base, worldSize: 2, timeoutMs: 3000 };
@@ -234,7 +255,7 @@ const hasGloo = (() => {
     }
   });
 
-  it("a rank whose model differs: an Error on every rank naming rank 1 and the parameter", async () => {
+  it('a rank whose model differs (shapes, batch size, parameter count): an Error on every rank naming rank 1 and what differs', async () => {
     const port = await freePort();
     const [r0, r1] = await Promise.all([worker({ ...base, port, rank: 0, worldSize: 2 }).done, worker({ ...base, port, rank: 1, worldSize: 2, width: 6 }).done]);
     for (const r of [r0, r1]) {
@@ -246,6 +267,12 @@ const hasGloo = (() => {
     for (const r of [b0, b1]) {
       assert.equal(r.code, 1);
       assert.ok(r.err.includes("rank 1's model differs from rank 0's: batch size 16 on rank 1, 32 on rank 0"), r.err);
+    }
+    const port3 = await freePort();
+    const [c0, c1] = await Promise.all([worker({ ...base, port: port3, rank: 0, worldSize: 2 }).done, worker({ ...base, port: port3, rank: 1, worldSize: 2, model: 'bn' }).done]);
+    for (const r of [c0, c1]) {
+      assert.equal(r.code, 1);
+      assert.ok(r.err.includes("rank 1's model differs from rank 0's: 12 parameters on rank 1, 4 on rank 0; parameter bn1.weight [8] is on rank 1 but not on rank 0"), r.err);
     }
   });
 

@@ -56,6 +56,7 @@ void check_not_cancelled() {
 }  // namespace
 
 void cancel_all_work() { g_cancelled.store(true); }
+bool work_cancelled() { return g_cancelled.load(std::memory_order_relaxed); }
 
 Executor::Executor(Backend& backend, const GraphDesc& graph, const ExecutorOptions& opts)
     : be_(backend), opts_(opts), g_(infer_shapes(opts.fuse && backend.fuses_batch_norm_relu() ? fuse_batch_norm_relu(graph) : graph, opts.batch)) {

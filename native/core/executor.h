@@ -47,6 +47,8 @@ using Feeds = std::vector<const void*>;
 // Error; called once, when the process exits (addon/engine_thread.cc), so that exiting never waits for
 // a whole step nor tears down oneDNN under one.
 void cancel_all_work();
+// Whether cancel_all_work() was called: waits outside the kernels (a gradient exchange) stop too.
+bool work_cancelled();
 // Throws crunet::Error naming the first node with an input, output or parameter of more than `limit`
 // elements (Backend::max_tensor_elements() of the backend `where`). Compile runs it before any kernel
 // is built, so that no library call sees a tensor it cannot address.

@@ -3,7 +3,7 @@
 // It joins the group, compiles with `distributed`, trains `steps` steps on its shard of each global batch
 // (test/support/dist-net.ts) and prints, as its last stdout line, {params: {name: base64 f32}}. It prints
 // "step N" after each step (the kill test waits for it). Failures go to stderr as "ERROR: message" and
-// exit 1.
+// exit 1. SIGUSR2 makes it call process.exit(3).
 import { compile, dist, setNumThreads } from '../../lib/index.js';
 import { distNet, globalBatch, shard, type DistModel } from './dist-net.js';
 
@@ -11,6 +11,9 @@ interface Job {
   rank: number; worldSize: number; port: number; timeoutMs: number; model: DistModel; width?: number; seed?: number;
   perRank: number; steps: number; lr: number; momentum: number; bucketMB?: number; syncBatchNorm?: boolean;
 }
+
+// SIGUSR2: process.exit(3) at once, as a CLI does on Ctrl-C (the test of exiting during a blocked exchange).
+process.on('SIGUSR2', () => process.exit(3));
 
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2]!) as Job;
