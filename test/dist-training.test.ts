@@ -293,6 +293,26 @@ const hasGloo = (() => {
     }
   });
 
+  it('a one-rank job trains as a plain session, with and without syncBatchNorm, and gradients() runs', async () => {
+    const g = await dist.initProcessGroup({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: await freePort(), timeoutMs: 5000 });
+    for (const syncBatchNorm of [false, true]) {
+      const s = await compile(distNet('bn'), { batchSize: 16, optimizer: base, distributed: { group: g, syncBatchNorm, bucketMB: 0.001 } });
+      for (let i = 0; i < 3; i++) {
+        const b = globalBatch(i, 16);
+        await s.step(b.images, b.labels);
+      }
+      const b = globalBatch(9, 16);
+      const grads = await s.gradients(b.images, new Float32Array(16 * 4).fill(1));
+      const got = new Map(s.parameterNames().map((n) => [n, s.getParameter(n)]));
+      s.dispose();
+      const want = await reference('bn', 16, 3, base);
+      const w = worst(got, want, ATOL, RTOL);
+      assert.ok(w.ratio <= 1, `syncBatchNorm ${syncBatchNorm}: ${w.where}`);
+      assert.ok(Object.keys(grads.paramGrads).length > 0);
+    }
+    g.destroy();
+  });
+
   it('the group API in one process: world size 1 collectives are the identity; argument errors', async () => {
     const g = await dist.initProcessGroup({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: await freePort(), timeoutMs: 5000 });
     const a = new Float32Array([1, -2, 3]);
@@ -307,6 +327,8 @@ const hasGloo = (() => {
     assert.equal(e2.message, 'broadcast: expected root in [0, 0], but received 1');
     g.destroy();
     assert.equal((await rejection(g.barrier())).message, 'barrier: this process group was destroyed');
+    const e4 = await rejection(compile(distNet('plain'), { batchSize: 4, distributed: { group: g } }));
+    assert.equal(e4.message, 'compile: distributed.group was destroyed');
     const e3 = await rejection(dist.initProcessGroup({ rank: 2, worldSize: 2, masterAddr: 'x', masterPort: 1 }));
     assert.ok(e3 instanceof RangeError, String(e3));
     assert.equal(e3.message, 'initProcessGroup: expected rank in [0, 1], but received 2');
