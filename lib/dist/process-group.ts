@@ -86,6 +86,21 @@ export async function initProcessGroup(opts: ProcessGroupOptions): Promise<Proce
   return new GlooProcessGroup(handle, o);
 }
 
+/**
+ * Marks `group` busy until `step` settles. A data-parallel step exchanges gradients on the group's thread
+ * in an order every rank shares; a collective the program asks for meanwhile could be queued between them
+ * on one rank and not on another, and pair up wrongly, so it is refused until the step is done.
+ */
+export async function duringStep<T>(group: ProcessGroup, step: Promise<T>): Promise<T> {
+  const g = group as GlooProcessGroup;
+  g.stepsRunning++;
+  try {
+    return await step;
+  } finally {
+    g.stepsRunning--;
+  }
+}
+
 /** The native group behind a ProcessGroup from initProcessGroup (for compile's `distributed`). */
 export function nativeGroup(g: ProcessGroup): NativeProcessGroup {
   if (!(g instanceof GlooProcessGroup)) throw new TypeError(`compile: expected distributed.group to come from crunet.dist.initProcessGroup(), but received ${typeName(g)}`);
@@ -98,6 +113,8 @@ class GlooProcessGroup implements ProcessGroup {
   readonly backend: Backend = 'gloo';
   readonly timeoutMs: number;
   private destroyed = false;
+  /** Data-parallel steps in flight on this group (duringStep). */
+  stepsRunning = 0;
 
   constructor(readonly native: NativeProcessGroup, o: Required<ProcessGroupOptions>) {
     this.rank = o.rank;
@@ -144,6 +161,9 @@ class GlooProcessGroup implements ProcessGroup {
 
   private live(what: string): void {
     if (this.destroyed) throw new Error(`${what}: this process group was destroyed`);
+    if (this.stepsRunning > 0) {
+      throw new Error(`${what}: a step of a data-parallel session on this group is running; await it first (every rank must run the group's collectives in the same order)`);
+    }
   }
 
   /** A native failure re-thrown with the caller's stack. */

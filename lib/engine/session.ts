@@ -1,5 +1,5 @@
 import { joinDataParallel, rankFacts } from '../dist/ddp.js';
-import { nativeGroup, type ProcessGroup } from '../dist/process-group.js';
+import { duringStep, nativeGroup, type ProcessGroup } from '../dist/process-group.js';
 import { checkLabelSmoothing, type Graph } from '../graph/builder.js';
 import type { AttrValue, GraphIR } from '../graph/ir.js';
 import {
@@ -228,7 +228,7 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
   } catch (e) {
     rethrow(e);
   }
-  const session = new Session(handle, ir, opts.batchSize, device, precision);
+  const session = new Session(handle, ir, opts.batchSize, device, precision, distributed?.group);
   if (distributed) {
     const store = {
       parameters: () => handle.params(),
@@ -278,6 +278,8 @@ export class Session {
     readonly batchSize: number,
     readonly device: string,
     readonly precision: Precision,
+    /** The process group of a data-parallel session (compile's distributed.group): step() exchanges on it. */
+    readonly group?: ProcessGroup,
   ) {
     handle.params().forEach((p, i) => this.paramIndex.set(p.name, i));
     this.inputs = graph.inputs.map((i) => ({ name: i.name, perSample: i.shape.reduce((a, b) => a * b, 1), dtype: i.dtype }));
@@ -309,7 +311,8 @@ export class Session {
     }
     if (!this.graph.loss) throw new TypeError('step: expected a session of a graph with a loss (build it with softmaxCrossEntropy as loss), but received one without');
     try {
-      const r = await this.live('step').step(arrays, opts.lr);
+      const pending = this.live('step').step(arrays, opts.lr);
+      const r = await (this.group ? duringStep(this.group, pending) : pending);
       return { loss: r.loss, correct: r.correct, ...(this.hasTopk ? { topkCorrect: r.topkCorrect } : {}) };
     } catch (e) {
       rethrow(e);
