@@ -12,7 +12,7 @@ const data = (name: string, shape: [number, number, number], classes: string[]) 
 const run: RunSettings = {
   model: 'crunet_small', dataset: 'fashion-mnist', epochs: 42, batchSize: 128, lr: 0.2, schedule: 'cosine', warmupEpochs: 0.3,
   momentum: 0.9, nesterov: true, weightDecay: 5e-4, labelSmoothing: 0.1, augment: true, erase: 0.5, seed: 0,
-  mixup: 0.2, cutmix: 1, mixProb: 0.8, mixSwitchProb: 0.5, autoAugment: 'randaugment:2,9', validation: 0.1, earlyStopPatience: 3,
+  mixup: 0.2, cutmix: 1, mixProb: 0.8, mixSwitchProb: 0.5, autoAugment: 'randaugment:2,9', validation: 0.1, earlyStopPatience: 3, precision: 'fp32',
 };
 
 /** A checkpoint's metadata as 'crunet train' writes it after `epoch` epochs of `run`. */
@@ -66,6 +66,15 @@ describe('crunet train: run settings in checkpoints', () => {
     refuse({ limitTest: 100 }, /with the whole test set, but this command asks for --limit-test 100/);
     refuse({ schedule: 'step' }, /--schedule cosine, but this command asks for --schedule step/);
     refuse({ labelSmoothing: 0 }, /--label-smoothing 0.1, but this command asks for --label-smoothing 0/);
+  });
+
+  it("a resumed run keeps its precision: taken from the checkpoint's session, another one refused", () => {
+    const meta = info(run, trainMeta(run, data('f', [1, 28, 28], FASHION), { augment: true, erase: 0.5 }) as Record<string, unknown>);
+    const bf16 = { ...meta, session: { ...meta.session, precision: 'bf16' } };
+    assert.equal(resumeSettings({}, bf16, 'c').precision, 'bf16');
+    assert.equal(resumeSettings({ precision: 'bf16' }, bf16, 'c').precision, 'bf16');
+    assert.throws(() => resumeSettings({ precision: 'fp32' }, bf16, 'c'), /c is from a run with --precision bf16, but this command asks for --precision fp32/);
+    assert.equal(resumeSettings({}, meta, 'c').precision, 'fp32');
   });
 
   it('runs recorded before --label-smoothing existed had none', () => {

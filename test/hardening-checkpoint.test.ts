@@ -28,6 +28,7 @@ function fakeSession(params: FakeParam[]) {
     getOptimizerState: (n: string) => Float32Array.from(momentum.get(n)!),
     setParameter: (n: string, d: Float32Array) => void values.set(n, Float32Array.from(d)),
     setOptimizerState: (n: string, d: Float32Array) => void momentum.set(n, Float32Array.from(d)),
+    lossScaler: () => undefined,
     isDisposed: false,
     device: 'cpu',
     batchSize: 4,

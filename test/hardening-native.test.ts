@@ -47,7 +47,7 @@ describe('hardening: native engine', () => {
       ['compile'],
       ['params'],
       ['step', 'forward', 'gradients', 'values', 'getParameter', 'setParameter', 'getMomentum', 'setMomentum',
-        'setOptimizer', 'memory', 'profile', 'resetProfile', 'setProfiling', 'dispose', 'buildInfo', 'devices',
+        'setOptimizer', 'lossScaler', 'setLossScaler', 'memory', 'profile', 'resetProfile', 'setProfiling', 'dispose', 'buildInfo', 'devices',
         'primitiveSeconds', 'setNumThreads'],
     ];
     for (const entries of groups) {

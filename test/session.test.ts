@@ -303,7 +303,7 @@ describe('compile: bad graphs and options', () => {
   });
   it('rejects bad options and unusable devices with the reason', async () => {
     await rejects(base(), /compile: expected batchSize to be a positive integer, but received 0/, { batchSize: 0 });
-    await rejects(base(), /compile: expected precision 'fp32' on device 'cpu', but received 'bf16' \(not implemented there yet\)/, { precision: 'bf16' });
+    await rejects(base(), /compile: expected precision 'fp32', 'bf16' or 'fp16', but received "fp8"/, { precision: 'fp8' });
     // Without a GPU: the library is not built, or (built) there is no driver or device; test/cuda-errors.test.ts has the details.
     await rejects(base(), /device 'cuda:0': (this build of crunet has no CUDA backend|no CUDA driver|no CUDA device|cannot load)/, { device: 'cuda:0' });
     await rejects(base(), /device 'tpu' is not known; valid devices: 'cpu', 'cuda', 'cuda:N'/, { device: 'tpu' });

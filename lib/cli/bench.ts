@@ -7,7 +7,7 @@ import { buildInfo, compile, type AlgorithmChoice, type NodeProfile, type Precis
 import type { NodeIR } from '../graph/ir.js';
 import { create, type Model } from '../models/index.js';
 import { UsageError, usage } from './errors.js';
-import { intFlag } from './flags.js';
+import { intFlag, precisionFlag, precisionHelp } from './flags.js';
 import { MAX_THREADS, applyThreads, threadsHelp } from './threads.js';
 import { parseModelOptions } from './model-options.js';
 
@@ -24,7 +24,7 @@ Options:
   --device D              cpu (default), cuda, cuda:N
   --batch-size B          batch size (default 32)
   ${threadsHelp(26)}
-  --precision P           fp32 (default); bf16 and fp16 are refused until the engine has them
+  ${precisionHelp(26)}
   --steps N               timed steps (default 10)
   --warmup N              untimed steps first (default 3)
   --no-benchmark          CUDA: cuDNN heuristics instead of timing the candidates (benchmark is on here,
@@ -66,14 +66,13 @@ export function parseBenchArgs(args: string[]): BenchArgs {
   const device = v.device ?? 'cpu';
   const cudnnFlags = (['no-benchmark', 'benchmark-limit', 'deterministic', 'no-tf32', 'cache-file'] as const).filter((f) => v[f] !== undefined);
   if (device === 'cpu' && cudnnFlags.length) throw new UsageError(`--${cudnnFlags[0]} applies to CUDA devices (--device cuda), not the CPU`);
-  const precision = v.precision ?? 'fp32';
-  if (!['fp32', 'bf16', 'fp16'].includes(precision)) throw new UsageError(`--precision: expected fp32, bf16 or fp16, but received '${precision}'`);
+  const precision = precisionFlag(v.precision) ?? 'fp32';
   return {
     model: v.model ?? 'crunet56',
     modelOptions: parseModelOptions(v['model-options'], []),
     device,
     batch: intFlag(v['batch-size'], '--batch-size', 1) ?? 32,
-    precision: precision as Precision,
+    precision,
     steps: intFlag(v.steps, '--steps', 1) ?? 10,
     warmup: intFlag(v.warmup, '--warmup', 0) ?? 3,
     benchmark: !v['no-benchmark'],

@@ -8,7 +8,7 @@ import { ProgressBar } from '../train/progress.js';
 import { Trainer, type EvalStats } from '../train/trainer.js';
 import { createSchedule } from '../train/schedule.js';
 import { UsageError } from './errors.js';
-import { intFlag } from './flags.js';
+import { intFlag, precisionFlag, precisionHelp } from './flags.js';
 import { MAX_THREADS, applyThreads, threadsHelp } from './threads.js';
 import { badImagesFlag, checkDataMatches, imageLimitFlags, imageLimitsHelp, checkpointFile, storedSettings } from './run-settings.js';
 
@@ -28,6 +28,8 @@ Options:
                       left out of the scores (skip)
   ${imageLimitsHelp(22)}
   --device D          cpu (default)
+  ${precisionHelp(22)}
+                      (checkpoints hold fp32 weights whatever the run's precision, so any precision reads them)
   ${threadsHelp(22)}
   --json              one JSON line: {checkpoint, dataset, tta, loss, top1, top5, images, skipped, seconds}`;
 
@@ -36,7 +38,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     args, strict: true, allowPositionals: true,
     options: {
       checkpoint: { type: 'string' }, dataset: { type: 'string' }, 'batch-size': { type: 'string' },
-      limit: { type: 'string' }, tta: { type: 'string' }, 'bad-images': { type: 'string' }, 'max-image-bytes': { type: 'string' }, 'max-image-pixels': { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' },
+      limit: { type: 'string' }, tta: { type: 'string' }, 'bad-images': { type: 'string' }, 'max-image-bytes': { type: 'string' }, 'max-image-pixels': { type: 'string' }, device: { type: 'string' }, precision: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' },
     },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -45,6 +47,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   const tta = v.tta ?? 'none';
   if (tta !== 'none' && tta !== 'flip') throw new UsageError(`--tta: expected none or flip, but received '${tta}'`);
   const limit = intFlag(v.limit, '--limit', 1);
+  const precision = precisionFlag(v.precision) ?? 'fp32';
   const onBadImage = badImagesFlag(v['bad-images']);
   const threads = intFlag(v.threads, '--threads', 1, MAX_THREADS);
   applyThreads(threads);
@@ -60,7 +63,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   checkDataMatches(ckpt.meta, data, file);
   // The training run drew its --limit-test subset with seed + 1: the same samples here.
   const test = limitDataset(data, limit, seed + 1);
-  const session = await compile(model, { device: v.device ?? 'cpu', batchSize: batch });
+  const session = await compile(model, { device: v.device ?? 'cpu', batchSize: batch, precision });
   restoreSession(session, ckpt, { optimizerState: false, model: model.name });
   const loader = new DataLoader(test, { batchSize: batch, shuffle: false });
   const trainer = new Trainer({ session, train: loader, schedule: createSchedule({ type: 'constant', lr: 0 }), epochs: 0 });

@@ -1,5 +1,8 @@
 // Numeric command-line flags, parsed the same way by every command.
+import type { Precision } from '../engine/index.js';
 import { UsageError } from './errors.js';
+
+const PRECISIONS = ['fp32', 'bf16', 'fp16'] as const satisfies readonly Precision[];
 
 /**
  * A numeric flag's value: undefined when the flag is absent, else a finite number (an integer when `int`)
@@ -15,6 +18,19 @@ export function numberFlag(v: string | undefined, flag: string, o: { int?: boole
     throw new UsageError(`${flag}: expected ${what}${range}, but received '${v}'`);
   }
   return n;
+}
+
+/** --precision of train, eval and bench: undefined when absent; another name is a UsageError. */
+export function precisionFlag(v: string | undefined): Precision | undefined {
+  if (v === undefined) return undefined;
+  if (!(PRECISIONS as readonly string[]).includes(v)) throw new UsageError(`--precision: expected fp32, bf16 or fp16, but received '${v}'`);
+  return v as Precision;
+}
+
+/** --precision's line in a command's help, its description starting at `column`. */
+export function precisionHelp(column: number): string {
+  return '--precision P'.padEnd(column - 2) + 'fp32 (default), bf16 or fp16; a device that cannot compute in P is an error\n' +
+    `${' '.repeat(column)}naming what it supports (today every device computes in fp32 only)`;
 }
 
 /** An integer flag in [min, max]. */

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Dataset, Preprocessing } from '../data/index.js';
+import type { Precision } from '../engine/index.js';
 import type { CheckpointInfo } from '../train/checkpoint.js';
 import { UsageError } from './errors.js';
 import { intFlag } from './flags.js';
@@ -43,6 +44,8 @@ export interface RunSettings {
   validation?: number;
   /** Stop after this many epochs without a better validation top-1. */
   earlyStopPatience?: number;
+  /** The compute precision (undefined: fp32); a resumed run keeps it. */
+  precision?: Precision;
 }
 
 export const TRAIN_DEFAULTS = {
@@ -76,6 +79,7 @@ function asFlag(key: keyof RunSettings, value: unknown): string {
     case 'autoAugment': return value === undefined ? 'no RandAugment or TrivialAugment' : value === 'trivialaugment' ? '--trivialaugment' : `--randaugment ${String(value).slice('randaugment:'.length)}`;
     case 'validation': return value === undefined ? 'no validation split' : `--validation ${value}`;
     case 'earlyStopPatience': return value === undefined ? 'no early stopping' : `--early-stop-patience ${value}`;
+    case 'precision': return `--precision ${value ?? 'fp32'}`;
     default: return `--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} ${value}`;
   }
 }
@@ -117,6 +121,8 @@ export function storedSettings(meta: CheckpointInfo): { settings: Partial<RunSet
     s.autoAugment = m.autoAugment ?? undefined;
     s.validation = m.validation ?? undefined;
     s.earlyStopPatience = m.earlyStopPatience ?? undefined;
+    // Every checkpoint records its session's precision (fp32 until other precisions existed).
+    if (['fp32', 'bf16', 'fp16'].includes(meta.session.precision)) s.precision = meta.session.precision as Precision;
   }
   if (meta.optimizer) {
     const o = meta.optimizer;

@@ -17,7 +17,7 @@ import { etaSeconds, formatDuration, ProgressBar } from '../train/progress.js';
 import { createSchedule, SCHEDULE_TYPES, type ScheduleConfig } from '../train/schedule.js';
 import { Trainer, type EvalStats } from '../train/trainer.js';
 import { UsageError, usage } from './errors.js';
-import { intFlag, MAX_SEED, numberFlag } from './flags.js';
+import { intFlag, MAX_SEED, numberFlag, precisionFlag, precisionHelp } from './flags.js';
 import { prepareOutDir } from './out-dir.js';
 import { MAX_THREADS, applyThreads, availableCpus, threadsHelp } from './threads.js';
 import { parseModelOptions } from './model-options.js';
@@ -64,6 +64,7 @@ Options:
   --early-stop-patience N with --validation: stop after N epochs (N >= 1) without a better validation top-1;
                           best.safetensors is the model to keep, checkpoint.safetensors the last epoch
   --device D              cpu (default)
+  ${precisionHelp(26)}
   ${threadsHelp(26)}
   --workers N             data-loading worker threads, for training and test sets (default: the loader's choice)
   --seed S                seeds initialisation, shuffling and augmentation: an integer in [0, 2^32)
@@ -116,7 +117,7 @@ export function parseTrainArgs(args: string[]): TrainArgs {
       'weight-decay': { type: 'string' }, 'label-smoothing': { type: 'string' }, augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' }, erase: { type: 'string' },
       randaugment: { type: 'string' }, trivialaugment: { type: 'boolean' }, mixup: { type: 'string' }, cutmix: { type: 'string' }, 'mix-prob': { type: 'string' },
       'mix-switch-prob': { type: 'string' }, validation: { type: 'string' }, 'early-stop-patience': { type: 'string' },
-      device: { type: 'string' }, threads: { type: 'string' }, workers: { type: 'string' }, seed: { type: 'string' },
+      device: { type: 'string' }, precision: { type: 'string' }, threads: { type: 'string' }, workers: { type: 'string' }, seed: { type: 'string' },
       out: { type: 'string' }, 'limit-train': { type: 'string' }, 'limit-test': { type: 'string' },
       'stop-after-epoch': { type: 'string' }, 'val-split': { type: 'string' }, 'bad-images': { type: 'string' }, 'max-image-bytes': { type: 'string' }, 'max-image-pixels': { type: 'string' }, resume: { type: 'string' }, json: { type: 'boolean' },
     },
@@ -160,6 +161,7 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     limitTrain: intFlag(v['limit-train'], '--limit-train', 1),
     limitTest: intFlag(v['limit-test'], '--limit-test', 1),
     valSplit: numberFlag(v['val-split'], '--val-split', { min: 0 }),
+    precision: precisionFlag(v.precision),
   };
   if (given.labelSmoothing !== undefined && given.labelSmoothing >= 1) throw new UsageError(`--label-smoothing: expected a number in [0, 1), but received '${v['label-smoothing']}'`);
   if (given.valSplit !== undefined && !(given.valSplit > 0 && given.valSplit < 1)) throw new UsageError(`--val-split: expected a fraction in (0, 1), but received '${v['val-split']}'`);
@@ -242,7 +244,7 @@ function effectiveAugmentation(run: RunSettings, train: Dataset): { augment: boo
 /** The run's settings: the flags, over the checkpoint's when resuming (contradictions refused), over the defaults. */
 function resolveRun(a: TrainArgs, ckpt?: Checkpoint): RunSettings {
   const known = ckpt ? resumeSettings(a.given, ckpt.meta, ckpt.path) : a.given;
-  const run = { ...TRAIN_DEFAULTS, ...known } as RunSettings;
+  const run = { ...TRAIN_DEFAULTS, precision: 'fp32', ...known } as RunSettings;
   if (!run.erase) delete run.erase; // a stored 0: augmentation without erasing
   return run;
 }
@@ -320,7 +322,9 @@ export async function trainCommand(args: string[]): Promise<number> {
   const optimizer = { lr: run.lr, momentum: run.momentum, nesterov: run.nesterov && run.momentum > 0, weightDecay: run.weightDecay };
   const mix = { mixupAlpha: run.mixup, cutmixAlpha: run.cutmix, prob: run.mixProb, switchProb: run.mixSwitchProb };
   const mixing = mixEnabled(mix);
-  const session: Session = await compile(model, { device: a.device, batchSize: run.batchSize, seed: run.seed, optimizer, labelSmoothing: run.labelSmoothing, softTargets: mixing });
+  const session: Session = await compile(model, {
+    device: a.device, batchSize: run.batchSize, precision: run.precision, seed: run.seed, optimizer, labelSmoothing: run.labelSmoothing, softTargets: mixing,
+  });
   const workers = a.workers !== undefined ? { workers: a.workers } : {};
   const trainLoader = new DataLoader(train, { batchSize: run.batchSize, shuffle: true, seed: run.seed, dropLast: true, ...workers });
   const testLoader = new DataLoader(test, { batchSize: run.batchSize, shuffle: false, seed: run.seed, ...workers });

@@ -74,7 +74,8 @@ export function algorithmChoices(report: string): AlgorithmChoice[] {
 }
 
 export interface NativeSession {
-  step(feeds: Feed[], lr?: number): Promise<{ loss: number; correct: number; topkCorrect: number }>;
+  /** lossScale is 0 without loss scaling (skipped is then false). */
+  step(feeds: Feed[], lr?: number): Promise<{ loss: number; correct: number; topkCorrect: number; skipped: boolean; lossScale: number }>;
   forward(feeds: Feed[]): Promise<Float32Array[]>;
   gradients(feeds: Feed[], seed: Float32Array): Promise<{
     outputs: Float32Array[];
@@ -88,6 +89,9 @@ export interface NativeSession {
   getMomentum(index: number): Float32Array;
   setMomentum(index: number, values: Float32Array): void;
   setOptimizer(o: { lr?: number; momentum?: number; nesterov?: boolean; weightDecay?: number }): void;
+  /** null without loss scaling. */
+  lossScaler(): { scale: number; growthTracker: number } | null;
+  setLossScaler(state: { scale: number; growthTracker: number }): void;
   memory(): NativeMemory;
   profile(): NativeNodeProfile[];
   resetProfile(): void;
@@ -95,6 +99,15 @@ export interface NativeSession {
   dispose(): void;
   /** Set by compile on CUDA sessions with a cuDNN algorithm cache file (native/addon/session_wrap.cc). */
   readonly algorithmCache?: AlgorithmCacheReport;
+}
+
+/** The loss scaler's settings (native/core/loss_scaler.h); fields left out take GradScaler's defaults. */
+export interface NativeLossScale {
+  dynamic: boolean;
+  initScale?: number;
+  growthFactor?: number;
+  backoffFactor?: number;
+  growthInterval?: number;
 }
 
 export interface NativeCompileOptions {
@@ -109,6 +122,9 @@ export interface NativeCompileOptions {
   momentum: number;
   nesterov: boolean;
   weightDecay: number;
+  precision: 'fp32' | 'bf16' | 'fp16';
+  /** Absent: no loss scaling. */
+  lossScale?: NativeLossScale;
   /** cuDNN algorithm choice (CUDA devices only); fields left out come from CRUNET_CUDNN_* or the defaults. */
   cudnn?: { benchmark?: boolean; deterministic?: boolean; benchmarkLimit?: number; allowTF32?: boolean; cacheFile?: string };
   /** Average the gradients across a process group's ranks in buckets of bucketBytes (native/dist/gradient_buckets.h); syncBatchNorm: batch statistics over every rank's batch. */

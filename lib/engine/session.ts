@@ -3,7 +3,7 @@ import { duringStep, nativeGroup, type ProcessGroup } from '../dist/process-grou
 import { checkLabelSmoothing, type Graph } from '../graph/builder.js';
 import type { AttrValue, GraphIR } from '../graph/ir.js';
 import {
-  algorithmChoices, native, type AlgorithmCacheReport, type AlgorithmChoice, type Feed, type NativeMemory, type NativeSession,
+  algorithmChoices, native, type AlgorithmCacheReport, type AlgorithmChoice, type Feed, type NativeLossScale, type NativeMemory, type NativeSession,
 } from './native.js';
 
 export type { AlgorithmCacheReport, AlgorithmCandidate, AlgorithmChoice } from './native.js';
@@ -71,12 +71,45 @@ export interface NodeProfile {
   algorithms?: AlgorithmChoice[];
 }
 
+/**
+ * Dynamic loss scaling with PyTorch's torch.amp.GradScaler semantics; fields left out take its defaults.
+ * docs/ARCHITECTURE.md, "Precision", describes what a step does with it.
+ */
+export interface LossScaleOptions {
+  /** The first scale (default 2^16). */
+  initScale?: number;
+  /** Multiplies the scale after growthInterval steps in a row without an overflow (> 1; default 2). */
+  growthFactor?: number;
+  /** Multiplies the scale after a step whose gradients overflowed (in (0, 1); default 0.5). */
+  backoffFactor?: number;
+  /** Good steps in a row before the scale grows (a positive integer; default 2000). */
+  growthInterval?: number;
+}
+
+/** The loss scaler's state, as checkpoints keep it. */
+export interface LossScalerState {
+  scale: number;
+  /** Good steps since the scale last changed. */
+  growthTracker: number;
+}
+
 export interface CompileOptions {
   /** 'cpu' (default), 'cuda' or 'cuda:N'. A device that cannot be used is an error, never a fall back. */
   device?: string;
   /** The batch every step() takes (forward() also accepts fewer samples). */
   batchSize: number;
+  /**
+   * The compute precision (default 'fp32'). A precision the device cannot compute in is an Error naming
+   * the device, the precision and what the device supports; there is no silent fall back to fp32.
+   */
   precision?: Precision;
+  /**
+   * Loss scaling: 'dynamic' (PyTorch's GradScaler: seed the backward with the scale, unscale the gradients
+   * before the update, skip a step whose gradients hold an inf or NaN and halve the scale, double it after
+   * 2000 good steps), a number (a fixed scale; overflowing steps are still skipped), an object (dynamic
+   * with other settings) or false. Default: 'dynamic' for fp16, false otherwise.
+   */
+  lossScale?: 'dynamic' | number | false | LossScaleOptions;
   /** Seeds parameter initialisation. */
   seed?: number;
   optimizer?: SgdOptions;
@@ -111,6 +144,10 @@ export interface StepResult {
   correct: number;
   /** Labels within the k largest logits, when the loss was built with topk > 0. */
   topkCorrect?: number;
+  /** With loss scaling: the gradients overflowed, so nothing was updated (and the scale backed off). */
+  skipped?: boolean;
+  /** With loss scaling: the scale this step's backward was seeded with. */
+  lossScale?: number;
 }
 
 export interface Gradients {
@@ -170,6 +207,36 @@ function withSoftTargets(ir: GraphIR): GraphIR {
   };
 }
 
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+/** compile's lossScale as the addon takes it: undefined for off, else the scaler's settings. */
+function lossScaleOptions(v: CompileOptions['lossScale'], precision: Precision): NativeLossScale | undefined {
+  const at = 'compile: lossScale';
+  if (v === undefined) v = precision === 'fp16' ? 'dynamic' : false;
+  if (v === false) return undefined;
+  if (v === 'dynamic') return { dynamic: true };
+  if (typeof v === 'number') {
+    if (!(Number.isFinite(v) && v > 0 && v <= FLOAT32_MAX)) throw new RangeError(`${at}: expected a fixed scale that is a finite number > 0 in float32, but received ${v}`);
+    return { dynamic: false, initScale: v };
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) {
+    throw new TypeError(`${at}: expected 'dynamic', a number, false or {initScale, growthFactor, backoffFactor, growthInterval}, but received ${typeof v === 'string' ? JSON.stringify(v) : typeName(v)}`);
+  }
+  const known = ['initScale', 'growthFactor', 'backoffFactor', 'growthInterval'];
+  for (const k of Object.keys(v)) if (!known.includes(k)) throw new RangeError(`${at}: expected fields ${known.join(', ')}, but received '${k}'`);
+  const num = (k: keyof LossScaleOptions, ok: (x: number) => boolean, want: string) => {
+    const x = v[k];
+    if (x === undefined) return;
+    if (typeof x !== 'number') throw new TypeError(`${at}.${k}: expected a number, but received ${typeName(x)}`);
+    if (!ok(x)) throw new RangeError(`${at}.${k}: expected ${want}, but received ${x}`);
+  };
+  num('initScale', (x) => Number.isFinite(x) && x > 0 && x <= FLOAT32_MAX, 'a finite number > 0 in float32');
+  num('growthFactor', (x) => Number.isFinite(x) && x > 1, 'a finite number > 1');
+  num('backoffFactor', (x) => x > 0 && x < 1, 'a number in (0, 1)');
+  num('growthInterval', (x) => Number.isInteger(x) && x >= 1 && x < 2 ** 31, 'an integer in [1, 2^31)');
+  return { dynamic: true, ...v };
+}
+
 /**
  * Re-throws a native failure as an error of the same class (the addon throws Error, TypeError and
  * RangeError) whose stack shows the caller's await.
@@ -200,9 +267,7 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
     throw new RangeError(`compile: expected precision 'fp32', 'bf16' or 'fp16', but received ${JSON.stringify(precision)}`);
   }
   const device = opts.device ?? 'cpu';
-  if (precision !== 'fp32') {
-    throw new RangeError(`compile: expected precision 'fp32' on device '${device}', but received '${precision}' (not implemented there yet)`);
-  }
+  const lossScale = lossScaleOptions(opts.lossScale, precision);
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
     throw new RangeError(`compile: expected batchSize to be a positive integer, but received ${opts.batchSize}`);
   }
@@ -222,6 +287,8 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
       momentum: sgd.momentum ?? 0,
       nesterov: sgd.nesterov ?? false,
       weightDecay: sgd.weightDecay ?? 0,
+      precision,
+      ...(lossScale !== undefined ? { lossScale } : {}),
       ...(opts.cudnn !== undefined ? { cudnn: opts.cudnn } : {}),
       ...(distributed ? { distributed: { group: nativeGroup(distributed.group), bucketBytes: distributed.bucketMB * 2 ** 20, syncBatchNorm: distributed.syncBatchNorm } } : {}),
     });
@@ -294,6 +361,8 @@ export class Session {
    * changing any state: inputs with NaN or Inf, labels outside [0, classes), a non-finite loss. When the
    * update itself makes a parameter NaN or infinite (a learning rate far too large), the step rejects
    * naming that parameter, and the update stays applied: restore a checkpoint before training on.
+   * With loss scaling (compile's lossScale), a step whose gradients overflow resolves with skipped: true
+   * instead, having changed nothing but the scale.
    * `targets` [batch, classes]: the soft targets, for a session compiled with softTargets (required there).
    */
   async step(feeds: Feeds, labels?: Int32Array, opts: { lr?: number; targets?: Float32Array } = {}): Promise<StepResult> {
@@ -313,7 +382,12 @@ export class Session {
     try {
       const pending = this.live('step').step(arrays, opts.lr);
       const r = await (this.group ? duringStep(this.group, pending) : pending);
-      return { loss: r.loss, correct: r.correct, ...(this.hasTopk ? { topkCorrect: r.topkCorrect } : {}) };
+      return {
+        loss: r.loss,
+        correct: r.correct,
+        ...(this.hasTopk ? { topkCorrect: r.topkCorrect } : {}),
+        ...(r.lossScale > 0 ? { skipped: r.skipped, lossScale: r.lossScale } : {}),
+      };
     } catch (e) {
       rethrow(e);
     }
@@ -393,6 +467,21 @@ export class Session {
 
   setOptimizer(o: Partial<SgdOptions>): void {
     this.live('setOptimizer').setOptimizer(o);
+  }
+
+  /** The loss scaler's state (for checkpoints), or undefined for a session compiled without loss scaling. */
+  lossScaler(): LossScalerState | undefined {
+    return this.live('lossScaler').lossScaler() ?? undefined;
+  }
+
+  /** Restores the loss scaler's state (a checkpoint's); an Error for a session without loss scaling. */
+  setLossScaler(state: LossScalerState): void {
+    if (!state || typeof state !== 'object') throw new TypeError(`setLossScaler: expected {scale, growthTracker}, but received ${typeName(state)}`);
+    try {
+      this.live('setLossScaler').setLossScaler(state);
+    } catch (e) {
+      rethrow(e);
+    }
   }
 
   /** The memory plan: planned arena vs the naive sum of all intermediate tensors, parameters, scratch. */

@@ -26,7 +26,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Preprocessing } from '../data/dataset.js';
-import type { Session, SgdOptions } from '../engine/session.js';
+import type { LossScalerState, Session, SgdOptions } from '../engine/session.js';
 import { version as crunetVersion } from '../engine/info.js';
 import {
   dtypeOf, readSafetensors, readSafetensorsHeader, SafetensorsError, writeAll, writeSafetensorsTo, type ByteSink, type DType, type ReadTensor, type TensorToWrite,
@@ -75,6 +75,8 @@ export interface CheckpointInfo extends CheckpointMeta {
   session: { device: string; batchSize: number; precision: string };
   /** Whether momentum buffers were saved. */
   optimizerState: boolean;
+  /** The loss scaler's state, for sessions compiled with loss scaling (restored with the optimizer state). */
+  lossScaler?: LossScalerState;
   /** tensorDigest() of the tensors: name, dtype, shape, bytes (absent in checkpoints written before it was added). */
   tensorSha256?: string;
   /** Checkpoints written before tensorSha256: the digest by the old rule, without the dtype (legacyTensorDigest). */
@@ -276,6 +278,7 @@ export async function saveCheckpoint(
     savedAt: new Date().toISOString(),
     session: { device: session.device, batchSize: session.batchSize, precision: session.precision },
     optimizerState: withMomentum,
+    ...(withMomentum && session.lossScaler() ? { lossScaler: session.lossScaler() } : {}),
     sha256: undefined, // a legacy digest carried over in `meta` (e.g. {...old.meta, epoch}) would no longer match
     tensorSha256: tensorDigest(tensors.map(([name, t]) => [name, dtypeOf(name, t.data), t.shape, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)])),
   };
@@ -515,6 +518,10 @@ export function restoreSession(session: Session, ckpt: Checkpoint, opts: Restore
     );
   }
 
+  // First, because the native side is the one to judge it (its growth interval): a state it refuses
+  // leaves the session unchanged, as the checks above do. A session without loss scaling ignores it.
+  const scaler = ckpt.meta.lossScaler;
+  if ((opts.optimizerState ?? true) && scaler && session.lossScaler()) session.setLossScaler(scaler);
   for (const name of names) {
     const t = ckpt.tensors.get(name);
     if (t) session.setParameter(name, t.data);

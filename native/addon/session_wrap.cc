@@ -75,6 +75,36 @@ SgdConfig read_sgd(const Napi::Object& o, SgdConfig cfg) {
   return cfg;
 }
 
+// compile's `precision`: absent means fp32.
+Precision read_precision(const Napi::Object& o) {
+  if (!o.Has("precision") || o.Get("precision").IsUndefined()) return Precision::fp32;
+  Precision p;
+  if (!o.Get("precision").IsString() || !parse_precision(o.Get("precision").As<Napi::String>().Utf8Value(), &p))
+    throw Napi::RangeError::New(o.Env(), "compile: options.precision: expected 'fp32', 'bf16' or 'fp16', but received " +
+                                             o.Get("precision").ToString().Utf8Value());
+  return p;
+}
+
+// compile's `lossScale`: absent or undefined is off; otherwise {dynamic, initScale, growthFactor,
+// backoffFactor, growthInterval}, each defaulting to GradScaler's (LossScaler checks the values).
+LossScalerConfig read_loss_scale(const Napi::Object& o) {
+  LossScalerConfig cfg;
+  if (!o.Has("lossScale") || o.Get("lossScale").IsUndefined()) return cfg;
+  if (!o.Get("lossScale").IsObject()) throw Napi::TypeError::New(o.Env(), "compile: options.lossScale: expected an object");
+  auto l = o.Get("lossScale").As<Napi::Object>();
+  cfg.enabled = true;
+  cfg.dynamic = opt_bool(l, "dynamic", cfg.dynamic);
+  cfg.init_scale = static_cast<float>(opt_number(l, "initScale", cfg.init_scale));
+  cfg.growth_factor = static_cast<float>(opt_number(l, "growthFactor", cfg.growth_factor));
+  cfg.backoff_factor = static_cast<float>(opt_number(l, "backoffFactor", cfg.backoff_factor));
+  const double interval = opt_number(l, "growthInterval", cfg.growth_interval);
+  if (interval < 1 || interval > 2147483647 || interval != std::floor(interval))
+    throw Napi::RangeError::New(o.Env(), "compile: options.lossScale.growthInterval: expected an integer in [1, 2^31), but received " +
+                                             l.Get("growthInterval").ToString().Utf8Value());
+  cfg.growth_interval = static_cast<int>(interval);
+  return cfg;
+}
+
 Napi::Float32Array new_f32(Napi::Env env, const Shape& s) {
   return Napi::Float32Array::New(env, static_cast<size_t>(numel(s)));
 }
@@ -93,6 +123,8 @@ Napi::Function SessionWrap::define(Napi::Env env) {
                       InstanceMethod("getMomentum", &SessionWrap::get_momentum),
                       InstanceMethod("setMomentum", &SessionWrap::set_momentum),
                       InstanceMethod("setOptimizer", &SessionWrap::set_optimizer),
+                      InstanceMethod("lossScaler", &SessionWrap::loss_scaler),
+                      InstanceMethod("setLossScaler", &SessionWrap::set_loss_scaler),
                       InstanceMethod("memory", &SessionWrap::memory),
                       InstanceMethod("profile", &SessionWrap::profile),
                       InstanceMethod("resetProfile", &SessionWrap::reset_profile),
@@ -136,6 +168,8 @@ Napi::Value SessionWrap::compile(const Napi::CallbackInfo& info) {
   opts.profile = opt_bool(o, "profile", false);
   opts.fuse = opt_bool(o, "fuse", true);
   opts.sgd = read_sgd(o, opts.sgd);
+  opts.precision = read_precision(o);
+  opts.loss_scale = read_loss_scale(o);
   std::string device = o.Has("device") && o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
   // cuDNN algorithm settings ({benchmark, deterministic, benchmarkLimit, allowTF32, cacheFile}, or the
   // CRUNET_CUDNN_* environment variables); read for CUDA devices only, and checked before a device is
@@ -272,7 +306,7 @@ Napi::Value SessionWrap::step(const Napi::CallbackInfo& info) {
   Executor& ex = live(env, "step");
   auto feeds = read_feeds(info[0]);
   float lr = info[1].IsNumber() ? info[1].As<Napi::Number>().FloatValue() : ex.sgd().lr;
-  auto stats = std::make_shared<StepStats>();
+  auto stats = std::make_shared<StepOutcome>();
   auto guard = hold(info, {});
   return submit(
       env, [&ex, feeds, lr, stats] { *stats = ex.step(feeds->ptrs, lr); },
@@ -281,6 +315,8 @@ Napi::Value SessionWrap::step(const Napi::CallbackInfo& info) {
         r.Set("loss", stats->loss);
         r.Set("correct", stats->correct);
         r.Set("topkCorrect", stats->topk_correct);
+        r.Set("skipped", stats->skipped);
+        r.Set("lossScale", stats->loss_scale);
         return r;
       });
 }
@@ -489,6 +525,38 @@ Napi::Value SessionWrap::set_optimizer(const Napi::CallbackInfo& info) {
   if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "setOptimizer: expected an object");
   ex.set_sgd(read_sgd(info[0].As<Napi::Object>(), ex.sgd()));
   return info.Env().Undefined();
+}
+
+// {scale, growthTracker}, or null for a session compiled without loss scaling.
+Napi::Value SessionWrap::loss_scaler(const Napi::CallbackInfo& info) {
+  fault_point("lossScaler");
+  Napi::Env env = info.Env();
+  Executor& ex = live(env, "lossScaler");
+  if (!ex.loss_scaling()) return env.Null();
+  LossScalerState st;
+  run_sync([&] { st = ex.loss_scaler(); });
+  auto o = Napi::Object::New(env);
+  o.Set("scale", st.scale);
+  o.Set("growthTracker", st.growth_tracker);
+  return o;
+}
+
+Napi::Value SessionWrap::set_loss_scaler(const Napi::CallbackInfo& info) {
+  fault_point("setLossScaler");
+  Napi::Env env = info.Env();
+  Executor& ex = live(env, "setLossScaler");
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "setLossScaler: expected an object {scale, growthTracker}");
+  auto o = info[0].As<Napi::Object>();
+  const double tracker = opt_number(o, "growthTracker", 0);
+  if (tracker != std::floor(tracker) || tracker < 0 || tracker > 2147483647)
+    throw Napi::RangeError::New(env, "setLossScaler: growthTracker: expected an integer >= 0, but received " + o.Get("growthTracker").ToString().Utf8Value());
+  const LossScalerState st{static_cast<float>(opt_number(o, "scale", 0)), static_cast<int>(tracker)};
+  try {
+    run_sync([&] { ex.set_loss_scaler(st); });
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return env.Undefined();
 }
 
 Napi::Value SessionWrap::memory(const Napi::CallbackInfo& info) {

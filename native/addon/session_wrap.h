@@ -34,6 +34,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value get_momentum(const Napi::CallbackInfo& info);
   Napi::Value set_momentum(const Napi::CallbackInfo& info);
   Napi::Value set_optimizer(const Napi::CallbackInfo& info);
+  Napi::Value loss_scaler(const Napi::CallbackInfo& info);
+  Napi::Value set_loss_scaler(const Napi::CallbackInfo& info);
   Napi::Value memory(const Napi::CallbackInfo& info);
   Napi::Value profile(const Napi::CallbackInfo& info);
   Napi::Value reset_profile(const Napi::CallbackInfo& info);

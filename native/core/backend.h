@@ -13,6 +13,7 @@
 // NCHW), the CUDA backend plain NCHW for fp32. Rank-2 [N,F] is row-major everywhere;
 // parameters keep PyTorch's layout (conv weight [O, C/groups, kh, kw]) on every backend.
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "ops.h"
+#include "precision.h"
 
 namespace crunet {
 
@@ -129,6 +131,28 @@ class Backend {
   // Returns the index (into slots) of the first parameter that holds a NaN or an infinity after the
   // update, or -1: a flag reduced while updating, so the check costs no extra pass over the weights.
   virtual int sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) = 0;
+
+  // The loss scaler's unscale (loss_scaler.h): x *= factor over n floats in place; returns false when an
+  // element was NaN or infinite before scaling (as PyTorch's _amp_foreach_non_finite_check_and_unscale_).
+  // The default goes through host memory; a device backend overrides it with a kernel.
+  virtual bool unscale(float* x, size_t n, float factor) {
+    std::vector<float> host(n);
+    download(host.data(), x, n * sizeof(float));
+    bool finite = true;
+    for (float& v : host) {
+      finite &= std::isfinite(v);
+      v *= factor;
+    }
+    upload(x, host.data(), n * sizeof(float));
+    return finite;
+  }
+
+  // "" when this device can compute in precision p; otherwise why not, naming what it lacks. Compile
+  // refuses a precision with that reason, the device and the precisions it can do (docs/ARCHITECTURE.md,
+  // "Precision"); a backend overrides this as its low-precision kernels arrive.
+  virtual std::string precision_unsupported(Precision p) const {
+    return p == Precision::fp32 ? "" : std::string("this backend has no ") + precision_name(p) + " kernels yet";
+  }
 
   // Whether batchNorm kernels accept BatchNormAttrs::fuse_relu (then the executor fuses batchNorm -> relu).
   virtual bool fuses_batch_norm_relu() const { return false; }

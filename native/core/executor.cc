@@ -59,11 +59,21 @@ void cancel_all_work() { g_cancelled.store(true); }
 bool work_cancelled() { return g_cancelled.load(std::memory_order_relaxed); }
 
 Executor::Executor(Backend& backend, const GraphDesc& graph, const ExecutorOptions& opts)
-    : be_(backend), opts_(opts), g_(infer_shapes(opts.fuse && backend.fuses_batch_norm_relu() ? fuse_batch_norm_relu(graph) : graph, opts.batch)) {
+    : be_(backend), opts_(opts), g_(infer_shapes(opts.fuse && backend.fuses_batch_norm_relu() ? fuse_batch_norm_relu(graph) : graph, opts.batch)),
+      scaler_(opts.loss_scale) {
+  check_precision();
   try {
     build_kernels();
     init_params();
     bind(make_schedule(g_, kernel_needs(), opts_.input_grads));
+    if (scaler_.enabled() && loss_pass_) {
+      // The loss kernel reads its seed from backend memory (a device backend: device memory).
+      seed_ = static_cast<float*>(alloc_or_explain(sizeof(float), "the loss scale", false));
+      const float scale = scaler_.scale();
+      be_.upload(seed_, &scale, sizeof scale);
+      for (auto& call : loss_pass_->calls)
+        if (call.node == g_.loss_node) call.io.out_grad = seed_;
+    }
   } catch (...) {
     // Free what was allocated before rethrowing. Not this->~Executor(): the members would then be
     // destroyed twice (once there, once as the constructor unwinds), a double free.
@@ -97,7 +107,26 @@ void Executor::release() {
   if (arena_) be_.release(arena_);
   if (scratch_) be_.release(scratch_);
   if (running_backup_) be_.release(running_backup_);
+  if (seed_) be_.release(seed_);
   arena_ = scratch_ = running_backup_ = nullptr;
+  seed_ = nullptr;
+}
+
+// A precision the device cannot compute in is an error naming the device, the precision, why, and what
+// the device supports: never a silent fp32 (docs/ARCHITECTURE.md, "Precision").
+void Executor::check_precision() const {
+  const Precision p = opts_.precision;
+  const std::string why = be_.precision_unsupported(p);
+  if (!why.empty()) {
+    std::string supported;
+    for (Precision q : kAllPrecisions)
+      if (be_.precision_unsupported(q).empty()) supported += std::string(supported.empty() ? "" : ", ") + precision_name(q);
+    fail("compile: device '", be_.name(), "' cannot compute in ", precision_name(p), ": ", why, "; it supports ", supported);
+  }
+  // The device could, but the executor does not yet lower a graph to low-precision kernels and casts.
+  if (p != Precision::fp32)
+    fail("compile: precision ", precision_name(p), " on device '", be_.name(), "': crunet cannot run a graph in ",
+         precision_name(p), " yet; use fp32");
 }
 
 void check_tensor_elements(const TypedGraph& g, int64_t limit, const std::string& where) {
@@ -355,14 +384,14 @@ void Executor::synchronize_batch_norm() {
       for (auto& call : p->calls) attach(call.io, call.node);
 }
 
-StepStats Executor::step(const Feeds& feeds, float lr) {
+StepOutcome Executor::step(const Feeds& feeds, float lr) {
   if (!loss_pass_) fail("step: the graph has no loss; build it with a softmaxCrossEntropy loss or use gradients()");
   if (!std::isfinite(lr) || lr < 0) fail("step: learning rate must be a finite number >= 0, got ", lr);
   upload_feeds(feeds);
   // Until the update begins only batch-norm running statistics change (forward) besides gradients, so
   // putting them back undoes a step that fails before it: a non-finite loss, a cancelled or failed kernel.
   save_running_stats();
-  StepStats stats;
+  StepOutcome stats;
   struct InStep {  // synchronized batch norm exchanges statistics only within step()
     bool& flag;
     explicit InStep(bool& f) : flag(f) { flag = true; }
@@ -370,7 +399,7 @@ StepStats Executor::step(const Feeds& feeds, float lr) {
   } in_step(in_step_);
   try {
     run_forward(true);
-    stats = last_stats_;
+    static_cast<StepStats&>(stats) = last_stats_;
     if (!std::isfinite(stats.loss))
       fail("step: the loss is ", std::isnan(stats.loss) ? "NaN" : "infinite",
            "; parameters, optimizer state and batch-norm statistics were left as they were before this step "
@@ -381,6 +410,24 @@ StepStats Executor::step(const Feeds& feeds, float lr) {
     if (sync_) sync_->abandon();
     restore_running_stats();
     throw;
+  }
+  // Loss scaling: the gradients are unscaled before anything reads them (the update, and any clipping);
+  // an overflow skips the step as if it had not run, and the scaler backs off (loss_scaler.h).
+  if (scaler_.enabled()) {
+    stats.loss_scale = scaler_.scale();
+    const float inv = scaler_.inverse_scale();
+    bool finite = true;
+    for (size_t k = 0; k < sgd_slots_.size(); k++) finite &= be_.unscale(param_grad_[sgd_params_[k]], sgd_slots_[k].n, inv);
+    scaler_.update(!finite);
+    if (scaler_.scale() != stats.loss_scale) {
+      const float scale = scaler_.scale();
+      be_.upload(seed_, &scale, sizeof scale);
+    }
+    if (!finite) {
+      restore_running_stats();
+      stats.skipped = true;
+      return stats;
+    }
   }
   SgdConfig cfg = opts_.sgd;
   cfg.lr = lr;
@@ -459,6 +506,11 @@ void Executor::read_momentum(int id, float* host) const {
 void Executor::write_momentum(int id, const float* host) {
   if (!param_mom_.at(id)) fail("parameter ", g_.params[id].name, " is not trainable: it has no optimizer state");
   be_.upload(param_mom_[id], host, static_cast<size_t>(numel(g_.params[id].shape)) * 4);
+}
+
+void Executor::set_loss_scaler(const LossScalerState& s) {
+  scaler_.set_state(s);
+  if (seed_) be_.upload(seed_, &s.scale, sizeof s.scale);
 }
 
 MemoryReport Executor::memory() const {

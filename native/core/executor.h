@@ -13,6 +13,7 @@
 #include "backend.h"
 #include "gradient_sync.h"
 #include "graph.h"
+#include "loss_scaler.h"
 #include "memory_plan.h"
 #include "schedule.h"
 
@@ -26,6 +27,14 @@ struct ExecutorOptions {
   bool reuse_memory = true;  // let the planner share bytes between buffers with disjoint lifetimes
   bool profile = false;      // time every kernel call
   bool fuse = true;          // apply the graph rewrites of fusion.h the backend supports
+  Precision precision = Precision::fp32;  // refused unless the backend can compute in it (docs/ARCHITECTURE.md, "Precision")
+  LossScalerConfig loss_scale;            // off unless enabled
+};
+
+// What step() reports: the loss kernel's statistics and what the loss scaler did.
+struct StepOutcome : StepStats {
+  bool skipped = false;   // the scaled gradients held an inf or NaN: nothing was updated
+  float loss_scale = 0;   // the scale this step's backward was seeded with (0 without loss scaling)
 };
 
 struct MemoryReport {
@@ -66,7 +75,9 @@ class Executor {
   // Forward (training), loss, backward, SGD update. Throws without updating anything when an input is
   // not finite, a label is out of range or the loss is not finite; throws after the update (which stays
   // applied) when a parameter became non-finite, naming it.
-  StepStats step(const Feeds& feeds, float lr);
+  // With loss scaling, a step whose unscaled gradients hold an inf or a NaN is skipped instead: nothing
+  // changes but the scale (outcome.skipped).
+  StepOutcome step(const Feeds& feeds, float lr);
   // Inference forward; writes each graph output (NCHW) to outs.
   void forward(const Feeds& feeds, const std::vector<float*>& outs);
   // Training-mode forward and backward seeded with dL/d(outputs[0]); no update, and batch-norm running
@@ -89,6 +100,11 @@ class Executor {
   void read_momentum(int id, float* host) const;
   void write_momentum(int id, const float* host);
 
+  // The loss scaler's state (checkpoints); set_loss_scaler throws for a session without loss scaling.
+  bool loss_scaling() const { return scaler_.enabled(); }
+  LossScalerState loss_scaler() const { return scaler_.state(); }
+  void set_loss_scaler(const LossScalerState& s);
+
   MemoryReport memory() const;
   std::vector<NodeProfile> profile() const { return prof_; }
   void reset_profile();
@@ -103,6 +119,7 @@ class Executor {
   void build_kernels();
   std::vector<KernelNeeds> kernel_needs() const;
   void bind(const Schedule& s);  // places the schedule's buffers and prebuilds every call's arguments
+  void check_precision() const;
   void init_params();
   void upload_feeds(const Feeds& feeds);
   void save_running_stats();     // batch-norm running statistics -> running_backup_
@@ -133,6 +150,8 @@ class Executor {
   // each training step's forward, so that a step whose loss is not finite can restore them.
   void* running_backup_ = nullptr;
   std::vector<std::pair<int, size_t>> running_slots_;  // (parameter id, byte offset in running_backup_)
+  LossScaler scaler_;
+  float* seed_ = nullptr;  // with loss scaling: the loss gradient's seed, the current scale, in backend memory
   StepStats last_stats_;
   std::shared_ptr<GradientSync> sync_;
   std::vector<std::vector<int>> sync_after_;  // per loss-pass call: the sync slots whose gradients it finishes

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu_info.h"
 #include "dnnl_util.h"
 #include "kernels.h"
 
@@ -99,6 +100,25 @@ class CpuBackend final : public Backend {
   void accumulate(float* dst, const float* src, size_t n) override {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
+  }
+
+  bool unscale(float* x, size_t n, float factor) override {
+    uint32_t nonfinite = 0;
+#pragma omp parallel for simd schedule(static) reduction(| : nonfinite)
+    for (size_t i = 0; i < n; i++) {
+      nonfinite |= exponent_all_ones(x[i]);
+      x[i] *= factor;
+    }
+    return nonfinite == 0;
+  }
+
+  std::string precision_unsupported(Precision p) const override {
+    switch (p) {
+      case Precision::fp32: return "";
+      case Precision::bf16: return bf16_unsupported();
+      case Precision::fp16: return "oneDNN 2.6 has no fp16 training kernels for CPUs";
+    }
+    return "unknown precision";
   }
 
   // A zero buffer makes the first step's m*buf + g equal PyTorch's buf = g exactly. Each thread updates

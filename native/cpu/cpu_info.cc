@@ -26,6 +26,13 @@ std::string isa_name(dnnl::cpu_isa isa) {
 }
 }  // namespace
 
+std::string bf16_unsupported() {
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  if (isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx) return "";
+  return "it needs a CPU with native bf16 instructions (AVX512_BF16 or AMX; oneDNN ISA avx512_core_bf16 or "
+         "avx512_core_amx), and oneDNN dispatches " + isa_name(isa) + " on this one";
+}
+
 CpuInfo cpu_info() {
   CpuInfo info;
   const dnnl::version_t* v = dnnl::version();

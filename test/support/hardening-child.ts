@@ -34,6 +34,8 @@ async function callEntry(entry: string): Promise<void> {
     case 'getMomentum': s.getOptimizerState(p); break;
     case 'setMomentum': s.setOptimizerState(p, zeros(s, p)); break;
     case 'setOptimizer': s.setOptimizer({ lr: 0.2 }); break;
+    case 'lossScaler': s.lossScaler(); break;
+    case 'setLossScaler': s.setLossScaler({ scale: 2, growthTracker: 0 }); break;
     case 'memory': s.memory(); break;
     case 'profile': s.profile(); break;
     case 'resetProfile': s.resetProfile(); break;
