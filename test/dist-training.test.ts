@@ -132,6 +132,16 @@ const hasGloo = (() => {
     assert.ok(worst(p0, init, ATOL, RTOL).ratio > 100);
   });
 
+  it('with a fixed loss scale (scaled gradients averaged, then unscaled) 2 x 32 still equal 1 x 64 unscaled', async () => {
+    const port = await freePort();
+    const job = { ...base, port, worldSize: 2, lossScale: 1024 };
+    const [r0, r1] = await Promise.all([worker({ ...job, rank: 0 }).done, worker({ ...job, rank: 1 }).done]);
+    assert.equal(r0.code, 0, r0.err);
+    assert.equal(r1.code, 0, r1.err);
+    const w = worst(params(r0), await reference('plain', 64, 5, base), ATOL, RTOL);  // a power of two: exact
+    assert.ok(w.ratio <= 1, `rank 0 vs 1 x 64: ${w.where}`);
+  });
+
   it("a shared factor's update (its gradient, reduced once) equals the single-process one, with several buckets", async () => {
     const port = await freePort();
     // Buckets of 2 KB: the factor's 2304 bytes fill one alone, and the other gradients make several more.

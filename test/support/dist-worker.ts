@@ -1,5 +1,5 @@
 // One rank of a data-parallel test job (test/dist-training.test.ts), configured by the JSON in argv[2]:
-//   {rank, worldSize, port, timeoutMs, model, width?, seed?, perRank, steps, lr, momentum, bucketMB?, syncBatchNorm?}
+//   {rank, worldSize, port, timeoutMs, model, width?, seed?, perRank, steps, lr, momentum, bucketMB?, syncBatchNorm?, lossScale?}
 // It joins the group, compiles with `distributed`, trains `steps` steps on its shard of each global batch
 // (test/support/dist-net.ts) and prints, as its last stdout line, {params: {name: base64 f32}}. It prints
 // "step N" after each step (the kill test waits for it). Failures go to stderr as "ERROR: message" and
@@ -9,7 +9,7 @@ import { distNet, globalBatch, shard, type DistModel } from './dist-net.js';
 
 interface Job {
   rank: number; worldSize: number; port: number; timeoutMs: number; model: DistModel; width?: number; seed?: number;
-  perRank: number; steps: number; lr: number; momentum: number; bucketMB?: number; syncBatchNorm?: boolean;
+  perRank: number; steps: number; lr: number; momentum: number; bucketMB?: number; syncBatchNorm?: boolean; lossScale?: number;
 }
 
 // SIGUSR2: process.exit(3) at once, as a CLI does on Ctrl-C (the test of exiting during a blocked exchange).
@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   setNumThreads(1);
   const group = await dist.initProcessGroup({ rank: job.rank, worldSize: job.worldSize, masterAddr: '127.0.0.1', masterPort: job.port, timeoutMs: job.timeoutMs });
   const s = await compile(distNet(job.model, job.width), {
-    batchSize: job.perRank, seed: job.seed ?? 0, optimizer: { lr: job.lr, momentum: job.momentum }, distributed: { group, syncBatchNorm: job.syncBatchNorm ?? false, ...(job.bucketMB ? { bucketMB: job.bucketMB } : {}) },
+    batchSize: job.perRank, seed: job.seed ?? 0, ...(job.lossScale ? { lossScale: job.lossScale } : {}), optimizer: { lr: job.lr, momentum: job.momentum }, distributed: { group, syncBatchNorm: job.syncBatchNorm ?? false, ...(job.bucketMB ? { bucketMB: job.bucketMB } : {}) },
   });
   for (let i = 0; i < job.steps; i++) {
     const b = shard(globalBatch(i, job.perRank * job.worldSize), job.rank, job.perRank);
