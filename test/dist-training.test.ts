@@ -344,6 +344,8 @@ const hasGloo = (() => {
     assert.equal((await rejection(g.barrier())).message, 'barrier: this process group was destroyed');
     const e4 = await rejection(compile(distNet('plain'), { batchSize: 4, distributed: { group: g } }));
     assert.equal(e4.message, 'compile: distributed.group was destroyed');
+    const e5 = await rejection(dist.initProcessGroup({ rank: 1, worldSize: 2, masterAddr: 'no-such-host.invalid', masterPort: 29500, timeoutMs: 2000 }));
+    assert.match(e5.message, /^rank 1: cannot resolve the master address 'no-such-host\.invalid': /);
     const e3 = await rejection(dist.initProcessGroup({ rank: 2, worldSize: 2, masterAddr: 'x', masterPort: 1 }));
     assert.ok(e3 instanceof RangeError, String(e3));
     assert.equal(e3.message, 'initProcessGroup: expected rank in [0, 1], but received 2');
