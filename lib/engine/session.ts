@@ -1,3 +1,5 @@
+import { joinDataParallel, rankFacts } from '../dist/ddp.js';
+import { duringStep, nativeGroup, type ProcessGroup } from '../dist/process-group.js';
 import { checkLabelSmoothing, type Graph } from '../graph/builder.js';
 import type { AttrValue, GraphIR } from '../graph/ir.js';
 import {
@@ -7,6 +9,25 @@ import {
 export type { AlgorithmCacheReport, AlgorithmCandidate, AlgorithmChoice } from './native.js';
 
 export type Precision = 'fp32' | 'bf16' | 'fp16';
+
+/**
+ * Data-parallel training (DDP's semantics; docs/ARCHITECTURE.md, "Several processes"): every rank compiles
+ * the same model with its own shard of each batch. compile() checks across the group that the models,
+ * batch sizes and precisions agree (an Error naming the rank and what differs) and copies rank 0's
+ * parameters and batch-norm statistics to every rank; each step() then averages the gradients over the
+ * ranks before the update, so N ranks at batch B train as one process at batch N x B (without batch norm).
+ */
+export interface DistributedOptions {
+  /** The group of this job's processes (crunet.dist.initProcessGroup). */
+  group: ProcessGroup;
+  /** Gradients are reduced in buckets of about this many megabytes (default 25, as DDP's bucket_cap_mb). */
+  bucketMB?: number;
+  /**
+   * Batch norm's training statistics over the global batch (every rank's shard; PyTorch's SyncBatchNorm)
+   * instead of each rank's own (default false, as DDP). Turns off the batchNorm-relu fusion.
+   */
+  syncBatchNorm?: boolean;
+}
 
 /** PyTorch's torch.optim.SGD (dampening 0). Weight decay applies to parameters whose weightDecay is true. */
 export interface SgdOptions {
@@ -114,6 +135,8 @@ export interface CompileOptions {
    * whose loss already takes soft targets needs no option.
    */
   softTargets?: boolean;
+  /** Train as one rank of a data-parallel job (CPU sessions, Gloo). */
+  distributed?: DistributedOptions;
 }
 
 export interface StepResult {
@@ -249,6 +272,7 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
     throw new RangeError(`compile: expected batchSize to be a positive integer, but received ${opts.batchSize}`);
   }
   const sgd = opts.optimizer ?? { lr: 0.1 };
+  const distributed = opts.distributed === undefined ? undefined : checkDistributed(opts.distributed);
   let handle: NativeSession;
   try {
     handle = await native().compile(ir, {
@@ -266,11 +290,43 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
       precision,
       ...(lossScale !== undefined ? { lossScale } : {}),
       ...(opts.cudnn !== undefined ? { cudnn: opts.cudnn } : {}),
+      ...(distributed ? { distributed: { group: nativeGroup(distributed.group), bucketBytes: distributed.bucketMB * 2 ** 20, syncBatchNorm: distributed.syncBatchNorm } } : {}),
     });
   } catch (e) {
     rethrow(e);
   }
-  return new Session(handle, ir, opts.batchSize, device, precision);
+  const session = new Session(handle, ir, opts.batchSize, device, precision, distributed?.group);
+  if (distributed) {
+    const store = {
+      parameters: () => handle.params(),
+      getParameter: (name: string) => session.getParameter(name),
+      setParameter: (name: string, v: Float32Array) => session.setParameter(name, v),
+    };
+    try {
+      await joinDataParallel(distributed.group, rankFacts(ir, store, opts.batchSize, precision, device, distributed.syncBatchNorm), store);
+    } catch (e) {
+      session.dispose();
+      throw e;
+    }
+  }
+  return session;
+}
+
+/** compile's `distributed` option, checked, with its defaults. */
+function checkDistributed(d: DistributedOptions): Required<DistributedOptions> {
+  if (!d || typeof d !== 'object') throw new TypeError(`compile: expected distributed to be {group, bucketMB?}, but received ${typeName(d)}`);
+  const group = d.group;
+  if (!group || typeof group !== 'object' || typeof group.allreduce !== 'function') {
+    throw new TypeError(`compile: expected distributed.group to be a process group (crunet.dist.initProcessGroup()), but received ${typeName(group)}`);
+  }
+  if (group.isDestroyed) throw new Error('compile: distributed.group was destroyed');
+  const bucketMB = d.bucketMB ?? 25;
+  if (typeof bucketMB !== 'number' || !(bucketMB > 0 && bucketMB <= 1e6)) {
+    throw new RangeError(`compile: expected distributed.bucketMB to be a number in (0, 1e6], but received ${bucketMB}`);
+  }
+  const syncBatchNorm = d.syncBatchNorm ?? false;
+  if (typeof syncBatchNorm !== 'boolean') throw new TypeError(`compile: expected distributed.syncBatchNorm to be a boolean, but received ${typeName(syncBatchNorm)}`);
+  return { group, bucketMB, syncBatchNorm };
 }
 
 /** A compiled graph on one device. Release its native memory with dispose() (or `using`). */
@@ -289,6 +345,8 @@ export class Session {
     readonly batchSize: number,
     readonly device: string,
     readonly precision: Precision,
+    /** The process group of a data-parallel session (compile's distributed.group): step() exchanges on it. */
+    readonly group?: ProcessGroup,
   ) {
     handle.params().forEach((p, i) => this.paramIndex.set(p.name, i));
     this.inputs = graph.inputs.map((i) => ({ name: i.name, perSample: i.shape.reduce((a, b) => a * b, 1), dtype: i.dtype }));
@@ -322,7 +380,8 @@ export class Session {
     }
     if (!this.graph.loss) throw new TypeError('step: expected a session of a graph with a loss (build it with softmaxCrossEntropy as loss), but received one without');
     try {
-      const r = await this.live('step').step(arrays, opts.lr);
+      const pending = this.live('step').step(arrays, opts.lr);
+      const r = await (this.group ? duringStep(this.group, pending) : pending);
       return {
         loss: r.loss,
         correct: r.correct,
