@@ -140,6 +140,8 @@ export interface BuildInfo {
   cudaDevices: number;
   /** Why no CUDA device can be used (library not built or not loadable, no driver, no device). */
   cudaUnavailableReason?: string;
+  /** Whether the addon was built with Gloo (process groups, crunet.dist). */
+  gloo: boolean;
 }
 
 export interface DeviceInfo {
@@ -195,6 +197,15 @@ export interface NativeSchedule {
   output?: NativeBackwardPass;
 }
 
+/** A process group's native side (native/addon/process_group_wrap.cc); lib/dist/process-group.ts checks the arguments. */
+export interface NativeProcessGroup {
+  allreduce(values: Float32Array | Float64Array, op: 'sum' | 'max' | 'min'): Promise<void>;
+  broadcast(values: Float32Array | Float64Array | Uint8Array, root: number): Promise<void>;
+  allgather(bytes: Uint8Array): Promise<Uint8Array[]>;
+  barrier(): Promise<void>;
+  destroy(): void;
+}
+
 export interface Addon {
   /** The class of compile's sessions; constructing it directly throws (a session comes from compile()). */
   NativeSession: abstract new (...args: never[]) => NativeSession;
@@ -214,6 +225,8 @@ export interface Addon {
   schedule(graph: GraphIR, batch: number, options?: { inputGrads?: boolean; kernels?: NativeKernelNeeds[] }): NativeSchedule;
   /** Compile's tensor-size check alone with any limit (CUDA's is 2^31 - 1 elements), for its tests. */
   checkTensorElements(graph: GraphIR, batch: number, limit: number, where: string): void;
+  /** Joins a process group (absent when the addon was built without Gloo). */
+  initProcessGroup?(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): Promise<NativeProcessGroup>;
 }
 
 /** The package root: the nearest folder above this file whose package.json is crunet's. */

@@ -1,3 +1,4 @@
+import type { ProcessGroup } from '../dist/process-group.js';
 import { checkLabelSmoothing, type Graph } from '../graph/builder.js';
 import type { AttrValue, GraphIR } from '../graph/ir.js';
 import {
@@ -7,6 +8,20 @@ import {
 export type { AlgorithmCacheReport, AlgorithmCandidate, AlgorithmChoice } from './native.js';
 
 export type Precision = 'fp32' | 'bf16' | 'fp16';
+
+/**
+ * Data-parallel training (DDP's semantics; docs/ARCHITECTURE.md, "Several processes"): every rank compiles
+ * the same model with its own shard of each batch. compile() checks across the group that the models,
+ * batch sizes and precisions agree (an Error naming the rank and what differs) and copies rank 0's
+ * parameters and batch-norm statistics to every rank; each step() then averages the gradients over the
+ * ranks before the update, so N ranks at batch B train as one process at batch N x B (without batch norm).
+ */
+export interface DistributedOptions {
+  /** The group of this job's processes (crunet.dist.initProcessGroup). */
+  group: ProcessGroup;
+  /** Gradients are reduced in buckets of about this many megabytes (default 25, as DDP's bucket_cap_mb). */
+  bucketMB?: number;
+}
 
 /** PyTorch's torch.optim.SGD (dampening 0). Weight decay applies to parameters whose weightDecay is true. */
 export interface SgdOptions {
@@ -81,6 +96,8 @@ export interface CompileOptions {
    * whose loss already takes soft targets needs no option.
    */
   softTargets?: boolean;
+  /** Train as one rank of a data-parallel job (CPU sessions, Gloo). */
+  distributed?: DistributedOptions;
 }
 
 export interface StepResult {
