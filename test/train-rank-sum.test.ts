@@ -10,10 +10,10 @@ import type { RankSum } from '../lib/train/rank-sum.js';
 
 /** `size` ranks in one process: an allreduce resolves once every rank has called it, with the sum. */
 function memoryGroup(size: number): RankSum[] {
-  let waiting: { values: Float64Array | Float32Array; resolve: () => void }[] = [];
+  let waiting: { values: Float64Array; resolve: () => void }[] = [];
   return Array.from({ length: size }, (_, rank) => ({
     rank, worldSize: size,
-    allreduce: (values: Float32Array | Float64Array) => new Promise<void>((resolve) => {
+    allreduce: (values: Float64Array) => new Promise<void>((resolve) => {
       waiting.push({ values, resolve });
       if (waiting.length < size) return;
       const all = waiting;
