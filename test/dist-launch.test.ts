@@ -113,11 +113,12 @@ describe('crunet launch', function () {
   });
 
   it('a worker whose JavaScript thread is stuck past --hang-timeout ends the job', async () => {
-    const c = start(['--hang-timeout', '2'], ['wait', 'spin']);
+    // 10 s: a worker's start on a loaded machine (before its first heartbeat) must not pass for a hang.
+    const c = start(['--hang-timeout', '10'], ['wait', 'spin']);
     const ws = await started(c);
     const r = await c.done;
     assert.equal(r.code, 1, r.err);
-    assert.match(r.err, /the job failed: rank 1 \(.*\) sent no heartbeat for \d+ s \(--hang-timeout 2 s\): its JavaScript thread is stuck/);
+    assert.match(r.err, /the job failed: rank 1 \(.*\) sent no heartbeat for \d+ s \(--hang-timeout 10 s\): its JavaScript thread is stuck/);
     for (const p of ws) assert.ok(!alive(p), `worker ${p} still runs`);
   });
 

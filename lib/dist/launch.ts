@@ -48,6 +48,7 @@ export interface LaunchResult {
 export const DEFAULT_MASTER_PORT = 29500;
 const DEFAULT_HANG_TIMEOUT_MS = 300_000;
 const DEFAULT_GRACE_MS = 10_000;
+const PIPE_WAIT_MS = 2000;
 
 /**
  * CPU threads per worker: the CPUs available to the launcher shared out, at least 1 (torchrun sets
@@ -159,8 +160,9 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
       });
       child.on('exit', (code, signal) => {
         w.exited = { code, signal };
-        // The output of an exited worker is complete once its pipes close: only then is its tail whole.
-        void piped.then(() => {
+        // The output of an exited worker is complete once its pipes close: only then is its tail whole. A
+        // process it left behind may hold them open: its tail is then what came within PIPE_WAIT_MS.
+        void Promise.race([piped, new Promise((r) => setTimeout(r, PIPE_WAIT_MS).unref())]).then(() => {
           if (!w.stopping && !failure && !stoppedBy && (code !== 0 || signal)) {
             failure = { rank, reason: describeExit(w.exited!) };
             stopAll?.(`rank ${rank} ${failure.reason}`);
@@ -236,6 +238,11 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     process.off('SIGTERM', onSignal);
     process.off('SIGHUP', onSignal);
     process.off('exit', onExit);
+    // Pipes a worker's leftover process still holds would keep this process alive.
+    for (const w of workers) {
+      w.child.stdout?.destroy();
+      w.child.stderr?.destroy();
+    }
   }
 
   if (failure) {
