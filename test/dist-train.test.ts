@@ -57,4 +57,20 @@ describe('crunet train --nproc-per-node: end to end', function () {
     assert.deepEqual(evals('ddp'), evals('plain'));
     assert.equal(loadCheckpoint(path.join(dir, 'ddp', 'checkpoint.safetensors')).meta.worldSize, 1);
   });
+
+  it("a single process's run resumed on 2 ranks keeps its global batch and steps; rank 1 writes nothing", async () => {
+    const dir = testTempDir('dist-resume');
+    const first = await runCrunet(['train', '--epochs', '2', '--stop-after-epoch', '1', '--limit-train', '256', '--limit-test', '100', '--batch-size', '64', '--threads', '1', '--out', dir], { deadlineMs: 600_000 });
+    assert.equal(first.code, 0, first.err);
+    const port = String(20000 + ((process.pid + 7) % 20000));
+    const r = await runCrunet(['train', '--nproc-per-node', '2', '--master-port', port, '--resume', dir], { deadlineMs: 600_000 });
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^\[rank0\]: crunet train: .*batch 32 per process x 2 processes/m);
+    assert.match(r.out, /^\[rank0\]: resuming from .* after epoch 1 \(step 4\)/m);
+    assert.doesNotMatch(r.out, /^\[rank1\]: /m, 'rank 1 prints nothing');
+    const ck = loadCheckpoint(path.join(dir, 'checkpoint.safetensors')).meta;
+    assert.deepEqual([ck.epoch, ck.step, ck.worldSize, ck.session.batchSize], [2, 8, 2, 32]);
+    const epochs = readMetrics(path.join(dir, 'metrics.jsonl')).filter((m) => m.type === 'epoch').map((m) => [m.epoch, m.step]);
+    assert.deepEqual(epochs, [[1, 4], [2, 8]]);
+  });
 });

@@ -462,19 +462,20 @@ async function trainRun(a: TrainArgs, t0: number, job: TrainRank | undefined): P
   // disk holds; a second signal exits at once (every file write is atomic or a whole appended line).
   let signal: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
+    if (job) {
+      // Ranks stop at different steps, and one waiting in a step's gradient exchange for a stopped rank would
+      // wait out the group's timeout: a rank of a job exits now. What is lost is the same as below: the
+      // partial epoch, redone exactly on resume.
+      process.stderr.write(`\ncrunet train: ${sig}: rank ${job.rank} exits now` +
+        (root ? `; ${ckptFile} holds the last whole epoch. Continue with: crunet train --nproc-per-node N --resume ${out}\n` : '\n'));
+      process.exit(signalExitCode(sig));
+    }
     if (signal) {
       process.stderr.write(`\ncrunet train: second signal (${sig}): exiting now; ${ckptFile} holds the last whole epoch\n`);
       process.exit(signalExitCode(sig));
     }
     signal = sig;
     process.stderr.write(`\ncrunet train: ${sig}: stopping after the step in flight (a second signal exits at once)\n`);
-    if (job) {
-      // Ranks stop at different steps, and one waiting in a step's gradient exchange for a stopped rank would
-      // wait out the group's timeout: a rank of a job exits now. What is lost is the same as above: the
-      // partial epoch, redone exactly on resume.
-      process.stderr.write(`\ncrunet train: ${sig}: rank ${job.rank} exits now; ${ckptFile} holds the last whole epoch. Continue with: crunet train --resume ${out}\n`);
-      process.exit(signalExitCode(sig));
-    }
     trainer.interrupt();
   };
   process.on('SIGINT', onSignal);
