@@ -111,6 +111,8 @@ export interface NativeCompileOptions {
   weightDecay: number;
   /** cuDNN algorithm choice (CUDA devices only); fields left out come from CRUNET_CUDNN_* or the defaults. */
   cudnn?: { benchmark?: boolean; deterministic?: boolean; benchmarkLimit?: number; allowTF32?: boolean; cacheFile?: string };
+  /** Average the gradients across a process group's ranks in buckets of bucketBytes (native/dist/gradient_buckets.h); syncBatchNorm: batch statistics over every rank's batch. */
+  distributed?: { group: NativeProcessGroup; bucketBytes: number; syncBatchNorm: boolean };
 }
 
 /** Versions of the CUDA pieces: as loaded at run time, and the headers the CUDA library was built with. */

@@ -1,4 +1,5 @@
-import type { ProcessGroup } from '../dist/process-group.js';
+import { joinDataParallel, rankFacts } from '../dist/ddp.js';
+import { nativeGroup, type ProcessGroup } from '../dist/process-group.js';
 import { checkLabelSmoothing, type Graph } from '../graph/builder.js';
 import type { AttrValue, GraphIR } from '../graph/ir.js';
 import {
@@ -21,6 +22,11 @@ export interface DistributedOptions {
   group: ProcessGroup;
   /** Gradients are reduced in buckets of about this many megabytes (default 25, as DDP's bucket_cap_mb). */
   bucketMB?: number;
+  /**
+   * Batch norm's training statistics over the global batch (every rank's shard; PyTorch's SyncBatchNorm)
+   * instead of each rank's own (default false, as DDP). Turns off the batchNorm-relu fusion.
+   */
+  syncBatchNorm?: boolean;
 }
 
 /** PyTorch's torch.optim.SGD (dampening 0). Weight decay applies to parameters whose weightDecay is true. */
@@ -201,6 +207,7 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
     throw new RangeError(`compile: expected batchSize to be a positive integer, but received ${opts.batchSize}`);
   }
   const sgd = opts.optimizer ?? { lr: 0.1 };
+  const distributed = opts.distributed === undefined ? undefined : checkDistributed(opts.distributed);
   let handle: NativeSession;
   try {
     handle = await native().compile(ir, {
@@ -216,11 +223,43 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
       nesterov: sgd.nesterov ?? false,
       weightDecay: sgd.weightDecay ?? 0,
       ...(opts.cudnn !== undefined ? { cudnn: opts.cudnn } : {}),
+      ...(distributed ? { distributed: { group: nativeGroup(distributed.group), bucketBytes: distributed.bucketMB * 2 ** 20, syncBatchNorm: distributed.syncBatchNorm } } : {}),
     });
   } catch (e) {
     rethrow(e);
   }
-  return new Session(handle, ir, opts.batchSize, device, precision);
+  const session = new Session(handle, ir, opts.batchSize, device, precision);
+  if (distributed) {
+    const store = {
+      parameters: () => handle.params(),
+      getParameter: (name: string) => session.getParameter(name),
+      setParameter: (name: string, v: Float32Array) => session.setParameter(name, v),
+    };
+    try {
+      await joinDataParallel(distributed.group, rankFacts(ir, store, opts.batchSize, precision, device, distributed.syncBatchNorm), store);
+    } catch (e) {
+      session.dispose();
+      throw e;
+    }
+  }
+  return session;
+}
+
+/** compile's `distributed` option, checked, with its defaults. */
+function checkDistributed(d: DistributedOptions): Required<DistributedOptions> {
+  if (!d || typeof d !== 'object') throw new TypeError(`compile: expected distributed to be {group, bucketMB?}, but received ${typeName(d)}`);
+  const group = d.group;
+  if (!group || typeof group !== 'object' || typeof group.allreduce !== 'function') {
+    throw new TypeError(`compile: expected distributed.group to be a process group (crunet.dist.initProcessGroup()), but received ${typeName(group)}`);
+  }
+  if (group.isDestroyed) throw new Error('compile: distributed.group was destroyed');
+  const bucketMB = d.bucketMB ?? 25;
+  if (typeof bucketMB !== 'number' || !(bucketMB > 0 && bucketMB <= 1e6)) {
+    throw new RangeError(`compile: expected distributed.bucketMB to be a number in (0, 1e6], but received ${bucketMB}`);
+  }
+  const syncBatchNorm = d.syncBatchNorm ?? false;
+  if (typeof syncBatchNorm !== 'boolean') throw new TypeError(`compile: expected distributed.syncBatchNorm to be a boolean, but received ${typeName(syncBatchNorm)}`);
+  return { group, bucketMB, syncBatchNorm };
 }
 
 /** A compiled graph on one device. Release its native memory with dispose() (or `using`). */
