@@ -1,6 +1,7 @@
-// `crunet train` as ranks of a job (lib/cli/train-rank.ts): the batch a resumed run's processes take, and a
-// launched run end to end: one rank through the launcher, the environment, the process group, the sharded
-// loaders and the sums over ranks trains and evaluates exactly as a plain process does.
+// Training as ranks of a job, end to end: the launcher, the environment, the process group, the sharded
+// loaders, the Trainer's sums over ranks and `crunet train`'s rank handling (lib/cli/train-rank.ts). One
+// rank trains exactly as a plain process; two ranks (a user's script under crunet launch) as one process at
+// the global batch; a run resumed on another world size keeps its global batch.
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -9,9 +10,17 @@ import { native } from '../lib/engine/native.js';
 import type { CheckpointInfo } from '../lib/train/checkpoint.js';
 import { loadCheckpoint, readMetrics } from '../lib/train/index.js';
 import { runCrunet } from './support/cli-child.js';
+import { node } from './support/spawn.js';
 import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
 const FASHION = '/usr/share/datasets/fashion-mnist';
+
+/** `node -r tsx/cjs args` to its end (one thread, as each launched worker here); its stdout. */
+async function runNode(args: string[]): Promise<string> {
+  const r = node(['-r', 'tsx/cjs', ...args], { OMP_NUM_THREADS: '1' }, 600_000);
+  assert.equal(r.code, 0, r.err);
+  return r.out;
+}
 
 describe('crunet train on several processes: settings', () => {
   const meta = (worldSize?: number) => ({ ...(worldSize !== undefined ? { worldSize } : {}) }) as unknown as CheckpointInfo;
@@ -31,18 +40,23 @@ describe('crunet train on several processes: settings', () => {
   });
 });
 
-describe('crunet train --nproc-per-node: end to end', function () {
+describe('training on several processes: end to end', function () {
   this.timeout(0); // each child has its own deadline (a hang bound)
   afterEach(removeTestTempDirs);
   before(function () {
-    const gloo = typeof (native() as { initProcessGroup?: unknown }).initProcessGroup === 'function';
-    if (!gloo || !fs.existsSync(FASHION)) {
-      console.log(`    (skipped: ${gloo ? `no Fashion-MNIST at ${FASHION}` : 'this addon has no Gloo process groups'})`);
+    if (typeof (native() as { initProcessGroup?: unknown }).initProcessGroup !== 'function') {
+      console.log('    (skipped: this addon has no Gloo process groups)');
       this.skip();
     }
   });
+  const needsData = (ctx: Mocha.Context) => {
+    if (fs.existsSync(FASHION)) return;
+    console.log(`    (skipped: no Fashion-MNIST at ${FASHION})`);
+    ctx.skip();
+  };
 
-  it('one rank through the launcher trains and evaluates exactly as a plain process; only it writes --out', async () => {
+  it('one rank through the launcher trains and evaluates exactly as a plain process; only it writes --out', async function () {
+    needsData(this);
     const dir = testTempDir('dist-train');
     const run = ['--epochs', '2', '--limit-train', '256', '--limit-test', '100', '--batch-size', '64', '--threads', '1'];
     const plain = await runCrunet(['train', ...run, '--out', path.join(dir, 'plain')], { deadlineMs: 600_000 });
@@ -58,7 +72,33 @@ describe('crunet train --nproc-per-node: end to end', function () {
     assert.equal(loadCheckpoint(path.join(dir, 'ddp', 'checkpoint.safetensors')).meta.worldSize, 1);
   });
 
-  it("a single process's run resumed on 2 ranks keeps its global batch and steps; rank 1 writes nothing", async () => {
+  it('2 ranks x batch 16 through crunet launch train and evaluate as 1 process x batch 32: equal evaluation counts', async () => {
+    // A network without batch norm, the Trainer, sharded loaders (augmentation on) and the group from the
+    // environment. The gradients are averaged over the ranks instead of summed over one batch: float32
+    // sums in another order, so losses agree to a relative 1e-4 (after 3 epochs), and the counts exactly.
+    const script = path.join(__dirname, 'support', 'dist-train-script.ts');
+    const one = await runNode([script, '32']);
+    const port = String(20000 + ((process.pid + 13) % 20000));
+    const two = await runCrunet(['launch', '--nproc-per-node', '2', '--master-port', port, '--', script, '32'], { deadlineMs: 600_000 });
+    assert.equal(two.code, 0, two.err);
+    type Epoch = { train: { loss: number; acc: number; images: number }; test: { loss: number; top1: number; top5: number; images: number } };
+    const a = JSON.parse(one) as Epoch[];
+    const b = JSON.parse(/^\[rank0\]: (\[.*\])$/m.exec(two.out)![1]!) as Epoch[];
+    assert.equal(a.length, 3);
+    const close = (x: number, y: number, what: string) => assert.ok(Math.abs(x - y) <= 1e-4 * Math.abs(y), `${what}: ${x} vs ${y}`);
+    for (let e = 0; e < 3; e++) {
+      const [p, q] = [a[e]!, b[e]!];
+      assert.equal(q.train.images, p.train.images);
+      close(q.train.loss, p.train.loss, `epoch ${e} training loss`);
+      assert.equal(q.test.images, 101);
+      assert.equal(Math.round(q.test.top1 * 101), Math.round(p.test.top1 * 101), `epoch ${e} top-1 count`);
+      assert.equal(Math.round(q.test.top5 * 101), Math.round(p.test.top5 * 101), `epoch ${e} top-5 count`);
+      close(q.test.loss, p.test.loss, `epoch ${e} test loss`);
+    }
+  });
+
+  it("a single process's run resumed on 2 ranks keeps its global batch and steps; rank 1 writes nothing", async function () {
+    needsData(this);
     const dir = testTempDir('dist-resume');
     const first = await runCrunet(['train', '--epochs', '2', '--stop-after-epoch', '1', '--limit-train', '256', '--limit-test', '100', '--batch-size', '64', '--threads', '1', '--out', dir], { deadlineMs: 600_000 });
     assert.equal(first.code, 0, first.err);

@@ -384,7 +384,7 @@ async function trainRun(a: TrainArgs, t0: number, job: TrainRank | undefined): P
   // TensorBoard's resume marker (at startStep) also drops the scalars of the epoch that ended there, which
   // the earlier file logged: write them again, from the log, at their own times.
   if (ckpt && log) for (const r of readMetrics(log.path)) if (r.step === startStep && r.type !== 'step') tb!.scalars(startStep, metricsScalars(r), r.time);
-  log?.write({ type: 'run', epochsFrom: 1, model: model.toJSON(), dataset: run.dataset, args: { ...run, device: a.device, threads }, params, startEpoch, startStep });
+  log?.write({ type: 'run', epochsFrom: 1, model: model.toJSON(), dataset: run.dataset, args: { ...run, device: a.device, threads, ...(job ? { worldSize } : {}) }, params, startEpoch, startStep });
   /** A metrics line, and its scalars in TensorBoard. */
   const record = (r: MetricsRecord & { step: number }) => {
     if (!log) return;
