@@ -146,6 +146,7 @@ describe('crunet launch', function () {
       [['--nproc-per-node', '2', '--'], /expected a script after --, but received nothing/],
       [['--nproc-per-node', '0', '--', 'x.js'], /--nproc-per-node: expected an integer in \[1, 1024\], but received '0'/],
       [['--nnodes', '2', '--', 'x.js'], /--nnodes: expected --nproc-per-node N as well/],
+      [['--', 'x.js'], /crunet launch: expected --nproc-per-node N \(the workers on this machine\), but received none/],
       [['--nproc-per-node', '1', '--nnodes', '2', '--node-rank', '2', '--', 'x.js'], /--node-rank: expected an integer in \[0, 1\] \(--nnodes 2\), but received '2'/],
       [['--nproc-per-node', '1', '--master-port', '70000', '--', 'x.js'], /--master-port: expected an integer in \[1, 65535\], but received '70000'/],
     ];

@@ -55,7 +55,7 @@ function launchFlags(v: Partial<Record<(typeof LAUNCH_FLAGS)[number], string>>, 
   const nproc = intFlag(v['nproc-per-node'], '--nproc-per-node', 1, 1024);
   if (nproc === undefined) {
     const given = Object.keys(v).filter((k) => v[k as keyof typeof v] !== undefined).map((k) => `--${k}`);
-    throw new UsageError(`${given.join(', ')}: expected --nproc-per-node N as well (the workers on this machine), but received none`);
+    throw new UsageError(`${given.length ? `${given.join(', ')}: ` : ''}expected --nproc-per-node N${given.length ? ' as well' : ''} (the workers on this machine), but received none`);
   }
   const nnodes = intFlag(v.nnodes, '--nnodes', 1);
   const nodeRank = intFlag(v['node-rank'], '--node-rank', 0);
