@@ -201,6 +201,23 @@ const hasGloo = (() => {
     assert.ok(r0.ms < 60_000, `took ${r0.ms} ms`);
   });
 
+  it('rank 0 killed mid-run: rank 1 fails, naming rank 0', async () => {
+    const port = await freePort();
+    const job = { ...base, port, worldSize: 2, steps: 10_000, timeoutMs: 15_000 };
+    const a = worker({ ...job, rank: 0 }), b = worker({ ...job, rank: 1 });
+    await new Promise<void>((resolve) => {
+      let seen = '';
+      a.child.stdout!.on('data', (d) => {
+        seen += d;
+        if (/step 2\b/.test(seen)) resolve();
+      });
+    });
+    a.child.kill('SIGKILL');
+    const r1 = await b.done;
+    assert.equal(r1.code, 1, r1.err);
+    assert.match(r1.err, /ERROR: step: averaging the gradients across ranks failed: allreduce failed on rank 1: rank 0 left the job/);
+  });
+
   it('process.exit() during a step that waits for a hung rank ends the process at once, not after the timeout', async () => {
     const port = await freePort();
     const job = { ...base, port, worldSize: 2, steps: 10_000, timeoutMs: 60_000 };

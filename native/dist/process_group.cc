@@ -110,15 +110,17 @@ void ProcessGroup::join() {
 }
 
 // Which ranks' rendezvous connections closed: the server notices an exit at about the time Gloo does,
-// so it is asked a few times over half a second. Rank 0 gone takes the server with it.
+// so it is asked a few times over half a second. Rank 0 gone takes the server with it; a server that
+// does not answer within 2 s is rank 0 hung (or gone without closing its socket).
 std::string ProcessGroup::who_left() {
   try {
     for (int i = 0; i < 10; i++) {
-      auto left = store_->departed();
+      auto left = store_->departed(std::chrono::milliseconds(2000));
       if (!left.empty()) return rank_list(left) + " left the job (its process exited or destroyed its group)";
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-  } catch (const std::exception&) {
+  } catch (const Error& e) {
+    if (std::string(e.what()).find("did not answer") != std::string::npos) return "rank 0 does not answer (hung, or its machine is unreachable)";
     return "rank 0 left the job (the rendezvous it hosted is gone)";
   }
   return "";

@@ -145,7 +145,7 @@ void StoreServer::loop() {
       if (fd >= 0) {
         int one = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        clients.push_back({fd});
+        clients.push_back(Client{fd, -1, {}});
       }
     }
     std::vector<size_t> closed;
@@ -279,7 +279,8 @@ TcpStore::~TcpStore() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::vector<std::string> TcpStore::request(uint8_t code, const std::vector<std::string>& args, uint8_t* status) {
+std::vector<std::string> TcpStore::request(uint8_t code, const std::vector<std::string>& args, uint8_t* status, Millis answer) {
+  if (answer.count() <= 0) answer = timeout_;
   std::lock_guard<std::mutex> lock(mu_);
   auto lost = [&](const std::string& why) {
     fail("lost the connection to the rendezvous at ", where_, " (", why, "): rank 0 has exited or closed its group");
@@ -288,10 +289,10 @@ std::vector<std::string> TcpStore::request(uint8_t code, const std::vector<std::
   std::string buf;
   uint8_t got;
   std::vector<std::string> parts;
-  const auto deadline = Clock::now() + timeout_;
+  const auto deadline = Clock::now() + answer;
   while (!parse(buf, got, parts)) {
     auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();
-    if (left <= 0) fail("the rendezvous at ", where_, " did not answer within ", timeout_.count(), " ms");
+    if (left <= 0) fail("the rendezvous at ", where_, " did not answer within ", answer.count(), " ms");
     pollfd p{fd_, POLLIN, 0};
     int pr = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1 << 30)));
     if (pr < 0 && errno == EINTR) continue;
@@ -332,9 +333,9 @@ void TcpStore::wait(const std::vector<std::string>& keys, const Millis& timeout)
   }
 }
 
-std::vector<int> TcpStore::departed() {
+std::vector<int> TcpStore::departed(Millis answer) {
   std::vector<int> out;
-  for (auto& s : request(kDeparted, {})) out.push_back(std::atoi(s.c_str()));
+  for (auto& s : request(kDeparted, {}, nullptr, answer)) out.push_back(std::atoi(s.c_str()));
   return out;
 }
 

@@ -49,14 +49,15 @@ class TcpStore : public gloo::rendezvous::Store {
 
   // The keys of `keys` that are not set yet.
   std::vector<std::string> missing(const std::vector<std::string>& keys);
-  // The ranks whose connection to the server closed (their process exited, or their group was destroyed).
-  std::vector<int> departed();
+  // The ranks whose connection to the server closed (their process exited, or their group was destroyed);
+  // throws when the server does not answer within `answer` (rank 0 gone or hung).
+  std::vector<int> departed(Millis answer);
   // The address of this host on the interface that reaches the master: where the others can reach it.
   const std::string& local_address() const { return local_address_; }
   const std::string& where() const { return where_; }  // "host:port"
 
  private:
-  std::vector<std::string> request(uint8_t code, const std::vector<std::string>& args, uint8_t* status = nullptr);
+  std::vector<std::string> request(uint8_t code, const std::vector<std::string>& args, uint8_t* status = nullptr, Millis answer = Millis(0));
   std::mutex mu_;  // one request at a time (Gloo and the failure path may both ask)
   int fd_ = -1;
   Millis timeout_;
