@@ -9,7 +9,7 @@ import { launchedThreads, resumedBatchSize, storedWorldSize } from '../lib/cli/t
 import { native } from '../lib/engine/native.js';
 import type { CheckpointInfo } from '../lib/train/checkpoint.js';
 import { loadCheckpoint, readMetrics } from '../lib/train/index.js';
-import { runCrunet } from './support/cli-child.js';
+import { runCrunet, startCrunet, waitFor } from './support/cli-child.js';
 import { node } from './support/spawn.js';
 import { removeTestTempDirs, testTempDir } from './support/temp.js';
 
@@ -95,6 +95,30 @@ describe('training on several processes: end to end', function () {
       assert.equal(Math.round(q.test.top5 * 101), Math.round(p.test.top5 * 101), `epoch ${e} top-5 count`);
       close(q.test.loss, p.test.loss, `epoch ${e} test loss`);
     }
+  });
+
+  it('Ctrl-C to a 2-rank crunet train ends both ranks at once, none left behind; --resume finishes the run', async function () {
+    needsData(this);
+    const dir = testTempDir('dist-sigint');
+    const port = String(20000 + ((process.pid + 29) % 20000));
+    const c = startCrunet(['train', '--nproc-per-node', '2', '--master-port', port, '--epochs', '2', '--limit-train', '2048', '--limit-test', '64',
+      '--batch-size', '16', '--threads', '1', '--out', dir], { deadlineMs: 600_000 });
+    // After the first epoch's checkpoint, in the second epoch's steps.
+    await waitFor(c, 'the first epoch', () => /^\[rank0\]: epoch 1\/2: /m.test(c.out()), 600_000);
+    const workers = fs.readFileSync(`/proc/${c.child.pid}/task/${c.child.pid}/children`, 'utf8').trim().split(/\s+/).map(Number)
+      .filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('train'));
+    assert.equal(workers.length, 2, 'two workers');
+    c.child.kill('SIGINT');
+    const r = await c.done;
+    assert.equal(r.code, 130, r.err);
+    assert.match(r.err, /^\[rank0\]: crunet train: SIGTERM: rank 0 exits now; .*checkpoint\.safetensors holds the last whole epoch/m);
+    assert.match(r.err, /crunet launch: stopped by SIGINT: rank 0 exited with code 143, rank 1 exited with code 143/);
+    for (const p of workers) assert.ok(!fs.existsSync(`/proc/${p}`) || /^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${p}/stat`, 'utf8')), `worker ${p} still runs`);
+    assert.equal(loadCheckpoint(path.join(dir, 'checkpoint.safetensors')).meta.epoch, 1);
+    const resumed = await runCrunet(['train', '--nproc-per-node', '2', '--master-port', port, '--resume', dir], { deadlineMs: 600_000 });
+    assert.equal(resumed.code, 0, resumed.err);
+    assert.match(resumed.out, /^\[rank0\]: resuming from .* after epoch 1 \(step 64\)/m);
+    assert.equal(loadCheckpoint(path.join(dir, 'checkpoint.safetensors')).meta.epoch, 2);
   });
 
   it("a single process's run resumed on 2 ranks keeps its global batch and steps; rank 1 writes nothing", async function () {
