@@ -160,15 +160,14 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
       });
       child.on('exit', (code, signal) => {
         w.exited = { code, signal };
+        // The first rank to fail is the one named: the others often fail after it (a peer gone mid-collective).
+        if (!w.stopping && !failure && !stoppedBy && (code !== 0 || signal)) {
+          failure = { rank, reason: describeExit(w.exited) };
+          stopAll?.(`rank ${rank} ${failure.reason}`);
+        }
         // The output of an exited worker is complete once its pipes close: only then is its tail whole. A
         // process it left behind may hold them open: its tail is then what came within PIPE_WAIT_MS.
-        void Promise.race([piped, new Promise((r) => setTimeout(r, PIPE_WAIT_MS).unref())]).then(() => {
-          if (!w.stopping && !failure && !stoppedBy && (code !== 0 || signal)) {
-            failure = { rank, reason: describeExit(w.exited!) };
-            stopAll?.(`rank ${rank} ${failure.reason}`);
-          }
-          resolve();
-        });
+        void Promise.race([piped, new Promise((r) => setTimeout(r, PIPE_WAIT_MS).unref())]).then(() => resolve());
       });
     });
     workers.push(w);
