@@ -7,5 +7,6 @@ export * as models from './models/index.js';
 export * as data from './data/index.js';
 export * as train from './train/index.js';
 export * as io from './io/index.js';
+export * as dist from './dist/index.js';
 export { createPredictor } from './predict/index.js';
 export type { ClassScore, ImageInput, Prediction, Predictor, PredictorOptions } from './predict/index.js';

@@ -2,7 +2,7 @@
 # The package as a user meets it (README "Install"; run by .ci/run): `npm pack` (prepack builds dist/ and
 # puts the prebuilt addon in place) and `npm run pack:cuda`, then, in a fresh project in a temporary folder,
 # inside a mount namespace (unshare -m, as root) where the compilers, make, cmake, Python, oneDNN's headers
-# and the system's libdnnl, libgomp and libOpenCL are hidden (/dev/null or an empty tmpfs bound over
+# and the system's libdnnl, libgomp, libOpenCL and Gloo's libraries are hidden (/dev/null or an empty tmpfs bound over
 # them): npm install of the tarball (timed; npm's cache first, the registry for what it lacks), a training
 # step from require (CommonJS), from import (ESM: README's "API in ten lines" block as written) and from a
 # TypeScript file type-checked with tsc (strict, skipLibCheck off), `npx crunet info` and `--version`; then
@@ -62,7 +62,7 @@ for f in /usr/bin/{gcc,g++,cc,c++,cpp,clang,clang++,make,cmake,python3,python}* 
          /usr/lib/gcc/x86_64-linux-gnu/*/{cc1,cc1plus}; do
   [ -e "$f" ] && hide+=("$(readlink -f "$f")")
 done
-for pkg in libdnnl-dev libdnnl2 libgomp1 ocl-icd-libopencl1; do
+for pkg in libdnnl-dev libdnnl2 libgomp1 ocl-icd-libopencl1 libgloo-dev libgloo0 libhiredis0.14 libibverbs1 libnl-route-3-200 libnl-3-200; do
   while read -r f; do
     case $f in *.so* | *.h | *.hpp | *.cmake) [ -f "$f" ] && [ ! -L "$f" ] && hide+=("$f") ;; esac
   done < <(dpkg -L "$pkg" 2>/dev/null || true)
@@ -71,7 +71,7 @@ for f in $(printf '%s\n' "${hide[@]}" | sort -u); do mount --bind /dev/null "$f"
 [ -d /usr/include/oneapi ] && mount -t tmpfs none /usr/include/oneapi
 # Only the system's folders on PATH (drops e.g. pyenv's shims); what they hold of the above is hidden.
 export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
-say "hidden: $(printf '%s\n' "${hide[@]}" | sort -u | wc -l) files (compilers, make, cmake, python, oneDNN, libgomp, libOpenCL) and /usr/include/oneapi"
+say "hidden: $(printf '%s\n' "${hide[@]}" | sort -u | wc -l) files (compilers, make, cmake, python, oneDNN, libgomp, libOpenCL, Gloo and its libraries) and /usr/include/oneapi"
 [ ! -e /usr/include/oneapi/dnnl/dnnl.hpp ] && [ ! -s /usr/include/dnnl.hpp ] || fail "oneDNN's headers are still visible"
 node -e "try { process.dlopen({exports:{}}, '/usr/lib/x86_64-linux-gnu/libdnnl.so.2'); } catch (e) { if (/too short|invalid ELF/.test(e.message)) process.exit(0); throw e; } process.exit(1)" ||
   fail "the system libdnnl.so.2 still loads"

@@ -16,7 +16,7 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); proce
 fi
 
 # Needed for the build and the default training job.
-apt_packages=(libdnnl-dev cmake g++ dataset-fashion-mnist)
+apt_packages=(libdnnl-dev libgloo-dev cmake g++ dataset-fashion-mnist)
 # Only for packaging and CI, installed when root, else a note: patchelf for npm pack
 # (scripts/prebuild.sh); python3 for node-gyp (npm run build:gyp, a build from source); python3-pip for
 # scripts/install-cuda.sh, which fetches the CUDA wheels with pip (into a --target folder: no venv).

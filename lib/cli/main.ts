@@ -2,6 +2,7 @@
 import { BENCH_HELP, benchCommand } from './bench.js';
 import { CONVERT_HELP, convertCommand } from './convert.js';
 import { UsageError } from './errors.js';
+import { LAUNCH_HELP, TRAIN_LAUNCH_HELP, launchCommand, launchTrain, splitLaunchFlags } from './launch.js';
 import { infoCommand } from './info.js';
 import { EXPERIMENT_HELP, experimentCommand } from './experiment.js';
 import { version } from '../engine/info.js';
@@ -16,6 +17,7 @@ const HELP = `crunet: train ResNet, ResNeXt and CRU-Net from Node.js
 Usage: crunet <command> [options]
 
 Commands:
+  launch            run a script as N worker processes of a distributed job (as torchrun)
   train             train a model (default: crunet_small on Fashion-MNIST) and evaluate it
   eval              evaluate a checkpoint on a data set's test split
   predict           classify image files with a checkpoint: top classes with names and probabilities
@@ -39,8 +41,11 @@ export async function main(argv: string[]): Promise<number> {
         if (wantsHelp(rest)) return print('Usage: crunet info [--json]\n\nPrints the version, the native build and the devices; --json prints one JSON object.');
         return infoCommand(rest);
       case 'train':
-        if (wantsHelp(rest)) return print(TRAIN_HELP);
-        return await trainCommand(rest);
+        if (wantsHelp(rest)) return print(`${TRAIN_HELP}\n\n${TRAIN_LAUNCH_HELP}`);
+        return await trainOrLaunch(rest);
+      case 'launch':
+        if (wantsHelp(rest.slice(0, rest.includes('--') ? rest.indexOf('--') : undefined))) return print(LAUNCH_HELP);
+        return await launchCommand(rest);
       case 'eval':
         if (wantsHelp(rest)) return print(EVAL_HELP);
         return await evalCommand(rest);
@@ -80,6 +85,12 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`crunet ${cmd}: ${(e as Error).message}${usage ? `\nRun 'crunet ${cmd} --help' for usage.` : ''}`);
     return usage ? 2 : 1;
   }
+}
+
+/** `crunet train`, or with --nproc-per-node, a launcher whose workers each run it. */
+async function trainOrLaunch(args: string[]): Promise<number> {
+  const { launch, rest } = splitLaunchFlags(args);
+  return launch ? launchTrain(launch, rest) : trainCommand(args);
 }
 
 function wantsHelp(args: string[]): boolean {

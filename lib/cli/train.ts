@@ -21,6 +21,7 @@ import { intFlag, MAX_SEED, numberFlag, precisionFlag, precisionHelp } from './f
 import { prepareOutDir } from './out-dir.js';
 import { MAX_THREADS, applyThreads, availableCpus, threadsHelp } from './threads.js';
 import { parseModelOptions } from './model-options.js';
+import { joinJobFromEnv, launchedThreads, resumedBatchSize, type TrainRank } from './train-rank.js';
 import { badImagesFlag, checkDataMatches, imageLimitFlags, imageLimitsHelp, checkpointFile, resumeSettings, storedThreads, ADAMW_DEFAULTS, TRAIN_DEFAULTS, trainMeta, type RunSettings } from './run-settings.js';
 
 export const TRAIN_HELP = `Usage: crunet train [options]
@@ -292,6 +293,14 @@ function resolveRun(a: TrainArgs, ckpt?: Checkpoint): RunSettings {
   return run;
 }
 
+/** Rank 0's answer on every rank (it alone reads the run directory); a plain run's own. */
+async function rootSays(job: TrainRank | undefined, answer: boolean): Promise<boolean> {
+  if (!job) return answer;
+  const b = Uint8Array.of(answer ? 1 : 0);
+  await job.group.broadcast(b, 0);
+  return b[0] === 1;
+}
+
 /** The exit code of a process ended by a signal, as a shell reports it (SIGINT 130, SIGTERM 143). */
 const signalExitCode = (sig: NodeJS.Signals) => 128 + os.constants.signals[sig];
 
@@ -304,7 +313,7 @@ const signalExitCode = (sig: NodeJS.Signals) => 128 + os.constants.signals[sig];
  */
 function runThreads(flag: number | undefined, ckpt: Checkpoint | undefined): number {
   const recorded = ckpt ? storedThreads(ckpt.meta) : undefined;
-  const threads = applyThreads(flag ?? recorded);
+  const threads = applyThreads(flag ?? recorded ?? launchedThreads());
   if (recorded !== undefined && flag === undefined && recorded > availableCpus()) {
     process.stderr.write(`crunet train: note: ${ckpt!.path} was trained with ${recorded} threads, more than the ${availableCpus()} CPUs available ` +
       'now; the run keeps that count so that it continues bit for bit (pass --threads to trade that for speed)\n');
@@ -319,10 +328,24 @@ function runThreads(flag: number | undefined, ckpt: Checkpoint | undefined): num
 export async function trainCommand(args: string[]): Promise<number> {
   const a = parseTrainArgs(args);
   const t0 = performance.now();
-  const say = (s: string) => (a.json ? process.stderr : process.stdout).write(s + '\n');
+  // One rank of a data-parallel job when the environment names one (lib/cli/train-rank.ts); rank 0 alone
+  // prints, logs and writes the run directory.
+  const job = await joinJobFromEnv();
+  try {
+    return await trainRun(a, t0, job);
+  } finally {
+    job?.group.destroy();
+  }
+}
+
+async function trainRun(a: TrainArgs, t0: number, job: TrainRank | undefined): Promise<number> {
+  const root = !job || job.root;
+  const worldSize = job?.worldSize ?? 1;
+  const say = (s: string) => root && (a.json ? process.stderr : process.stdout).write(s + '\n');
   const resume = a.resume === undefined ? undefined : checkpointFile(a.resume);
   const ckpt = resume ? loadCheckpoint(resume) : undefined; // a damaged checkpoint stops here, before any work
   const run = resolveRun(a, ckpt);
+  if (ckpt) run.batchSize = resumedBatchSize(ckpt.meta, ckpt.path, run.batchSize, worldSize);
   const threads = runThreads(a.threads, ckpt);
   const kind = datasetKind(run.dataset);
   if (run.erase !== undefined && kind === 'folder') {
@@ -346,12 +369,16 @@ export async function trainCommand(args: string[]): Promise<number> {
   const test = limitDataset(data.test, run.limitTest, run.seed + 1);
   const model = modelFor(run, a.modelOptions, train, ckpt);
   const augmentation = effectiveAugmentation(run, data.train);
-  const batchesPerEpoch = Math.floor(train.length / run.batchSize);
+  // Each rank's part of an epoch is floor(n / W) samples (shard 'drop'): floor(n / (W B)) batches, as one process at W x B.
+  const batchesPerEpoch = Math.floor(train.length / (run.batchSize * worldSize));
   // Schedules count optimizer updates: with accumulation, an epoch's last update takes the batches left.
   const stepsPerEpoch = Math.ceil(batchesPerEpoch / run.accumulate);
+  // The Trainer finds an epoch's last batch from the whole training set's size, not a rank's shard.
+  if (run.accumulate > 1 && worldSize > 1) throw new UsageError('--accumulate with several processes is not supported yet: use one process, or a larger --batch-size');
   if (stepsPerEpoch < 1) {
     const limited = run.limitTrain !== undefined ? ` (--limit-train ${run.limitTrain})` : '';
-    throw new UsageError(`--batch-size ${run.batchSize} is more than the ${train.length} training samples of ${run.dataset}${limited}: a step needs a whole batch`);
+    const global = worldSize > 1 ? ` x ${worldSize} processes` : '';
+    throw new UsageError(`--batch-size ${run.batchSize}${global} is more than the ${train.length} training samples of ${run.dataset}${limited}: a step needs a whole batch`);
   }
   const ranWith = ckpt?.meta.schedule?.stepsPerEpoch;
   if (ranWith !== undefined && ranWith !== stepsPerEpoch) {
@@ -361,7 +388,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   const storedSchedule = ckpt?.meta.schedule;
   const schedule = storedSchedule ? createSchedule(storedSchedule, stepsPerEpoch) : usage(() => createSchedule(scheduleConfig(run, stepsPerEpoch), stepsPerEpoch));
   const out = a.out ?? (resume ? path.dirname(resume) : path.join('runs', `${model.name}-${run.dataset.split(':')[0]}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
-  prepareOutDir(out);
+  if (root) prepareOutDir(out);
   const ckptFile = path.join(out, 'checkpoint.safetensors');
 
   const clip = run.clipGradNorm !== undefined ? { clipGradNorm: run.clipGradNorm } : {};
@@ -373,12 +400,14 @@ export async function trainCommand(args: string[]): Promise<number> {
   const mixing = mixEnabled(mix);
   const session: Session = await compile(model, {
     device: a.device, batchSize: run.batchSize, precision: run.precision, seed: run.seed, optimizer, ...(ema ? { ema } : {}), labelSmoothing: run.labelSmoothing,
-    softTargets: mixing,
+    softTargets: mixing, ...(job ? { distributed: { group: job.group } } : {}),
   });
   const workers = a.workers !== undefined ? { workers: a.workers } : {};
-  const trainLoader = new DataLoader(train, { batchSize: run.batchSize, shuffle: true, seed: run.seed, dropLast: true, ...workers });
-  const testLoader = new DataLoader(test, { batchSize: run.batchSize, shuffle: false, seed: run.seed, ...workers });
-  const valLoader = split ? new DataLoader(split.validation, { batchSize: run.batchSize, shuffle: false, seed: run.seed, ...workers }) : undefined;
+  // Training: equal parts, the tail of each epoch's order dropped (shard.ts); evaluation: every sample once.
+  const part = (tail: 'drop' | 'uneven') => (job ? { shard: { rank: job.rank, worldSize, tail } } : {});
+  const trainLoader = new DataLoader(train, { batchSize: run.batchSize, shuffle: true, seed: run.seed, dropLast: true, ...workers, ...part('drop') });
+  const testLoader = new DataLoader(test, { batchSize: run.batchSize, shuffle: false, seed: run.seed, ...workers, ...part('uneven') });
+  const valLoader = split ? new DataLoader(split.validation, { batchSize: run.batchSize, shuffle: false, seed: run.seed, ...workers, ...part('uneven') }) : undefined;
   const trainSource = mixing ? usage(() => mixedBatches(trainLoader, { ...mix, seed: run.seed, classes: train.classes.length })) : trainLoader;
 
   let startEpoch = 0, startStep = 0;
@@ -387,19 +416,19 @@ export async function trainCommand(args: string[]): Promise<number> {
     startEpoch = ckpt.meta.epoch;
     startStep = ckpt.meta.step;
   }
-  const log = new MetricsLog(path.join(out, 'metrics.jsonl'), ckpt ? { resumeAfterStep: startStep } : { truncate: true });
-  const tb = new TensorBoardWriter(out, ckpt ? { resumeAtStep: startStep } : {});
+  const log = root ? new MetricsLog(path.join(out, 'metrics.jsonl'), ckpt ? { resumeAfterStep: startStep } : { truncate: true }) : undefined;
+  const tb = root ? new TensorBoardWriter(out, ckpt ? { resumeAtStep: startStep } : {}) : undefined;
   // Early stopping's state: the best validation top-1 so far and its epoch (1-based), carried in checkpoints.
   const stored = ckpt?.meta.earlyStop as { bestEpoch: number; bestAcc: number } | undefined;
   const best = { epoch: stored?.bestEpoch ?? 0, acc: stored?.bestAcc ?? -Infinity };
   const params = model.parameterCount();
-  const checkpoint = (epoch: number, step: number, file = ckptFile) => saveCheckpoint(file, session, {
+  const checkpoint = async (epoch: number, step: number, file = ckptFile) => root && saveCheckpoint(file, session, {
     model: model.toJSON(), epoch, step, schedule: schedule.config, optimizer, ...trainMeta(run, train, augmentation, threads),
-    ...(split ? { earlyStop: { bestEpoch: best.epoch, bestAcc: best.acc } } : {}),
+    ...(split ? { earlyStop: { bestEpoch: best.epoch, bestAcc: best.acc } } : {}), ...(job ? { worldSize } : {}),
   });
   say(`crunet train: ${model.name} (${params.toLocaleString('en-US')} parameters) on ${run.dataset}: ${train.length} train / ` +
       `${split ? `${split.validation.length} validation / ` : ''}${test.length} test samples, ` +
-      `batch ${run.batchSize}, ${run.epochs} epochs, lr ${run.lr} ${schedule.config.type}, ${a.device}, ${threads} thread${threads > 1 ? 's' : ''}; writing ${out}`);
+      `batch ${run.batchSize}${job ? ` per process x ${worldSize} processes` : ''}, ${run.epochs} epochs, lr ${run.lr} ${schedule.config.type}, ${a.device}, ${threads} thread${threads > 1 ? 's' : ''}; writing ${out}`);
   // A run that early stopping ended is complete: resuming it evaluates it, as a run that ran all its epochs.
   const stoppedEarly = !!ckpt && run.earlyStopPatience !== undefined && best.epoch > 0 && startEpoch - best.epoch >= run.earlyStopPatience;
   if (ckpt) {
@@ -408,15 +437,16 @@ export async function trainCommand(args: string[]): Promise<number> {
   }
   // TensorBoard's resume marker (at startStep) also drops the scalars of the epoch that ended there, which
   // the earlier file logged: write them again, from the log, at their own times.
-  if (ckpt) for (const r of readMetrics(log.path)) if (r.step === startStep && r.type !== 'step') tb.scalars(startStep, metricsScalars(r), r.time);
-  log.write({ type: 'run', epochsFrom: 1, model: model.toJSON(), dataset: run.dataset, args: { ...run, device: a.device, threads }, params, startEpoch, startStep });
+  if (ckpt && log) for (const r of readMetrics(log.path)) if (r.step === startStep && r.type !== 'step') tb!.scalars(startStep, metricsScalars(r), r.time);
+  log?.write({ type: 'run', epochsFrom: 1, model: model.toJSON(), dataset: run.dataset, args: { ...run, device: a.device, threads, ...(job ? { worldSize } : {}) }, params, startEpoch, startStep });
   /** A metrics line, and its scalars in TensorBoard. */
   const record = (r: MetricsRecord & { step: number }) => {
+    if (!log) return;
     const written = log.write(r);
-    tb.scalars(r.step, metricsScalars(written), written.time);
+    tb!.scalars(r.step, metricsScalars(written), written.time);
   };
 
-  const bar = new ProgressBar({ stream: process.stderr });
+  const bar = new ProgressBar({ stream: root ? process.stderr : { write: () => true } });
   // The progress bar's ETA is the epoch's; after each epoch, the whole run's at this invocation's pace.
   const tFit = performance.now();
   const runEta = (done: number) => {
@@ -434,7 +464,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   const plotLabels = { train: smoothed ? `train (${smoothed})` : 'train', test: 'test (plain cross-entropy)' };
   let valNote = '';
   const trainer: Trainer = new Trainer({
-    session, train: trainSource, test: testLoader, schedule, epochs: stoppedEarly ? startEpoch : run.epochs, startEpoch, startStep, accumulate: run.accumulate,
+    session, train: trainSource, test: testLoader, schedule, epochs: stoppedEarly ? startEpoch : run.epochs, startEpoch, startStep, accumulate: run.accumulate, group: job?.group,
     callbacks: {
       onEpochStart: (epoch) => bar.start(epoch + 1, batchesPerEpoch, run.epochs),
       onStep: (s) => {
@@ -471,9 +501,11 @@ export async function trainCommand(args: string[]): Promise<number> {
             `(${e.train.imagesPerSec.toFixed(0)} img/s)` + valNote + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : '') +
             (m ? `; EMA test top-1 ${(100 * m.top1).toFixed(2)}%` : '') +
             (skipped ? `; ${skipped} unreadable images skipped so far (--bad-images skip)` : '') + runEta(e.epoch + 1));
-        const records = readMetrics(log.path);
-        writePlot(path.join(out, 'plot.svg'), epochHistory(records), { title: `${model.name} on ${run.dataset}`, subtitle: `batch ${run.batchSize}, lr ${run.lr} ${schedule.config.type}, seed ${run.seed}`, labels: plotLabels });
-        writeFileAtomicSync(path.join(out, 'metrics.csv'), metricsCsv(records));
+        if (log) {
+          const records = readMetrics(log.path);
+          writePlot(path.join(out, 'plot.svg'), epochHistory(records), { title: `${model.name} on ${run.dataset}`, subtitle: `batch ${run.batchSize}, lr ${run.lr} ${schedule.config.type}, seed ${run.seed}`, labels: plotLabels });
+          writeFileAtomicSync(path.join(out, 'metrics.csv'), metricsCsv(records));
+        }
         if (a.stopAfterEpoch !== undefined && e.epoch + 1 >= a.stopAfterEpoch && e.epoch + 1 < run.epochs) {
           say(`stopping after epoch ${e.epoch + 1} as asked (--stop-after-epoch); continue with --resume ${ckptFile}`);
           trainer.stop();
@@ -490,6 +522,14 @@ export async function trainCommand(args: string[]): Promise<number> {
   // disk holds; a second signal exits at once (every file write is atomic or a whole appended line).
   let signal: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
+    if (job) {
+      // Ranks stop at different steps, and one waiting in a step's gradient exchange for a stopped rank would
+      // wait out the group's timeout: a rank of a job exits now. What is lost is the same as below: the
+      // partial epoch, redone exactly on resume.
+      process.stderr.write(`\ncrunet train: ${sig}: rank ${job.rank} exits now` +
+        (root ? `; ${ckptFile} holds the last whole epoch. Continue with: crunet train --nproc-per-node N --resume ${out}\n` : '\n'));
+      process.exit(signalExitCode(sig));
+    }
     if (signal) {
       process.stderr.write(`\ncrunet train: second signal (${sig}): exiting now; ${ckptFile} holds the last whole epoch\n`);
       process.exit(signalExitCode(sig));
@@ -506,8 +546,8 @@ export async function trainCommand(args: string[]): Promise<number> {
     // The state the run starts from, in its --out: a run stopped before its first epoch ends can be resumed too.
     if (!ckpt || path.resolve(ckpt.path) !== path.resolve(ckptFile)) await checkpoint(startEpoch, startStep);
     // A run killed between an epoch's checkpoint and its evaluation lost that eval line: evaluate it now.
-    if (ckpt && startEpoch > 0 && !numberEpochsFrom1(readMetrics(log.path)).some((r) => r.type === 'eval' && r.epoch === startEpoch)) {
-      say(`${log.path} has no evaluation of epoch ${startEpoch} (the run stopped before it): evaluating it first`);
+    if (ckpt && startEpoch > 0 && (await rootSays(job, !!log && !numberEpochsFrom1(readMetrics(log.path)).some((r) => r.type === 'eval' && r.epoch === startEpoch)))) {
+      say(`${log!.path} has no evaluation of epoch ${startEpoch} (the run stopped before it): evaluating it first`);
       const t = await trainer.evaluate(testLoader, startEpoch - 1);
       if (!trainer.isInterrupted) evalLine(startEpoch - 1, startStep, (final = t));
     }
@@ -520,8 +560,8 @@ export async function trainCommand(args: string[]): Promise<number> {
     await trainLoader.close();
     await testLoader.close();
     await valLoader?.close();
-    log.close();
-    tb.close();
+    log?.close();
+    tb?.close();
     session.dispose();
   }
   if (signal) {
@@ -548,6 +588,6 @@ export async function trainCommand(args: string[]): Promise<number> {
   };
   say(`${epoch < run.epochs ? `after epoch ${epoch} of ${run.epochs}: ` : ''}test accuracy ${(100 * final.top1).toFixed(2)}% (top-5 ${(100 * final.top5).toFixed(2)}%), loss ${final.loss.toFixed(4)}; ` +
       `${summary.imagesPerSec.toFixed(0)} train img/s; ${summary.wallSeconds.toFixed(0)} s in all; results in ${out}`);
-  if (a.json) console.log(JSON.stringify(summary));
+  if (a.json && root) console.log(JSON.stringify(summary));
   return 0;
 }

@@ -21,6 +21,8 @@ export { DataLoader } from './loader.js';
 export type { Batch, LoaderOptions } from './loader.js';
 export type { SkippedImage } from './batch.js';
 export { DataRng, epochOrder, sampleRng } from './rng.js';
+export { checkShard, shardLength, shardOrder } from './shard.js';
+export type { ShardOptions, ShardTail } from './shard.js';
 export { holdOut, limitDataset, subsetOf } from './subset.js';
 export { applyOp, autoAugment, checkAutoAugment, magnitude as autoAugmentMagnitude } from './autoaugment.js';
 export type { AutoAugment } from './autoaugment.js';

@@ -7,6 +7,7 @@ import { fillBatch, type FillResult, type SkippedImage } from './batch.js';
 import { BadImageError, DataError, type Dataset } from './dataset.js';
 import { FolderDataset } from './folder.js';
 import { epochOrder } from './rng.js';
+import { checkShard, shardLength, shardOrder, type ShardOptions } from './shard.js';
 import type { FillReply, FillTask, WireError } from './worker.js';
 
 // Note [determinism]: the epoch's order comes from (seed, epoch) and every sample's augmentation from
@@ -39,6 +40,11 @@ export interface LoaderOptions {
   workers?: number;
   /** Batches filled ahead of the consumer (default max(2, workers)). */
   prefetch?: number;
+  /**
+   * Data-parallel training: this loader reads only its rank's part of each epoch's order (shard.ts: the
+   * parts of all ranks are disjoint, their batches side by side are one process's at worldSize x batchSize).
+   */
+  shard?: ShardOptions;
   /**
    * Told of every image replaced under onBadImage 'skip'. Default: a process warning
    * (code CRUNET_BAD_IMAGE) the first time each file is skipped.
@@ -100,6 +106,7 @@ export class DataLoader implements AsyncIterable<Batch> {
   readonly dropLast: boolean;
   readonly workers: number;
   readonly prefetch: number;
+  readonly shard?: Required<ShardOptions>;
   private readonly onSkip: (skipped: SkippedImage) => void;
   /** Every image replaced under onBadImage 'skip' so far, by path, with its error. */
   readonly badImages = new Map<string, string>();
@@ -132,20 +139,28 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.onSkip = opts.onSkip ?? ((sk) => {
       if (!this.badImages.has(sk.file)) process.emitWarning(`skipped an unreadable image: ${sk.message}`, { code: 'CRUNET_BAD_IMAGE' });
     });
+    if (opts.shard !== undefined) this.shard = checkShard(opts.shard, 'DataLoader');
     this.sampleSize = dataset.shape[0] * dataset.shape[1] * dataset.shape[2];
-    if (this.batchesPerEpoch === 0) {
-      throw new RangeError(`DataLoader: ${dataset.name} has ${dataset.length} samples, fewer than one batch of ${bs} with dropLast`);
+    if (this.batchesPerEpoch === 0 && (this.dropLast || !this.shard)) {
+      const part = this.shard ? ` (${this.length} on rank ${this.shard.rank} of ${this.shard.worldSize})` : '';
+      throw new RangeError(`DataLoader: ${dataset.name} has ${dataset.length} samples${part}, fewer than one batch of ${bs} with dropLast`);
     }
   }
 
+  /** Samples an epoch visits: the data set's, or this rank's part of them. */
+  get length(): number {
+    return this.shard ? shardLength(this.dataset.length, this.shard) : this.dataset.length;
+  }
+
   get batchesPerEpoch(): number {
-    const n = this.dataset.length;
+    const n = this.length;
     return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
   }
 
-  /** The order in which epoch e visits the samples (before dropLast). */
+  /** The order in which epoch e visits the samples (before dropLast): with a shard, this rank's part. */
   order(epoch: number): Int32Array {
-    return epochOrder(this.dataset.length, this.seed, epoch, this.shuffle);
+    const all = epochOrder(this.dataset.length, this.seed, epoch, this.shuffle);
+    return this.shard ? shardOrder(all, this.shard) : all;
   }
 
   /** Batches filled and waiting for the consumer: > 0 right after a batch is taken means prefetch kept up. */

@@ -146,6 +146,8 @@ export interface NativeCompileOptions extends NativeOptimizer {
   lossScale?: NativeLossScale;
   /** cuDNN algorithm choice (CUDA devices only); fields left out come from CRUNET_CUDNN_* or the defaults. */
   cudnn?: { benchmark?: boolean; deterministic?: boolean; benchmarkLimit?: number; allowTF32?: boolean; cacheFile?: string };
+  /** Average the gradients across a process group's ranks in buckets of bucketBytes (native/dist/gradient_buckets.h); syncBatchNorm: batch statistics over every rank's batch. */
+  distributed?: { group: NativeProcessGroup; bucketBytes: number; syncBatchNorm: boolean };
 }
 
 /** Versions of the CUDA pieces: as loaded at run time, and the headers the CUDA library was built with. */
@@ -175,6 +177,8 @@ export interface BuildInfo {
   cudaDevices: number;
   /** Why no CUDA device can be used (library not built or not loadable, no driver, no device). */
   cudaUnavailableReason?: string;
+  /** Whether the addon was built with Gloo (process groups, crunet.dist). */
+  gloo: boolean;
 }
 
 export interface DeviceInfo {
@@ -230,6 +234,15 @@ export interface NativeSchedule {
   output?: NativeBackwardPass;
 }
 
+/** A process group's native side (native/addon/process_group_wrap.cc); lib/dist/process-group.ts checks the arguments. */
+export interface NativeProcessGroup {
+  allreduce(values: Float32Array | Float64Array, op: 'sum' | 'max' | 'min'): Promise<void>;
+  broadcast(values: Float32Array | Float64Array | Uint8Array, root: number): Promise<void>;
+  allgather(bytes: Uint8Array): Promise<Uint8Array[]>;
+  barrier(): Promise<void>;
+  destroy(): void;
+}
+
 export interface Addon {
   /** The class of compile's sessions; constructing it directly throws (a session comes from compile()). */
   NativeSession: abstract new (...args: never[]) => NativeSession;
@@ -249,6 +262,8 @@ export interface Addon {
   schedule(graph: GraphIR, batch: number, options?: { inputGrads?: boolean; kernels?: NativeKernelNeeds[] }): NativeSchedule;
   /** Compile's tensor-size check alone with any limit (CUDA's is 2^31 - 1 elements), for its tests. */
   checkTensorElements(graph: GraphIR, batch: number, limit: number, where: string): void;
+  /** Joins a process group (absent when the addon was built without Gloo). */
+  initProcessGroup?(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): Promise<NativeProcessGroup>;
 }
 
 /** The package root: the nearest folder above this file whose package.json is crunet's. */

@@ -1,5 +1,5 @@
 // Where the native addon comes from and what to say when it cannot: the prebuilt addon the package ships
-// (prebuilds/linux-x64, with the oneDNN and OpenMP libraries it needs beside it, found through its
+// (prebuilds/linux-x64, with the oneDNN, OpenMP and Gloo libraries it needs beside it, found through its
 // RUNPATH $ORIGIN), a build from source (build/Release), and the optional CUDA package. The checks are
 // pure functions of the facts they are given, so that the tests can inject another platform.
 import * as fs from 'node:fs';
@@ -14,7 +14,7 @@ export const PREBUILT = {
   /** The oldest glibc the prebuilt files ask for (their highest GLIBC_ symbol version, readelf). */
   minGlibc: '2.34',
   /** Libraries copied beside the addon; system libraries (libc, libstdc++, libgcc_s) are not. */
-  bundled: ['libdnnl.so.2', 'libgomp.so.1', 'libOpenCL.so.1'],
+  bundled: ['libdnnl.so.2', 'libgomp.so.1', 'libOpenCL.so.1', 'libgloo.so.0', 'libhiredis.so.0.14', 'libibverbs.so.1', 'libnl-route-3.so.200', 'libnl-3.so.200'],
 } as const;
 
 /** The optional package with the CUDA backend library (scripts/pack-cuda.sh makes it). */

@@ -1,3 +1,5 @@
+import { joinDataParallel, rankFacts } from '../dist/ddp.js';
+import { duringStep, nativeGroup, type ProcessGroup } from '../dist/process-group.js';
 import { checkLabelSmoothing, type Graph } from '../graph/builder.js';
 import type { AttrValue, GraphIR } from '../graph/ir.js';
 import {
@@ -7,6 +9,25 @@ import {
 export type { AlgorithmCacheReport, AlgorithmCandidate, AlgorithmChoice } from './native.js';
 
 export type Precision = 'fp32' | 'bf16' | 'fp16';
+
+/**
+ * Data-parallel training (DDP's semantics; docs/ARCHITECTURE.md, "Several processes"): every rank compiles
+ * the same model with its own shard of each batch. compile() checks across the group that the models,
+ * batch sizes and precisions agree (an Error naming the rank and what differs) and copies rank 0's
+ * parameters and batch-norm statistics to every rank; each step() then averages the gradients over the
+ * ranks before the update, so N ranks at batch B train as one process at batch N x B (without batch norm).
+ */
+export interface DistributedOptions {
+  /** The group of this job's processes (crunet.dist.initProcessGroup). */
+  group: ProcessGroup;
+  /** Gradients are reduced in buckets of about this many megabytes (default 25, as DDP's bucket_cap_mb). */
+  bucketMB?: number;
+  /**
+   * Batch norm's training statistics over the global batch (every rank's shard; PyTorch's SyncBatchNorm)
+   * instead of each rank's own (default false, as DDP). Turns off the batchNorm-relu fusion.
+   */
+  syncBatchNorm?: boolean;
+}
 
 /** The update rules of the native step (docs/ARCHITECTURE.md, "A training step"). */
 export const OPTIMIZER_TYPES = ['sgd', 'adamw', 'lamb'] as const;
@@ -166,6 +187,8 @@ export interface CompileOptions {
    * whose loss already takes soft targets needs no option.
    */
   softTargets?: boolean;
+  /** Train as one rank of a data-parallel job (CPU sessions, Gloo). */
+  distributed?: DistributedOptions;
 }
 
 export interface StepResult {
@@ -304,6 +327,7 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
   }
   const optimizer = checkOptimizer(opts.optimizer ?? { lr: 0.1 }, 'compile: optimizer');
   const ema = opts.ema === undefined ? undefined : checkEma(opts.ema);
+  const distributed = opts.distributed === undefined ? undefined : checkDistributed(opts.distributed);
   let handle: NativeSession;
   try {
     handle = await native().compile(ir, {
@@ -319,11 +343,43 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
       precision,
       ...(lossScale !== undefined ? { lossScale } : {}),
       ...(opts.cudnn !== undefined ? { cudnn: opts.cudnn } : {}),
+      ...(distributed ? { distributed: { group: nativeGroup(distributed.group), bucketBytes: distributed.bucketMB * 2 ** 20, syncBatchNorm: distributed.syncBatchNorm } } : {}),
     });
   } catch (e) {
     rethrow(e);
   }
-  return new Session(handle, ir, opts.batchSize, device, precision, optimizer, ema);
+  const session = new Session(handle, ir, opts.batchSize, device, precision, optimizer, ema, distributed?.group);
+  if (distributed) {
+    const store = {
+      parameters: () => handle.params(),
+      getParameter: (name: string) => session.getParameter(name),
+      setParameter: (name: string, v: Float32Array) => session.setParameter(name, v),
+    };
+    try {
+      await joinDataParallel(distributed.group, rankFacts(ir, store, opts.batchSize, precision, device, distributed.syncBatchNorm), store);
+    } catch (e) {
+      session.dispose();
+      throw e;
+    }
+  }
+  return session;
+}
+
+/** compile's `distributed` option, checked, with its defaults. */
+function checkDistributed(d: DistributedOptions): Required<DistributedOptions> {
+  if (!d || typeof d !== 'object') throw new TypeError(`compile: expected distributed to be {group, bucketMB?}, but received ${typeName(d)}`);
+  const group = d.group;
+  if (!group || typeof group !== 'object' || typeof group.allreduce !== 'function') {
+    throw new TypeError(`compile: expected distributed.group to be a process group (crunet.dist.initProcessGroup()), but received ${typeName(group)}`);
+  }
+  if (group.isDestroyed) throw new Error('compile: distributed.group was destroyed');
+  const bucketMB = d.bucketMB ?? 25;
+  if (typeof bucketMB !== 'number' || !(bucketMB > 0 && bucketMB <= 1e6)) {
+    throw new RangeError(`compile: expected distributed.bucketMB to be a number in (0, 1e6], but received ${bucketMB}`);
+  }
+  const syncBatchNorm = d.syncBatchNorm ?? false;
+  if (typeof syncBatchNorm !== 'boolean') throw new TypeError(`compile: expected distributed.syncBatchNorm to be a boolean, but received ${typeName(syncBatchNorm)}`);
+  return { group, bucketMB, syncBatchNorm };
 }
 
 const finiteAtLeast0 = (x: unknown) => typeof x === 'number' && Number.isFinite(x) && x >= 0;
@@ -410,6 +466,8 @@ export class Session {
     optimizer: OptimizerOptions = { lr: 0.1 },
     /** The moving average's settings, when the session keeps one. */
     readonly ema?: EmaOptions,
+    /** The process group of a data-parallel session (compile's distributed.group): step() exchanges on it. */
+    readonly group?: ProcessGroup,
   ) {
     this.opt = optimizer;
     handle.params().forEach((p, i) => this.paramIndex.set(p.name, i));
@@ -448,7 +506,8 @@ export class Session {
     if (!this.graph.loss) throw new TypeError('step: expected a session of a graph with a loss (build it with softmaxCrossEntropy as loss), but received one without');
     if (opts.accumulate !== undefined && typeof opts.accumulate !== 'boolean') throw new TypeError(`step: expected accumulate to be a boolean, but received ${typeName(opts.accumulate)}`);
     try {
-      const r = await this.live('step').step(arrays, opts.lr, opts.accumulate ?? false);
+      const pending = this.live('step').step(arrays, opts.lr, opts.accumulate ?? false);
+      const r = await (this.group ? duringStep(this.group, pending) : pending);
       return {
         loss: r.loss,
         correct: r.correct,

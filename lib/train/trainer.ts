@@ -3,6 +3,7 @@
 // the maths.
 import { mirrorRows } from '../data/augment.js';
 import type { Session } from '../engine/session.js';
+import { sumOverRanks, type RankSum } from './rank-sum.js';
 import { emptyScore, meanSoftmaxLogits, scoreLogits } from './metrics.js';
 import type { Schedule } from './schedule.js';
 
@@ -111,6 +112,12 @@ export interface TrainerOptions {
   startEpoch?: number;
   startStep?: number;
   callbacks?: TrainerCallbacks;
+  /**
+   * Data-parallel training (lib/train/rank-sum.ts): this process is one rank and its sources hold its
+   * part of the data. The epoch's training statistics and evaluate()'s scores are then summed over the
+   * ranks (counts and loss x count, never means of means), so every rank returns the whole job's.
+   */
+  group?: RankSum;
 }
 
 export interface FitResult {
@@ -177,6 +184,7 @@ export class Trainer {
       if (!accumulate) this.step++;
       batch++;
     }
+    if (this.opts.group && !this.cutShort) [lossSum, correct, images] = await sumOverRanks(this.opts.group, [lossSum, correct, images]);
     const seconds = (performance.now() - t0) / 1000;
     return { epoch, loss: images ? lossSum / images : NaN, acc: images ? correct / images : NaN, images, seconds, imagesPerSec: images / seconds, lr };
   }
@@ -206,6 +214,9 @@ export class Trainer {
       scoreLogits(score, logits, b.labels, b.size, classes, left);
       batches++;
       opts.onBatch?.({ batches, images: score.count });
+    }
+    if (this.opts.group && !this.interrupted) {
+      [score.lossSum, score.top1, score.top5, score.count, skipped] = await sumOverRanks(this.opts.group, [score.lossSum, score.top1, score.top5, score.count, skipped]);
     }
     return {
       loss: score.lossSum / score.count,

@@ -13,6 +13,9 @@
 #include "graph_from_js.h"
 #include "introspect.h"
 #include "session_wrap.h"
+#ifdef CRUNET_HAVE_GLOO
+#include "process_group_wrap.h"
+#endif
 
 namespace crunet::addon {
 namespace {
@@ -53,6 +56,11 @@ Napi::Value build_info(const Napi::CallbackInfo& info) {
   dnnl.Set("threading", "OpenMP");
   o.Set("onednn", dnnl);
   o.Set("threads", threads);
+#ifdef CRUNET_HAVE_GLOO
+  o.Set("gloo", true);
+#else
+  o.Set("gloo", false);
+#endif
   // CUDA: whether the backend library exists, and when it cannot be used, why.
   auto cuda = cuda_status();
   o.Set("cuda", cuda.present);
@@ -186,6 +194,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("opTable", Napi::Function::New(env, op_table_js, "opTable"));
   exports.Set("schedule", Napi::Function::New(env, schedule_js, "schedule"));
   exports.Set("checkTensorElements", Napi::Function::New(env, check_tensor_elements_js, "checkTensorElements"));
+#ifdef CRUNET_HAVE_GLOO
+  define_process_group(env, exports);
+#endif
   return exports;
 }
 

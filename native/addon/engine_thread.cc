@@ -86,10 +86,15 @@ struct Job {
 }  // namespace
 
 Napi::Promise submit(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> finish) {
+  return submit_via(env, [](std::function<void()> f) { return EngineThread::get().post(std::move(f)); }, std::move(work), std::move(finish));
+}
+
+Napi::Promise submit_via(Napi::Env env, const std::function<bool(std::function<void()>)>& post, std::function<void()> work,
+                         std::function<Napi::Value(Napi::Env)> finish) {
   auto* job = new Job{Napi::Promise::Deferred::New(env), std::move(work), std::move(finish), {}, {}, false};
   Napi::Promise promise = job->deferred.Promise();
   job->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "crunet", 0, 1);
-  const bool queued = EngineThread::get().post([job] {
+  const bool queued = post([job] {
     try {
       job->work();
     } catch (const std::exception& e) {

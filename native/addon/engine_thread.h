@@ -13,6 +13,11 @@ namespace crunet::addon {
 // that resolves the returned promise. An exception from either rejects it with an Error.
 Napi::Promise submit(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> finish);
 
+// Like submit, but `work` runs wherever `post` queues it (a process group's communication thread);
+// `post` returns false when it could not queue it.
+Napi::Promise submit_via(Napi::Env env, const std::function<bool(std::function<void()>)>& post, std::function<void()> work,
+                         std::function<Napi::Value(Napi::Env)> finish);
+
 // Runs `work` on the engine thread and waits for it (for short queries such as thread counts); after
 // shutdown_engine_thread(), on the calling thread.
 void run_sync(const std::function<void()>& work);

@@ -9,6 +9,10 @@
 #include "engine_thread.h"
 #include "fault.h"
 #include "graph_from_js.h"
+#ifdef CRUNET_HAVE_GLOO
+#include "../dist/gradient_buckets.h"
+#include "process_group_wrap.h"
+#endif
 
 namespace crunet::addon {
 namespace {
@@ -225,11 +229,31 @@ Napi::Value SessionWrap::compile(const Napi::CallbackInfo& info) {
   Backend& backend = device == "cpu" ? backend_for(env, device) : backend_for(env, device, cudnn);  // throws, naming the device, when it cannot be used
   if (!cache->path.empty()) cache->api = cuda_api();  // loaded by backend_for; fetched here, on the JS thread
 
+  // Data parallel ({group, bucketBytes}, lib/engine/session.ts): the gradients are averaged across the
+  // group's ranks before each update (native/dist/gradient_buckets.h).
+  std::shared_ptr<GradientSync> sync;
+  bool sync_batch_norm = false;
+  if (o.Has("distributed") && !o.Get("distributed").IsUndefined()) {
+#ifdef CRUNET_HAVE_GLOO
+    if (!o.Get("distributed").IsObject()) throw Napi::TypeError::New(env, "compile: options.distributed must be an object {group, bucketBytes}");
+    auto d = o.Get("distributed").As<Napi::Object>();
+    if (device != "cpu")
+      throw Napi::RangeError::New(env, "compile: distributed training on device '" + device + "' needs NCCL, which this build does not have; Gloo serves 'cpu' sessions");
+    const double bucket = opt_number(d, "bucketBytes", 25 << 20);
+    if (!(bucket >= 4 && bucket <= 1e12)) throw Napi::RangeError::New(env, "compile: options.distributed.bucketBytes must be in [4, 1e12]");
+    sync = std::make_shared<dist::GradientBuckets>(group_from_js(d.Get("group")), static_cast<size_t>(bucket));
+    sync_batch_norm = opt_bool(d, "syncBatchNorm", false);
+    if (sync_batch_norm) opts.fuse = false;  // the synchronized statistics are computed outside oneDNN's fused kernel
+#else
+    throw Napi::Error::New(env, "compile: this build of crunet has no Gloo, so no distributed training (install libgloo-dev and rebuild the addon: npm run build:native)");
+#endif
+  }
+
   auto result = std::make_shared<Executor*>(nullptr);
   auto* ctor = env.GetInstanceData<Napi::FunctionReference>();
   return submit(
       env,
-      [result, graph = std::move(graph), opts, &backend, device, cache] {
+      [result, graph = std::move(graph), opts, &backend, device, cache, sync, sync_batch_norm] {
         if (cache->api) cache->loaded = cuda_algorithm_cache(cache->api, false, device, cache->path, cache->load_note);
         // A file that could not be read as ours is left untouched; otherwise new choices are written back,
         // also when the session then fails (e.g. out of memory for the arena): the searches were done.
@@ -238,7 +262,10 @@ Napi::Value SessionWrap::compile(const Napi::CallbackInfo& info) {
             cache->saved = cuda_algorithm_cache(cache->api, true, device, cache->path, cache->save_note);
         };
         try {
-          *result = new Executor(backend, graph, opts);
+          std::unique_ptr<Executor> ex(new Executor(backend, graph, opts));
+          if (sync) ex->set_gradient_sync(sync);
+          if (sync_batch_norm) ex->synchronize_batch_norm();
+          *result = ex.release();
         } catch (...) {
           save();
           throw;

@@ -34,6 +34,14 @@ struct StepStats {
 };
 
 // Everything one kernel call touches. Pointers are backend memory; unused ones are nullptr.
+// Sums doubles over the processes of a data-parallel session, in place, blocking: synchronized batch
+// norm's statistics (compile's syncBatchNorm; docs/ARCHITECTURE.md, "Several processes"). The executor
+// owns it and makes it a no-op outside step(). A plain callback: nothing of the process group crosses.
+struct CrossProcessSum {
+  void (*sum)(void* ctx, double* data, size_t n) = nullptr;
+  void* ctx = nullptr;
+};
+
 struct KernelIO {
   std::vector<const void*> in;   // node inputs (f32, or i32 labels for the loss)
   void* out = nullptr;           // node output
@@ -46,6 +54,7 @@ struct KernelIO {
   std::vector<float*> in_grad;        // nullptr where no gradient is wanted
   std::vector<float*> param_grad;     // nullptr for non-trainable slots
   StepStats* stats = nullptr;         // loss kernels write here in forward
+  const CrossProcessSum* cross_process = nullptr;  // batch norm with synchronized statistics, else nullptr
 };
 
 class Kernel {

@@ -32,6 +32,7 @@ struct Executor::Pass {
   std::vector<Call> calls;                            // in backward order
   std::vector<std::pair<float*, size_t>> zero_first;  // wanted gradients nothing writes: (buffer, bytes)
   std::vector<char> param_reached;                    // per parameter: has a gradient in this pass
+  std::vector<int> param_last_call;                   // per parameter: the last call that writes its gradient, or -1
 };
 
 namespace {
@@ -55,6 +56,7 @@ void check_not_cancelled() {
 }  // namespace
 
 void cancel_all_work() { g_cancelled.store(true); }
+bool work_cancelled() { return g_cancelled.load(std::memory_order_relaxed); }
 
 Executor::Executor(Backend& backend, const GraphDesc& graph, const ExecutorOptions& opts)
     : be_(backend), opts_(opts), g_(infer_shapes(opts.fuse && backend.fuses_batch_norm_relu() ? fuse_batch_norm_relu(graph) : graph, opts.batch)),
@@ -250,6 +252,13 @@ void Executor::bind(const Schedule& s) {
     auto pass = std::make_unique<Pass>();
     pass->target = bp.target;
     pass->param_reached = bp.param_reached;
+    pass->param_last_call.assign(g_.params.size(), -1);
+    for (size_t c = 0; c < bp.calls.size(); c++) {
+      for (const auto& d : bp.calls[c].param_grad)
+        if (d.param >= 0) pass->param_last_call[d.param] = static_cast<int>(c);
+      for (const auto& a : bp.calls[c].then)
+        if (a.into.param >= 0) pass->param_last_call[a.into.param] = static_cast<int>(c);
+    }
     for (int v : bp.zero_first) pass->zero_first.push_back({value_grad_[v], static_cast<size_t>(numel(g_.values[v].shape)) * 4});
     for (const auto& bc : bp.calls) {
       Pass::Call call{bc.node, fwd_io_[bc.node], {}};
@@ -354,15 +363,52 @@ void Executor::run_forward(bool training, std::vector<KernelIO>& io) {
   }
 }
 
-void Executor::run_backward(const Pass& pass) {
+void Executor::run_backward(const Pass& pass, bool sync) {
   for (auto [z, bytes] : pass.zero_first) be_.zero(z, bytes);
-  for (const auto& call : pass.calls) {
+  for (size_t c = 0; c < pass.calls.size(); c++) {
+    const auto& call = pass.calls[c];
     check_not_cancelled();
     timed(call.node, false, [&] {
       kernels_[call.node]->backward(call.io);
       for (const auto& a : call.then) be_.accumulate(a.dst, a.src, a.n);
     });
+    if (sync)
+      for (int slot : sync_after_[c]) sync_->ready(slot);
   }
+}
+
+void Executor::set_gradient_sync(std::shared_ptr<GradientSync> sync) {
+  if (!loss_pass_) fail("distributed training needs a graph with a loss");
+  // The slots in the order backward finishes them, so that the first buckets can leave while the rest
+  // of backward runs. Every parameter the optimizer updates has a gradient this pass writes.
+  std::vector<int> order = update_params_;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return loss_pass_->param_last_call[a] < loss_pass_->param_last_call[b]; });
+  std::vector<GradientSync::Slot> slots;
+  sync_after_.assign(loss_pass_->calls.size(), {});
+  for (int p : order) {
+    sync_after_.at(loss_pass_->param_last_call[p]).push_back(static_cast<int>(slots.size()));
+    slots.push_back({param_grad_[p], static_cast<size_t>(numel(g_.params[p].shape))});
+  }
+  sync->bind(slots);
+  sync_ = std::move(sync);
+}
+
+void Executor::synchronize_batch_norm() {
+  if (!sync_) fail("synchronized batch norm needs a data-parallel session");
+  cross_process_.ctx = this;
+  cross_process_.sum = [](void* ctx, double* data, size_t n) {
+    auto* self = static_cast<Executor*>(ctx);
+    if (self->in_step_) self->sync_->sum_now(data, n);
+  };
+  auto attach = [&](KernelIO& io, int node) {
+    if (g_.nodes[node].spec.op != OpKind::batch_norm) return;
+    if (g_.nodes[node].spec.bn.fuse_relu) fail(node_label(g_.nodes[node].spec), ": synchronized batch norm needs the session compiled with fuse: false");
+    io.cross_process = &cross_process_;
+  };
+  for (size_t c = 0; c < fwd_io_.size(); c++) attach(fwd_io_[c], static_cast<int>(c));
+  for (Pass* p : {loss_pass_.get(), output_pass_.get()})
+    if (p)
+      for (auto& call : p->calls) attach(call.io, call.node);
 }
 
 StepOutcome Executor::step(const Feeds& feeds, float lr, bool accumulate) {
@@ -373,6 +419,11 @@ StepOutcome Executor::step(const Feeds& feeds, float lr, bool accumulate) {
   // putting them back undoes a step that fails before it: a non-finite loss, a cancelled or failed kernel.
   save_running_stats();
   StepOutcome stats;
+  struct InStep {  // synchronized batch norm exchanges statistics only within step()
+    bool& flag;
+    explicit InStep(bool& f) : flag(f) { flag = true; }
+    ~InStep() { flag = false; }
+  } in_step(in_step_);
   try {
     run_forward(true, fwd_io_);
     static_cast<StepStats&>(stats) = last_stats_;
@@ -380,8 +431,10 @@ StepOutcome Executor::step(const Feeds& feeds, float lr, bool accumulate) {
       fail("step: the loss is ", std::isnan(stats.loss) ? "NaN" : "infinite",
            "; parameters, optimizer state and batch-norm statistics were left as they were before this step "
            "(check the inputs for NaN/Inf, or lower the learning rate)");
-    run_backward(*loss_pass_);
+    run_backward(*loss_pass_, sync_ != nullptr);
+    if (sync_) sync_->wait();  // the averaged gradients, before the update
   } catch (...) {
+    if (sync_) sync_->abandon();
     restore_running_stats();
     throw;
   }

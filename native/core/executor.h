@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "gradient_sync.h"
 #include "graph.h"
 #include "loss_scaler.h"
 #include "memory_plan.h"
@@ -64,6 +65,8 @@ using Feeds = std::vector<const void*>;
 // Error; called once, when the process exits (addon/engine_thread.cc), so that exiting never waits for
 // a whole step nor tears down oneDNN under one.
 void cancel_all_work();
+// Whether cancel_all_work() was called: waits outside the kernels (a gradient exchange) stop too.
+bool work_cancelled();
 // Throws crunet::Error naming the first node with an input, output or parameter of more than `limit`
 // elements (Backend::max_tensor_elements() of the backend `where`). Compile runs it before any kernel
 // is built, so that no library call sees a tensor it cannot address.
@@ -95,6 +98,12 @@ class Executor {
   // the f32 input gradients (nullptr entries skipped) and the trainable parameters' gradients.
   void gradients(const Feeds& feeds, const float* seed, const std::vector<float*>& outs,
                  const std::vector<float*>& input_grads, const std::vector<float*>& param_grads);
+
+  // Attaches the hook that step() calls as gradients become final and before the update (gradient_sync.h).
+  void set_gradient_sync(std::shared_ptr<GradientSync> sync);
+  // After set_gradient_sync: batch norm computes its training statistics over every process's batch
+  // in step() (gradients() stays per process). Needs a graph without fused batchNorm-relu nodes.
+  void synchronize_batch_norm();
 
   // New settings of the same update rule (the state buffers were made for it); per-parameter vectors as
   // in ExecutorOptions.
@@ -139,7 +148,7 @@ class Executor {
   void save_running_stats();     // batch-norm running statistics -> running_backup_
   void restore_running_stats();  // and back
   void run_forward(bool training, std::vector<KernelIO>& io);
-  void run_backward(const Pass& pass);
+  void run_backward(const Pass& pass, bool sync = false);
   void accumulate_gradients();  // this step's gradients into param_acc_
   double gradient_norm();       // the update phase (executor.cc): may fail, nothing updated yet
   void apply_update(float lr, double norm);
@@ -177,6 +186,10 @@ class Executor {
   LossScaler scaler_;
   float* seed_ = nullptr;  // with loss scaling: the loss gradient's seed, the current scale, in backend memory
   StepStats last_stats_;
+  std::shared_ptr<GradientSync> sync_;
+  std::vector<std::vector<int>> sync_after_;  // per loss-pass call: the sync slots whose gradients it finishes
+  CrossProcessSum cross_process_;              // what synchronized batch norm calls; a no-op unless in_step_
+  bool in_step_ = false;
   std::vector<NodeProfile> prof_;
 };
 

@@ -79,7 +79,9 @@ class BatchNorm final : public Kernel {
     if (rows_ < 2) fail(name_, ": training needs more than 1 value per channel");
     float* mean = static_cast<float*>(io.saved);
     float* var = mean + c_;
-    batch_stats(static_cast<const float*>(io.in[0]), mean, var);
+    if (io.cross_process && attrs_.fuse_relu) fail(name_, ": synchronized batch norm cannot run fused with its ReLU");
+    const double count = batch_stats(static_cast<const float*>(io.in[0]), mean, var, io.cross_process);
+    count_ = count;
     args[DNNL_ARG_MEAN] = wrap(stat_md_, mean);
     args[DNNL_ARG_VARIANCE] = wrap(stat_md_, var);
     if (attrs_.fuse_relu) args[DNNL_ARG_WORKSPACE] = wrap(ws_md_, workspace(io.saved));
@@ -87,7 +89,7 @@ class BatchNorm final : public Kernel {
 
     // The batch variance is biased (divides by n); PyTorch's running variance takes the unbiased one.
     const float m = attrs_.momentum;
-    const float unbias = float(rows_) / float(rows_ - 1);
+    const float unbias = float(count / (count - 1));
     float* run_mean = io.params[2];
     float* run_var = io.params[3];
     for (int64_t c = 0; c < c_; c++) {
@@ -100,6 +102,10 @@ class BatchNorm final : public Kernel {
     const float* mean = static_cast<const float*>(io.saved);
     const float* var = mean + c_;
     float* dx = io.in_grad[0];
+    if (io.cross_process) {
+      synced_backward(io, mean, var, dx);
+      return;
+    }
     if (!dx && !attrs_.fuse_relu) {
       param_grads_only(io, mean, var);
       return;
@@ -132,7 +138,11 @@ class BatchNorm final : public Kernel {
   // and lose precision when the mean is large against the spread (inputs of mean 100: errors 10x
   // PyTorch's). Here the sums are shifted by the first row (any sample of the channel keeps them small)
   // and accumulated in double: one extra read of the input, exact to float rounding for such inputs.
-  void batch_stats(const float* x, float* mean, float* var) const {
+  // With `cross` (synchronized batch norm) the statistics are those of every process's batch together:
+  // each process's count, mean and sum of squared deviations are combined as Chan et al.'s parallel
+  // variance does (two sums over the processes: the means, then the deviations around the global mean).
+  // Returns the number of values per channel the statistics cover.
+  double batch_stats(const float* x, float* mean, float* var, const CrossProcessSum* cross) const {
     const int64_t c = c_, rows = rows_;
     const int team = omp_get_max_threads();
     std::vector<double> acc(static_cast<size_t>(team) * 2 * c, 0.0);  // per thread: sum d, sum d^2
@@ -151,12 +161,88 @@ class BatchNorm final : public Kernel {
         }
       }
     }
+    std::vector<double> local_mean(c), m2(c);  // m2: sum of squared deviations from local_mean
     for (int64_t k = 0; k < c; k++) {
       double s1 = 0, s2 = 0;
       for (int t = 0; t < team; t++) s1 += acc[t * 2 * c + k], s2 += acc[t * 2 * c + c + k];
       const double m = s1 / rows;
-      mean[k] = float(double(x[k]) + m);
-      var[k] = float(std::max(s2 / rows - m * m, 0.0));
+      local_mean[k] = double(x[k]) + m;
+      m2[k] = std::max(s2 - rows * m * m, 0.0);
+    }
+    double count = double(rows);
+    if (cross) {
+      std::vector<double> sums(c + 1);
+      sums[0] = count;
+      for (int64_t k = 0; k < c; k++) sums[k + 1] = count * local_mean[k];
+      cross->sum(cross->ctx, sums.data(), sums.size());
+      const double total = sums[0];
+      std::vector<double> dev(c);
+      for (int64_t k = 0; k < c; k++) {
+        const double global = sums[k + 1] / total;
+        const double d = local_mean[k] - global;
+        dev[k] = m2[k] + count * d * d;
+        local_mean[k] = global;
+      }
+      cross->sum(cross->ctx, dev.data(), dev.size());
+      m2 = dev;
+      count = total;
+    }
+    for (int64_t k = 0; k < c; k++) {
+      mean[k] = float(local_mean[k]);
+      var[k] = float(m2[k] / count);
+    }
+    return count;
+  }
+
+  // Backward of synchronized batch norm: dx needs the sums of dy and dy * (x - mean) over every
+  // process's batch (PyTorch's SyncBatchNorm), the parameter gradients only this process's, which the
+  // gradient averaging then combines like any other.
+  void synced_backward(const KernelIO& io, const float* mean, const float* var, float* dx) {
+    const float* x = static_cast<const float*>(io.in[0]);
+    const float* dy = static_cast<const float*>(io.out_grad);
+    const int64_t c = c_, rows = rows_;
+    const int team = omp_get_max_threads();
+    std::vector<double> acc(static_cast<size_t>(team) * 2 * c, 0.0);  // per thread: sum dy, sum dy (x - mean)
+#pragma omp parallel num_threads(team)
+    {
+      double* s1 = acc.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * c;
+      double* s2 = s1 + c;
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; r++) {
+        const float* xr = x + r * c;
+        const float* dyr = dy + r * c;
+#pragma omp simd
+        for (int64_t k = 0; k < c; k++) {
+          s1[k] += dyr[k];
+          s2[k] += double(dyr[k]) * (double(xr[k]) - mean[k]);
+        }
+      }
+    }
+    std::vector<double> sums(2 * c, 0.0), rstd(c);
+    for (int t = 0; t < team; t++)
+      for (int64_t k = 0; k < 2 * c; k++) sums[k] += acc[t * 2 * c + k];
+    for (int64_t k = 0; k < c; k++) {
+      rstd[k] = 1.0 / std::sqrt(double(var[k]) + attrs_.eps);
+      grad_or_sink(io, 0)[k] = float(sums[c + k] * rstd[k]);
+      grad_or_sink(io, 1)[k] = float(sums[k]);
+    }
+    if (!dx) return;
+    io.cross_process->sum(io.cross_process->ctx, sums.data(), sums.size());
+    const float* gamma = io.params[0];
+    std::vector<float> a(c), b(c), m(c), d(c);  // dx = a * (dy - b - (x - mean) * d)
+    for (int64_t k = 0; k < c; k++) {
+      a[k] = float(gamma[k] * rstd[k]);
+      b[k] = float(sums[k] / count_);
+      d[k] = float(sums[c + k] / count_ * rstd[k] * rstd[k]);
+      m[k] = mean[k];
+    }
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (int64_t r = 0; r < rows; r++) {
+      const float* xr = x + r * c;
+      const float* dyr = dy + r * c;
+      float* dxr = dx + r * c;
+#pragma omp simd
+      for (int64_t k = 0; k < c; k++) dxr[k] = a[k] * (dyr[k] - b[k] - (xr[k] - m[k]) * d[k]);
     }
   }
 
@@ -194,6 +280,7 @@ class BatchNorm final : public Kernel {
   std::string name_;
   BatchNormAttrs attrs_;
   int64_t c_ = 0, rows_ = 0;  // rows_: values per channel (N*H*W)
+  double count_ = 0;          // values per channel of the last training forward's statistics (all processes' when synchronized)
   memory::desc data_md_, stat_md_, scratch_md_, ws_md_;
   bn_fwd::primitive_desc train_pd_, train_global_pd_, infer_pd_;
   bn_bwd::primitive_desc bwd_pd_;
