@@ -43,6 +43,8 @@ export interface StepInfo {
   correct: number;
   size: number;
   seconds: number;
+  /** The loss scaler skipped this step (its gradients overflowed; nothing changed): not in the epoch's totals. */
+  skipped: boolean;
   /** The epoch so far, this step included: images trained on, their mean loss and accuracy (for progress bars). */
   epochImages: number;
   epochLoss: number;
@@ -57,6 +59,12 @@ export interface EpochStats {
   seconds: number;
   imagesPerSec: number;
   lr: number;
+  /**
+   * Steps the loss scaler skipped (compile's lossScale): their batches count neither into images, loss
+   * nor acc, since they trained nothing. They still advance the step count and so the schedule, as
+   * PyTorch's loop with GradScaler does (the scheduler steps every iteration).
+   */
+  skippedSteps: number;
 }
 
 export interface EvalStats {
@@ -144,7 +152,7 @@ export class Trainer {
     const { session, schedule, callbacks } = this.opts;
     await callbacks?.onEpochStart?.(epoch);
     const t0 = performance.now();
-    let lossSum = 0, correct = 0, images = 0, batch = 0, lr = schedule.lrAt(this.step);
+    let lossSum = 0, correct = 0, images = 0, batch = 0, skippedSteps = 0, lr = schedule.lrAt(this.step);
     this.cutShort = false;
     for await (const b of this.opts.train.epoch(epoch)) {
       if (this.interrupted) {
@@ -155,11 +163,16 @@ export class Trainer {
       lr = schedule.lrAt(this.step);
       const ts = performance.now();
       const r = await session.step(b.images, b.labels, { lr, ...(b.targets ? { targets: b.targets } : {}) });
-      lossSum += r.loss * b.size;
-      correct += r.correct;
-      images += b.size;
+      const skipped = r.skipped === true;
+      if (skipped) {
+        skippedSteps++;
+      } else {
+        lossSum += r.loss * b.size;
+        correct += r.correct;
+        images += b.size;
+      }
       await callbacks?.onStep?.({
-        epoch, step: this.step, batch, lr, loss: r.loss, correct: r.correct, size: b.size, seconds: (performance.now() - ts) / 1000,
+        epoch, step: this.step, batch, lr, loss: r.loss, correct: r.correct, size: b.size, seconds: (performance.now() - ts) / 1000, skipped,
         epochImages: images, epochLoss: lossSum / images, epochAcc: correct / images,
       });
       this.step++;
@@ -167,7 +180,7 @@ export class Trainer {
     }
     if (this.opts.group && !this.cutShort) [lossSum, correct, images] = await sumOverRanks(this.opts.group, [lossSum, correct, images]);
     const seconds = (performance.now() - t0) / 1000;
-    return { epoch, loss: images ? lossSum / images : NaN, acc: images ? correct / images : NaN, images, seconds, imagesPerSec: images / seconds, lr };
+    return { epoch, loss: images ? lossSum / images : NaN, acc: images ? correct / images : NaN, images, seconds, imagesPerSec: images / seconds, lr, skippedSteps };
   }
 
   /**
