@@ -34,7 +34,7 @@ describe('precision', () => {
   });
 
   it('fp16 on the CPU is refused: oneDNN has no fp16 training kernels there', async () => {
-    await refused({ batchSize: 2, precision: 'fp16' }, /^compile: device 'cpu' cannot compute in fp16: oneDNN 2.6 has no fp16 training kernels for CPUs; it supports fp32/);
+    await refused({ batchSize: 2, precision: 'fp16' }, /^compile: device 'cpu' cannot compute in fp16: oneDNN 2.6 has no fp16 training kernels for CPUs; it supports fp32$/);
   });
 
   it('CUDA refuses bf16 and fp16 until its kernels exist', async function () {
@@ -49,11 +49,13 @@ describe('precision', () => {
     assert.equal(s.precision, 'fp32');
   });
 
-  it("checkpoints record the session's precision; one from a bf16 run (fp32 weights) loads into an fp32 session", async () => {
+  it("checkpoint metadata copies the session's precision (a session relabelled bf16: no bf16 session compiles here); such a checkpoint loads into an fp32 session", async () => {
     const file = path.join(testTempDir('precision'), 'ck.safetensors');
     using a = await compile(smallNet(), { batchSize: 2, seed: 5 });
-    // A bf16 session cannot be compiled on every host: its checkpoint differs from this one only in the
-    // recorded precision, since master weights and optimizer state are fp32 in every precision.
+    // Not a bf16 run: an fp32 session whose precision property is overwritten, which tests only that
+    // saveCheckpoint copies the property into the metadata and that restoreSession accepts the label.
+    // Master weights and optimizer state are fp32 in every precision, so a real bf16 checkpoint would
+    // differ from this one only in that label.
     Object.defineProperty(a, 'precision', { value: 'bf16' });
     const info = await saveCheckpoint(file, a, { model: { name: 'small', options: {} }, epoch: 1, step: 1 });
     assert.equal(info.session.precision, 'bf16');

@@ -184,6 +184,10 @@ describe('checkpoints', () => {
     assert.throws(() => loadCheckpoint(newer), /newer\.safetensors has checkpoint format 2 \(written by crunet 9\.0\.0\); this crunet \(.*\) reads format 1 and older/);
     const badJson = put('badjson.safetensors', encodeSafetensors({}, { crunet: '{"format": 1,' }));
     assert.throws(() => loadCheckpoint(badJson), /badjson\.safetensors is damaged: its 'crunet' metadata is not valid JSON/);
+    for (const [i, lossScaler] of [{ scale: -1, growthTracker: 0 }, { scale: 8 }, { scale: 1e39, growthTracker: 0 }, { scale: 8, growthTracker: 0.5 }, null].entries()) {
+      const badScaler = put(`scaler${i}.safetensors`, encodeSafetensors({}, { crunet: JSON.stringify({ ...meta(0, 0), format: 1, lossScaler }) }));
+      assert.throws(() => loadCheckpoint(badScaler), new RegExp(`^Error: loadCheckpoint: ${badScaler} is damaged: its 'crunet' metadata field lossScaler is not \\{scale: a finite number > 0 in float32, growthTracker: an integer >= 0\\}, but ${JSON.stringify(lossScaler).replace(/[{}+.]/g, '\\$&')}$`));
+    }
     assert.throws(() => loadCheckpoint(path.join(dir, 'nope.safetensors')), /loadCheckpoint: no checkpoint at .*nope\.safetensors/);
     // One bit flipped in the tensor data leaves a well-formed file: the checksum catches it.
     const flipped = Buffer.from(bytes);

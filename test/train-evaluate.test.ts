@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
-import { compile, GraphBuilder } from '../lib/index.js';
+import { compile, GraphBuilder, type Session } from '../lib/index.js';
 import { BadImageError, DataLoader, MemoryDataset, type Dataset } from '../lib/data/index.js';
-import { Trainer, createSchedule, emptyScore, scoreLogits } from '../lib/train/index.js';
+import { Trainer, createSchedule, emptyScore, scoreLogits, type StepInfo } from '../lib/train/index.js';
 
 describe('scoring and evaluation', () => {
   it('scoreLogits: cross-entropy in float64, top-1 and top-5 by rank with ties to the lower class', () => {
@@ -101,6 +101,28 @@ describe('scoring and evaluation', () => {
     } finally {
       await loader.close();
       session.dispose();
+    }
+  });
+
+  it('steps the loss scaler skipped are counted and reported, and not in the epoch loss or accuracy', async () => {
+    // A stand-in session whose second step reports skipped (what a scaled session does when its gradients
+    // overflow; test/loss-scaler.test.ts covers the engine's side): the Trainer's accounting alone.
+    const results = [{ loss: 1, correct: 2 }, { loss: 100, correct: 0, skipped: true }, { loss: 3, correct: 1 }];
+    let calls = 0;
+    const session = { batchSize: 2, step: async () => ({ skipped: false, lossScale: 8, ...results[calls++]! }) } as unknown as Session;
+    const data = new MemoryDataset({
+      name: 'd', classes: ['a', 'b'], shape: [1, 4, 4], pixels: Uint8Array.from({ length: 6 * 16 }, (_, i) => i), labels: Int32Array.from([0, 1, 0, 1, 1, 0]), norm: { mean: [0], std: [255] },
+    });
+    const loader = new DataLoader(data, { batchSize: 2 });
+    const steps: StepInfo[] = [];
+    const trainer = new Trainer({ session, train: loader, schedule: createSchedule({ type: 'constant', lr: 0.1 }), epochs: 1, callbacks: { onStep: (s) => void steps.push(s) } });
+    try {
+      const stats = await trainer.trainEpoch(0);
+      assert.deepEqual(steps.map((s) => s.skipped), [false, true, false]);
+      assert.deepEqual([stats.skippedSteps, stats.images, stats.loss, stats.acc], [1, 4, (1 * 2 + 3 * 2) / 4, 3 / 4]);
+      assert.deepEqual(steps.map((s) => s.epochImages), [2, 2, 4]);
+    } finally {
+      await loader.close();
     }
   });
 

@@ -476,7 +476,10 @@ async function trainRun(a: TrainArgs, t0: number, job: TrainRank | undefined): P
       // The epoch's line and checkpoint come before its evaluation: a failing evaluation cannot cost the epoch.
       onEpochTrained: async (e) => {
         bar.end();
-        record({ type: 'epoch', epoch: e.epoch + 1, step: e.step, lr: e.train.lr, loss: e.train.loss, acc: e.train.acc, imagesPerSec: e.train.imagesPerSec, seconds: e.train.seconds });
+        record({
+          type: 'epoch', epoch: e.epoch + 1, step: e.step, lr: e.train.lr, loss: e.train.loss, acc: e.train.acc, imagesPerSec: e.train.imagesPerSec, seconds: e.train.seconds,
+          ...(e.train.skippedSteps ? { skippedSteps: e.train.skippedSteps } : {}),
+        });
         if (valLoader) {
           // Validation before the checkpoint, so that the early-stopping state it stores includes this epoch.
           const v = await trainer.evaluate(valLoader, e.epoch);
@@ -498,7 +501,7 @@ async function trainRun(a: TrainArgs, t0: number, job: TrainRank | undefined): P
         if (e.test) evalLine(e.epoch, e.step, e.test, m);
         const skipped = trainLoader.skippedCount + testLoader.skippedCount;
         say(`epoch ${e.epoch + 1}/${run.epochs}: train loss ${e.train.loss.toFixed(4)} acc ${(100 * e.train.acc).toFixed(2)}% ` +
-            `(${e.train.imagesPerSec.toFixed(0)} img/s)` + valNote + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : '') +
+            `(${e.train.imagesPerSec.toFixed(0)} img/s)` + (e.train.skippedSteps ? `; ${e.train.skippedSteps} steps skipped by the loss scaler` : '') + valNote + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : '') +
             (m ? `; EMA test top-1 ${(100 * m.top1).toFixed(2)}%` : '') +
             (skipped ? `; ${skipped} unreadable images skipped so far (--bad-images skip)` : '') + runEta(e.epoch + 1));
         if (log) {

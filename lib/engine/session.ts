@@ -261,7 +261,15 @@ function withSoftTargets(ir: GraphIR): GraphIR {
   };
 }
 
-const FLOAT32_MAX = 3.4028234663852886e38;
+/**
+ * A loss scale the engine can use: a positive float32 whose inverse is a float32 too (the step multiplies
+ * the gradients by 1/scale; native/core/loss_scaler.h).
+ */
+function usableScale(x: number): boolean {
+  const f = Math.fround(x);
+  return Number.isFinite(x) && f > 0 && Number.isFinite(f) && Number.isFinite(Math.fround(1 / f));
+}
+const USABLE_SCALE = 'a finite number > 0 in float32 whose inverse is finite too (above 2^-128)';
 
 /** compile's lossScale as the addon takes it: undefined for off, else the scaler's settings. */
 function lossScaleOptions(v: CompileOptions['lossScale'], precision: Precision): NativeLossScale | undefined {
@@ -270,7 +278,7 @@ function lossScaleOptions(v: CompileOptions['lossScale'], precision: Precision):
   if (v === false) return undefined;
   if (v === 'dynamic') return { dynamic: true };
   if (typeof v === 'number') {
-    if (!(Number.isFinite(v) && v > 0 && v <= FLOAT32_MAX)) throw new RangeError(`${at}: expected a fixed scale that is a finite number > 0 in float32, but received ${v}`);
+    if (!usableScale(v)) throw new RangeError(`${at}: expected a fixed scale that is ${USABLE_SCALE}, but received ${v}`);
     return { dynamic: false, initScale: v };
   }
   if (!v || typeof v !== 'object' || Array.isArray(v)) {
@@ -284,7 +292,7 @@ function lossScaleOptions(v: CompileOptions['lossScale'], precision: Precision):
     if (typeof x !== 'number') throw new TypeError(`${at}.${k}: expected a number, but received ${typeName(x)}`);
     if (!ok(x)) throw new RangeError(`${at}.${k}: expected ${want}, but received ${x}`);
   };
-  num('initScale', (x) => Number.isFinite(x) && x > 0 && x <= FLOAT32_MAX, 'a finite number > 0 in float32');
+  num('initScale', usableScale, USABLE_SCALE);
   num('growthFactor', (x) => Number.isFinite(x) && x > 1, 'a finite number > 1');
   num('backoffFactor', (x) => x > 0 && x < 1, 'a number in (0, 1)');
   num('growthInterval', (x) => Number.isInteger(x) && x >= 1 && x < 2 ** 31, 'an integer in [1, 2^31)');
@@ -641,6 +649,14 @@ export class Session {
   /** Restores the loss scaler's state (a checkpoint's); an Error for a session without loss scaling. */
   setLossScaler(state: LossScalerState): void {
     if (!state || typeof state !== 'object') throw new TypeError(`setLossScaler: expected {scale, growthTracker}, but received ${typeName(state)}`);
+    // Both fields are required: a missing one is an error, never a silent default.
+    for (const k of ['scale', 'growthTracker'] as const) {
+      if (typeof state[k] !== 'number') throw new TypeError(`setLossScaler: state.${k}: expected a number, but received ${typeName(state[k])}`);
+    }
+    if (!usableScale(state.scale)) throw new RangeError(`setLossScaler: state.scale: expected ${USABLE_SCALE}, but received ${state.scale}`);
+    if (!(Number.isInteger(state.growthTracker) && state.growthTracker >= 0 && state.growthTracker < 2 ** 31)) {
+      throw new RangeError(`setLossScaler: state.growthTracker: expected an integer in [0, 2^31), but received ${state.growthTracker}`);
+    }
     try {
       this.live('setLossScaler').setLossScaler(state);
     } catch (e) {

@@ -339,6 +339,17 @@ function parseInfo(file: string, metadata: Record<string, string>): CheckpointIn
   if (!info.model || typeof info.model.name !== 'string' || !Number.isSafeInteger(info.epoch) || !Number.isSafeInteger(info.step)) {
     throw new Error(`loadCheckpoint: ${file} is damaged: its 'crunet' metadata lacks model.name, epoch or step`);
   }
+  // Checked here, not only by setLossScaler, so that the error names the file (and a bad state is found
+  // on load, not when a resume applies it).
+  const ls = info.lossScaler as unknown;
+  if (ls !== undefined) {
+    const { scale, growthTracker } = (ls ?? {}) as Record<string, unknown>;
+    const ok = ls !== null && typeof ls === 'object' && typeof scale === 'number' && Number.isFinite(scale) && scale > 0 &&
+      Number.isFinite(Math.fround(scale)) && Number.isSafeInteger(growthTracker) && (growthTracker as number) >= 0;
+    if (!ok) {
+      throw new Error(`loadCheckpoint: ${file} is damaged: its 'crunet' metadata field lossScaler is not {scale: a finite number > 0 in float32, growthTracker: an integer >= 0}, but ${JSON.stringify(ls)}`);
+    }
+  }
   return info;
 }
 

@@ -4,6 +4,8 @@
 //   {"type":"step","epoch":1,"step":50,"lr":0.1,"loss":1.93,"acc":0.31,"time":...}          (one batch)
 //   {"type":"epoch","epoch":1,"step":390,"lr":0.1,"loss":1.21,"acc":0.56,"imagesPerSec":812,
 //    "seconds":48,"time":...}                                                   (the epoch's training means)
+//   (an "epoch" line has "skippedSteps":N when the loss scaler skipped N steps; their batches are not in
+//    its means)
 //   {"type":"eval","epoch":1,"step":390,"loss":1.05,"acc":0.63,"top5":0.97,"time":...}    (test set)
 //
 // Epochs count from 1, as the console prints them: a "run" line with "epochsFrom":1 says so for the lines

@@ -48,6 +48,8 @@ export interface StepInfo {
   seconds: number;
   /** The gradient's global norm before clipping, on steps that updated (absent on accumulating micro-batches). */
   gradNorm?: number;
+  /** The loss scaler skipped this step (its gradients overflowed; nothing changed): not in the epoch's totals. */
+  skipped: boolean;
   /** The epoch so far, this step included: images trained on, their mean loss and accuracy (for progress bars). */
   epochImages: number;
   epochLoss: number;
@@ -62,6 +64,12 @@ export interface EpochStats {
   seconds: number;
   imagesPerSec: number;
   lr: number;
+  /**
+   * Steps the loss scaler skipped (compile's lossScale): their batches count neither into images, loss
+   * nor acc, since they trained nothing. They still advance the step count and so the schedule, as
+   * PyTorch's loop with GradScaler does (the scheduler steps every iteration).
+   */
+  skippedSteps: number;
 }
 
 export interface EvalStats {
@@ -160,7 +168,7 @@ export class Trainer {
     const { session, schedule, callbacks } = this.opts;
     await callbacks?.onEpochStart?.(epoch);
     const t0 = performance.now();
-    let lossSum = 0, correct = 0, images = 0, batch = 0, lr = schedule.lrAt(this.step);
+    let lossSum = 0, correct = 0, images = 0, batch = 0, skippedSteps = 0, lr = schedule.lrAt(this.step);
     this.cutShort = false;
     const k = this.opts.accumulate ?? 1;
     const fullBatches = k > 1 ? Math.floor(this.opts.train.dataset!.length! / session.batchSize) : 0;
@@ -174,11 +182,16 @@ export class Trainer {
       const ts = performance.now();
       const accumulate = k > 1 && (batch + 1) % k !== 0 && batch + 1 < fullBatches;
       const r = await session.step(b.images, b.labels, { lr, accumulate, ...(b.targets ? { targets: b.targets } : {}) });
-      lossSum += r.loss * b.size;
-      correct += r.correct;
-      images += b.size;
+      const skipped = r.skipped === true;
+      if (skipped) {
+        skippedSteps++;
+      } else {
+        lossSum += r.loss * b.size;
+        correct += r.correct;
+        images += b.size;
+      }
       await callbacks?.onStep?.({
-        epoch, step: this.step, batch, lr, loss: r.loss, correct: r.correct, size: b.size, seconds: (performance.now() - ts) / 1000,
+        epoch, step: this.step, batch, lr, loss: r.loss, correct: r.correct, size: b.size, seconds: (performance.now() - ts) / 1000, skipped,
         ...(r.gradNorm !== undefined ? { gradNorm: r.gradNorm } : {}), epochImages: images, epochLoss: lossSum / images, epochAcc: correct / images,
       });
       if (!accumulate) this.step++;
@@ -186,7 +199,7 @@ export class Trainer {
     }
     if (this.opts.group && !this.cutShort) [lossSum, correct, images] = await sumOverRanks(this.opts.group, [lossSum, correct, images]);
     const seconds = (performance.now() - t0) / 1000;
-    return { epoch, loss: images ? lossSum / images : NaN, acc: images ? correct / images : NaN, images, seconds, imagesPerSec: images / seconds, lr };
+    return { epoch, loss: images ? lossSum / images : NaN, acc: images ? correct / images : NaN, images, seconds, imagesPerSec: images / seconds, lr, skippedSteps };
   }
 
   /**

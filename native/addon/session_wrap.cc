@@ -126,8 +126,8 @@ LossScalerConfig read_loss_scale(const Napi::Object& o) {
   cfg.enabled = true;
   cfg.dynamic = opt_bool(l, "dynamic", cfg.dynamic);
   cfg.init_scale = static_cast<float>(opt_number(l, "initScale", cfg.init_scale));
-  cfg.growth_factor = static_cast<float>(opt_number(l, "growthFactor", cfg.growth_factor));
-  cfg.backoff_factor = static_cast<float>(opt_number(l, "backoffFactor", cfg.backoff_factor));
+  cfg.growth_factor = opt_number(l, "growthFactor", cfg.growth_factor);
+  cfg.backoff_factor = opt_number(l, "backoffFactor", cfg.backoff_factor);
   const double interval = opt_number(l, "growthInterval", cfg.growth_interval);
   if (interval < 1 || interval > 2147483647 || interval != std::floor(interval))
     throw Napi::RangeError::New(o.Env(), "compile: options.lossScale.growthInterval: expected an integer in [1, 2^31), but received " +
@@ -658,14 +658,18 @@ Napi::Value SessionWrap::set_loss_scaler(const Napi::CallbackInfo& info) {
   Executor& ex = live(env, "setLossScaler");
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "setLossScaler: expected an object {scale, growthTracker}");
   auto o = info[0].As<Napi::Object>();
-  const double tracker = opt_number(o, "growthTracker", 0);
+  // Both fields are required (no silent default); the scaler itself judges the values (loss_scaler.h).
+  for (const char* k : {"scale", "growthTracker"})
+    if (!o.Get(k).IsNumber())
+      throw Napi::TypeError::New(env, std::string("setLossScaler: state.") + k + ": expected a number, but received " + o.Get(k).ToString().Utf8Value());
+  const double tracker = o.Get("growthTracker").As<Napi::Number>().DoubleValue();
   if (tracker != std::floor(tracker) || tracker < 0 || tracker > 2147483647)
-    throw Napi::RangeError::New(env, "setLossScaler: growthTracker: expected an integer >= 0, but received " + o.Get("growthTracker").ToString().Utf8Value());
-  const LossScalerState st{static_cast<float>(opt_number(o, "scale", 0)), static_cast<int>(tracker)};
+    throw Napi::RangeError::New(env, "setLossScaler: state.growthTracker: expected an integer in [0, 2^31), but received " + o.Get("growthTracker").ToString().Utf8Value());
+  const LossScalerState st{static_cast<float>(o.Get("scale").As<Napi::Number>().DoubleValue()), static_cast<int>(tracker)};
   try {
     run_sync([&] { ex.set_loss_scaler(st); });
   } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
+    throw Napi::Error::New(env, std::string("setLossScaler: ") + e.what());
   }
   return env.Undefined();
 }

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "error.h"
 #include "ops.h"
 #include "precision.h"
 
@@ -169,19 +170,14 @@ class Backend {
   virtual void ema_step(float decay, const std::vector<EmaSlot>& slots) = 0;
 
   // The loss scaler's unscale (loss_scaler.h): x *= factor over n floats in place; returns false when an
-  // element was NaN or infinite before scaling (as PyTorch's _amp_foreach_non_finite_check_and_unscale_).
-  // The default goes through host memory; a device backend overrides it with a kernel.
-  virtual bool unscale(float* x, size_t n, float factor) {
-    std::vector<float> host(n);
-    download(host.data(), x, n * sizeof(float));
-    bool finite = true;
-    for (float& v : host) {
-      finite &= std::isfinite(v);
-      v *= factor;
-    }
-    upload(x, host.data(), n * sizeof(float));
-    return finite;
-  }
+  // element was NaN or infinite before scaling (as PyTorch's _amp_foreach_non_finite_check_and_unscale_)
+  // or became so by scaling (a large finite gradient times a large 1/scale overflows): either way the
+  // step must be skipped, since its update would leave non-finite weights.
+  // "" when this backend has the unscale kernel; otherwise why not, and compile refuses lossScale on it
+  // (docs/GPU.md says what the CUDA backend needs). There is no host round-trip fallback: on a device it
+  // would copy every gradient twice per step.
+  virtual std::string loss_scaling_unsupported() const { return "this backend has no unscale kernel yet"; }
+  virtual bool unscale(float* /*x*/, size_t /*n*/, float /*factor*/) { fail("unscale: ", loss_scaling_unsupported()); }
 
   // "" when this device can compute in precision p; otherwise why not, naming what it lacks. Compile
   // refuses a precision with that reason, the device and the precisions it can do (docs/ARCHITECTURE.md,

@@ -18,11 +18,11 @@
 
 #include "backend.h"
 
-#define CRUNET_BACKEND_ABI_VERSION 6u  // 2: Backend::zero/synchronize, Kernel::report_json, the algorithm cache calls;
+#define CRUNET_BACKEND_ABI_VERSION 7u  // 2: Backend::zero/synchronize, Kernel::report_json, the algorithm cache calls;
                                         // 3: sgd_step returns the first non-finite slot, Backend::arena_alignment,
                                         // Backend::max_tensor_elements; 4: Backend::unscale, Backend::precision_unsupported;
-                                        // 5: KernelIO::cross_process
-                                        // 6: optimizer_step (update rules, groups), grad_sum_squares, ema_step
+                                        // 5: KernelIO::cross_process; 6: Backend::loss_scaling_unsupported;
+                                        // 7: optimizer_step (update rules, groups), grad_sum_squares, ema_step
 #define CRUNET_CUDA_ENTRY_SYMBOL "crunet_cuda_entry_v1"
 
 // Sizes of the C++ types that cross, so a stale library is refused instead of misreading memory.

@@ -62,6 +62,10 @@ Executor::Executor(Backend& backend, const GraphDesc& graph, const ExecutorOptio
     : be_(backend), opts_(opts), g_(infer_shapes(opts.fuse && backend.fuses_batch_norm_relu() ? fuse_batch_norm_relu(graph) : graph, opts.batch)),
       scaler_(opts.loss_scale) {
   check_precision();
+  if (scaler_.enabled()) {
+    const std::string why = be_.loss_scaling_unsupported();
+    if (!why.empty()) fail("compile: lossScale on device '", be_.name(), "': ", why, "; compile without lossScale");
+  }
   try {
     build_kernels();
     init_params();
@@ -112,19 +116,26 @@ void Executor::release() {
   seed_ = nullptr;
 }
 
+namespace {
+// Whether the executor can run a graph in precision p (it has no low-precision lowering yet).
+bool executor_runs(Precision p) { return p == Precision::fp32; }
+}  // namespace
+
 // A precision the device cannot compute in is an error naming the device, the precision, why, and what
 // the device supports: never a silent fp32 (docs/ARCHITECTURE.md, "Precision").
 void Executor::check_precision() const {
   const Precision p = opts_.precision;
   const std::string why = be_.precision_unsupported(p);
   if (!why.empty()) {
+    // What a session on this device can be compiled in: both checks pass (the device's kernels exist and
+    // the executor lowers to them), so fp32 alone until the lowering exists.
     std::string supported;
     for (Precision q : kAllPrecisions)
-      if (be_.precision_unsupported(q).empty()) supported += std::string(supported.empty() ? "" : ", ") + precision_name(q);
+      if (be_.precision_unsupported(q).empty() && executor_runs(q)) supported += std::string(supported.empty() ? "" : ", ") + precision_name(q);
     fail("compile: device '", be_.name(), "' cannot compute in ", precision_name(p), ": ", why, "; it supports ", supported);
   }
   // The device could, but the executor does not yet lower a graph to low-precision kernels and casts.
-  if (p != Precision::fp32)
+  if (!executor_runs(p))
     fail("compile: precision ", precision_name(p), " on device '", be_.name(), "': crunet cannot run a graph in ",
          precision_name(p), " yet; use fp32");
 }

@@ -12,8 +12,9 @@ struct LossScalerConfig {
   bool enabled = false;
   bool dynamic = true;          // false: a fixed scale; an overflowing step is still skipped
   float init_scale = 65536.0f;  // PyTorch's defaults: 2^16, x2 after 2000 good steps, x0.5 on an overflow
-  float growth_factor = 2.0f;
-  float backoff_factor = 0.5f;
+  // Double, as GradScaler's: an update computes scale * factor in double and rounds once to float.
+  double growth_factor = 2.0;
+  double backoff_factor = 0.5;
   int growth_interval = 2000;
 };
 
@@ -37,12 +38,15 @@ class LossScaler {
 
   // After a step's gradients were unscaled and checked (torch._amp_update_scale_): an overflow backs the
   // scale off and restarts the count of good steps; the growth_interval-th good step in a row grows it,
-  // unless growing would overflow float. A fixed scale never changes.
+  // unless growing would overflow float. A fixed scale never changes. Each new scale is
+  // float(double(scale) * factor), as GradScaler's. Unlike GradScaler, a back-off that would leave a scale
+  // whose inverse is not a finite float (below about 2^-128) keeps the scale: unscaling by an infinite
+  // 1/scale would turn zero gradients into NaN.
   void update(bool found_inf);
 
   LossScalerState state() const { return state_; }
-  // Throws crunet::Error for a scale that is not a finite positive float or a tracker outside
-  // [0, growth_interval).
+  // Throws crunet::Error for a scale that is not a finite positive float with a finite inverse, or a
+  // tracker outside [0, growth_interval).
   void set_state(const LossScalerState& s);
 
  private:

@@ -102,12 +102,14 @@ class CpuBackend final : public Backend {
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
   }
 
+  std::string loss_scaling_unsupported() const override { return ""; }
   bool unscale(float* x, size_t n, float factor) override {
     uint32_t nonfinite = 0;
 #pragma omp parallel for simd schedule(static) reduction(| : nonfinite)
     for (size_t i = 0; i < n; i++) {
-      nonfinite |= exponent_all_ones(x[i]);
-      x[i] *= factor;
+      const float y = x[i] * factor;
+      nonfinite |= exponent_all_ones(x[i]) | exponent_all_ones(y);
+      x[i] = y;
     }
     return nonfinite == 0;
   }
