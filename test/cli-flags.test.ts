@@ -32,3 +32,32 @@ describe('cli: numeric flags', () => {
     assert.throws(() => parseTrainArgs(['--epochs', '']), /--epochs: expected an integer >= 1, but received ''/);
   });
 });
+
+describe('cli: crunet train optimizer flags', () => {
+  it('parses the optimizer, its settings, clipping, accumulation and the moving average', () => {
+    const a = parseTrainArgs(['--optimizer', 'adamw', '--betas', '0.9,0.95', '--eps', '1e-6', '--clip-grad-norm', '1', '--accumulate', '4', '--ema', '0.9998', '--ema-warmup']);
+    assert.deepEqual(
+      [a.given.optimizer, a.given.betas, a.given.eps, a.given.clipGradNorm, a.given.accumulate, a.given.ema, a.given.emaWarmup],
+      ['adamw', [0.9, 0.95], 1e-6, 1, 4, 0.9998, true],
+    );
+  });
+
+  it('refuses values out of range with a usage error naming the flag and the valid range', () => {
+    const bad: [string[], RegExp][] = [
+      [['--optimizer', 'adam'], /^--optimizer: expected one of sgd, adamw, lamb, but received 'adam'$/],
+      [['--betas', '0.9,1'], /^--betas: expected B1,B2 with each in \[0, 1\), e\.g\. 0\.9,0\.999, but received '0\.9,1'$/],
+      [['--betas=-0.1,0.9'], /--betas: expected B1,B2 with each in \[0, 1\)/],
+      [['--betas', '0.9'], /--betas: expected B1,B2/],
+      [['--eps', '0'], /^--eps: expected a number > 0, but received '0'$/],
+      [['--eps=-1'], /^--eps: expected a number >= 0, but received '-1'$/],
+      [['--clip-grad-norm', '0'], /^--clip-grad-norm: expected a number > 0 \(leave the flag out for no clipping\), but received '0'$/],
+      [['--accumulate', '0'], /^--accumulate: expected an integer >= 1, but received '0'$/],
+      [['--accumulate', '1.5'], /^--accumulate: expected an integer >= 1/],
+      [['--ema=-0.1'], /^--ema: expected a number in \[0, 1\], but received '-0\.1'$/],
+      [['--ema', '1.5'], /^--ema: expected a number in \[0, 1\], but received '1\.5'$/],
+      [['--ema-warmup'], /--ema-warmup warms up the moving average of --ema DECAY: give --ema too/],
+      [['--momentum', '1.5'], /^--momentum: expected a number in \[0, 1\], but received '1\.5'$/],
+    ];
+    for (const [args, re] of bad) assert.throws(() => parseTrainArgs(args), (e: unknown) => e instanceof UsageError && re.test((e as Error).message), args.join(' '));
+  });
+});

@@ -13,6 +13,7 @@ const run: RunSettings = {
   model: 'crunet_small', dataset: 'fashion-mnist', epochs: 42, batchSize: 128, lr: 0.2, schedule: 'cosine', warmupEpochs: 0.3,
   momentum: 0.9, nesterov: true, weightDecay: 5e-4, labelSmoothing: 0.1, augment: true, erase: 0.5, seed: 0,
   mixup: 0.2, cutmix: 1, mixProb: 0.8, mixSwitchProb: 0.5, autoAugment: 'randaugment:2,9', validation: 0.1, earlyStopPatience: 3, precision: 'fp32',
+  optimizer: 'sgd', clipGradNorm: 1, accumulate: 2, ema: 0.999, emaWarmup: true,
 };
 
 /** A checkpoint's metadata as 'crunet train' writes it after `epoch` epochs of `run`. */
@@ -21,7 +22,7 @@ function info(r: RunSettings, extra: Record<string, unknown> = {}): CheckpointIn
     model: { name: r.model, options: { classes: 10, channels: 1, inputSize: 28, width: 48 } },
     epoch: 1, step: 468,
     schedule: { type: 'cosine', lr: r.lr, epochs: r.epochs, warmup: { steps: 140 }, stepsPerEpoch: 468 },
-    optimizer: { lr: r.lr, momentum: r.momentum, nesterov: r.nesterov, weightDecay: r.weightDecay },
+    optimizer: { type: r.optimizer as 'sgd', lr: r.lr, momentum: r.momentum, nesterov: r.nesterov, weightDecay: r.weightDecay, clipGradNorm: r.clipGradNorm },
     format: 1, version: '0.1.0', savedAt: '2026-11-25T17:26:45.789Z', session: { device: 'cpu', batchSize: r.batchSize, precision: 'fp32' },
     optimizerState: true,
     ...extra,

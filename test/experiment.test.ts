@@ -204,8 +204,14 @@ describe('crunet experiment', function () {
       [{ ...base, models: [{ model: 'resnet_small', options: { D: 64 } }] }, /models\[0\]: .*option D applies only to CRU-Net models/],
       [{ ...base, name: '../x' }, /name: expected a name of letters, digits/],
       [{ ...base, recipes: [{ name: 'a', epochs: 1 }] }, /recipe: expected exactly one of "recipe" .* or "recipes"/],
+      [{ ...base, recipe: { ...base.recipe, optimizer: 'adamw', betas: [1, 0.9] } }, /--betas: expected B1,B2 with each in \[0, 1\)/],
     ];
     for (const [p, re] of bad) assert.throws(() => parsePlan(p, 'plan.json'), (e: Error) => re.test(e.message) && e.message.startsWith('plan.json: '), re.source);
+    // An AdamW recipe takes AdamW's defaults and no SGD momentum.
+    const adamw = plannedRuns(parsePlan({ ...base, recipe: { name: 'adamw', epochs: 1, optimizer: 'adamw', ema: 0.999, emaWarmup: true } }))[0]!.trainArgs.join(' ');
+    assert.match(adamw, /--optimizer adamw .*--ema 0\.999 --ema-warmup/);
+    assert.match(adamw, /--lr 0\.001 /);
+    assert.doesNotMatch(adamw, /--momentum|nesterov/);
     const two = parsePlan({ ...base, recipe: undefined, recipes: [{ name: 'short', epochs: 1 }, { name: 'long', epochs: 2 }] });
     assert.deepEqual(plannedRuns(two).map((r) => r.dir), ['crunet_small-short-seed3', 'crunet_small-short-seed7', 'crunet_small-long-seed3', 'crunet_small-long-seed7',
       'resnext_small-short-seed3', 'resnext_small-short-seed7', 'resnext_small-long-seed3', 'resnext_small-long-seed7']);

@@ -46,8 +46,8 @@ describe('hardening: native engine', () => {
     const groups = [
       ['compile'],
       ['params'],
-      ['step', 'forward', 'gradients', 'values', 'getParameter', 'setParameter', 'getMomentum', 'setMomentum',
-        'setOptimizer', 'lossScaler', 'setLossScaler', 'memory', 'profile', 'resetProfile', 'setProfiling', 'dispose', 'buildInfo', 'devices',
+      ['step', 'forward', 'gradients', 'values', 'getParameter', 'setParameter', 'getOptimizerState', 'setOptimizerState',
+        'getUpdates', 'setUpdates', 'getEma', 'setEma', 'setOptimizer', 'lossScaler', 'setLossScaler', 'memory', 'profile', 'resetProfile', 'setProfiling', 'dispose', 'buildInfo', 'devices',
         'primitiveSeconds', 'setNumThreads'],
     ];
     for (const entries of groups) {
@@ -210,7 +210,7 @@ describe('hardening: native engine', () => {
       assert.deepEqual(s.getParameter('fc.weight'), before);
       const m = new Float32Array(before.length);
       m[1] = NaN;
-      assert.throws(() => s.setOptimizerState('fc.weight', m), /setMomentum fc.weight: element 1 is NaN/);
+      assert.throws(() => s.setOptimizerState('fc.weight', m), /setOptimizerState fc.weight: element 1 is NaN/);
     });
     it('setParameter refuses a negative running variance', () => {
       const v = new Float32Array(8).fill(1);

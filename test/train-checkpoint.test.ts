@@ -354,6 +354,78 @@ describe('checkpoints', () => {
     whole.dispose();
   });
 
+  describe('AdamW, the moving average and the update count', () => {
+    const adamw = { type: 'adamw' as const, lr: 0.01, betas: [0.85, 0.99] as const, weightDecay: 0.02, clipGradNorm: 0.5 };
+    const openAdamw = (seed: number, ema = true) => compile(smallNet(), { batchSize: batch, seed, optimizer: adamw, ...(ema ? { ema: { decay: 0.9, warmup: true } } : {}) });
+    /** Every parameter, both state buffers, the moving average and the update count. */
+    function fullState(s: Session) {
+      const out: Record<string, Float32Array | number> = { updates: s.updates };
+      for (const n of s.parameterNames()) {
+        out[n] = s.getParameter(n);
+        if (s.ema) out[`ema.${n}`] = s.getEma(n);
+        if (!s.graph.params.find((p) => p.name === n)!.trainable) continue;
+        for (const b of s.optimizerStateNames) out[`${b}.${n}`] = s.getOptimizerState(n, b);
+      }
+      return out;
+    }
+    const stepsOf = async (s: Session, from: number, to: number) => {
+      for (let k = from; k < to; k++) {
+        const x = images.map((v, i) => Math.sin(v * (k + 1) + i * 1e-3));
+        await s.step(x, labels, { lr: 0.01 * (1 + k), accumulate: k % 3 === 1 });  // accumulation too, ended before the save
+      }
+    };
+
+    it('a run saved and resumed ends bit for bit where an uninterrupted one does (state buffers, EMA, update count)', async () => {
+      const whole = await openAdamw(3);
+      await stepsOf(whole, 0, 9);
+      const first = await openAdamw(3);
+      await stepsOf(first, 0, 6);
+      const file = path.join(dir, 'adamw.safetensors');
+      await saveCheckpoint(file, first, { ...meta(1, 4), optimizer: adamw });
+      first.dispose();
+      const ck = loadCheckpoint(file);
+      assert.equal(ck.meta.optimizerType, 'adamw');
+      assert.equal(ck.meta.updates, 4);
+      assert.equal(ck.meta.emaState, true);
+      assert.ok(ck.tensors.has('optimizer.exp_avg_sq.conv.weight') && ck.tensors.has('ema.bn.running_var'));
+      const resumed = await openAdamw(1234);
+      assert.deepEqual(restoreSession(resumed, ck), { missing: [], unexpected: [], optimizerState: true, ema: 'restored' });
+      await stepsOf(resumed, 6, 9);
+      assert.deepEqual(fullState(resumed), fullState(whole));
+      resumed.dispose();
+      whole.dispose();
+    });
+
+    it("refuses another optimizer's state and an incomplete moving average, naming the tensor, and changes nothing", async () => {
+      const sgdFile = path.join(dir, 'sgd-state.safetensors');
+      await saveCheckpoint(sgdFile, a, meta(3, 15));
+      const s = await openAdamw(5);
+      await stepsOf(s, 0, 1);
+      const before = fullState(s);
+      assert.throws(() => restoreSession(s, loadCheckpoint(sgdFile)),
+        /optimizer\.momentum\.conv\.weight \(the checkpoint's optimizer is sgd, the session's adamw\) is in the checkpoint but not in the session.*The session was not changed\.$/);
+      // Weights alone are fine: the optimizer state is not asked for, the moving average starts from them.
+      const r = restoreSession(s, loadCheckpoint(sgdFile), { optimizerState: false });
+      assert.equal(r.ema, 'initialised');
+      assert.deepEqual(s.getEma('fc.weight'), a.getParameter('fc.weight'));
+      assert.deepEqual(s.getOptimizerState('fc.weight'), before['exp_avg.fc.weight']);  // not restored: still its own
+      s.dispose();
+
+      const t = await openAdamw(6);
+      await stepsOf(t, 0, 1);
+      const file = path.join(dir, 'adamw-ema.safetensors');
+      await saveCheckpoint(file, t, meta(1, 1));
+      const ck = loadCheckpoint(file);
+      ck.tensors.delete('ema.fc.bias');
+      const u = await openAdamw(7);
+      const untouched = fullState(u);
+      assert.throws(() => restoreSession(u, ck), /ema\.fc\.bias is missing from the checkpoint.*The session was not changed\.$/);
+      assert.deepEqual(fullState(u), untouched);
+      t.dispose();
+      u.dispose();
+    });
+  });
+
   it('latestCheckpoint picks the largest step, skipping damaged, foreign and temporary files', async () => {
     const sub = path.join(dir, 'run');
     fs.mkdirSync(sub);

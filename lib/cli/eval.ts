@@ -22,6 +22,7 @@ Options:
   --dataset SPEC      ${DATASET_SPECS} (default: the one it was trained on)
   --batch-size B      (default 256)
   --limit N           evaluate on N samples (the random subset that 'crunet train --limit-test N' used)
+  --ema               evaluate the moving average of the weights the checkpoint keeps ('crunet train --ema')
   --tta flip          test-time augmentation: score the mean softmax of each image and its mirror image
                       (for data sets whose classes are mirror-symmetric, e.g. Fashion-MNIST and CIFAR; not digits)
   --bad-images P      image folders: an unreadable image is fatal (fail, default) or skipped: counted and
@@ -31,14 +32,14 @@ Options:
   ${precisionHelp(22)}
                       (checkpoints hold fp32 weights whatever the run's precision, so any precision reads them)
   ${threadsHelp(22)}
-  --json              one JSON line: {checkpoint, dataset, tta, loss, top1, top5, images, skipped, seconds}`;
+  --json              one JSON line: {checkpoint, dataset, tta, ema, loss, top1, top5, images, skipped, seconds}`;
 
 export async function evalCommand(args: string[]): Promise<number> {
   const { values: v, positionals } = parseArgs({
     args, strict: true, allowPositionals: true,
     options: {
       checkpoint: { type: 'string' }, dataset: { type: 'string' }, 'batch-size': { type: 'string' },
-      limit: { type: 'string' }, tta: { type: 'string' }, 'bad-images': { type: 'string' }, 'max-image-bytes': { type: 'string' }, 'max-image-pixels': { type: 'string' }, device: { type: 'string' }, precision: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' },
+      limit: { type: 'string' }, tta: { type: 'string' }, ema: { type: 'boolean' }, 'bad-images': { type: 'string' }, 'max-image-bytes': { type: 'string' }, 'max-image-pixels': { type: 'string' }, device: { type: 'string' }, precision: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' },
     },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -63,7 +64,9 @@ export async function evalCommand(args: string[]): Promise<number> {
   checkDataMatches(ckpt.meta, data, file);
   // The training run drew its --limit-test subset with seed + 1: the same samples here.
   const test = limitDataset(data, limit, seed + 1);
-  const session = await compile(model, { device: v.device ?? 'cpu', batchSize: batch, precision });
+  const ema = !!v.ema;
+  if (ema && !ckpt.meta.emaState) throw new Error(`--ema: ${file} keeps no moving average of the weights (train with 'crunet train --ema DECAY')`);
+  const session = await compile(model, { device: v.device ?? 'cpu', batchSize: batch, precision, ...(ema ? { ema: { decay: 1 } } : {}) });
   restoreSession(session, ckpt, { optimizerState: false, model: model.name });
   const loader = new DataLoader(test, { batchSize: batch, shuffle: false });
   const trainer = new Trainer({ session, train: loader, schedule: createSchedule({ type: 'constant', lr: 0 }), epochs: 0 });
@@ -72,7 +75,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   bar.start(1, loader.batchesPerEpoch, undefined, `eval ${model.name}`);
   let r: EvalStats;
   try {
-    r = await trainer.evaluate(loader, 0, { tta, onBatch: ({ batches, images }) => bar.update({ step: batches, images }) });
+    r = await trainer.evaluate(loader, 0, { tta, ema, onBatch: ({ batches, images }) => bar.update({ step: batches, images }) });
     bar.end(`evaluated ${r.images} images in ${r.seconds.toFixed(1)} s`);
   } finally {
     bar.end(); // after a failure: closes the line before the error is printed (a no-op once ended)
@@ -80,7 +83,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     session.dispose();
   }
   const skipped = r.skipped ? `, ${r.skipped} unreadable skipped` : '';
-  if (v.json) console.log(JSON.stringify({ checkpoint: file, dataset, tta, ...r }));
-  else console.log(`${model.name} from ${file} on ${dataset} (${r.images} images${skipped}${tta === 'flip' ? ', mean of each image and its mirror' : ''}): loss ${r.loss.toFixed(4)}, top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}% (${r.seconds.toFixed(1)} s)`);
+  if (v.json) console.log(JSON.stringify({ checkpoint: file, dataset, tta, ema, ...r }));
+  else console.log(`${model.name}${ema ? ' (moving average)' : ''} from ${file} on ${dataset} (${r.images} images${skipped}${tta === 'flip' ? ', mean of each image and its mirror' : ''}): loss ${r.loss.toFixed(4)}, top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}% (${r.seconds.toFixed(1)} s)`);
   return 0;
 }

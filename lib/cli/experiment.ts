@@ -25,8 +25,8 @@ A plan (see experiments/*.json):
    "models": ["crunet_small", {"label": "L", "model": "resnet_small", "options": {"width": 36}}],
    "recipe": {"epochs": 15, "augment": true, "labelSmoothing": 0.1, ...}}
 A recipe takes crunet train's settings by name (epochs, batchSize, lr, schedule, stepSize, milestones,
-warmupEpochs, momentum, nesterov, weightDecay, labelSmoothing, augment, erase, limitTrain, limitTest,
-valSplit); the others are train's defaults, recorded with the runs. "recipes": [{"name": ..., ...}] runs several.
+warmupEpochs, optimizer, betas, eps, clipGradNorm, accumulate, ema, emaWarmup, momentum, nesterov, weightDecay,
+labelSmoothing, augment, erase, limitTrain, limitTest, valSplit); the others are train's defaults, recorded with the runs. "recipes": [{"name": ..., ...}] runs several.
 
 Options:
   --out DIR        output folder (default runs/<plan name>)

@@ -19,6 +19,18 @@ export interface RunSettings {
   stepSize?: number;
   milestones?: number[];
   warmupEpochs: number;
+  /** 'sgd', 'adamw' or 'lamb' (lib/engine/session.ts OPTIMIZER_TYPES). */
+  optimizer: string;
+  /** AdamW's betas and eps (undefined: PyTorch's defaults). */
+  betas?: [number, number];
+  eps?: number;
+  /** Clip the gradient to this global norm (undefined: no clipping). */
+  clipGradNorm?: number;
+  /** Batches per optimizer update (gradient accumulation; 1: none). */
+  accumulate: number;
+  /** Keep a moving average of the weights with this decay (undefined: none), with timm's warmup when emaWarmup. */
+  ema?: number;
+  emaWarmup?: boolean;
   momentum: number;
   nesterov: boolean;
   weightDecay: number;
@@ -56,6 +68,8 @@ export const TRAIN_DEFAULTS = {
   lr: 0.2,
   schedule: 'cosine',
   warmupEpochs: 0.3,
+  optimizer: 'sgd',
+  accumulate: 1,
   momentum: 0.9,
   nesterov: true,
   weightDecay: 5e-4,
@@ -66,6 +80,9 @@ export const TRAIN_DEFAULTS = {
   mixProb: 1,
   mixSwitchProb: 0.5,
 } satisfies Partial<RunSettings>;
+
+/** What changes with --optimizer adamw or lamb: PyTorch's AdamW default weight decay (timm's Lamb has the same), and a learning rate that suits them. */
+export const ADAMW_DEFAULTS = { lr: 1e-3, weightDecay: 0.01 } satisfies Partial<RunSettings>;
 
 /** A setting as the flag that sets it. */
 function asFlag(key: keyof RunSettings, value: unknown): string {
@@ -79,6 +96,11 @@ function asFlag(key: keyof RunSettings, value: unknown): string {
     case 'autoAugment': return value === undefined ? 'no RandAugment or TrivialAugment' : value === 'trivialaugment' ? '--trivialaugment' : `--randaugment ${String(value).slice('randaugment:'.length)}`;
     case 'validation': return value === undefined ? 'no validation split' : `--validation ${value}`;
     case 'earlyStopPatience': return value === undefined ? 'no early stopping' : `--early-stop-patience ${value}`;
+    case 'betas': return value === undefined ? "AdamW's default betas" : `--betas ${(value as number[]).join(',')}`;
+    case 'eps': return value === undefined ? "AdamW's default eps" : `--eps ${value}`;
+    case 'clipGradNorm': return value === undefined ? 'no gradient clipping' : `--clip-grad-norm ${value}`;
+    case 'ema': return value === undefined ? 'no moving average of the weights' : `--ema ${value}`;
+    case 'emaWarmup': return value ? '--ema-warmup' : 'no EMA warmup';
     case 'precision': return `--precision ${value ?? 'fp32'}`;
     default: return `--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} ${value}`;
   }
@@ -101,6 +123,9 @@ interface TrainMeta {
   autoAugment?: string | null;
   validation?: number | null;
   earlyStopPatience?: number | null;
+  /** Absent in checkpoints written before these existed: then 1 and none. */
+  accumulate?: number;
+  ema?: { decay: number; warmup: boolean } | null;
 }
 
 /** What a checkpoint says about its run's settings, and its steps per epoch. */
@@ -121,11 +146,18 @@ export function storedSettings(meta: CheckpointInfo): { settings: Partial<RunSet
     s.autoAugment = m.autoAugment ?? undefined;
     s.validation = m.validation ?? undefined;
     s.earlyStopPatience = m.earlyStopPatience ?? undefined;
+    s.accumulate = m.accumulate ?? 1;
+    s.ema = m.ema?.decay;
+    s.emaWarmup = m.ema ? m.ema.warmup : undefined;
     // Every checkpoint records its session's precision (fp32 until other precisions existed).
     if (['fp32', 'bf16', 'fp16'].includes(meta.session.precision)) s.precision = meta.session.precision as Precision;
   }
   if (meta.optimizer) {
     const o = meta.optimizer;
+    s.optimizer = o.type ?? 'sgd';  // checkpoints written before AdamW are SGD's
+    if (o.betas !== undefined) s.betas = [o.betas[0], o.betas[1]];
+    if (o.eps !== undefined) s.eps = o.eps;
+    if (typeof m.dataset === 'string') s.clipGradNorm = o.clipGradNorm;
     if (o.momentum !== undefined) s.momentum = o.momentum;
     if (o.nesterov !== undefined) s.nesterov = o.nesterov;
     if (o.weightDecay !== undefined) s.weightDecay = o.weightDecay;
@@ -151,6 +183,7 @@ export function trainMeta(run: RunSettings, train: Dataset, augmentation: { augm
     valSplit: run.valSplit ?? null, augmentation, labelSmoothing: run.labelSmoothing, classNames: [...train.classes],
     mix: { mixup: run.mixup, cutmix: run.cutmix, prob: run.mixProb, switchProb: run.mixSwitchProb }, autoAugment: run.autoAugment ?? null,
     validation: run.validation ?? null, earlyStopPatience: run.earlyStopPatience ?? null,
+    accumulate: run.accumulate, ema: run.ema !== undefined ? { decay: run.ema, warmup: !!run.emaWarmup } : null,
     ...(threads !== undefined ? { threads } : {}), ...(train.preprocessing ? { preprocessing: train.preprocessing } : {}),
   };
 }

@@ -5,7 +5,7 @@ import { DataLoader, DATASET_SPECS, openDataset, parseDatasetSpec, type Dataset,
 import { BINS, checkAutoAugment, type AutoAugment } from '../data/autoaugment.js';
 import { mixEnabled } from '../data/mixup.js';
 import { holdOut, limitDataset } from '../data/subset.js';
-import { compile, type Session } from '../engine/index.js';
+import { compile, OPTIMIZER_TYPES, type OptimizerOptions, type OptimizerType, type Session } from '../engine/index.js';
 import { create, fromJSON, type Model } from '../models/index.js';
 import { loadCheckpoint, restoreSession, saveCheckpoint, type Checkpoint } from '../train/checkpoint.js';
 import { writeFileAtomicSync } from '../train/checkpoint.js';
@@ -22,7 +22,7 @@ import { prepareOutDir } from './out-dir.js';
 import { MAX_THREADS, applyThreads, availableCpus, threadsHelp } from './threads.js';
 import { parseModelOptions } from './model-options.js';
 import { joinJobFromEnv, launchedThreads, resumedBatchSize, type TrainRank } from './train-rank.js';
-import { badImagesFlag, checkDataMatches, imageLimitFlags, imageLimitsHelp, checkpointFile, resumeSettings, storedThreads, TRAIN_DEFAULTS, trainMeta, type RunSettings } from './run-settings.js';
+import { badImagesFlag, checkDataMatches, imageLimitFlags, imageLimitsHelp, checkpointFile, resumeSettings, storedThreads, ADAMW_DEFAULTS, TRAIN_DEFAULTS, trainMeta, type RunSettings } from './run-settings.js';
 
 export const TRAIN_HELP = `Usage: crunet train [options]
 
@@ -38,12 +38,23 @@ Options:
   --dataset SPEC          ${DATASET_SPECS} (default ${TRAIN_DEFAULTS.dataset})
   --epochs N              epochs (default ${TRAIN_DEFAULTS.epochs})
   --batch-size B          batch size (default ${TRAIN_DEFAULTS.batchSize})
-  --lr X                  base learning rate (default ${TRAIN_DEFAULTS.lr})
+  --lr X                  base learning rate (default ${TRAIN_DEFAULTS.lr}; ${ADAMW_DEFAULTS.lr} with adamw and lamb)
   --schedule S            ${SCHEDULE_TYPES.join(', ')} (default ${TRAIN_DEFAULTS.schedule}); step decays 10x every
                           --step-size epochs (default a third of the run), multistep at --milestones A,B
   --warmup-epochs N       linear warmup (default ${TRAIN_DEFAULTS.warmupEpochs})
-  --momentum M            SGD momentum (default ${TRAIN_DEFAULTS.momentum}); --no-nesterov for plain momentum
-  --weight-decay W        L2 on weights, not on BN or biases (default ${TRAIN_DEFAULTS.weightDecay})
+  --optimizer O           ${OPTIMIZER_TYPES.join(', ')} (default ${TRAIN_DEFAULTS.optimizer}): PyTorch's SGD with Nesterov momentum, AdamW, or
+                          timm's LAMB (its default clipping at norm 1 is --clip-grad-norm 1)
+  --momentum M            SGD momentum in [0, 1] (default ${TRAIN_DEFAULTS.momentum}); --no-nesterov for plain momentum
+  --betas B1,B2           AdamW's and LAMB's betas, each in [0, 1) (default 0.9,0.999)
+  --eps E                 AdamW's and LAMB's eps > 0 (default 1e-8; LAMB 1e-6)
+  --weight-decay W        on weights, not on BN or biases (default ${TRAIN_DEFAULTS.weightDecay}; adamw and lamb ${ADAMW_DEFAULTS.weightDecay}, decoupled)
+  --clip-grad-norm N      clip the gradient to global L2 norm N > 0 (default: no clipping); the norm is logged
+                          (metrics.jsonl gradNorm, TensorBoard train/grad_norm)
+  --accumulate K          one optimizer update per K batches (K >= 1, default 1), with their mean gradient: the
+                          update of a K x batch-size batch without its memory (batch norm still sees each batch)
+  --ema DECAY             keep a moving average of the weights (timm's ModelEmaV2, DECAY in [0, 1], e.g. 0.9998),
+                          evaluated after every epoch beside the weights and saved in checkpoints ('crunet eval --ema')
+  --ema-warmup            with --ema: decay min(DECAY, (1 + u) / (10 + u)) after u updates
   --label-smoothing E     train towards (1 - E) onehot + E / classes (default ${TRAIN_DEFAULTS.labelSmoothing}); the training
                           loss reported is then the smoothed one, the test loss stays plain cross-entropy
   --augment / --no-augment  training augmentation (IDX: pad 2 + crop (+ mirror for Fashion-MNIST), off by
@@ -115,6 +126,8 @@ export function parseTrainArgs(args: string[]): TrainArgs {
       model: { type: 'string' }, 'model-options': { type: 'string' }, dataset: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' },
       lr: { type: 'string' }, schedule: { type: 'string' }, 'step-size': { type: 'string' }, milestones: { type: 'string' },
       'warmup-epochs': { type: 'string' }, momentum: { type: 'string' }, 'no-nesterov': { type: 'boolean' },
+      optimizer: { type: 'string' }, betas: { type: 'string' }, eps: { type: 'string' }, 'clip-grad-norm': { type: 'string' },
+      accumulate: { type: 'string' }, ema: { type: 'string' }, 'ema-warmup': { type: 'boolean' },
       'weight-decay': { type: 'string' }, 'label-smoothing': { type: 'string' }, augment: { type: 'boolean' }, 'no-augment': { type: 'boolean' }, erase: { type: 'string' },
       randaugment: { type: 'string' }, trivialaugment: { type: 'boolean' }, mixup: { type: 'string' }, cutmix: { type: 'string' }, 'mix-prob': { type: 'string' },
       'mix-switch-prob': { type: 'string' }, validation: { type: 'string' }, 'early-stop-patience': { type: 'string' },
@@ -135,6 +148,15 @@ export function parseTrainArgs(args: string[]): TrainArgs {
   const validation = numberFlag(v.validation, '--validation', { min: 0, max: 1 });
   if (validation !== undefined && !(validation > 0 && validation < 1)) throw new UsageError(`--validation: expected a fraction in (0, 1), but received '${v.validation}'`);
   const earlyStopPatience = intFlag(v['early-stop-patience'], '--early-stop-patience', 1);
+  if (v.optimizer !== undefined && !(OPTIMIZER_TYPES as readonly string[]).includes(v.optimizer)) {
+    throw new UsageError(`--optimizer: expected one of ${OPTIMIZER_TYPES.join(', ')}, but received '${v.optimizer}'`);
+  }
+  const eps = numberFlag(v.eps, '--eps', { min: 0 });
+  if (eps === 0) throw new UsageError(`--eps: expected a number > 0, but received '${v.eps}'`);
+  const clipGradNorm = numberFlag(v['clip-grad-norm'], '--clip-grad-norm', { min: 0 });
+  if (clipGradNorm === 0) throw new UsageError(`--clip-grad-norm: expected a number > 0 (leave the flag out for no clipping), but received '${v['clip-grad-norm']}'`);
+  const ema = numberFlag(v.ema, '--ema', { min: 0, max: 1 });
+  if (v['ema-warmup'] && ema === undefined) throw new UsageError('--ema-warmup warms up the moving average of --ema DECAY: give --ema too');
   const given: Partial<RunSettings> = {
     model: v.model,
     dataset: v.dataset,
@@ -145,7 +167,14 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     stepSize: intFlag(v['step-size'], '--step-size', 1),
     milestones: v.milestones?.split(',').map((m) => intFlag(m, '--milestones', 1)!),
     warmupEpochs: numberFlag(v['warmup-epochs'], '--warmup-epochs', { min: 0 }),
-    momentum: numberFlag(v.momentum, '--momentum', { min: 0 }),
+    optimizer: v.optimizer,
+    betas: betasFlag(v.betas),
+    eps,
+    clipGradNorm,
+    accumulate: intFlag(v.accumulate, '--accumulate', 1),
+    ema,
+    emaWarmup: v['ema-warmup'] ? true : undefined,
+    momentum: numberFlag(v.momentum, '--momentum', { min: 0, max: 1 }),
     nesterov: v['no-nesterov'] ? false : undefined,
     weightDecay: numberFlag(v['weight-decay'], '--weight-decay', { min: 0 }),
     labelSmoothing: numberFlag(v['label-smoothing'], '--label-smoothing', { min: 0 }),
@@ -181,6 +210,17 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     resume: v.resume,
     json: !!v.json,
   };
+}
+
+/** --betas B1,B2: AdamW's two coefficients, each in [0, 1). */
+function betasFlag(v: string | undefined): [number, number] | undefined {
+  if (v === undefined) return undefined;
+  const parts = v.split(',');
+  const b = parts.map(Number);
+  if (parts.length !== 2 || parts.some((p) => p.trim() === '') || !b.every((x) => x >= 0 && x < 1)) {
+    throw new UsageError(`--betas: expected B1,B2 with each in [0, 1), e.g. 0.9,0.999, but received '${v}'`);
+  }
+  return [b[0]!, b[1]!];
 }
 
 /** --randaugment N,M / --trivialaugment as the setting stored in checkpoints ('randaugment:N,M', 'trivialaugment'). */
@@ -245,7 +285,10 @@ function effectiveAugmentation(run: RunSettings, train: Dataset): { augment: boo
 /** The run's settings: the flags, over the checkpoint's when resuming (contradictions refused), over the defaults. */
 function resolveRun(a: TrainArgs, ckpt?: Checkpoint): RunSettings {
   const known = ckpt ? resumeSettings(a.given, ckpt.meta, ckpt.path) : a.given;
-  const run = { ...TRAIN_DEFAULTS, precision: 'fp32', ...known } as RunSettings;
+  const adamw = known.optimizer === 'adamw' || known.optimizer === 'lamb';  // Adam-style: betas and eps, no momentum
+  const run = { ...TRAIN_DEFAULTS, precision: 'fp32', ...(adamw ? ADAMW_DEFAULTS : {}), ...known } as RunSettings;
+  if (adamw && (a.given.momentum !== undefined || a.given.nesterov !== undefined)) throw new UsageError(`--momentum and --no-nesterov are SGD's: ${known.optimizer} has --betas and --eps`);
+  if (!adamw && (run.betas !== undefined || run.eps !== undefined)) throw new UsageError('--betas and --eps are AdamW\'s and LAMB\'s: give --optimizer adamw or lamb too');
   if (!run.erase) delete run.erase; // a stored 0: augmentation without erasing
   return run;
 }
@@ -326,8 +369,12 @@ async function trainRun(a: TrainArgs, t0: number, job: TrainRank | undefined): P
   const test = limitDataset(data.test, run.limitTest, run.seed + 1);
   const model = modelFor(run, a.modelOptions, train, ckpt);
   const augmentation = effectiveAugmentation(run, data.train);
-  // Each rank's part of an epoch is floor(n / W) samples (shard 'drop'): floor(n / (W B)) steps, as one process at W x B.
-  const stepsPerEpoch = Math.floor(train.length / (run.batchSize * worldSize));
+  // Each rank's part of an epoch is floor(n / W) samples (shard 'drop'): floor(n / (W B)) batches, as one process at W x B.
+  const batchesPerEpoch = Math.floor(train.length / (run.batchSize * worldSize));
+  // Schedules count optimizer updates: with accumulation, an epoch's last update takes the batches left.
+  const stepsPerEpoch = Math.ceil(batchesPerEpoch / run.accumulate);
+  // The Trainer finds an epoch's last batch from the whole training set's size, not a rank's shard.
+  if (run.accumulate > 1 && worldSize > 1) throw new UsageError('--accumulate with several processes is not supported yet: use one process, or a larger --batch-size');
   if (stepsPerEpoch < 1) {
     const limited = run.limitTrain !== undefined ? ` (--limit-train ${run.limitTrain})` : '';
     const global = worldSize > 1 ? ` x ${worldSize} processes` : '';
@@ -344,11 +391,16 @@ async function trainRun(a: TrainArgs, t0: number, job: TrainRank | undefined): P
   if (root) prepareOutDir(out);
   const ckptFile = path.join(out, 'checkpoint.safetensors');
 
-  const optimizer = { lr: run.lr, momentum: run.momentum, nesterov: run.nesterov && run.momentum > 0, weightDecay: run.weightDecay };
+  const clip = run.clipGradNorm !== undefined ? { clipGradNorm: run.clipGradNorm } : {};
+  const optimizer: OptimizerOptions = run.optimizer !== 'sgd'
+    ? { type: run.optimizer as OptimizerType, lr: run.lr, ...(run.betas ? { betas: run.betas } : {}), ...(run.eps !== undefined ? { eps: run.eps } : {}), weightDecay: run.weightDecay, ...clip }
+    : { type: 'sgd', lr: run.lr, momentum: run.momentum, nesterov: run.nesterov && run.momentum > 0, weightDecay: run.weightDecay, ...clip };
+  const ema = run.ema !== undefined ? { decay: run.ema, warmup: !!run.emaWarmup } : undefined;
   const mix = { mixupAlpha: run.mixup, cutmixAlpha: run.cutmix, prob: run.mixProb, switchProb: run.mixSwitchProb };
   const mixing = mixEnabled(mix);
   const session: Session = await compile(model, {
-    device: a.device, batchSize: run.batchSize, precision: run.precision, seed: run.seed, optimizer, labelSmoothing: run.labelSmoothing, softTargets: mixing, ...(job ? { distributed: { group: job.group } } : {}),
+    device: a.device, batchSize: run.batchSize, precision: run.precision, seed: run.seed, optimizer, ...(ema ? { ema } : {}), labelSmoothing: run.labelSmoothing,
+    softTargets: mixing, ...(job ? { distributed: { group: job.group } } : {}),
   });
   const workers = a.workers !== undefined ? { workers: a.workers } : {};
   // Training: equal parts, the tail of each epoch's order dropped (shard.ts); evaluation: every sample once.
@@ -403,20 +455,22 @@ async function trainRun(a: TrainArgs, t0: number, job: TrainRank | undefined): P
     return `; run ETA ${formatDuration(eta)}`;
   };
   // Lines and TensorBoard scalars count epochs from 1 (the Trainer's epoch indices count from 0).
-  const evalLine = (epoch: number, step: number, t: EvalStats) => {
-    record({ type: 'eval', epoch: epoch + 1, step, loss: t.loss, acc: t.top1, top5: t.top5 });
+  const evalLine = (epoch: number, step: number, t: EvalStats, m?: EvalStats) => {
+    record({ type: 'eval', epoch: epoch + 1, step, loss: t.loss, acc: t.top1, top5: t.top5, ...(m ? { emaLoss: m.loss, emaAcc: m.top1, emaTop5: m.top5 } : {}) });
   };
+  // --ema: the test set is also scored with the moving average's weights after each epoch.
+  let lastEma: EvalStats | undefined;
   const smoothed = [run.labelSmoothing > 0 ? `label smoothing ${run.labelSmoothing}` : '', mixing ? 'mixed targets' : ''].filter(Boolean).join(', ');
   const plotLabels = { train: smoothed ? `train (${smoothed})` : 'train', test: 'test (plain cross-entropy)' };
   let valNote = '';
   const trainer: Trainer = new Trainer({
-    session, train: trainSource, test: testLoader, schedule, epochs: stoppedEarly ? startEpoch : run.epochs, startEpoch, startStep, group: job?.group,
+    session, train: trainSource, test: testLoader, schedule, epochs: stoppedEarly ? startEpoch : run.epochs, startEpoch, startStep, accumulate: run.accumulate, group: job?.group,
     callbacks: {
-      onEpochStart: (epoch) => bar.start(epoch + 1, stepsPerEpoch, run.epochs),
+      onEpochStart: (epoch) => bar.start(epoch + 1, batchesPerEpoch, run.epochs),
       onStep: (s) => {
         bar.update({ step: s.batch + 1, images: s.epochImages, loss: s.epochLoss, acc: s.epochAcc });
-        if (s.step % 50 === 0) {
-          record({ type: 'step', epoch: s.epoch + 1, step: s.step, lr: s.lr, loss: s.loss, acc: s.correct / s.size });
+        if (s.step % 50 === 0 && s.gradNorm !== undefined) {
+          record({ type: 'step', epoch: s.epoch + 1, step: s.step, lr: s.lr, loss: s.loss, acc: s.correct / s.size, gradNorm: s.gradNorm });
         }
       },
       // The epoch's line and checkpoint come before its evaluation: a failing evaluation cannot cost the epoch.
@@ -440,11 +494,15 @@ async function trainRun(a: TrainArgs, t0: number, job: TrainRank | undefined): P
         }
         await checkpoint(e.epoch + 1, e.step);
       },
-      onEpochEnd: (e) => {
-        if (e.test) evalLine(e.epoch, e.step, e.test);
+      onEpochEnd: async (e) => {
+        const m = e.test && ema ? await trainer.evaluate(testLoader, e.epoch, { ema: true }) : undefined;
+        if (trainer.isInterrupted) return; // a partial score is not the data set's; the epoch's evaluation is redone on resume
+        lastEma = m ?? lastEma;
+        if (e.test) evalLine(e.epoch, e.step, e.test, m);
         const skipped = trainLoader.skippedCount + testLoader.skippedCount;
         say(`epoch ${e.epoch + 1}/${run.epochs}: train loss ${e.train.loss.toFixed(4)} acc ${(100 * e.train.acc).toFixed(2)}% ` +
             `(${e.train.imagesPerSec.toFixed(0)} img/s)` + (e.train.skippedSteps ? `; ${e.train.skippedSteps} steps skipped by the loss scaler` : '') + valNote + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : '') +
+            (m ? `; EMA test top-1 ${(100 * m.top1).toFixed(2)}%` : '') +
             (skipped ? `; ${skipped} unreadable images skipped so far (--bad-images skip)` : '') + runEta(e.epoch + 1));
         if (log) {
           const records = readMetrics(log.path);
@@ -529,6 +587,7 @@ async function trainRun(a: TrainArgs, t0: number, job: TrainRank | undefined): P
   const summary = {
     model: model.name, dataset: run.dataset, epoch, epochs: run.epochs, testLoss: final.loss, top1: final.top1, top5: final.top5,
     imagesPerSec: trainSeconds > 0 ? trained / trainSeconds : 0, wallSeconds: (performance.now() - t0) / 1000, params, out,
+    ...(lastEma ? { emaTop1: lastEma.top1, emaTestLoss: lastEma.loss } : {}),
   };
   say(`${epoch < run.epochs ? `after epoch ${epoch} of ${run.epochs}: ` : ''}test accuracy ${(100 * final.top1).toFixed(2)}% (top-5 ${(100 * final.top5).toFixed(2)}%), loss ${final.loss.toFixed(4)}; ` +
       `${summary.imagesPerSec.toFixed(0)} train img/s; ${summary.wallSeconds.toFixed(0)} s in all; results in ${out}`);

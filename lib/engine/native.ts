@@ -74,9 +74,9 @@ export function algorithmChoices(report: string): AlgorithmChoice[] {
 }
 
 export interface NativeSession {
-  /** lossScale is 0 without loss scaling (skipped is then false). */
-  step(feeds: Feed[], lr?: number): Promise<{ loss: number; correct: number; topkCorrect: number; skipped: boolean; lossScale: number }>;
-  forward(feeds: Feed[]): Promise<Float32Array[]>;
+  /** lossScale is 0 without loss scaling (skipped is then false); gradNorm is absent after an accumulating or skipped step. */
+  step(feeds: Feed[], lr?: number, accumulate?: boolean): Promise<{ loss: number; correct: number; topkCorrect: number; gradNorm?: number; skipped: boolean; lossScale: number }>;
+  forward(feeds: Feed[], ema?: boolean): Promise<Float32Array[]>;
   gradients(feeds: Feed[], seed: Float32Array): Promise<{
     outputs: Float32Array[];
     inputGrads: (Float32Array | null)[];
@@ -86,9 +86,13 @@ export interface NativeSession {
   values(): { name: string; shape: number[]; dtype: string }[];
   getParameter(index: number): Float32Array;
   setParameter(index: number, values: Float32Array): void;
-  getMomentum(index: number): Float32Array;
-  setMomentum(index: number, values: Float32Array): void;
-  setOptimizer(o: { lr?: number; momentum?: number; nesterov?: boolean; weightDecay?: number }): void;
+  getOptimizerState(index: number, buffer: number): Float32Array;
+  setOptimizerState(index: number, buffer: number, values: Float32Array): void;
+  getUpdates(): number;
+  setUpdates(n: number): void;
+  getEma(index: number): Float32Array;
+  setEma(index: number, values: Float32Array): void;
+  setOptimizer(o: Partial<NativeOptimizer>): void;
   /** null without loss scaling. */
   lossScaler(): { scale: number; growthTracker: number } | null;
   setLossScaler(state: { scale: number; growthTracker: number }): void;
@@ -101,6 +105,22 @@ export interface NativeSession {
   readonly algorithmCache?: AlgorithmCacheReport;
 }
 
+/** The optimizer as the addon reads it (native/addon/session_wrap.cc, read_optimizer). */
+export interface NativeOptimizer {
+  type: 'sgd' | 'adamw' | 'lamb';
+  lr: number;
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  clipGradNorm: number;
+  /** Per parameter, in graph order: its group's weight decay and learning-rate multiplier. */
+  paramWeightDecay: number[];
+  paramLrScale: number[];
+}
+
 /** The loss scaler's settings (native/core/loss_scaler.h); fields left out take GradScaler's defaults. */
 export interface NativeLossScale {
   dynamic: boolean;
@@ -110,7 +130,7 @@ export interface NativeLossScale {
   growthInterval?: number;
 }
 
-export interface NativeCompileOptions {
+export interface NativeCompileOptions extends NativeOptimizer {
   batchSize: number;
   device: string;
   seed: number;
@@ -118,10 +138,9 @@ export interface NativeCompileOptions {
   reuseMemory: boolean;
   profile: boolean;
   fuse: boolean;
-  lr: number;
-  momentum: number;
-  nesterov: boolean;
-  weightDecay: number;
+  /** A moving average of the weights with this decay (absent: none). */
+  emaDecay?: number;
+  emaWarmup?: boolean;
   precision: 'fp32' | 'bf16' | 'fp16';
   /** Absent: no loss scaling. */
   lossScale?: NativeLossScale;

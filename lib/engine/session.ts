@@ -3,7 +3,7 @@ import { duringStep, nativeGroup, type ProcessGroup } from '../dist/process-grou
 import { checkLabelSmoothing, type Graph } from '../graph/builder.js';
 import type { AttrValue, GraphIR } from '../graph/ir.js';
 import {
-  algorithmChoices, native, type AlgorithmCacheReport, type AlgorithmChoice, type Feed, type NativeLossScale, type NativeMemory, type NativeSession,
+  algorithmChoices, native, type AlgorithmCacheReport, type AlgorithmChoice, type Feed, type NativeLossScale, type NativeMemory, type NativeOptimizer, type NativeSession,
 } from './native.js';
 
 export type { AlgorithmCacheReport, AlgorithmCandidate, AlgorithmChoice } from './native.js';
@@ -29,12 +29,62 @@ export interface DistributedOptions {
   syncBatchNorm?: boolean;
 }
 
-/** PyTorch's torch.optim.SGD (dampening 0). Weight decay applies to parameters whose weightDecay is true. */
-export interface SgdOptions {
+/** The update rules of the native step (docs/ARCHITECTURE.md, "A training step"). */
+export const OPTIMIZER_TYPES = ['sgd', 'adamw', 'lamb'] as const;
+export type OptimizerType = (typeof OPTIMIZER_TYPES)[number];
+
+/** The names of each rule's state buffers per trainable parameter (PyTorch's state keys), as checkpoints store them. */
+export const OPTIMIZER_STATE: Record<OptimizerType, readonly string[]> = { sgd: ['momentum'], adamw: ['exp_avg', 'exp_avg_sq'], lamb: ['exp_avg', 'exp_avg_sq'] };
+
+/**
+ * Settings for a set of parameters (a PyTorch parameter group). A parameter takes the first group whose
+ * `match` accepts its name; parameters no group matches keep the defaults.
+ */
+export interface ParamGroup {
+  /** A RegExp tested against the parameter's name (e.g. /^fc\./), or a predicate on the name. */
+  match: RegExp | ((name: string) => boolean);
+  /** The group's learning rate is the schedule's times lrScale (default 1). */
+  lrScale?: number;
+  /** The group's weight decay (default: the optimizer's for weights, 0 for batch-norm and bias parameters). */
+  weightDecay?: number;
+}
+
+/**
+ * The optimizer, fused into step(). type 'sgd' (default) is torch.optim.SGD (dampening 0); 'adamw' is
+ * torch.optim.AdamW (amsgrad off) with its defaults: betas [0.9, 0.999], eps 1e-8, weightDecay 0.01,
+ * decoupled from the gradient. 'lamb' is timm's Lamb (defaults betas [0.9, 0.999], eps 1e-6, weightDecay
+ * 0.01; the layer-wise trust ratio on parameters with weight decay, unclipped; timm clips the gradient at
+ * global norm 1 by default: set clipGradNorm 1 for that). Weight decay applies to parameters built with weightDecay true (weights,
+ * not batch-norm or bias parameters) unless a group says otherwise.
+ */
+export interface OptimizerOptions {
+  type?: OptimizerType;
   lr: number;
+  /** SGD: momentum in [0, 1] (default 0) and Nesterov's variant. */
   momentum?: number;
   nesterov?: boolean;
+  /** AdamW and LAMB: the moving averages' coefficients, each in [0, 1) (default [0.9, 0.999]), and the denominator's eps > 0 (default 1e-8; LAMB 1e-6). */
+  betas?: readonly [number, number];
+  eps?: number;
+  /** Default 0 for SGD, 0.01 for AdamW and LAMB. */
   weightDecay?: number;
+  /**
+   * Clip the gradient to this global L2 norm before the update (torch.nn.utils.clip_grad_norm_ over every
+   * trainable gradient; the accumulated mean gradient when accumulating). 0 or absent: no clipping.
+   */
+  clipGradNorm?: number;
+  groups?: readonly ParamGroup[];
+}
+
+/** The optimizer's settings as they were called before AdamW existed. */
+export type SgdOptions = OptimizerOptions;
+
+/** timm's ModelEmaV2: a moving average of every parameter (batch-norm statistics included), updated after each optimizer update. */
+export interface EmaOptions {
+  /** ema = decay * ema + (1 - decay) * weights; in [0, 1] (timm's default 0.9998). */
+  decay: number;
+  /** Use min(decay, (1 + u) / (10 + u)) after u updates, so that the average forgets the initial weights early on. */
+  warmup?: boolean;
 }
 
 /**
@@ -112,7 +162,9 @@ export interface CompileOptions {
   lossScale?: 'dynamic' | number | false | LossScaleOptions;
   /** Seeds parameter initialisation. */
   seed?: number;
-  optimizer?: SgdOptions;
+  optimizer?: OptimizerOptions;
+  /** Keep a moving average of the weights (forward's and Trainer.evaluate's `ema` use it). */
+  ema?: EmaOptions;
   /** Also compute gradients of the f32 graph inputs in gradients(). */
   inputGrads?: boolean;
   /** Let buffers with disjoint lifetimes share memory (default true); off only to measure what it saves. */
@@ -142,6 +194,8 @@ export interface CompileOptions {
 export interface StepResult {
   loss: number;
   correct: number;
+  /** The global L2 norm of the (mean accumulated) gradient before clipping; absent after an accumulating step. */
+  gradNorm?: number;
   /** Labels within the k largest logits, when the loss was built with topk > 0. */
   topkCorrect?: number;
   /** With loss scaling: the gradients overflowed, so nothing was updated (and the scale backed off). */
@@ -279,7 +333,8 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
     throw new RangeError(`compile: expected batchSize to be a positive integer, but received ${opts.batchSize}`);
   }
-  const sgd = opts.optimizer ?? { lr: 0.1 };
+  const optimizer = checkOptimizer(opts.optimizer ?? { lr: 0.1 }, 'compile: optimizer');
+  const ema = opts.ema === undefined ? undefined : checkEma(opts.ema);
   const distributed = opts.distributed === undefined ? undefined : checkDistributed(opts.distributed);
   let handle: NativeSession;
   try {
@@ -291,10 +346,8 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
       reuseMemory: opts.reuseMemory ?? true,
       profile: opts.profile ?? false,
       fuse: opts.fuse ?? true,
-      lr: sgd.lr,
-      momentum: sgd.momentum ?? 0,
-      nesterov: sgd.nesterov ?? false,
-      weightDecay: sgd.weightDecay ?? 0,
+      ...nativeOptimizer(optimizer, ir),
+      ...(ema ? { emaDecay: ema.decay, emaWarmup: ema.warmup ?? false } : {}),
       precision,
       ...(lossScale !== undefined ? { lossScale } : {}),
       ...(opts.cudnn !== undefined ? { cudnn: opts.cudnn } : {}),
@@ -303,7 +356,7 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
   } catch (e) {
     rethrow(e);
   }
-  const session = new Session(handle, ir, opts.batchSize, device, precision, distributed?.group);
+  const session = new Session(handle, ir, opts.batchSize, device, precision, optimizer, ema, distributed?.group);
   if (distributed) {
     const store = {
       parameters: () => handle.params(),
@@ -337,6 +390,70 @@ function checkDistributed(d: DistributedOptions): Required<DistributedOptions> {
   return { group, bucketMB, syncBatchNorm };
 }
 
+const finiteAtLeast0 = (x: unknown) => typeof x === 'number' && Number.isFinite(x) && x >= 0;
+
+/**
+ * Checks what only TypeScript checks (type, betas, eps, clipGradNorm, groups); lr, momentum and weightDecay
+ * are checked by the addon, which also knows float32's range.
+ */
+function checkOptimizer(o: OptimizerOptions, where: string): OptimizerOptions {
+  if (!o || typeof o !== 'object') throw new TypeError(`${where}: expected an object {type, lr, ...}, but received ${typeName(o)}`);
+  const type = o.type ?? 'sgd';
+  if (!(OPTIMIZER_TYPES as readonly string[]).includes(type)) throw new RangeError(`${where}: expected type to be one of ${OPTIMIZER_TYPES.map((t) => `'${t}'`).join(', ')}, but received ${JSON.stringify(type)}`);
+  if (o.betas !== undefined) {
+    if (!Array.isArray(o.betas) || o.betas.length !== 2) throw new TypeError(`${where}: expected betas to be [beta1, beta2], but received ${JSON.stringify(o.betas)}`);
+    o.betas.forEach((b, i) => {
+      if (!(typeof b === 'number' && b >= 0 && b < 1)) throw new RangeError(`${where}: expected betas[${i}] to be a number in [0, 1), but received ${b}`);
+    });
+  }
+  if (o.eps !== undefined && !(typeof o.eps === 'number' && Number.isFinite(o.eps) && o.eps > 0)) throw new RangeError(`${where}: expected eps to be a finite number > 0, but received ${o.eps}`);
+  if (o.clipGradNorm !== undefined && !finiteAtLeast0(o.clipGradNorm)) throw new RangeError(`${where}: expected clipGradNorm to be a finite number >= 0 (0: no clipping), but received ${o.clipGradNorm}`);
+  if (type !== 'sgd' && (o.momentum !== undefined || o.nesterov !== undefined)) throw new TypeError(`${where}: expected no momentum or nesterov for type '${type}' (they are SGD's), but received them`);
+  if (type === 'sgd' && (o.betas !== undefined || o.eps !== undefined)) throw new TypeError(`${where}: expected no betas or eps for type 'sgd' (they are AdamW's and LAMB's), but received them`);
+  if (o.groups !== undefined) {
+    if (!Array.isArray(o.groups)) throw new TypeError(`${where}: expected groups to be an array of {match, lrScale, weightDecay}, but received ${typeName(o.groups)}`);
+    o.groups.forEach((g, i) => {
+      if (!g || !(g.match instanceof RegExp || typeof g.match === 'function')) throw new TypeError(`${where}: expected groups[${i}].match to be a RegExp or a function of the parameter name, but received ${typeName(g?.match)}`);
+      for (const k of ['lrScale', 'weightDecay'] as const) {
+        if (g[k] !== undefined && !finiteAtLeast0(g[k])) throw new RangeError(`${where}: expected groups[${i}].${k} to be a finite number >= 0, but received ${g[k]}`);
+      }
+    });
+  }
+  return { ...o, type };
+}
+
+function checkEma(e: EmaOptions): EmaOptions {
+  if (!e || typeof e !== 'object') throw new TypeError(`compile: expected ema to be {decay, warmup}, but received ${typeName(e)}`);
+  if (!(typeof e.decay === 'number' && e.decay >= 0 && e.decay <= 1)) throw new RangeError(`compile: expected ema.decay to be a number in [0, 1], but received ${e.decay}`);
+  if (e.warmup !== undefined && typeof e.warmup !== 'boolean') throw new TypeError(`compile: expected ema.warmup to be a boolean, but received ${typeName(e.warmup)}`);
+  return e;
+}
+
+/** The first group that matches a parameter, by its name. */
+function groupOf(o: OptimizerOptions, name: string): ParamGroup | undefined {
+  return o.groups?.find((g) => (g.match instanceof RegExp ? new RegExp(g.match.source, g.match.flags.replace('g', '')).test(name) : g.match(name)));
+}
+
+/** The addon's form: the settings with the defaults of the type, and each parameter's group resolved. */
+function nativeOptimizer(o: OptimizerOptions, ir: GraphIR): NativeOptimizer {
+  const type = o.type ?? 'sgd';
+  const weightDecay = o.weightDecay ?? (type === 'sgd' ? 0 : 0.01);
+  const groups = ir.params.map((p) => groupOf(o, p.name));
+  return {
+    type,
+    lr: o.lr,
+    momentum: o.momentum ?? 0,
+    nesterov: o.nesterov ?? false,
+    weightDecay,
+    beta1: o.betas?.[0] ?? 0.9,
+    beta2: o.betas?.[1] ?? 0.999,
+    eps: o.eps ?? (type === 'lamb' ? 1e-6 : 1e-8),
+    clipGradNorm: o.clipGradNorm ?? 0,
+    paramWeightDecay: ir.params.map((p, i) => groups[i]?.weightDecay ?? (p.weightDecay ? weightDecay : 0)),
+    paramLrScale: groups.map((g) => g?.lrScale ?? 1),
+  };
+}
+
 /** A compiled graph on one device. Release its native memory with dispose() (or `using`). */
 export class Session {
   private readonly paramIndex = new Map<string, number>();
@@ -346,6 +463,7 @@ export class Session {
   /** The graph input that feeds the loss's soft targets, if it takes them (compile's softTargets). */
   readonly targetsInput: string | undefined;
   private disposed = false;
+  private opt: OptimizerOptions;
 
   constructor(
     private readonly handle: NativeSession,
@@ -353,9 +471,13 @@ export class Session {
     readonly batchSize: number,
     readonly device: string,
     readonly precision: Precision,
+    optimizer: OptimizerOptions = { lr: 0.1 },
+    /** The moving average's settings, when the session keeps one. */
+    readonly ema?: EmaOptions,
     /** The process group of a data-parallel session (compile's distributed.group): step() exchanges on it. */
     readonly group?: ProcessGroup,
   ) {
+    this.opt = optimizer;
     handle.params().forEach((p, i) => this.paramIndex.set(p.name, i));
     this.inputs = graph.inputs.map((i) => ({ name: i.name, perSample: i.shape.reduce((a, b) => a * b, 1), dtype: i.dtype }));
     const loss = graph.nodes.find((n) => n.name === graph.loss);
@@ -364,16 +486,19 @@ export class Session {
   }
 
   /**
-   * One training step: forward, loss, backward (shared parameters summed over uses) and the SGD update.
+   * One training step: forward, loss, backward (shared parameters summed over uses) and the update phase:
+   * the gradient's global norm (returned as gradNorm), clipping, the optimizer's update and the moving
+   * average (docs/ARCHITECTURE.md, "A training step"). With `accumulate` the gradients are only added up;
+   * the next step without it updates with the mean gradient of them all.
    * The arrays are copied before step() returns, so the caller may refill them at once. Refused without
-   * changing any state: inputs with NaN or Inf, labels outside [0, classes), a non-finite loss. When the
+   * changing any state: inputs with NaN or Inf, labels outside [0, classes), a non-finite loss or gradient norm. When the
    * update itself makes a parameter NaN or infinite (a learning rate far too large), the step rejects
    * naming that parameter, and the update stays applied: restore a checkpoint before training on.
    * With loss scaling (compile's lossScale), a step whose gradients overflow resolves with skipped: true
    * instead, having changed nothing but the scale.
    * `targets` [batch, classes]: the soft targets, for a session compiled with softTargets (required there).
    */
-  async step(feeds: Feeds, labels?: Int32Array, opts: { lr?: number; targets?: Float32Array } = {}): Promise<StepResult> {
+  async step(feeds: Feeds, labels?: Int32Array, opts: { lr?: number; targets?: Float32Array; accumulate?: boolean } = {}): Promise<StepResult> {
     if (opts.targets !== undefined) {
       if (!this.targetsInput) throw new TypeError('step: targets were given, but this session was not compiled with softTargets');
       if (feeds instanceof Float32Array || feeds instanceof Int32Array) {
@@ -387,12 +512,14 @@ export class Session {
       throw new RangeError(`step: expected lr to be a finite number >= 0, but received ${opts.lr}`);
     }
     if (!this.graph.loss) throw new TypeError('step: expected a session of a graph with a loss (build it with softmaxCrossEntropy as loss), but received one without');
+    if (opts.accumulate !== undefined && typeof opts.accumulate !== 'boolean') throw new TypeError(`step: expected accumulate to be a boolean, but received ${typeName(opts.accumulate)}`);
     try {
-      const pending = this.live('step').step(arrays, opts.lr);
+      const pending = this.live('step').step(arrays, opts.lr, opts.accumulate ?? false);
       const r = await (this.group ? duringStep(this.group, pending) : pending);
       return {
         loss: r.loss,
         correct: r.correct,
+        ...(r.gradNorm !== undefined ? { gradNorm: r.gradNorm } : {}),
         ...(this.hasTopk ? { topkCorrect: r.topkCorrect } : {}),
         ...(r.lossScale > 0 ? { skipped: r.skipped, lossScale: r.lossScale } : {}),
       };
@@ -405,12 +532,13 @@ export class Session {
    * Inference (batch norm uses running statistics): the first graph output for up to batchSize samples.
    * A smaller batch is padded inside and the result trimmed.
    */
-  async forward(feeds: Feeds): Promise<Float32Array> {
-    return (await this.outputs(feeds))[0]!;
+  async forward(feeds: Feeds, opts: { ema?: boolean } = {}): Promise<Float32Array> {
+    return (await this.outputs(feeds, opts))[0]!;
   }
 
-  /** Like forward(), but every graph output. */
-  async outputs(feeds: Feeds): Promise<Float32Array[]> {
+  /** Like forward(), but every graph output. `ema`: with the moving average of the weights (compile's ema). */
+  async outputs(feeds: Feeds, opts: { ema?: boolean } = {}): Promise<Float32Array[]> {
+    if (opts.ema && !this.ema) throw new TypeError('forward: expected a session compiled with ema for {ema: true}, but received one without');
     const first = this.inputs.find((i) => i.dtype === 'f32' && i.name !== this.targetsInput);
     const arr = feeds instanceof Float32Array || feeds instanceof Int32Array ? feeds : first ? feeds[first.name] : undefined;
     const n = first && arr ? arr.length / first.perSample : this.batchSize;
@@ -420,7 +548,7 @@ export class Session {
     const arrays = this.feeds('forward', feeds, undefined, n).map((a, i) => this.pad(a, this.inputs[i]!.perSample, n));
     let outs: Float32Array[];
     try {
-      outs = await this.live('forward').forward(arrays);
+      outs = await this.live('forward').forward(arrays, opts.ema ?? false);
     } catch (e) {
       rethrow(e);
     }
@@ -464,17 +592,53 @@ export class Session {
     this.live('setParameter').setParameter(this.index(name), values);
   }
 
-  /** The SGD momentum buffer of a trainable parameter (for checkpoints). */
-  getOptimizerState(name: string): Float32Array {
-    return this.live('getOptimizerState').getMomentum(this.index(name));
+  /** The optimizer's settings (compile's, then setOptimizer's). */
+  get optimizer(): OptimizerOptions {
+    return this.opt;
   }
 
-  setOptimizerState(name: string, values: Float32Array): void {
-    this.live('setOptimizerState').setMomentum(this.index(name), values);
+  /** The names of the optimizer's state buffers per trainable parameter: ['momentum'] (SGD), ['exp_avg', 'exp_avg_sq'] (AdamW). */
+  get optimizerStateNames(): readonly string[] {
+    return OPTIMIZER_STATE[this.opt.type ?? 'sgd'];
   }
 
-  setOptimizer(o: Partial<SgdOptions>): void {
-    this.live('setOptimizer').setOptimizer(o);
+  /** One state buffer of a trainable parameter (default the first: SGD's momentum, AdamW's exp_avg), for checkpoints. */
+  getOptimizerState(name: string, buffer?: string): Float32Array {
+    return this.live('getOptimizerState').getOptimizerState(this.index(name), this.stateIndex(buffer));
+  }
+
+  setOptimizerState(name: string, values: Float32Array, buffer?: string): void {
+    if (!(values instanceof Float32Array)) throw new TypeError(`setOptimizerState ${name}: expected a Float32Array, but received ${typeName(values)}`);
+    this.live('setOptimizerState').setOptimizerState(this.index(name), this.stateIndex(buffer), values);
+  }
+
+  /** Optimizer updates applied so far (AdamW's bias correction and the EMA's warmup count them; checkpoints keep it). */
+  get updates(): number {
+    return this.live('updates').getUpdates();
+  }
+
+  set updates(n: number) {
+    if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`updates: expected a non-negative integer, but received ${n}`);
+    this.live('updates').setUpdates(n);
+  }
+
+  /** A copy of a parameter's moving average (compile's ema). */
+  getEma(name: string): Float32Array {
+    return this.live('getEma').getEma(this.index(name));
+  }
+
+  setEma(name: string, values: Float32Array): void {
+    if (!(values instanceof Float32Array)) throw new TypeError(`setEma ${name}: expected a Float32Array, but received ${typeName(values)}`);
+    this.live('setEma').setEma(this.index(name), values);
+  }
+
+  /** New settings of the same type (the state buffers were made for it at compile time); groups are resolved again. */
+  setOptimizer(o: Partial<OptimizerOptions>): void {
+    const type = this.opt.type ?? 'sgd';
+    if (o.type !== undefined && o.type !== type) throw new RangeError(`setOptimizer: expected type '${type}' (fixed at compile time: the state buffers were made for it), but received ${JSON.stringify(o.type)}`);
+    const next = checkOptimizer({ ...this.opt, ...o }, 'setOptimizer');
+    this.live('setOptimizer').setOptimizer(nativeOptimizer(next, this.graph));
+    this.opt = next;
   }
 
   /** The loss scaler's state (for checkpoints), or undefined for a session compiled without loss scaling. */
@@ -553,6 +717,13 @@ export class Session {
   private live(what: string): NativeSession {
     if (this.disposed) throw new Error(`${what}: this session was disposed`);
     return this.handle;
+  }
+
+  private stateIndex(buffer: string | undefined): number {
+    if (buffer === undefined) return 0;
+    const i = this.optimizerStateNames.indexOf(buffer);
+    if (i < 0) throw new RangeError(`expected an optimizer state buffer of ${this.opt.type ?? 'sgd'} (${this.optimizerStateNames.join(', ')}), but received '${buffer}'`);
+    return i;
   }
 
   private index(name: string): number {

@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import { create } from '../models/index.js';
 import { UsageError } from '../cli/errors.js';
 import { parseTrainArgs } from '../cli/train.js';
-import { TRAIN_DEFAULTS } from '../cli/run-settings.js';
+import { ADAMW_DEFAULTS, TRAIN_DEFAULTS } from '../cli/run-settings.js';
 
 /** The recipe settings a plan may set, with the `crunet train` flag of each. */
 const RECIPE_FLAGS = {
@@ -27,6 +27,13 @@ const RECIPE_FLAGS = {
   stepSize: { flag: '--step-size', type: 'number' },
   milestones: { flag: '--milestones', type: 'number[]' },
   warmupEpochs: { flag: '--warmup-epochs', type: 'number' },
+  optimizer: { flag: '--optimizer', type: 'string' },
+  betas: { flag: '--betas', type: 'number[]' },
+  eps: { flag: '--eps', type: 'number' },
+  clipGradNorm: { flag: '--clip-grad-norm', type: 'number' },
+  accumulate: { flag: '--accumulate', type: 'number' },
+  ema: { flag: '--ema', type: 'number' },
+  emaWarmup: { flag: '--ema-warmup', type: 'boolean' },
   momentum: { flag: '--momentum', type: 'number' },
   nesterov: { flag: '--no-nesterov', type: 'boolean' },
   weightDecay: { flag: '--weight-decay', type: 'number' },
@@ -181,7 +188,10 @@ function resolveRecipe(r: unknown, at: string, fail: (field: string, expected: s
     if (!ok) fail(`${at}.${k}`, spec.type === 'number[]' ? 'a non-empty array of numbers' : `a ${spec.type}`, v);
   }
   if (o.epochs === undefined) fail(`${at}.epochs`, 'a fixed number of epochs (an experiment does not take the default)', o.epochs);
-  const { model: _m, dataset: _d, seed: _s, ...defaults } = TRAIN_DEFAULTS;
+  const { model: _m, dataset: _d, seed: _s, ...sgdDefaults } = TRAIN_DEFAULTS;
+  // AdamW and LAMB recipes take their own defaults, and no momentum (crunet train refuses it for them).
+  const { momentum: _mo, nesterov: _n, ...adamBase } = sgdDefaults;
+  const defaults = o.optimizer !== undefined && o.optimizer !== 'sgd' ? { ...adamBase, ...ADAMW_DEFAULTS } : sgdDefaults;
   const settings = Object.fromEntries(Object.entries(o).filter(([k, v]) => k !== 'name' && v !== undefined));
   return { name: o.name as string, ...defaults, ...settings } as Recipe;
 }
@@ -195,7 +205,7 @@ export function recipeFlags(recipe: Recipe): string[] {
     if (k === 'nesterov') {
       if (v === false) out.push('--no-nesterov');
     } else if (k === 'augment') out.push(v ? '--augment' : '--no-augment');
-    else if (k === 'trivialaugment') {
+    else if (k === 'trivialaugment' || k === 'emaWarmup') {
       if (v) out.push(flag);
     }
     else if (Array.isArray(v)) out.push(flag, v.join(','));

@@ -1,12 +1,15 @@
-// Checkpoints: a Session's parameters, batch-norm running statistics and SGD momentum buffers in one
-// safetensors file, with the training state (epoch, step, schedule, optimizer, RNG, model) as JSON in
+// Checkpoints: a Session's parameters, batch-norm running statistics, optimizer state and moving average
+// of the weights in one safetensors file, with the training state (epoch, step, schedule, optimizer, RNG, model) as JSON in
 // its metadata. Written atomically, so a crash or a full disk never leaves a half-written checkpoint
 // where the last good one was.
 //
 // File layout (format 1):
 //   tensors   every parameter by its graph name, PyTorch layout, F32 (conv weight [O, C/groups, kh, kw];
 //             BN's running_mean / running_var are the non-trainable parameters)
-//             "optimizer.momentum.<name>" for each trainable parameter (torch.optim.SGD's momentum_buffer)
+//             "optimizer.<buffer>.<name>" for each of the optimizer's state buffers and trainable parameter,
+//             named as PyTorch's optimizer state: SGD "momentum" (momentum_buffer), AdamW "exp_avg" and
+//             "exp_avg_sq"; the updates taken (AdamW's step) are CheckpointInfo.updates
+//             "ema.<name>" for every parameter when the session keeps a moving average (compile's ema)
 //   metadata  "crunet": JSON of CheckpointInfo; "format": "pt" (what Hugging Face tools expect)
 //             CheckpointInfo.tensorSha256 covers every tensor (name, dtype, shape, bytes), so that damage
 //             inside the data or an edited header, which leave the file well-formed, is refused at load
@@ -26,7 +29,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Preprocessing } from '../data/dataset.js';
-import type { LossScalerState, Session, SgdOptions } from '../engine/session.js';
+import type { LossScalerState, OptimizerOptions, Session } from '../engine/session.js';
 import { version as crunetVersion } from '../engine/info.js';
 import {
   dtypeOf, readSafetensors, readSafetensorsHeader, SafetensorsError, writeAll, writeSafetensorsTo, type ByteSink, type DType, type ReadTensor, type TensorToWrite,
@@ -34,6 +37,10 @@ import {
 import type { ScheduleConfig } from './schedule.js';
 
 export const CHECKPOINT_FORMAT = 1;
+/** Names under these prefixes are the optimizer's state and the moving average, never parameters. */
+export const OPTIMIZER_PREFIX = 'optimizer.';
+export const EMA_PREFIX = 'ema.';
+/** SGD's momentum buffers (the prefix of every checkpoint written before AdamW). */
 export const MOMENTUM_PREFIX = 'optimizer.momentum.';
 
 /** What the caller knows about the run; saved as given (plus anything else JSON-serialisable). */
@@ -45,7 +52,7 @@ export interface CheckpointMeta {
   /** Optimizer steps completed over the whole run (the global step of schedule.lrAt). */
   step: number;
   schedule?: ScheduleConfig;
-  optimizer?: SgdOptions;
+  optimizer?: OptimizerOptions;
   /**
    * The state of the run's random numbers. crunet's data pipeline keeps none that evolves: every draw
    * (shuffle order, crops, flips, erasing) is a pure function of (seed, epoch, sample index), so the seed
@@ -73,8 +80,13 @@ export interface CheckpointInfo extends CheckpointMeta {
   /** ISO time of saving. */
   savedAt: string;
   session: { device: string; batchSize: number; precision: string };
-  /** Whether momentum buffers were saved. */
+  /** Whether the optimizer's state buffers were saved. */
   optimizerState: boolean;
+  /** The optimizer's type and the updates it has applied (absent in checkpoints written before AdamW: SGD). */
+  optimizerType?: string;
+  updates?: number;
+  /** Whether the moving average of the weights was saved ("ema.*" tensors). */
+  emaState?: boolean;
   /** The loss scaler's state, for sessions compiled with loss scaling (restored with the optimizer state). */
   lossScaler?: LossScalerState;
   /** tensorDigest() of the tensors: name, dtype, shape, bytes (absent in checkpoints written before it was added). */
@@ -245,7 +257,7 @@ function checkMeta(meta: CheckpointMeta): void {
 }
 
 /**
- * Saves a session's parameters, BN statistics and (unless optimizerState is false) momentum buffers with
+ * Saves a session's parameters, BN statistics, moving average and (unless optimizerState is false) optimizer state with
  * `meta`, atomically replacing `file`. Every tensor is read from the session before the first byte is
  * written, so the snapshot is consistent even if the caller steps the session while the file is written.
  */
@@ -256,29 +268,37 @@ export async function saveCheckpoint(
   opts: { optimizerState?: boolean; io?: AtomicIO } = {},
 ): Promise<CheckpointInfo> {
   checkMeta(meta);
-  const withMomentum = opts.optimizerState ?? true;
+  const withState = opts.optimizerState ?? true;
   const params = new Map(session.graph.params.map((p) => [p.name, p]));
   const tensors: [string, TensorToWrite][] = [];
   for (const name of session.parameterNames()) {
-    if (name.startsWith(MOMENTUM_PREFIX)) throw new RangeError(`saveCheckpoint: expected parameter names outside the optimizer-state prefix '${MOMENTUM_PREFIX}', but received '${name}'`);
+    if (name.startsWith(OPTIMIZER_PREFIX) || name.startsWith(EMA_PREFIX)) {
+      throw new RangeError(`saveCheckpoint: expected parameter names outside the prefixes '${OPTIMIZER_PREFIX}' and '${EMA_PREFIX}' (optimizer state, moving average), but received '${name}'`);
+    }
     const p = params.get(name);
     if (!p) throw new Error(`saveCheckpoint: the session has parameter '${name}' that its graph does not list`);
     tensors.push([name, { shape: p.shape, data: session.getParameter(name) }]);
   }
-  if (withMomentum) {
-    for (const name of session.parameterNames()) {
-      const p = params.get(name)!;
-      if (p.trainable) tensors.push([MOMENTUM_PREFIX + name, { shape: p.shape, data: session.getOptimizerState(name) }]);
+  if (withState) {
+    for (const buffer of session.optimizerStateNames) {
+      for (const name of session.parameterNames()) {
+        const p = params.get(name)!;
+        if (p.trainable) tensors.push([`${OPTIMIZER_PREFIX}${buffer}.${name}`, { shape: p.shape, data: session.getOptimizerState(name, buffer) }]);
+      }
     }
   }
+  if (session.ema) for (const name of session.parameterNames()) tensors.push([EMA_PREFIX + name, { shape: params.get(name)!.shape, data: session.getEma(name) }]);
   const info: CheckpointInfo = {
     ...meta,
     format: CHECKPOINT_FORMAT,
     version: crunetVersion(),
     savedAt: new Date().toISOString(),
     session: { device: session.device, batchSize: session.batchSize, precision: session.precision },
-    optimizerState: withMomentum,
-    ...(withMomentum && session.lossScaler() ? { lossScaler: session.lossScaler() } : {}),
+    optimizerState: withState,
+    optimizerType: session.optimizer.type ?? 'sgd',
+    updates: session.updates,
+    emaState: !!session.ema,
+    ...(withState && session.lossScaler() ? { lossScaler: session.lossScaler() } : {}),
     sha256: undefined, // a legacy digest carried over in `meta` (e.g. {...old.meta, epoch}) would no longer match
     tensorSha256: tensorDigest(tensors.map(([name, t]) => [name, dtypeOf(name, t.data), t.shape, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)])),
   };
@@ -450,7 +470,10 @@ export interface RestoreOptions {
    * is an error either way.
    */
   strict?: boolean;
-  /** Restore momentum buffers when the checkpoint has them (default true). */
+  /**
+   * Restore the optimizer's state buffers and update count when the checkpoint has them (default true).
+   * false also ignores another optimizer's state (fine-tuning with AdamW from an SGD run, say).
+   */
   optimizerState?: boolean;
   /** The session's model name, for messages. */
   model?: string;
@@ -461,27 +484,43 @@ export interface RestoreResult {
   missing: string[];
   /** Checkpoint tensors the session has no place for. */
   unexpected: string[];
-  /** Whether momentum buffers were restored. */
+  /** Whether the optimizer's state buffers were restored. */
   optimizerState: boolean;
+  /**
+   * Sessions with a moving average: 'restored' from the checkpoint's "ema.*" tensors, or 'initialised' as a
+   * copy of the restored weights when it has none (as timm creates its ModelEmaV2 after loading the model).
+   * A session without one ignores the checkpoint's.
+   */
+  ema?: 'restored' | 'initialised';
 }
 
 const SHOWN = 5;
 
 /**
  * Loads a checkpoint into a session. Everything is checked before the first value is written: a
- * checkpoint of another model (other parameter names or shapes) is refused, naming both models and the
- * first mismatches, and leaves the session untouched.
+ * checkpoint of another model (other parameter names or shapes), or whose optimizer state or moving
+ * average does not fit the session's, is refused, naming both models and the first mismatches, and leaves
+ * the session untouched.
  */
 export function restoreSession(session: Session, ckpt: Checkpoint, opts: RestoreOptions = {}): RestoreResult {
   const strict = opts.strict ?? true;
   if (session.isDisposed) throw new Error('restoreSession: this session was disposed');
   const params = new Map(session.graph.params.map((p) => [p.name, p]));
   const names = session.parameterNames();
+  const buffers = session.optimizerStateNames;
   const missing: string[] = [];
   const unexpected: string[] = [];
   const shapes: string[] = [];
   const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
   const fmt = (s: readonly number[]) => `[${s.join(',')}]`;
+  // "optimizer.<buffer>.<parameter>" (buffer names have no dot) and "ema.<parameter>" name a parameter's state.
+  const stateOf = (name: string): { buffer?: string; param: string } | undefined => {
+    if (name.startsWith(EMA_PREFIX)) return { param: name.slice(EMA_PREFIX.length) };
+    if (!name.startsWith(OPTIMIZER_PREFIX)) return undefined;
+    const rest = name.slice(OPTIMIZER_PREFIX.length), dot = rest.indexOf('.');
+    return { buffer: rest.slice(0, dot), param: rest.slice(dot + 1) };
+  };
+  const wantState = opts.optimizerState ?? true;
 
   for (const name of names) {
     const t = ckpt.tensors.get(name);
@@ -489,42 +528,62 @@ export function restoreSession(session: Session, ckpt: Checkpoint, opts: Restore
     if (!t) missing.push(name);
     else if (!sameShape(t.shape, want)) shapes.push(`${name} is ${fmt(t.shape)} in the checkpoint but ${fmt(want)} in the session`);
   }
-  // Every parameter and momentum buffer is float32; another dtype would be converted, not refused, by
+  // Every parameter and state tensor is float32; another dtype would be converted, not refused, by
   // ReadTensor.data (integers read as floats).
   for (const [name, t] of ckpt.tensors) {
-    const used = params.has(name) || (name.startsWith(MOMENTUM_PREFIX) && params.has(name.slice(MOMENTUM_PREFIX.length)));
+    const used = params.has(name) || params.has(stateOf(name)?.param ?? '');
     if (used && t.dtype !== 'F32') shapes.push(`${name} has dtype ${t.dtype} in the checkpoint, expected F32`);
   }
-  const momentumNames = [...ckpt.tensors.keys()].filter((k) => k.startsWith(MOMENTUM_PREFIX));
-  const useMomentum = (opts.optimizerState ?? true) && momentumNames.length > 0;
+  const ours = (n: string) => {
+    const st = stateOf(n);
+    return !!st && st.buffer !== undefined && buffers.includes(st.buffer) && !!params.get(st.param)?.trainable;
+  };
+  const useState = wantState && [...ckpt.tensors.keys()].some(ours);
+  const emaNames = [...ckpt.tensors.keys()].filter((k) => k.startsWith(EMA_PREFIX));
+  const useEma = !!session.ema && emaNames.length > 0;
+  const theirType = ckpt.meta.optimizerType ?? 'sgd', ourType = session.optimizer.type ?? 'sgd';
   for (const [name, t] of ckpt.tensors) {
-    if (name.startsWith(MOMENTUM_PREFIX)) {
-      const p = params.get(name.slice(MOMENTUM_PREFIX.length));
-      if (!p || !p.trainable) unexpected.push(name);
-      else if (!sameShape(t.shape, p.shape) && sameShape(ckpt.tensors.get(p.name)?.shape ?? p.shape, p.shape)) {
-        shapes.push(`${name} is ${fmt(t.shape)} in the checkpoint but ${fmt(p.shape)} in the session`); // not implied by the parameter's own
-      }
-    } else if (!params.has(name)) {
-      unexpected.push(name);
+    const st = stateOf(name);
+    if (!st) {
+      if (!params.has(name)) unexpected.push(name);
+      continue;
+    }
+    const p = params.get(st.param);
+    if (st.buffer === undefined) {  // the moving average: used when the session keeps one, else ignored
+      if (!session.ema) continue;
+      if (!p) unexpected.push(name);
+      else if (!sameShape(t.shape, p.shape)) shapes.push(`${name} is ${fmt(t.shape)} in the checkpoint but ${fmt(p.shape)} in the session`);
+      continue;
+    }
+    if (!buffers.includes(st.buffer) && !wantState) continue;  // another optimizer's state, not asked for
+    if (!ours(name)) {
+      unexpected.push(buffers.includes(st.buffer) || theirType === ourType ? name : `${name} (the checkpoint's optimizer is ${theirType}, the session's ${ourType})`);
+    } else if (!sameShape(t.shape, p!.shape) && sameShape(ckpt.tensors.get(p!.name)?.shape ?? p!.shape, p!.shape)) {
+      shapes.push(`${name} is ${fmt(t.shape)} in the checkpoint but ${fmt(p!.shape)} in the session`); // not implied by the parameter's own
+    } else if (st.buffer === 'exp_avg_sq' && useState && t.data.some((v) => v < 0)) {
+      shapes.push(`${name} holds a negative value, but exp_avg_sq is a mean of squares`);
     }
   }
-  if (useMomentum) {
-    for (const name of names) if (params.get(name)!.trainable && !ckpt.tensors.has(MOMENTUM_PREFIX + name)) missing.push(MOMENTUM_PREFIX + name);
+  if (useState) {
+    for (const buffer of buffers) {
+      for (const name of names) if (params.get(name)!.trainable && !ckpt.tensors.has(`${OPTIMIZER_PREFIX}${buffer}.${name}`)) missing.push(`${OPTIMIZER_PREFIX}${buffer}.${name}`);
+    }
   }
+  if (useEma) for (const name of names) if (!ckpt.tensors.has(EMA_PREFIX + name)) missing.push(EMA_PREFIX + name);
 
   if (shapes.length || (strict && (missing.length || unexpected.length))) {
-    // A parameter's momentum goes with it: name it only where the parameter itself is not named.
-    const implied = (n: string, list: string[]) => n.startsWith(MOMENTUM_PREFIX) && list.includes(n.slice(MOMENTUM_PREFIX.length));
+    // A parameter's state goes with it: name it only where the parameter itself is not named.
+    const implied = (n: string, list: string[]) => stateOf(n) !== undefined && list.includes(stateOf(n)!.param);
     const problems = [
       ...shapes,
       ...missing.filter((n) => !implied(n, missing)).map((n) => `${n} is missing from the checkpoint`),
       ...unexpected.filter((n) => !implied(n, unexpected)).map((n) => `${n} is in the checkpoint but not in the session`),
     ];
-    const ckptParams = [...ckpt.tensors.keys()].filter((k) => !k.startsWith(MOMENTUM_PREFIX)).length;
-    const ours = opts.model ? `model '${opts.model}'` : "this session's graph";
+    const ckptParams = [...ckpt.tensors.keys()].filter((k) => !stateOf(k)).length;
+    const ourModel = opts.model ? `model '${opts.model}'` : "this session's graph";
     throw new Error(
       `restoreSession: ${ckpt.path} holds model '${ckpt.meta.model.name}' (${ckptParams} parameters, epoch ${ckpt.meta.epoch}), ` +
-        `which does not fit ${ours} (${names.length} parameters): ${problems.slice(0, SHOWN).join('; ')}` +
+        `which does not fit ${ourModel} (${names.length} parameters): ${problems.slice(0, SHOWN).join('; ')}` +
         `${problems.length > SHOWN ? `; and ${problems.length - SHOWN} more` : ''}. The session was not changed.`,
     );
   }
@@ -537,11 +596,17 @@ export function restoreSession(session: Session, ckpt: Checkpoint, opts: Restore
     const t = ckpt.tensors.get(name);
     if (t) session.setParameter(name, t.data);
   }
-  if (useMomentum) {
-    for (const name of names) {
-      const t = ckpt.tensors.get(MOMENTUM_PREFIX + name);
-      if (t && params.get(name)!.trainable) session.setOptimizerState(name, t.data);
+  if (useState) {
+    for (const buffer of buffers) {
+      for (const name of names) {
+        const t = ckpt.tensors.get(`${OPTIMIZER_PREFIX}${buffer}.${name}`);
+        if (t && params.get(name)!.trainable) session.setOptimizerState(name, t.data, buffer);
+      }
     }
+    // Checkpoints written before the count was kept come from SGD without accumulation: one update a step.
+    session.updates = ckpt.meta.updates ?? ckpt.meta.step;
   }
-  return { missing, unexpected, optimizerState: useMomentum };
+  if (!session.ema) return { missing, unexpected, optimizerState: useState };
+  for (const name of names) session.setEma(name, useEma ? ckpt.tensors.get(EMA_PREFIX + name)!.data : session.getParameter(name));
+  return { missing, unexpected, optimizerState: useState, ema: useEma ? 'restored' : 'initialised' };
 }

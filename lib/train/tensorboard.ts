@@ -80,10 +80,13 @@ const num = (x: unknown) => (typeof x === 'number' ? x : NaN);
 /** The TensorBoard scalars of a metrics line, tagged by its type (none for a "run" line). */
 export function metricsScalars(r: MetricsRecord): Record<string, number> {
   switch (r.type) {
-    case 'step': return { 'train/loss': num(r.loss), 'train/lr': num(r.lr) };
+    case 'step': return { 'train/loss': num(r.loss), 'train/lr': num(r.lr), ...(r.gradNorm !== undefined ? { 'train/grad_norm': num(r.gradNorm) } : {}) };
     case 'epoch': return { 'epoch/train_loss': num(r.loss), 'epoch/train_acc': num(r.acc), 'epoch/lr': num(r.lr), 'epoch/images_per_sec': num(r.imagesPerSec) };
     case 'val': return { 'val/loss': num(r.loss), 'val/top1': num(r.acc), 'val/top5': num(r.top5) };
-    case 'eval': return { 'test/loss': num(r.loss), 'test/top1': num(r.acc), 'test/top5': num(r.top5) };
+    case 'eval': return {
+      'test/loss': num(r.loss), 'test/top1': num(r.acc), 'test/top5': num(r.top5),
+      ...(r.emaAcc !== undefined ? { 'test_ema/loss': num(r.emaLoss), 'test_ema/top1': num(r.emaAcc), 'test_ema/top5': num(r.emaTop5) } : {}),
+    };
     default: return {};
   }
 }

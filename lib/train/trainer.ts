@@ -25,8 +25,11 @@ export interface TrainBatch {
 /** Anything that yields the batches of an epoch (lib/data's DataLoader). */
 export interface BatchSource {
   epoch(e: number): AsyncIterable<TrainBatch>;
-  /** The samples' [C, H, W] (a DataLoader's dataset has it); test-time mirroring needs the width. */
-  readonly dataset?: { readonly shape: readonly number[] };
+  /**
+   * The samples' [C, H, W] (a DataLoader's dataset has it); test-time mirroring needs the width, gradient
+   * accumulation the number of samples (to know an epoch's last batch).
+   */
+  readonly dataset?: { readonly shape: readonly number[]; readonly length?: number };
 }
 
 /** Test-time augmentation: 'flip' scores the mean softmax of each image and its mirror image. */
@@ -34,7 +37,7 @@ export type TestTimeAugment = 'none' | 'flip';
 
 export interface StepInfo {
   epoch: number;
-  /** Global optimizer step (0-based, before this step). */
+  /** Global optimizer step (0-based, before this step's update; the same for every micro-batch of one update). */
   step: number;
   /** Step within the epoch (0-based). */
   batch: number;
@@ -43,6 +46,8 @@ export interface StepInfo {
   correct: number;
   size: number;
   seconds: number;
+  /** The gradient's global norm before clipping, on steps that updated (absent on accumulating micro-batches). */
+  gradNorm?: number;
   /** The loss scaler skipped this step (its gradients overflowed; nothing changed): not in the epoch's totals. */
   skipped: boolean;
   /** The epoch so far, this step included: images trained on, their mean loss and accuracy (for progress bars). */
@@ -105,6 +110,12 @@ export interface TrainerOptions {
   test?: BatchSource;
   schedule: Schedule;
   epochs: number;
+  /**
+   * Gradient accumulation: one optimizer update per this many batches (default 1), with their mean
+   * gradient. An epoch's last update takes the batches left (timm's rule), so that an epoch ends with
+   * nothing accumulated; the schedule's steps are updates, ceil(full batches / accumulate) an epoch.
+   */
+  accumulate?: number;
   /** Resume: the first epoch to run and the global steps already taken (from a checkpoint). */
   startEpoch?: number;
   startStep?: number;
@@ -142,6 +153,11 @@ export class Trainer {
 
   constructor(opts: TrainerOptions) {
     if (!Number.isInteger(opts.epochs) || opts.epochs < 0) throw new RangeError(`Trainer: epochs must be a non-negative integer, but received ${opts.epochs}`);
+    const k = opts.accumulate ?? 1;
+    if (!Number.isInteger(k) || k < 1) throw new RangeError(`Trainer: expected accumulate to be a positive integer, but received ${opts.accumulate}`);
+    if (k > 1 && !Number.isInteger(opts.train.dataset?.length)) {
+      throw new TypeError('Trainer: expected a training source with dataset.length for accumulate > 1 (an epoch\'s last update needs it), but received one without');
+    }
     this.opts = opts;
     this.session = opts.session;
     this.step = opts.startStep ?? 0;
@@ -154,6 +170,8 @@ export class Trainer {
     const t0 = performance.now();
     let lossSum = 0, correct = 0, images = 0, batch = 0, skippedSteps = 0, lr = schedule.lrAt(this.step);
     this.cutShort = false;
+    const k = this.opts.accumulate ?? 1;
+    const fullBatches = k > 1 ? Math.floor(this.opts.train.dataset!.length! / session.batchSize) : 0;
     for await (const b of this.opts.train.epoch(epoch)) {
       if (this.interrupted) {
         this.cutShort = true;
@@ -162,7 +180,8 @@ export class Trainer {
       if (b.size !== session.batchSize) continue;
       lr = schedule.lrAt(this.step);
       const ts = performance.now();
-      const r = await session.step(b.images, b.labels, { lr, ...(b.targets ? { targets: b.targets } : {}) });
+      const accumulate = k > 1 && (batch + 1) % k !== 0 && batch + 1 < fullBatches;
+      const r = await session.step(b.images, b.labels, { lr, accumulate, ...(b.targets ? { targets: b.targets } : {}) });
       const skipped = r.skipped === true;
       if (skipped) {
         skippedSteps++;
@@ -173,9 +192,9 @@ export class Trainer {
       }
       await callbacks?.onStep?.({
         epoch, step: this.step, batch, lr, loss: r.loss, correct: r.correct, size: b.size, seconds: (performance.now() - ts) / 1000, skipped,
-        epochImages: images, epochLoss: lossSum / images, epochAcc: correct / images,
+        ...(r.gradNorm !== undefined ? { gradNorm: r.gradNorm } : {}), epochImages: images, epochLoss: lossSum / images, epochAcc: correct / images,
       });
-      this.step++;
+      if (!accumulate) this.step++;
       batch++;
     }
     if (this.opts.group && !this.cutShort) [lossSum, correct, images] = await sumOverRanks(this.opts.group, [lossSum, correct, images]);
@@ -186,8 +205,11 @@ export class Trainer {
   /**
    * Loss, top-1 and top-5 accuracy over a data set, in inference mode (batch norm's running statistics).
    * Images the loader skipped as unreadable are not scored (their places hold copies of other images).
+   * `ema`: with the moving average of the weights (a session compiled with ema).
    */
-  async evaluate(source: BatchSource, epoch = 0, opts: { tta?: TestTimeAugment; onBatch?: (done: { batches: number; images: number }) => void } = {}): Promise<EvalStats> {
+  async evaluate(source: BatchSource, epoch = 0, opts: { tta?: TestTimeAugment; ema?: boolean; onBatch?: (done: { batches: number; images: number }) => void } = {}): Promise<EvalStats> {
+    if (opts.ema && !this.session.ema) throw new TypeError('evaluate: expected a session compiled with ema for {ema: true}, but received one without');
+    const fwd = { ema: opts.ema ?? false };
     const t0 = performance.now();
     const score = emptyScore();
     let skipped = 0, batches = 0;
@@ -197,9 +219,9 @@ export class Trainer {
     for await (const b of source.epoch(epoch)) {
       if (this.interrupted) break; // the partial scores are not returned as the data set's: see isInterrupted
       const images = b.images.subarray(0, (b.images.length / b.labels.length) * b.size);
-      let logits = await this.session.forward(images);
+      let logits = await this.session.forward(images, fwd);
       const classes = logits.length / b.size;
-      if (tta === 'flip') logits = meanSoftmaxLogits([logits, await this.session.forward(mirrorRows(images, width!))], b.size, classes);
+      if (tta === 'flip') logits = meanSoftmaxLogits([logits, await this.session.forward(mirrorRows(images, width!), fwd)], b.size, classes);
       const left = skippedPositions(b);
       skipped += left.size;
       scoreLogits(score, logits, b.labels, b.size, classes, left);

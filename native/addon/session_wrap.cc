@@ -60,18 +60,49 @@ float sgd_number(const Napi::Object& o, const char* key, float def) {
   return x;
 }
 
-SgdConfig read_sgd(const Napi::Object& o, SgdConfig cfg) {
+// The optimizer's settings ({type, lr, momentum, nesterov, weightDecay, beta1, beta2, eps, clipGradNorm,
+// paramWeightDecay, paramLrScale}), each over `cfg` when absent. lib/engine/session.ts checks them first
+// with its own messages; these checks keep the addon safe on its own.
+OptimizerConfig read_optimizer(const Napi::Object& o, OptimizerConfig cfg, std::vector<float>& param_wd, std::vector<float>& param_lr_scale) {
+  Napi::Env env = o.Env();
+  if (o.Has("type") && !o.Get("type").IsUndefined()) {
+    const std::string t = o.Get("type").IsString() ? o.Get("type").As<Napi::String>().Utf8Value() : "";
+    if (t != "sgd" && t != "adamw" && t != "lamb")
+      throw Napi::RangeError::New(env, "optimizer: type must be 'sgd', 'adamw' or 'lamb', got " + o.Get("type").ToString().Utf8Value());
+    cfg.rule = t == "adamw" ? UpdateRule::adamw : t == "lamb" ? UpdateRule::lamb : UpdateRule::sgd;
+  }
   cfg.lr = sgd_number(o, "lr", cfg.lr);
   cfg.momentum = sgd_number(o, "momentum", cfg.momentum);
   cfg.weight_decay = sgd_number(o, "weightDecay", cfg.weight_decay);
   cfg.nesterov = opt_bool(o, "nesterov", cfg.nesterov);
+  cfg.beta1 = sgd_number(o, "beta1", cfg.beta1);
+  cfg.beta2 = sgd_number(o, "beta2", cfg.beta2);
+  cfg.eps = sgd_number(o, "eps", cfg.eps);
+  cfg.clip_grad_norm = sgd_number(o, "clipGradNorm", cfg.clip_grad_norm);
   // buf = momentum * buf + g: with momentum above 1 the buffer grows geometrically, every step, for any
   // gradient, so training can only diverge (PyTorch does not check; 1 itself, a plain sum, is allowed).
   if (cfg.momentum > 1)
-    throw Napi::RangeError::New(o.Env(), "optimizer: momentum must be in [0, 1] (above 1 the momentum buffer grows without bound), got " +
-                                             o.Get("momentum").ToString().Utf8Value());
-  if (cfg.nesterov && cfg.momentum <= 0)
-    throw Napi::RangeError::New(o.Env(), "optimizer: nesterov needs momentum > 0");
+    throw Napi::RangeError::New(env, "optimizer: momentum must be in [0, 1] (above 1 the momentum buffer grows without bound), got " +
+                                         o.Get("momentum").ToString().Utf8Value());
+  if (cfg.nesterov && cfg.momentum <= 0 && cfg.rule == UpdateRule::sgd)
+    throw Napi::RangeError::New(env, "optimizer: nesterov needs momentum > 0");
+  if (cfg.beta1 >= 1 || cfg.beta2 >= 1) throw Napi::RangeError::New(env, "optimizer: beta1 and beta2 must be in [0, 1)");
+  if (!(cfg.eps > 0)) throw Napi::RangeError::New(env, "optimizer: eps must be > 0");
+  auto per_param = [&](const char* key, std::vector<float>& out) {
+    if (!o.Has(key) || o.Get(key).IsUndefined()) return;
+    if (!o.Get(key).IsArray()) throw Napi::TypeError::New(env, std::string("optimizer: ") + key + " must be an array of numbers, one per parameter");
+    auto a = o.Get(key).As<Napi::Array>();
+    out.clear();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value v = a.Get(i);
+      const float x = v.IsNumber() ? v.As<Napi::Number>().FloatValue() : -1.0f;
+      if (!std::isfinite(x) || x < 0)
+        throw Napi::RangeError::New(env, std::string("optimizer: ") + key + "[" + std::to_string(i) + "] must be a finite number >= 0 in float32");
+      out.push_back(x);
+    }
+  };
+  per_param("paramWeightDecay", param_wd);
+  per_param("paramLrScale", param_lr_scale);
   return cfg;
 }
 
@@ -120,8 +151,12 @@ Napi::Function SessionWrap::define(Napi::Env env) {
                       InstanceMethod("values", &SessionWrap::values),
                       InstanceMethod("getParameter", &SessionWrap::get_parameter),
                       InstanceMethod("setParameter", &SessionWrap::set_parameter),
-                      InstanceMethod("getMomentum", &SessionWrap::get_momentum),
-                      InstanceMethod("setMomentum", &SessionWrap::set_momentum),
+                      InstanceMethod("getOptimizerState", &SessionWrap::get_optimizer_state),
+                      InstanceMethod("setOptimizerState", &SessionWrap::set_optimizer_state),
+                      InstanceMethod("getUpdates", &SessionWrap::get_updates),
+                      InstanceMethod("setUpdates", &SessionWrap::set_updates),
+                      InstanceMethod("getEma", &SessionWrap::get_ema),
+                      InstanceMethod("setEma", &SessionWrap::set_ema),
                       InstanceMethod("setOptimizer", &SessionWrap::set_optimizer),
                       InstanceMethod("lossScaler", &SessionWrap::loss_scaler),
                       InstanceMethod("setLossScaler", &SessionWrap::set_loss_scaler),
@@ -167,7 +202,14 @@ Napi::Value SessionWrap::compile(const Napi::CallbackInfo& info) {
   opts.reuse_memory = opt_bool(o, "reuseMemory", true);
   opts.profile = opt_bool(o, "profile", false);
   opts.fuse = opt_bool(o, "fuse", true);
-  opts.sgd = read_sgd(o, opts.sgd);
+  opts.optimizer = read_optimizer(o, opts.optimizer, opts.param_weight_decay, opts.param_lr_scale);
+  if (o.Has("emaDecay") && !o.Get("emaDecay").IsUndefined()) {
+    const double d = opt_number(o, "emaDecay", 0);
+    if (!(d >= 0 && d <= 1)) throw Napi::RangeError::New(env, "compile: options.emaDecay must be in [0, 1], got " + o.Get("emaDecay").ToString().Utf8Value());
+    opts.ema = true;
+    opts.ema_decay = static_cast<float>(d);
+    opts.ema_warmup = opt_bool(o, "emaWarmup", false);
+  }
   opts.precision = read_precision(o);
   opts.loss_scale = read_loss_scale(o);
   std::string device = o.Has("device") && o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
@@ -305,16 +347,18 @@ Napi::Value SessionWrap::step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Executor& ex = live(env, "step");
   auto feeds = read_feeds(info[0]);
-  float lr = info[1].IsNumber() ? info[1].As<Napi::Number>().FloatValue() : ex.sgd().lr;
+  float lr = info[1].IsNumber() ? info[1].As<Napi::Number>().FloatValue() : ex.optimizer().lr;
+  const bool accumulate = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
   auto stats = std::make_shared<StepOutcome>();
   auto guard = hold(info, {});
   return submit(
-      env, [&ex, feeds, lr, stats] { *stats = ex.step(feeds->ptrs, lr); },
+      env, [&ex, feeds, lr, accumulate, stats] { *stats = ex.step(feeds->ptrs, lr, accumulate); },
       [stats, guard](Napi::Env env) -> Napi::Value {
         auto r = Napi::Object::New(env);
         r.Set("loss", stats->loss);
         r.Set("correct", stats->correct);
         r.Set("topkCorrect", stats->topk_correct);
+        if (stats->grad_norm >= 0) r.Set("gradNorm", stats->grad_norm);
         r.Set("skipped", stats->skipped);
         r.Set("lossScale", stats->loss_scale);
         return r;
@@ -327,6 +371,8 @@ Napi::Value SessionWrap::forward(const Napi::CallbackInfo& info) {
   Executor& ex = live(env, "forward");
   std::vector<Napi::Reference<Napi::Value>> refs;
   auto feeds = read_feeds(info[0]);
+  const bool ema = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  if (ema && !ex.has_ema()) throw Napi::Error::New(env, "forward: this session keeps no moving average of its weights (compile it with ema)");
   auto outs = Napi::Array::New(env);
   std::vector<float*> ptrs;
   for (int v : ex.graph().outputs) {
@@ -338,7 +384,7 @@ Napi::Value SessionWrap::forward(const Napi::CallbackInfo& info) {
   auto out_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(Napi::Value(outs)));
   auto guard = hold(info, std::move(refs));
   return submit(
-      env, [&ex, feeds, ptrs] { ex.forward(feeds->ptrs, ptrs); },
+      env, [&ex, feeds, ptrs, ema] { ex.forward(feeds->ptrs, ptrs, ema); },
       [out_ref, guard](Napi::Env) -> Napi::Value { return out_ref->Value(); });
 }
 
@@ -445,17 +491,52 @@ Napi::Value SessionWrap::get_parameter(const Napi::CallbackInfo& info) {
   return a;
 }
 
-Napi::Value SessionWrap::get_momentum(const Napi::CallbackInfo& info) {
-  fault_point("getMomentum");
-  Executor& ex = live(info.Env(), "getMomentum");
+// The optimizer state buffer index (info[1]) that the update rule has.
+int state_index(const Napi::Value& v, const Executor& ex) {
+  const int n = state_buffers(ex.optimizer().rule);
+  if (!v.IsNumber() || v.As<Napi::Number>().Int32Value() < 0 || v.As<Napi::Number>().Int32Value() >= n)
+    throw Napi::RangeError::New(v.Env(), "optimizer state index must be an integer in [0, " + std::to_string(n) + ")");
+  return v.As<Napi::Number>().Int32Value();
+}
+
+Napi::Value SessionWrap::get_optimizer_state(const Napi::CallbackInfo& info) {
+  fault_point("getOptimizerState");
+  Executor& ex = live(info.Env(), "getOptimizerState");
   int i = param_index(info[0]);
+  int k = state_index(info[1], ex);
   auto a = new_f32(info.Env(), ex.graph().params[i].shape);
   float* p = a.Data();
   try {
-    run_sync([&] { ex.read_momentum(i, p); });
+    run_sync([&] { ex.read_state(i, k, p); });
   } catch (const std::exception& e) {
     throw Napi::Error::New(info.Env(), e.what());
   }
+  return a;
+}
+
+Napi::Value SessionWrap::get_updates(const Napi::CallbackInfo& info) {
+  fault_point("getUpdates");
+  return Napi::Number::New(info.Env(), static_cast<double>(live(info.Env(), "getUpdates").updates()));
+}
+
+Napi::Value SessionWrap::set_updates(const Napi::CallbackInfo& info) {
+  fault_point("setUpdates");
+  Executor& ex = live(info.Env(), "setUpdates");
+  const double u = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(u >= 0 && u <= 9007199254740991.0 && u == std::floor(u)))
+    throw Napi::RangeError::New(info.Env(), "setUpdates: expected a non-negative integer, got " + info[0].ToString().Utf8Value());
+  ex.set_updates(static_cast<int64_t>(u));
+  return info.Env().Undefined();
+}
+
+Napi::Value SessionWrap::get_ema(const Napi::CallbackInfo& info) {
+  fault_point("getEma");
+  Executor& ex = live(info.Env(), "getEma");
+  int i = param_index(info[0]);
+  if (!ex.has_ema()) throw Napi::Error::New(info.Env(), "getEma: this session keeps no moving average of its weights (compile it with ema)");
+  auto a = new_f32(info.Env(), ex.graph().params[i].shape);
+  float* p = a.Data();
+  run_sync([&] { ex.read_ema(i, p); });
   return a;
 }
 
@@ -468,10 +549,10 @@ std::set<int> running_variance_params(const TypedGraph& g) {
   return r;
 }
 
-const float* checked_values(const Napi::CallbackInfo& info, const ParamDesc& p, const char* what) {
-  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+const float* checked_values(const Napi::CallbackInfo& info, const ParamDesc& p, const char* what, size_t arg = 1) {
+  if (!info[arg].IsTypedArray() || info[arg].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
     throw Napi::TypeError::New(info.Env(), std::string(what) + " " + p.name + ": expected a Float32Array");
-  auto a = info[1].As<Napi::Float32Array>();
+  auto a = info[arg].As<Napi::Float32Array>();
   if (a.ElementLength() != static_cast<size_t>(numel(p.shape)))
     throw Napi::RangeError::New(info.Env(), std::string(what) + " " + p.name + ": expected " + std::to_string(numel(p.shape)) +
                                                 " values (shape " + shape_str(p.shape) + "), got " + std::to_string(a.ElementLength()));
@@ -502,20 +583,43 @@ Napi::Value SessionWrap::set_parameter(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value SessionWrap::set_momentum(const Napi::CallbackInfo& info) {
-  fault_point("setMomentum");
-  Executor& ex = live(info.Env(), "setMomentum");
-  int i = param_index(info[0]);
-  const float* src = checked_values(info, ex.graph().params[i], "setMomentum");
-  for (size_t k = 0, n = static_cast<size_t>(numel(ex.graph().params[i].shape)); k < n; k++)
+// Optimizer state and moving averages: finite values only, as parameters; nothing changes on refusal.
+void check_finite(const Napi::CallbackInfo& info, const float* src, const ParamDesc& p, const char* what, const char* kept) {
+  for (size_t k = 0, n = static_cast<size_t>(numel(p.shape)); k < n; k++)
     if (!std::isfinite(src[k]))
-      throw Napi::RangeError::New(info.Env(), "setMomentum " + ex.graph().params[i].name + ": element " + std::to_string(k) +
-                                                  " is " + (std::isnan(src[k]) ? "NaN" : "infinite") + "; the optimizer state was left unchanged");
+      throw Napi::RangeError::New(info.Env(), std::string(what) + " " + p.name + ": element " + std::to_string(k) + " is " +
+                                                  (std::isnan(src[k]) ? "NaN" : "infinite") + "; " + kept + " was left unchanged");
+}
+
+Napi::Value SessionWrap::set_optimizer_state(const Napi::CallbackInfo& info) {
+  fault_point("setOptimizerState");
+  Executor& ex = live(info.Env(), "setOptimizerState");
+  int i = param_index(info[0]);
+  int k = state_index(info[1], ex);
+  const float* src = checked_values(info, ex.graph().params[i], "setOptimizerState", 2);
+  check_finite(info, src, ex.graph().params[i], "setOptimizerState", "the optimizer state");
+  // AdamW's and LAMB's exp_avg_sq is a mean of squares: a negative one would make its square root NaN.
+  if (ex.optimizer().rule != UpdateRule::sgd && k == 1)
+    for (size_t j = 0, n = static_cast<size_t>(numel(ex.graph().params[i].shape)); j < n; j++)
+      if (src[j] < 0)
+        throw Napi::RangeError::New(info.Env(), "setOptimizerState " + ex.graph().params[i].name + ": element " + std::to_string(j) +
+                                                    " of exp_avg_sq is negative; the optimizer state was left unchanged");
   try {
-    run_sync([&] { ex.write_momentum(i, src); });
+    run_sync([&] { ex.write_state(i, k, src); });
   } catch (const std::exception& e) {
     throw Napi::Error::New(info.Env(), e.what());
   }
+  return info.Env().Undefined();
+}
+
+Napi::Value SessionWrap::set_ema(const Napi::CallbackInfo& info) {
+  fault_point("setEma");
+  Executor& ex = live(info.Env(), "setEma");
+  int i = param_index(info[0]);
+  if (!ex.has_ema()) throw Napi::Error::New(info.Env(), "setEma: this session keeps no moving average of its weights (compile it with ema)");
+  const float* src = checked_values(info, ex.graph().params[i], "setEma");
+  check_finite(info, src, ex.graph().params[i], "setEma", "the moving average");
+  run_sync([&] { ex.write_ema(i, src); });
   return info.Env().Undefined();
 }
 
@@ -523,7 +627,14 @@ Napi::Value SessionWrap::set_optimizer(const Napi::CallbackInfo& info) {
   fault_point("setOptimizer");
   Executor& ex = live(info.Env(), "setOptimizer");
   if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "setOptimizer: expected an object");
-  ex.set_sgd(read_sgd(info[0].As<Napi::Object>(), ex.sgd()));
+  std::vector<float> wd = {}, lr_scale = {};
+  const OptimizerConfig cfg = read_optimizer(info[0].As<Napi::Object>(), ex.optimizer(), wd, lr_scale);
+  if (cfg.rule != ex.optimizer().rule)
+    throw Napi::RangeError::New(info.Env(), "setOptimizer: the optimizer's type is fixed at compile time (its state buffers were made for it)");
+  const size_t np = ex.graph().params.size();
+  if ((!wd.empty() && wd.size() != np) || (!lr_scale.empty() && lr_scale.size() != np))
+    throw Napi::RangeError::New(info.Env(), "setOptimizer: expected paramWeightDecay and paramLrScale with one entry per parameter (" + std::to_string(np) + ")");
+  ex.set_optimizer(cfg, wd, lr_scale);
   return info.Env().Undefined();
 }
 

@@ -31,8 +31,12 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value values(const Napi::CallbackInfo& info);
   Napi::Value get_parameter(const Napi::CallbackInfo& info);
   Napi::Value set_parameter(const Napi::CallbackInfo& info);
-  Napi::Value get_momentum(const Napi::CallbackInfo& info);
-  Napi::Value set_momentum(const Napi::CallbackInfo& info);
+  Napi::Value get_optimizer_state(const Napi::CallbackInfo& info);
+  Napi::Value set_optimizer_state(const Napi::CallbackInfo& info);
+  Napi::Value get_updates(const Napi::CallbackInfo& info);
+  Napi::Value set_updates(const Napi::CallbackInfo& info);
+  Napi::Value get_ema(const Napi::CallbackInfo& info);
+  Napi::Value set_ema(const Napi::CallbackInfo& info);
   Napi::Value set_optimizer(const Napi::CallbackInfo& info);
   Napi::Value loss_scaler(const Napi::CallbackInfo& info);
   Napi::Value set_loss_scaler(const Napi::CallbackInfo& info);

@@ -31,6 +31,7 @@ struct StepStats {
   float loss = 0;
   int correct = 0;       // top-1
   int topk_correct = 0;  // only when CrossEntropyAttrs::topk > 0
+  float grad_norm = -1;  // the executor's: global L2 norm of the gradient before clipping (-1: no update)
 };
 
 // Everything one kernel call touches. Pointers are backend memory; unused ones are nullptr.
@@ -74,18 +75,49 @@ class Kernel {
   virtual std::string report_json() const { return ""; }
 };
 
-struct SgdConfig {
-  float lr = 0.1f, momentum = 0.9f, weight_decay = 0.0f;
-  bool nesterov = false;
+// The optimizer: an update rule and the state buffers it keeps per trainable parameter
+// (docs/ARCHITECTURE.md, "A training step"). Each rule has PyTorch's formula and defaults:
+//   sgd    torch.optim.SGD (dampening 0); state: momentum_buffer
+//   adamw  torch.optim.AdamW (amsgrad off); state: exp_avg, exp_avg_sq
+//   lamb   timm's Lamb (bias correction, grad averaging; trust ratio ||w|| / ||update|| on parameters with
+//          weight decay, not clipped); state: exp_avg, exp_avg_sq. timm's own global clipping at norm 1 is
+//          clip_grad_norm here.
+enum class UpdateRule : int32_t { sgd = 0, adamw = 1, lamb = 2 };
+constexpr int kMaxStateBuffers = 2;
+inline int state_buffers(UpdateRule r) { return r == UpdateRule::sgd ? 1 : 2; }
+
+struct OptimizerConfig {
+  UpdateRule rule = UpdateRule::sgd;
+  float lr = 0.1f;
+  float weight_decay = 0.0f;  // for parameters that take decay, unless a group sets their own (UpdateSlot)
+  float momentum = 0.9f;      // sgd
+  bool nesterov = false;      // sgd
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // adamw
+  float clip_grad_norm = 0;   // > 0: scale the gradient down to this global L2 norm before the update
 };
 
-// One trainable parameter as the optimizer sees it.
-struct SgdSlot {
+// One trainable parameter as the optimizer sees it, with its group's settings.
+struct UpdateSlot {
   float* w;
   const float* grad;
-  float* momentum;  // same size as w
+  float* state[kMaxStateBuffers];  // state_buffers(rule) of them, each the size of w
   size_t n;
-  bool decay;  // apply weight decay to this parameter
+  float weight_decay;  // this parameter's (0: none)
+  float lr_scale;      // this parameter's learning rate is lr * lr_scale
+};
+
+// What changes from update to update.
+struct UpdateStep {
+  float lr;
+  float grad_scale;  // the gradient used is grad * grad_scale (averaging accumulated micro-batches, clipping)
+  int64_t t;         // 1-based count of this update (AdamW's bias correction)
+};
+
+// One exponential moving average of a parameter: ema = decay * ema + (1 - decay) * w.
+struct EmaSlot {
+  float* ema;
+  const float* w;
+  size_t n;
 };
 
 class Backend {
@@ -128,10 +160,14 @@ class Backend {
   virtual void synchronize() {}
 
   virtual void accumulate(float* dst, const float* src, size_t n) = 0;  // dst += src
-  // PyTorch's SGD: g += wd*w (if decay); buf = m*buf + g; g = nesterov ? g + m*buf : buf; w -= lr*g.
-  // Returns the index (into slots) of the first parameter that holds a NaN or an infinity after the
-  // update, or -1: a flag reduced while updating, so the check costs no extra pass over the weights.
-  virtual int sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) = 0;
+  // The sum of squares of every slot's gradient, in double (the global norm clipping and StepResult use).
+  virtual double grad_sum_squares(const std::vector<UpdateSlot>& slots) = 0;
+  // Applies cfg.rule to every slot (the formulas at OptimizerConfig; g = grad * step.grad_scale, lr =
+  // step.lr * slot.lr_scale). Returns the index (into slots) of the first parameter that holds a NaN or an
+  // infinity after the update, or -1: a flag reduced while updating, so the check costs no extra pass.
+  virtual int optimizer_step(const OptimizerConfig& cfg, const UpdateStep& step, const std::vector<UpdateSlot>& slots) = 0;
+  // ema = decay * ema + (1 - decay) * w for every slot (timm's ModelEmaV2).
+  virtual void ema_step(float decay, const std::vector<EmaSlot>& slots) = 0;
 
   // The loss scaler's unscale (loss_scaler.h): x *= factor over n floats in place; returns false when an
   // element was NaN or infinite before scaling (as PyTorch's _amp_foreach_non_finite_check_and_unscale_)

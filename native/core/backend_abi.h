@@ -18,16 +18,17 @@
 
 #include "backend.h"
 
-#define CRUNET_BACKEND_ABI_VERSION 6u  // 2: Backend::zero/synchronize, Kernel::report_json, the algorithm cache calls;
+#define CRUNET_BACKEND_ABI_VERSION 7u  // 2: Backend::zero/synchronize, Kernel::report_json, the algorithm cache calls;
                                         // 3: sgd_step returns the first non-finite slot, Backend::arena_alignment,
                                         // Backend::max_tensor_elements; 4: Backend::unscale, Backend::precision_unsupported;
-                                        // 5: KernelIO::cross_process; 6: Backend::loss_scaling_unsupported
+                                        // 5: KernelIO::cross_process; 6: Backend::loss_scaling_unsupported;
+                                        // 7: optimizer_step (update rules, groups), grad_sum_squares, ema_step
 #define CRUNET_CUDA_ENTRY_SYMBOL "crunet_cuda_entry_v1"
 
 // Sizes of the C++ types that cross, so a stale library is refused instead of misreading memory.
 #define CRUNET_BACKEND_ABI_FINGERPRINT                                                              \
   (static_cast<uint64_t>(sizeof(crunet::KernelIO)) | static_cast<uint64_t>(sizeof(crunet::NodeSpec)) << 16 | \
-   static_cast<uint64_t>(sizeof(crunet::SgdSlot)) << 32 | static_cast<uint64_t>(sizeof(crunet::StepStats)) << 48)
+   static_cast<uint64_t>(sizeof(crunet::UpdateSlot)) << 32 | static_cast<uint64_t>(sizeof(crunet::StepStats)) << 48)
 
 extern "C" {
 

@@ -103,7 +103,7 @@ void* Executor::alloc_or_explain(size_t bytes, const char* what, bool per_batch)
 
 void Executor::release() {
   kernels_.clear();
-  for (auto* v : {&param_data_, &param_grad_, &param_mom_})
+  for (auto* v : {&param_data_, &param_grad_, &param_state_[0], &param_state_[1], &param_acc_, &param_ema_})
     for (auto*& p : *v) {
       if (p) be_.release(p);
       p = nullptr;
@@ -203,8 +203,13 @@ void Executor::init_params() {
     param_data_.push_back(static_cast<float*>(alloc_or_explain(n * 4, "the parameters", false)));
     be_.upload(param_data_.back(), host, n * 4);
     param_grad_.push_back(p.trainable ? static_cast<float*>(alloc_or_explain(n * 4, "the parameter gradients", false)) : nullptr);
-    param_mom_.push_back(p.trainable ? static_cast<float*>(alloc_or_explain(n * 4, "the momentum buffers", false)) : nullptr);
-    param_bytes_ += n * 4 * (p.trainable ? 3 : 1);
+    const int buffers = state_buffers(opts_.optimizer.rule);
+    for (int k = 0; k < kMaxStateBuffers; k++)
+      param_state_[k].push_back(p.trainable && k < buffers ? static_cast<float*>(alloc_or_explain(n * 4, "the optimizer's state buffers", false)) : nullptr);
+    // timm's ModelEmaV2 starts as a copy of the model.
+    param_ema_.push_back(opts_.ema ? static_cast<float*>(alloc_or_explain(n * 4, "the moving average of the parameters", false)) : nullptr);
+    if (opts_.ema) be_.upload(param_ema_.back(), host, n * 4);
+    param_bytes_ += n * 4 * (1 + (p.trainable ? 1 + buffers : 0) + (opts_.ema ? 1 : 0));
   }
   size_t backup_bytes = 0;
   for (size_t i = 0; i < g_.params.size(); i++)
@@ -280,14 +285,36 @@ void Executor::bind(const Schedule& s) {
   if (s.output_pass >= 0) output_pass_ = bind_pass(s.passes[s.output_pass]);
 
   // The optimizer's view of the parameters the loss reaches: fixed once the memory is, so built here
-  // rather than every step.
+  // rather than every step (set_optimizer fills in the groups' settings).
   if (loss_pass_)
     for (size_t i = 0; i < g_.params.size(); i++)
       if (loss_pass_->param_reached[i]) {
-        sgd_params_.push_back(static_cast<int>(i));
-        sgd_slots_.push_back({param_data_[i], param_grad_[i], param_mom_[i], static_cast<size_t>(numel(g_.params[i].shape)),
-                              g_.params[i].weight_decay});
+        update_params_.push_back(static_cast<int>(i));
+        update_slots_.push_back({param_data_[i], param_grad_[i], {param_state_[0][i], param_state_[1][i]},
+                                 static_cast<size_t>(numel(g_.params[i].shape)), 0.0f, 1.0f});
       }
+  set_optimizer(opts_.optimizer, opts_.param_weight_decay, opts_.param_lr_scale);
+  if (opts_.ema) {
+    ema_fwd_io_ = fwd_io_;
+    for (size_t c = 0; c < g_.nodes.size(); c++)
+      for (size_t j = 0; j < g_.nodes[c].params.size(); j++) ema_fwd_io_[c].params[j] = param_ema_[g_.nodes[c].params[j]];
+    for (size_t i = 0; i < g_.params.size(); i++) ema_slots_.push_back({param_ema_[i], param_data_[i], static_cast<size_t>(numel(g_.params[i].shape))});
+  }
+}
+
+void Executor::set_optimizer(const OptimizerConfig& cfg, const std::vector<float>& weight_decay, const std::vector<float>& lr_scale) {
+  if (cfg.rule != opts_.optimizer.rule) fail("set_optimizer: the update rule is fixed at compile time (its state buffers were made for it)");
+  const size_t np = g_.params.size();
+  if ((!weight_decay.empty() && weight_decay.size() != np) || (!lr_scale.empty() && lr_scale.size() != np))
+    fail("set_optimizer: expected one weight decay and one learning-rate multiplier per parameter (", np, ")");
+  opts_.optimizer = cfg;
+  opts_.param_weight_decay = weight_decay;
+  opts_.param_lr_scale = lr_scale;
+  for (size_t k = 0; k < update_slots_.size(); k++) {
+    const int i = update_params_[k];
+    update_slots_[k].weight_decay = weight_decay.empty() ? (g_.params[i].weight_decay ? cfg.weight_decay : 0.0f) : weight_decay[i];
+    update_slots_[k].lr_scale = lr_scale.empty() ? 1.0f : lr_scale[i];
+  }
 }
 
 template <typename F>
@@ -339,11 +366,11 @@ void Executor::upload_feeds(const Feeds& feeds) {
   }
 }
 
-void Executor::run_forward(bool training) {
+void Executor::run_forward(bool training, std::vector<KernelIO>& io) {
   for (size_t i = 0; i < kernels_.size(); i++) {
     check_not_cancelled();
-    fwd_io_[i].training = training;
-    timed(static_cast<int>(i), true, [&] { kernels_[i]->forward(fwd_io_[i]); });
+    io[i].training = training;
+    timed(static_cast<int>(i), true, [&] { kernels_[i]->forward(io[i]); });
   }
 }
 
@@ -365,7 +392,7 @@ void Executor::set_gradient_sync(std::shared_ptr<GradientSync> sync) {
   if (!loss_pass_) fail("distributed training needs a graph with a loss");
   // The slots in the order backward finishes them, so that the first buckets can leave while the rest
   // of backward runs. Every parameter the optimizer updates has a gradient this pass writes.
-  std::vector<int> order = sgd_params_;
+  std::vector<int> order = update_params_;
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return loss_pass_->param_last_call[a] < loss_pass_->param_last_call[b]; });
   std::vector<GradientSync::Slot> slots;
   sync_after_.assign(loss_pass_->calls.size(), {});
@@ -395,7 +422,7 @@ void Executor::synchronize_batch_norm() {
       for (auto& call : p->calls) attach(call.io, call.node);
 }
 
-StepOutcome Executor::step(const Feeds& feeds, float lr) {
+StepOutcome Executor::step(const Feeds& feeds, float lr, bool accumulate) {
   if (!loss_pass_) fail("step: the graph has no loss; build it with a softmaxCrossEntropy loss or use gradients()");
   if (!std::isfinite(lr) || lr < 0) fail("step: learning rate must be a finite number >= 0, got ", lr);
   upload_feeds(feeds);
@@ -409,7 +436,7 @@ StepOutcome Executor::step(const Feeds& feeds, float lr) {
     ~InStep() { flag = false; }
   } in_step(in_step_);
   try {
-    run_forward(true);
+    run_forward(true, fwd_io_);
     static_cast<StepStats&>(stats) = last_stats_;
     if (!std::isfinite(stats.loss))
       fail("step: the loss is ", std::isnan(stats.loss) ? "NaN" : "infinite",
@@ -422,13 +449,14 @@ StepOutcome Executor::step(const Feeds& feeds, float lr) {
     restore_running_stats();
     throw;
   }
-  // Loss scaling: the gradients are unscaled before anything reads them (the update, and any clipping);
-  // an overflow skips the step as if it had not run, and the scaler backs off (loss_scaler.h).
+  // Loss scaling: this micro-batch's gradients are unscaled before anything reads them (accumulation, the
+  // norm and clipping, the update); an overflow skips the step as if it had not run, and the scaler backs
+  // off (loss_scaler.h).
   if (scaler_.enabled()) {
     stats.loss_scale = scaler_.scale();
     const float inv = scaler_.inverse_scale();
     bool finite = true;
-    for (size_t k = 0; k < sgd_slots_.size(); k++) finite &= be_.unscale(param_grad_[sgd_params_[k]], sgd_slots_[k].n, inv);
+    for (size_t k = 0; k < update_slots_.size(); k++) finite &= be_.unscale(param_grad_[update_params_[k]], update_slots_[k].n, inv);
     scaler_.update(!finite);
     if (scaler_.scale() != stats.loss_scale) {
       const float scale = scaler_.scale();
@@ -437,19 +465,79 @@ StepOutcome Executor::step(const Feeds& feeds, float lr) {
     if (!finite) {
       restore_running_stats();
       stats.skipped = true;
+      // A skipped update drops the micro-batches accumulated for it, as PyTorch's zero_grad() after a
+      // skipped scaler.step() does, so that nothing accumulated outlives its update (or an epoch).
+      if (!accumulate) accumulated_ = 0;
       return stats;
     }
   }
-  SgdConfig cfg = opts_.sgd;
-  cfg.lr = lr;
-  const int bad = be_.sgd_step(cfg, sgd_slots_);
+  try {
+    if (accumulate) {
+      accumulate_gradients();
+      return stats;  // grad_norm stays -1: no update
+    }
+    stats.grad_norm = static_cast<float>(gradient_norm());
+  } catch (...) {
+    restore_running_stats();
+    throw;
+  }
+  apply_update(lr, stats.grad_norm);
+  return stats;
+}
+
+void Executor::accumulate_gradients() {
+  if (param_acc_.empty())
+    for (size_t i = 0; i < g_.params.size(); i++) {
+      const bool reached = loss_pass_->param_reached[i];
+      param_acc_.push_back(reached ? static_cast<float*>(alloc_or_explain(static_cast<size_t>(numel(g_.params[i].shape)) * 4,
+                                                                          "the accumulated gradients", false))
+                                   : nullptr);
+      if (reached) param_bytes_ += static_cast<size_t>(numel(g_.params[i].shape)) * 4;
+    }
+  for (size_t k = 0; k < update_slots_.size(); k++) {
+    float* acc = param_acc_[update_params_[k]];
+    if (accumulated_ == 0) be_.copy(acc, update_slots_[k].grad, update_slots_[k].n * 4);
+    else be_.accumulate(acc, update_slots_[k].grad, update_slots_[k].n);
+  }
+  accumulated_++;
+}
+
+// The update phase, after backward (docs/ARCHITECTURE.md, "A training step"). gradient_norm() adds the
+// accumulated micro-batches' gradients in and returns the global L2 norm of the mean gradient (PyTorch's
+// clip_grad_norm_ over every trainable gradient). Until then nothing but gradients has changed, so a
+// non-finite norm fails the step as a non-finite loss does. apply_update() turns averaging and clipping
+// into one factor on the gradient, which the update rule applies as it reads it, then runs the rule and
+// the moving average.
+double Executor::gradient_norm() {
+  const int micro = accumulated_ + 1;
+  if (accumulated_ > 0)
+    for (size_t k = 0; k < update_slots_.size(); k++) be_.accumulate(param_grad_[update_params_[k]], param_acc_[update_params_[k]], update_slots_[k].n);
+  const double norm = std::sqrt(be_.grad_sum_squares(update_slots_)) / micro;
+  if (!std::isfinite(norm))
+    fail("step: the gradient's norm is ", std::isnan(norm) ? "NaN" : "infinite",
+         "; parameters, optimizer state and batch-norm statistics were left as they were before this step "
+         "(check the inputs and the learning rate; clipGradNorm bounds large finite gradients only)");
+  return norm;
+}
+
+void Executor::apply_update(float lr, double norm) {
+  const OptimizerConfig& cfg = opts_.optimizer;
+  double scale = 1.0 / (accumulated_ + 1);
+  if (cfg.clip_grad_norm > 0) scale *= std::min(1.0, cfg.clip_grad_norm / (norm + 1e-6));  // PyTorch's clip_coef, clamped to 1
+  accumulated_ = 0;
+  const int bad = be_.optimizer_step(cfg, {lr, static_cast<float>(scale), updates_ + 1}, update_slots_);
+  if (opts_.ema) {
+    const double u = static_cast<double>(updates_);  // timm's warmup counts the updates before this one
+    const float decay = opts_.ema_warmup ? static_cast<float>(std::min<double>(opts_.ema_decay, (1 + u) / (10 + u))) : opts_.ema_decay;
+    be_.ema_step(decay, ema_slots_);
+  }
+  updates_++;
   if (bad >= 0) {
-    const auto& p = g_.params[sgd_params_[bad]];
+    const auto& p = g_.params[update_params_[bad]];
     fail("step: after the update, parameter ", p.name, " holds NaN or infinite values (the learning rate, ", lr,
-         ", is probably too large). This step was applied: parameters, momentum and batch-norm statistics now "
+         ", is probably too large). This step was applied: parameters, optimizer state and batch-norm statistics now "
          "hold its results, so restore them from a checkpoint (or re-create the session) before training on");
   }
-  return stats;
 }
 
 void Executor::save_running_stats() {
@@ -461,9 +549,10 @@ void Executor::restore_running_stats() {
   for (auto [id, off] : running_slots_) be_.copy(param_data_[id], backup + off, static_cast<size_t>(numel(g_.params[id].shape)) * 4);
 }
 
-void Executor::forward(const Feeds& feeds, const std::vector<float*>& outs) {
+void Executor::forward(const Feeds& feeds, const std::vector<float*>& outs, bool ema) {
+  if (ema && !opts_.ema) fail("forward: this session keeps no moving average of its weights (compile it with ema)");
   upload_feeds(feeds);
-  run_forward(false);
+  run_forward(false, ema ? ema_fwd_io_ : fwd_io_);
   for (size_t k = 0; k < g_.outputs.size() && k < outs.size(); k++) {
     const auto& v = g_.values[g_.outputs[k]];
     be_.download_activation(outs[k], value_data_[g_.outputs[k]], v.shape);
@@ -478,7 +567,7 @@ void Executor::gradients(const Feeds& feeds, const float* seed, const std::vecto
   // update, so they are put back (also when a kernel fails).
   save_running_stats();
   try {
-    run_forward(true);
+    run_forward(true, fwd_io_);
   } catch (...) {
     restore_running_stats();
     throw;
@@ -510,13 +599,23 @@ void Executor::read_param(int id, float* host) const {
 void Executor::write_param(int id, const float* host) {
   be_.upload(param_data_.at(id), host, static_cast<size_t>(numel(g_.params.at(id).shape)) * 4);
 }
-void Executor::read_momentum(int id, float* host) const {
-  if (!param_mom_.at(id)) fail("parameter ", g_.params[id].name, " is not trainable: it has no optimizer state");
-  be_.download(host, param_mom_[id], static_cast<size_t>(numel(g_.params[id].shape)) * 4);
+void Executor::read_state(int id, int k, float* host) const {
+  if (k < 0 || k >= state_buffers(opts_.optimizer.rule)) fail("optimizer state buffer ", k, " does not exist for this update rule");
+  if (!param_state_[k].at(id)) fail("parameter ", g_.params[id].name, " is not trainable: it has no optimizer state");
+  be_.download(host, param_state_[k][id], static_cast<size_t>(numel(g_.params[id].shape)) * 4);
 }
-void Executor::write_momentum(int id, const float* host) {
-  if (!param_mom_.at(id)) fail("parameter ", g_.params[id].name, " is not trainable: it has no optimizer state");
-  be_.upload(param_mom_[id], host, static_cast<size_t>(numel(g_.params[id].shape)) * 4);
+void Executor::write_state(int id, int k, const float* host) {
+  if (k < 0 || k >= state_buffers(opts_.optimizer.rule)) fail("optimizer state buffer ", k, " does not exist for this update rule");
+  if (!param_state_[k].at(id)) fail("parameter ", g_.params[id].name, " is not trainable: it has no optimizer state");
+  be_.upload(param_state_[k][id], host, static_cast<size_t>(numel(g_.params[id].shape)) * 4);
+}
+void Executor::read_ema(int id, float* host) const {
+  if (!param_ema_.at(id)) fail("this session keeps no moving average of its weights (compile it with ema)");
+  be_.download(host, param_ema_[id], static_cast<size_t>(numel(g_.params[id].shape)) * 4);
+}
+void Executor::write_ema(int id, const float* host) {
+  if (!param_ema_.at(id)) fail("this session keeps no moving average of its weights (compile it with ema)");
+  be_.upload(param_ema_[id], host, static_cast<size_t>(numel(g_.params[id].shape)) * 4);
 }
 
 void Executor::set_loss_scaler(const LossScalerState& s) {

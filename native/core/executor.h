@@ -22,7 +22,16 @@ namespace crunet {
 struct ExecutorOptions {
   int64_t batch = 1;
   uint64_t seed = 0;
-  SgdConfig sgd;
+  OptimizerConfig optimizer;
+  // Per parameter (graph order; empty: the defaults): the weight decay and learning-rate multiplier of the
+  // parameter's group. By default a parameter whose ParamDesc::weight_decay is set takes
+  // optimizer.weight_decay, the others none, and every multiplier is 1.
+  std::vector<float> param_weight_decay, param_lr_scale;
+  // A moving average of every parameter (timm's ModelEmaV2), updated after each optimizer update, with
+  // decay min(ema_decay, (1 + u) / (10 + u)) after u updates when ema_warmup is set.
+  bool ema = false;
+  float ema_decay = 0.9998f;
+  bool ema_warmup = false;
   bool input_grads = false;  // also compute gradients of f32 graph inputs (for gradients())
   bool reuse_memory = true;  // let the planner share bytes between buffers with disjoint lifetimes
   bool profile = false;      // time every kernel call
@@ -72,14 +81,18 @@ class Executor {
 
   const TypedGraph& graph() const { return g_; }
 
-  // Forward (training), loss, backward, SGD update. Throws without updating anything when an input is
-  // not finite, a label is out of range or the loss is not finite; throws after the update (which stays
-  // applied) when a parameter became non-finite, naming it.
+  // Forward (training), loss, backward, then the update phase: the gradient's global norm, clipping, the
+  // optimizer's update and the moving average. Throws without updating anything when an input is not
+  // finite, a label is out of range, the loss or the gradient's norm is not finite; throws after the
+  // update (which stays applied) when a parameter became non-finite, naming it. With `accumulate` the
+  // gradients are added to those of earlier accumulating steps and nothing is updated; the next step
+  // without it updates with the mean gradient of all of them (gradient accumulation over micro-batches).
   // With loss scaling, a step whose unscaled gradients hold an inf or a NaN is skipped instead: nothing
-  // changes but the scale (outcome.skipped).
-  StepOutcome step(const Feeds& feeds, float lr);
-  // Inference forward; writes each graph output (NCHW) to outs.
-  void forward(const Feeds& feeds, const std::vector<float*>& outs);
+  // changes but the scale (outcome.skipped); a skipped micro-batch is not counted in the mean, and a
+  // skipped update also drops the micro-batches accumulated for it.
+  StepOutcome step(const Feeds& feeds, float lr, bool accumulate = false);
+  // Inference forward; writes each graph output (NCHW) to outs. `ema`: with the moving average's weights.
+  void forward(const Feeds& feeds, const std::vector<float*>& outs, bool ema = false);
   // Training-mode forward and backward seeded with dL/d(outputs[0]); no update, and batch-norm running
   // statistics are left as they were: no state changes. Writes the outputs,
   // the f32 input gradients (nullptr entries skipped) and the trainable parameters' gradients.
@@ -92,13 +105,23 @@ class Executor {
   // in step() (gradients() stays per process). Needs a graph without fused batchNorm-relu nodes.
   void synchronize_batch_norm();
 
-  void set_sgd(const SgdConfig& cfg) { opts_.sgd = cfg; }
-  const SgdConfig& sgd() const { return opts_.sgd; }
+  // New settings of the same update rule (the state buffers were made for it); per-parameter vectors as
+  // in ExecutorOptions.
+  void set_optimizer(const OptimizerConfig& cfg, const std::vector<float>& param_weight_decay, const std::vector<float>& param_lr_scale);
+  const OptimizerConfig& optimizer() const { return opts_.optimizer; }
   void read_param(int id, float* host) const;
   void write_param(int id, const float* host);
-  // Optimizer state (momentum buffers), for checkpoints; trainable parameters only.
-  void read_momentum(int id, float* host) const;
-  void write_momentum(int id, const float* host);
+  // Optimizer state buffer k (< state_buffers(rule)) of a trainable parameter, for checkpoints.
+  void read_state(int id, int k, float* host) const;
+  void write_state(int id, int k, const float* host);
+  // Updates applied so far (AdamW's bias correction and the EMA's warmup count them); checkpoints keep it.
+  int64_t updates() const { return updates_; }
+  void set_updates(int64_t u) { updates_ = u; }
+  // Micro-batches accumulated since the last update.
+  int accumulated() const { return accumulated_; }
+  bool has_ema() const { return opts_.ema; }
+  void read_ema(int id, float* host) const;
+  void write_ema(int id, const float* host);
 
   // The loss scaler's state (checkpoints); set_loss_scaler throws for a session without loss scaling.
   bool loss_scaling() const { return scaler_.enabled(); }
@@ -124,8 +147,11 @@ class Executor {
   void upload_feeds(const Feeds& feeds);
   void save_running_stats();     // batch-norm running statistics -> running_backup_
   void restore_running_stats();  // and back
-  void run_forward(bool training);
+  void run_forward(bool training, std::vector<KernelIO>& io);
   void run_backward(const Pass& pass, bool sync = false);
+  void accumulate_gradients();  // this step's gradients into param_acc_
+  double gradient_norm();       // the update phase (executor.cc): may fail, nothing updated yet
+  void apply_update(float lr, double norm);
   template <typename F>
   void timed(int node, bool fwd, F&& f);
 
@@ -134,6 +160,7 @@ class Executor {
   TypedGraph g_;
   std::vector<std::unique_ptr<Kernel>> kernels_;
   std::vector<KernelIO> fwd_io_;
+  std::vector<KernelIO> ema_fwd_io_;  // fwd_io_ reading the moving average's parameters
   std::unique_ptr<Pass> loss_pass_, output_pass_;
 
   MemoryPlan plan_;
@@ -142,10 +169,16 @@ class Executor {
   size_t scratch_bytes_ = 0;
   std::vector<void*> value_data_;  // per value: its data in the arena
   std::vector<float*> value_grad_;  // per value: its gradient in the arena (or nullptr)
-  std::vector<float*> param_data_, param_grad_, param_mom_;  // persistent, per parameter
+  std::vector<float*> param_data_, param_grad_;   // persistent, per parameter
+  std::vector<float*> param_state_[kMaxStateBuffers];  // the optimizer's state buffers (trainable parameters)
+  std::vector<float*> param_acc_;  // accumulated gradients (allocated by the first accumulating step)
+  std::vector<float*> param_ema_;  // the moving average (every parameter, when opts_.ema)
   size_t param_bytes_ = 0;
-  std::vector<SgdSlot> sgd_slots_;  // the trainable parameters the loss reaches, as the optimizer takes them
-  std::vector<int> sgd_params_;     // the parameter id of each slot
+  std::vector<UpdateSlot> update_slots_;  // the trainable parameters the loss reaches, as the optimizer takes them
+  std::vector<int> update_params_;        // the parameter id of each slot
+  std::vector<EmaSlot> ema_slots_;
+  int64_t updates_ = 0;
+  int accumulated_ = 0;
   // Batch-norm running statistics are snapshot here (a backend-side copy, no host round trip) before
   // each training step's forward, so that a step whose loss is not finite can restore them.
   void* running_backup_ = nullptr;

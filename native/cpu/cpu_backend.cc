@@ -1,4 +1,4 @@
-// The CPU backend: host memory, layout conversion at the graph's edges, and the optimizer step.
+// The CPU backend: host memory, layout conversion at the graph's edges; the update phase is in optimizer.cc.
 // Every call comes from the engine thread (the only thread that runs oneDNN work), so the one global
 // stream and omp_set_num_threads, which only affects its calling thread, both apply to that thread.
 #include <omp.h>
@@ -29,7 +29,7 @@ dnnl::stream& stream() {
 
 namespace {
 
-// 1 when x is NaN or infinite (all exponent bits set); branch-free so that the update loop vectorises.
+// 1 when x is NaN or infinite (all exponent bits set); branch-free so that the unscale loop vectorises.
 inline uint32_t exponent_all_ones(float x) {
   uint32_t bits;
   std::memcpy(&bits, &x, sizeof bits);
@@ -123,53 +123,12 @@ class CpuBackend final : public Backend {
     return "unknown precision";
   }
 
-  // A zero buffer makes the first step's m*buf + g equal PyTorch's buf = g exactly. Each thread updates
-  // its static share of every parameter (what schedule(static) would give it) and ORs the exponent test
-  // of the new weights into a flag, so finding a NaN or infinity costs no second pass.
-  int sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) override {
-    const float lr = cfg.lr, m = cfg.momentum, wd = cfg.weight_decay;
-    const bool nesterov = cfg.nesterov;
-    std::vector<unsigned char> bad(slots.size(), 0);
-#pragma omp parallel
-    {
-      const size_t team = static_cast<size_t>(omp_get_num_threads()), me = static_cast<size_t>(omp_get_thread_num());
-      for (size_t k = 0; k < slots.size(); k++) {
-        const SgdSlot& s = slots[k];
-        const bool decay = s.decay && wd != 0;  // PyTorch skips the term when weight_decay is 0
-        float* w = s.w;
-        float* buf = s.momentum;
-        const float* grad = s.grad;
-        const size_t begin = s.n * me / team, end = s.n * (me + 1) / team;
-        uint32_t nonfinite = 0;
-        if (m == 0) {
-#pragma omp simd reduction(| : nonfinite)
-          for (size_t i = begin; i < end; i++) {
-            const float g = decay ? grad[i] + wd * w[i] : grad[i];
-            const float nw = w[i] - lr * g;
-            w[i] = nw;
-            nonfinite |= exponent_all_ones(nw);
-          }
-        } else {
-#pragma omp simd reduction(| : nonfinite)
-          for (size_t i = begin; i < end; i++) {
-            const float g = decay ? grad[i] + wd * w[i] : grad[i];
-            const float b = m * buf[i] + g;
-            buf[i] = b;
-            const float nw = w[i] - lr * (nesterov ? g + m * b : b);
-            w[i] = nw;
-            nonfinite |= exponent_all_ones(nw);
-          }
-        }
-        if (nonfinite) {
-#pragma omp atomic write
-          bad[k] = 1;
-        }
-      }
-    }
-    for (size_t k = 0; k < slots.size(); k++)
-      if (bad[k]) return static_cast<int>(k);
-    return -1;
+  // The update phase: native/cpu/optimizer.cc.
+  double grad_sum_squares(const std::vector<UpdateSlot>& slots) override { return cpu::grad_sum_squares(slots); }
+  int optimizer_step(const OptimizerConfig& cfg, const UpdateStep& step, const std::vector<UpdateSlot>& slots) override {
+    return cpu::optimizer_step(cfg, step, slots);
   }
+  void ema_step(float decay, const std::vector<EmaSlot>& slots) override { cpu::ema_step(decay, slots); }
 
   bool fuses_batch_norm_relu() const override { return true; }
   void set_num_threads(int n) override {

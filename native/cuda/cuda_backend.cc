@@ -31,7 +31,8 @@ CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(dev_.stream);
   cublasDestroy(dev_.cublas);
   cudnnDestroy(dev_.cudnn);
-  if (sgd_flags_) alloc_->release(sgd_flags_);
+  if (update_flags_) alloc_->release(update_flags_);
+  if (sum_) alloc_->release(sum_);
   alloc_.reset();
   cudaStreamDestroy(dev_.stream);
 }
@@ -108,23 +109,40 @@ void CudaBackend::accumulate(float* dst, const float* src, size_t n) {
   cuda::accumulate(dev_, dst, src, n);
 }
 
-int CudaBackend::sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) {
-  make_current("sgd_step");
+double CudaBackend::grad_sum_squares(const std::vector<UpdateSlot>& slots) {
+  make_current("grad_sum_squares");
+  if (!sum_) sum_ = alloc(sizeof(double));
+  zero(sum_, sizeof(double));
+  for (const auto& s : slots) add_sum_squares(dev_, s.grad, s.n, static_cast<double*>(sum_));
+  double host = 0;
+  download(&host, sum_, sizeof host);  // the norm decides the clipping factor: one small read back per step
+  return host;
+}
+
+int CudaBackend::optimizer_step(const OptimizerConfig& cfg, const UpdateStep& step, const std::vector<UpdateSlot>& slots) {
+  make_current("optimizer_step");
   if (slots.empty()) return -1;
-  if (sgd_flag_count_ < slots.size()) {
-    if (sgd_flags_) release(sgd_flags_);
-    sgd_flags_ = nullptr;
-    sgd_flags_ = alloc(slots.size() * sizeof(int));
-    sgd_flag_count_ = slots.size();
+  const size_t flag_bytes = (slots.size() * sizeof(int) + 7) / 8 * 8, bytes = flag_bytes + slots.size() * 2 * sizeof(double);
+  if (update_flag_count_ < slots.size()) {
+    if (update_flags_) release(update_flags_);
+    update_flags_ = nullptr;
+    update_flags_ = alloc(bytes);
+    update_flag_count_ = slots.size();
   }
-  int* flags = static_cast<int*>(sgd_flags_);
-  zero(flags, slots.size() * sizeof(int));
-  for (size_t k = 0; k < slots.size(); k++) sgd_update(dev_, cfg, slots[k], flags + k);
+  int* flags = static_cast<int*>(update_flags_);
+  double* sums = reinterpret_cast<double*>(static_cast<char*>(update_flags_) + flag_bytes);
+  zero(update_flags_, cfg.rule == UpdateRule::lamb ? bytes : flag_bytes);
+  for (size_t k = 0; k < slots.size(); k++) optimizer_update(dev_, cfg, step, slots[k], flags + k, sums + 2 * k);
   std::vector<int> host(slots.size());
   download(host.data(), flags, host.size() * sizeof(int));  // one small read back per step (it synchronizes)
   for (size_t k = 0; k < host.size(); k++)
     if (host[k]) return static_cast<int>(k);
   return -1;
+}
+
+void CudaBackend::ema_step(float decay, const std::vector<EmaSlot>& slots) {
+  make_current("ema_step");
+  for (const auto& s : slots) ema_update(dev_, decay, s);
 }
 
 }  // namespace crunet::cuda

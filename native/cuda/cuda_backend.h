@@ -35,7 +35,9 @@ class CudaBackend final : public Backend {
   void zero(void* dst, size_t bytes) override;                    // cudaMemsetAsync on the stream
   void synchronize() override;                                    // cudaStreamSynchronize
   void accumulate(float* dst, const float* src, size_t n) override;
-  int sgd_step(const SgdConfig& cfg, const std::vector<SgdSlot>& slots) override;
+  double grad_sum_squares(const std::vector<UpdateSlot>& slots) override;
+  int optimizer_step(const OptimizerConfig& cfg, const UpdateStep& step, const std::vector<UpdateSlot>& slots) override;
+  void ema_step(float decay, const std::vector<EmaSlot>& slots) override;
 
   // No host threads compute here; the count is kept only so that the setting reads back.
   void set_num_threads(int n) override { threads_ = n; }
@@ -46,8 +48,11 @@ class CudaBackend final : public Backend {
   Device dev_;
   std::unique_ptr<Allocator> alloc_;
   int threads_ = 1;
-  void* sgd_flags_ = nullptr;  // one int per parameter of the last step: set by sgd_kernel on NaN/Inf
-  size_t sgd_flag_count_ = 0;
+  // Per parameter of the last step: an int set by the update kernels on NaN/Inf, then (8-byte aligned)
+  // two doubles for LAMB's norms.
+  void* update_flags_ = nullptr;
+  size_t update_flag_count_ = 0;
+  void* sum_ = nullptr;  // one double: grad_sum_squares' accumulator
 };
 
 }  // namespace crunet::cuda

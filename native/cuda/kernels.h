@@ -18,6 +18,10 @@ std::unique_ptr<Kernel> make_softmax_cross_entropy(Device& dev, const NodeSpec& 
 
 // Backend-level helpers, enqueued on dev.stream.
 void accumulate(Device& dev, float* dst, const float* src, size_t n);            // add.cu: dst += src
-void sgd_update(Device& dev, const SgdConfig& cfg, const SgdSlot& slot, int* nonfinite);  // sgd.cu: one parameter; sets *nonfinite (device) on NaN/Inf
+// optimizer.cu: one parameter each. optimizer_update sets *nonfinite (device) on NaN/Inf and uses sums
+// (two zeroed device doubles) for LAMB's norms; add_sum_squares adds the squares of g to *sum (device).
+void optimizer_update(Device& dev, const OptimizerConfig& cfg, const UpdateStep& step, const UpdateSlot& slot, int* nonfinite, double* sums);
+void add_sum_squares(Device& dev, const float* g, size_t n, double* sum);
+void ema_update(Device& dev, float decay, const EmaSlot& slot);
 
 }  // namespace crunet::cuda

@@ -53,6 +53,37 @@ describe('training on CUDA against the CPU backend', () => {
     c.done();
   });
 
+  it('five AdamW steps with groups, clipping, accumulation and the moving average: as on the CPU', async () => {
+    const batch = 16, steps = 5;
+    const graph = smallResNet();
+    const optimizer = { type: 'adamw' as const, lr: 2e-3, weightDecay: 0.05, clipGradNorm: 0.5, groups: [{ match: /^fc\./, lrScale: 0.5 }] };
+    const { cpu, gpu, dispose } = await pair(graph, batch, { seed: 12, optimizer, inputGrads: false, ema: { decay: 0.9, warmup: true } });
+    const c = new Checker('five AdamW steps', { rtol: 1e-3, atol: 1e-4 });
+    try {
+      const rng = new TestRng(8);
+      for (let i = 0; i < steps; i++) {
+        const images = normal32(rng, batch * 3 * 256), labels = labels32(rng, batch, 10);
+        const accumulate = i === 1;
+        const [a, b] = [await gpu.step(images, labels, { accumulate }), await cpu.step(images, labels, { accumulate })];
+        c.check([a.loss], [b.loss], `step ${i} loss`);
+        assert.equal(a.gradNorm === undefined, accumulate, `step ${i}: gradNorm only after an update`);
+        if (!accumulate) c.check([a.gradNorm!], [b.gradNorm!], `step ${i} gradient norm`);
+      }
+      assert.equal(gpu.updates, cpu.updates);
+      for (const name of cpu.parameterNames()) {
+        c.check(gpu.getParameter(name), cpu.getParameter(name), `${name} after ${steps} steps`);
+        c.check(gpu.getEma(name), cpu.getEma(name), `moving average of ${name}`);
+      }
+      for (const name of cpu.parameterNames().filter((n) => !/running_(mean|var)/.test(n)))
+        for (const buffer of cpu.optimizerStateNames) c.check(gpu.getOptimizerState(name, buffer), cpu.getOptimizerState(name, buffer), `${buffer} of ${name}`);
+      const probe = normal32(new TestRng(98), batch * 3 * 256);
+      c.check(await gpu.forward(probe, { ema: true }), await cpu.forward(probe, { ema: true }), 'inference logits of the moving average');
+    } finally {
+      dispose();
+    }
+    c.done();
+  });
+
   it('cudnn.deterministic: two sessions give bitwise equal gradients', async () => {
     const graph = smallResNet();
     const batch = 8;

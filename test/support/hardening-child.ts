@@ -21,7 +21,7 @@ async function callEntry(entry: string): Promise<void> {
     case 'primitiveSeconds': return void addon.primitiveSeconds();
     case 'setNumThreads': return void addon.setNumThreads(1);
   }
-  const s: Session = await compile(smallNet({ width: 4, size: 4, extraConvs: 4 }), { batchSize: 2, optimizer: { lr: 0.1, momentum: 0.9 } });
+  const s: Session = await compile(smallNet({ width: 4, size: 4, extraConvs: 4 }), { batchSize: 2, optimizer: { lr: 0.1, momentum: 0.9 }, ema: { decay: 0.9 } });
   const images = new Float32Array(2 * 3 * 16).fill(0.5);
   const labels = new Int32Array([0, 1]);
   const p = s.parameterNames()[0]!;
@@ -31,8 +31,12 @@ async function callEntry(entry: string): Promise<void> {
     case 'gradients': await s.gradients(images, new Float32Array(8)); break;
     case 'getParameter': s.getParameter(p); break;
     case 'setParameter': s.setParameter(p, zeros(s, p)); break;
-    case 'getMomentum': s.getOptimizerState(p); break;
-    case 'setMomentum': s.setOptimizerState(p, zeros(s, p)); break;
+    case 'getOptimizerState': s.getOptimizerState(p); break;
+    case 'setOptimizerState': s.setOptimizerState(p, zeros(s, p)); break;
+    case 'getUpdates': void s.updates; break;
+    case 'setUpdates': s.updates = 3; break;
+    case 'getEma': s.getEma(p); break;
+    case 'setEma': s.setEma(p, zeros(s, p)); break;
     case 'setOptimizer': s.setOptimizer({ lr: 0.2 }); break;
     case 'lossScaler': s.lossScaler(); break;
     case 'setLossScaler': s.setLossScaler({ scale: 2, growthTracker: 0 }); break;
