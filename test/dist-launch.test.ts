@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { splitLaunchFlags } from '../lib/cli/launch.js';
-import { readDistEnv } from '../lib/dist/env.js';
+import { isDistributedEnv, readDistEnv } from '../lib/dist/env.js';
 import { threadsPerWorker } from '../lib/dist/launch.js';
 import { runCrunet, startCrunet, waitFor, type CliChild } from './support/cli-child.js';
 import { removeTestTempDirs, testTempDir } from './support/temp.js';
@@ -23,7 +23,14 @@ const act = () => {
   else if (what === 'spin') for (;;);
 };
 if (what === 'ok') {}
+else if (what === 'leave-child') {
+  // A process of its own process group, left behind when the worker ends normally.
+  const c = require('child_process').spawn('sleep', ['1000'], { stdio: 'ignore' });
+  console.log('child ' + c.pid);
+  c.unref();
+}
 else if (what === 'wait') setInterval(() => {}, 1000);
+else if (what === 'stubborn') { process.on('SIGTERM', () => console.log('ignoring SIGTERM')); setInterval(() => {}, 1000); }
 // The test says go (a file appears) once it has seen both workers start.
 else if (e.GO_FILE) { const t = setInterval(() => { if (require('fs').existsSync(e.GO_FILE)) { clearInterval(t); act(); } }, 20); }
 else act();
@@ -96,7 +103,7 @@ describe('crunet launch', function () {
     const c = start([], ['wait', 'exit3']);
     const ws = await started(c);
     const r = await c.done;
-    assert.equal(r.code, 1, r.err);
+    assert.equal(r.code, 3, r.err); // the failed worker's own code
     assert.match(r.err, /crunet launch: the job failed: rank 1 \(local rank 1 on .*, pid \d+\) exited with code 3; then rank 0 was killed by SIGTERM/);
     assert.match(r.err, /rank 1's last 2 lines:\n {2}pid \d+ rank 1 of 2.*\n {2}rank 1 gives up/);
     assert.match(r.err, /^\[rank1\]: rank 1 gives up$/m);
@@ -107,7 +114,7 @@ describe('crunet launch', function () {
     const c = start([], ['kill', 'wait']);
     const ws = await started(c);
     const r = await c.done;
-    assert.equal(r.code, 1, r.err);
+    assert.equal(r.code, 137, r.err); // 128 + SIGKILL, as a shell reports the worker's end
     assert.match(r.err, /the job failed: rank 0 \(.*\) was killed by SIGKILL; then rank 1 was killed by SIGTERM/);
     for (const p of ws) assert.ok(!alive(p), `worker ${p} still runs`);
   });
@@ -132,12 +139,44 @@ describe('crunet launch', function () {
     for (const p of ws) assert.ok(!alive(p), `worker ${p} still runs`);
   });
 
+  it('Ctrl-C while a failure stops the workers kills them at once, without the grace period', async () => {
+    const c = start([], ['stubborn', 'exit3']);
+    const ws = await started(c);
+    await waitFor(c, 'rank 0 to ignore SIGTERM', () => /^\[rank0\]: ignoring SIGTERM$/m.test(c.out()), 60_000);
+    const t0 = Date.now();
+    c.child.kill('SIGINT');
+    const r = await c.done;
+    // The grace period is 10 s: a launcher that waited it out took that long.
+    assert.ok(Date.now() - t0 < 5000, `the launcher took ${Date.now() - t0} ms after SIGINT`);
+    assert.equal(r.code, 3, r.err);
+    assert.match(r.err, /the job failed: rank 1 .* exited with code 3; then rank 0 was killed by SIGKILL/);
+    for (const p of ws) assert.ok(!alive(p), `worker ${p} still runs`);
+  });
+
   it('workers exit by themselves when their launcher is killed (SIGKILL: it cannot stop them)', async () => {
     const c = start([], ['wait', 'wait']);
     const ws = await started(c);
     c.child.kill('SIGKILL');
     await c.done;
     await until('gone', () => ws.every((p) => !alive(p)));
+  });
+
+  it('kills what a worker left running in its process group when the job ends', async () => {
+    const r = await start([], ['leave-child', 'ok']).done;
+    assert.equal(r.code, 0, r.err);
+    const child = Number(/^\[rank0\]: child (\d+)$/m.exec(r.out)?.[1]);
+    assert.ok(child > 0, r.out);
+    pids.push(child);
+    await until('gone', () => !alive(child), 10_000);
+  });
+
+  it('a worker whose JavaScript thread spins dies with its launcher (SIGKILL)', async () => {
+    const c = start([], ['spin', 'spin']);
+    const ws = await started(c);
+    await new Promise((r) => setTimeout(r, 500)); // both are in their loops
+    c.child.kill('SIGKILL');
+    await c.done;
+    await until('gone', () => ws.every((p) => !alive(p)), 20_000);
   });
 
   it('refuses bad launcher flags with usage errors', async () => {
@@ -149,6 +188,7 @@ describe('crunet launch', function () {
       [['--', 'x.js'], /crunet launch: expected --nproc-per-node N \(the workers on this machine\), but received none/],
       [['--nproc-per-node', '1', '--nnodes', '2', '--node-rank', '2', '--', 'x.js'], /--node-rank: expected an integer in \[0, 1\] \(--nnodes 2\), but received '2'/],
       [['--nproc-per-node', '1', '--master-port', '70000', '--', 'x.js'], /--master-port: expected an integer in \[1, 65535\], but received '70000'/],
+      [['--nproc-per-node', '1', '--nnodes', '2', '--', 'x.js'], /--master-addr: expected node 0's address with --nnodes 2 \(or \$MASTER_ADDR\), but received none/],
     ];
     for (const [args, msg] of cases) {
       const r = await runCrunet(['launch', ...args], { deadlineMs: 300_000 });
@@ -194,6 +234,14 @@ describe('readDistEnv', () => {
       [{ MASTER_ADDR: ' ' }, /expected MASTER_ADDR to be a host name or address, but received an empty string/],
     ];
     for (const [change, msg] of bad) assert.throws(() => readDistEnv({ ...full, ...change }), (e: Error) => e instanceof RangeError && msg.test(e.message));
+  });
+  it('a job needs RANK and WORLD_SIZE; a world of one without MASTER_ADDR is a plain run', () => {
+    assert.equal(isDistributedEnv(full), true);
+    assert.equal(isDistributedEnv({ WORLD_SIZE: '4' }), false);
+    assert.equal(isDistributedEnv({ WORLD_SIZE: '1' }), false);
+    assert.equal(isDistributedEnv({ RANK: '0', WORLD_SIZE: '1' }), false);
+    assert.equal(isDistributedEnv({ RANK: '0', WORLD_SIZE: '1', MASTER_ADDR: 'h' }), true);
+    assert.equal(isDistributedEnv({ RANK: '0', WORLD_SIZE: '2' }), true); // then readDistEnv names MASTER_ADDR
   });
   it('shares the CPUs among the workers, at least one thread each', () => {
     assert.equal(threadsPerWorker(2, 16), 8);

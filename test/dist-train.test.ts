@@ -5,7 +5,7 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { launchedThreads, resumedBatchSize, storedWorldSize } from '../lib/cli/train-rank.js';
+import { launchedThreads, resumedBatchSize, resumedThreads, storedWorldSize } from '../lib/cli/train-rank.js';
 import { native } from '../lib/engine/native.js';
 import type { CheckpointInfo } from '../lib/train/checkpoint.js';
 import { loadCheckpoint, readMetrics } from '../lib/train/index.js';
@@ -33,10 +33,26 @@ describe('crunet train on several processes: settings', () => {
     assert.throws(() => resumedBatchSize(meta(2), 'ck', 30, 8),
       /--resume: ck is from a run of 2 processes at batch 30 \(global batch 60\), which 8 processes cannot share equally: resume it on a world size that divides 60/);
   });
+  it("a resumed run keeps its checkpoint's threads on the same world size only", () => {
+    assert.equal(resumedThreads(3, meta(2), 2), 3);
+    assert.equal(resumedThreads(3, meta(), 1), 3);
+    assert.equal(resumedThreads(3, meta(), 2), undefined);
+    assert.equal(resumedThreads(3, meta(4), 2), undefined);
+  });
+  it('--dist-timeout and --sync-batch-norm are for a distributed run: a usage error in a single process', async () => {
+    for (const flag of [['--dist-timeout', '60'], ['--sync-batch-norm']]) {
+      const r = await runCrunet(['train', '--epochs', '1', ...flag], { deadlineMs: 300_000 });
+      assert.equal(r.code, 2, r.err);
+      assert.match(r.err, new RegExp(`${flag[0]}: expected a distributed run \\(--nproc-per-node N, .*\\), but this is a single process`));
+    }
+    const bad = await runCrunet(['train', '--dist-timeout', '0'], { deadlineMs: 300_000 });
+    assert.equal(bad.code, 2, bad.err);
+    assert.match(bad.err, /--dist-timeout: expected an integer in \[1, 2147483\], but received '0'/);
+  });
   it("a launched worker's threads default to the launcher's share", () => {
-    assert.equal(launchedThreads({ WORLD_SIZE: '2', OMP_NUM_THREADS: '3' }), 3);
+    assert.equal(launchedThreads({ RANK: '0', WORLD_SIZE: '2', OMP_NUM_THREADS: '3' }), 3);
     assert.equal(launchedThreads({ OMP_NUM_THREADS: '3' }), undefined, 'a plain run keeps its own default');
-    assert.equal(launchedThreads({ WORLD_SIZE: '2', OMP_NUM_THREADS: 'x' }), undefined);
+    assert.equal(launchedThreads({ RANK: '0', WORLD_SIZE: '2', OMP_NUM_THREADS: 'x' }), undefined);
   });
 });
 
@@ -121,15 +137,18 @@ describe('training on several processes: end to end', function () {
     assert.equal(loadCheckpoint(path.join(dir, 'checkpoint.safetensors')).meta.epoch, 2);
   });
 
-  it("a single process's run resumed on 2 ranks keeps its global batch and steps; rank 1 writes nothing", async function () {
+  it("a single process's run resumed on 2 ranks keeps its global batch and steps, takes the launcher's threads; rank 1 writes nothing", async function () {
     needsData(this);
     const dir = testTempDir('dist-resume');
-    const first = await runCrunet(['train', '--epochs', '2', '--stop-after-epoch', '1', '--limit-train', '256', '--limit-test', '100', '--batch-size', '64', '--threads', '1', '--out', dir], { deadlineMs: 600_000 });
+    const first = await runCrunet(['train', '--epochs', '2', '--stop-after-epoch', '1', '--limit-train', '256', '--limit-test', '100', '--batch-size', '64', '--threads', '3', '--out', dir], { deadlineMs: 600_000 });
     assert.equal(first.code, 0, first.err);
     const port = String(20000 + ((process.pid + 7) % 20000));
-    const r = await runCrunet(['train', '--nproc-per-node', '2', '--master-port', port, '--resume', dir], { deadlineMs: 600_000 });
+    // No --threads: the checkpoint's 3 were one process's; each of the 2 takes the launcher's share (here 1).
+    // --sync-batch-norm and --dist-timeout reach the ranks' sessions and process groups (a usage error otherwise).
+    const r = await runCrunet(['train', '--nproc-per-node', '2', '--master-port', port, '--resume', dir, '--sync-batch-norm', '--dist-timeout', '120'],
+      { env: { OMP_NUM_THREADS: '1' }, deadlineMs: 600_000 });
     assert.equal(r.code, 0, r.err);
-    assert.match(r.out, /^\[rank0\]: crunet train: .*batch 32 per process x 2 processes/m);
+    assert.match(r.out, /^\[rank0\]: crunet train: .*batch 32 per process x 2 processes, .*, 1 thread; writing/m);
     assert.match(r.out, /^\[rank0\]: resuming from .* after epoch 1 \(step 4\)/m);
     assert.doesNotMatch(r.out, /^\[rank1\]: /m, 'rank 1 prints nothing');
     const ck = loadCheckpoint(path.join(dir, 'checkpoint.safetensors')).meta;

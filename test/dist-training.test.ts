@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { buildInfo, compile, dist, setNumThreads } from '../lib/index.js';
+import { childEnv } from './support/child-env.js';
 import { distNet, globalBatch, shard, type DistModel } from './support/dist-net.js';
 
 const WORKER = path.join(__dirname, 'support', 'dist-worker.ts');
@@ -30,7 +31,7 @@ const live = new Set<ChildProcess>();
 /** Starts one worker; it is SIGKILLed after `killAfterMs` (the test then fails on its outcome). */
 function worker(job: Record<string, unknown>, killAfterMs = 60_000): { child: ChildProcess; done: Promise<Outcome> } {
   const t0 = Date.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', WORKER, JSON.stringify(job)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', WORKER, JSON.stringify(job)], { cwd: ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let out = '', err = '';
   child.stdout!.on('data', (d) => (out += d));

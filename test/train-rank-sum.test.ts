@@ -69,7 +69,8 @@ describe('Trainer: statistics summed over ranks', () => {
       const s = await session(8);
       open.push(s);
       const part = loader(test, { batchSize: 8, shard: { rank: g.rank, worldSize: 2, tail: 'uneven' } });
-      return new Trainer({ session: s, train: part, schedule, epochs: 0, group: g }).evaluate(part);
+      const train = loader(test, { batchSize: 8, dropLast: true, shard: { rank: g.rank, worldSize: 2, tail: 'drop' } });
+      return new Trainer({ session: s, train, schedule, epochs: 0, group: g }).evaluate(part);
     }));
     for (const r of ranks) {
       assert.equal(r.images, 45);
@@ -83,6 +84,17 @@ describe('Trainer: statistics summed over ranks', () => {
     const solo = await new Trainer({ session: single, train: loader(test, { batchSize: 8 }), schedule, epochs: 0 })
       .evaluate(loader(test, { batchSize: 8, shard: { rank: 0, worldSize: 2, tail: 'uneven' } }));
     assert.equal(solo.images, 23);
+  });
+
+  it("refuses a group's rank whose training source is unsharded or has an uneven tail", async () => {
+    const s = await session(8);
+    open.push(s);
+    const [g] = memoryGroup(2);
+    const data = dataset(45);
+    assert.throws(() => new Trainer({ session: s, train: loader(data, { batchSize: 8, shard: { rank: 0, worldSize: 2, tail: 'uneven' } }), schedule, epochs: 1, group: g! }),
+      (e: Error) => e instanceof RangeError && /sharded with tail 'drop' or 'pad' .*, but received tail 'uneven'/.test(e.message));
+    assert.throws(() => new Trainer({ session: s, train: loader(data, { batchSize: 8 }), schedule, epochs: 1, group: g! }),
+      (e: Error) => e instanceof TypeError && /rank 0 of 2 to read its part of the data .*, but received a source with no shard/.test(e.message));
   });
 
   it("an epoch's training loss, accuracy and images are the job's", async () => {

@@ -15,7 +15,7 @@ export function launchFlagsHelp(column: number): string {
     line('--nproc-per-node N', 'worker processes on this machine (each gets the CPUs / N threads: OMP_NUM_THREADS,\nunless set)'),
     line('--nnodes M', 'machines in the job (default 1); run one launcher on each'),
     line('--node-rank R', "this machine's index, 0 .. M-1 (default 0); rank 0 runs on node 0"),
-    line('--master-addr HOST', "node 0's address, reachable from every node (default $MASTER_ADDR, else 127.0.0.1)"),
+    line('--master-addr HOST', "node 0's address, reachable from every node (default $MASTER_ADDR, else 127.0.0.1;\nrequired with --nnodes > 1)"),
     line('--master-port P', `a free TCP port on node 0 for the rendezvous (default $MASTER_PORT, else ${DEFAULT_MASTER_PORT})`),
     line('--hang-timeout S', 'end the job when a worker\'s JavaScript thread is stuck for S seconds (default 300;\n0: never). A collective waiting for a missing rank fails on its own timeout'),
   ].join('\n');
@@ -24,6 +24,10 @@ export function launchFlagsHelp(column: number): string {
 /** The launcher's part of `crunet train --help`. */
 export const TRAIN_LAUNCH_HELP = `Several processes or machines (data parallel; README "Training on several processes / machines"):
 ${launchFlagsHelp(26)}
+  --dist-timeout S        a collective (or the rendezvous) that waits S seconds for a rank fails the job
+                          (default 300)
+  --sync-batch-norm       batch norm's training statistics over the global batch (PyTorch's SyncBatchNorm)
+                          instead of each process's own part (the default, as DDP)
   --batch-size is then each process's batch (PyTorch's convention): the global batch is B x the world size.
   Rank 0 alone writes --out; a worker that fails or hangs ends the job (see 'crunet launch --help').`;
 
@@ -37,9 +41,11 @@ Options:
 ${launchFlagsHelp(24)}
 
 A worker that exits with an error, is killed or hangs ends the job: the launcher stops the others
-(SIGTERM, then SIGKILL after 10 s), names the rank, how it ended and its last lines, and exits with 1.
-Ctrl-C or SIGTERM to the launcher stops every worker the same way (exit code 130 or 143); workers whose
-launcher dies without stopping them exit by themselves.`;
+(SIGTERM, then SIGKILL after 10 s), names the rank, how it ended and its last lines, and exits with that
+worker's exit code (128 + the signal's number for one killed by a signal; 1 for a hung worker).
+Ctrl-C or SIGTERM to the launcher stops every worker the same way (exit code 130 or 143; a second one, or
+one during a failure's stop, kills them at once); workers whose launcher dies without stopping them exit
+by themselves (on Linux the kernel kills them, through setpriv --pdeathsig).`;
 
 export interface LaunchFlags {
   nprocPerNode: number;
@@ -62,6 +68,8 @@ function launchFlags(v: Partial<Record<(typeof LAUNCH_FLAGS)[number], string>>, 
   if (nodeRank !== undefined && nodeRank >= (nnodes ?? 1)) throw new UsageError(`--node-rank: expected an integer in [0, ${(nnodes ?? 1) - 1}] (--nnodes ${nnodes ?? 1}), but received '${v['node-rank']}'`);
   const masterAddr = v['master-addr'] ?? env.MASTER_ADDR;
   if (masterAddr !== undefined && masterAddr.trim() === '') throw new UsageError('--master-addr: expected a host name or address, but received an empty string');
+  // 127.0.0.1 on several machines would be each machine's own rendezvous: a job that never assembles.
+  if (masterAddr === undefined && (nnodes ?? 1) > 1) throw new UsageError(`--master-addr: expected node 0's address with --nnodes ${nnodes} (or $MASTER_ADDR), but received none`);
   const portFlag = v['master-port'] !== undefined ? '--master-port' : 'MASTER_PORT (environment)';
   const masterPort = intFlag(v['master-port'] ?? env.MASTER_PORT, portFlag, 1, 65535);
   const hang = intFlag(v['hang-timeout'], '--hang-timeout', 0);

@@ -19,11 +19,14 @@ export interface TrainRank {
   root: boolean;
 }
 
-/** This process's place in a job, joined; undefined when the environment names no job (a plain run). */
-export async function joinJobFromEnv(): Promise<TrainRank | undefined> {
+/**
+ * This process's place in a job, joined; undefined when the environment names no job (a plain run).
+ * `timeoutMs`: the group's collective timeout (--dist-timeout; the process group's default when undefined).
+ */
+export async function joinJobFromEnv(timeoutMs?: number): Promise<TrainRank | undefined> {
   if (!isDistributedEnv()) return undefined;
   const e = usage(() => readDistEnv());
-  const group = await initFromEnv();
+  const group = await initFromEnv(timeoutMs !== undefined ? { timeoutMs } : {});
   return { group, rank: e.rank, worldSize: e.worldSize, root: e.rank === 0 };
 }
 
@@ -40,6 +43,16 @@ export function launchedThreads(env: NodeJS.ProcessEnv = process.env): number | 
 /** The world size a checkpoint's run had (1 for one written by a single process). */
 export function storedWorldSize(meta: CheckpointInfo): number {
   return typeof meta.worldSize === 'number' ? meta.worldSize : 1;
+}
+
+/**
+ * The thread count a resumed run takes from its checkpoint: the recorded one only on the world size it was
+ * recorded on (what makes the run continue bit for bit). On another world size the results differ anyway,
+ * and a count chosen for W_old processes on the machine would oversubscribe it with more: the launcher's
+ * share (launchedThreads) or the plain default applies instead.
+ */
+export function resumedThreads(recorded: number | undefined, meta: CheckpointInfo, worldSize: number): number | undefined {
+  return storedWorldSize(meta) === worldSize ? recorded : undefined;
 }
 
 /**

@@ -18,10 +18,11 @@ import { createSchedule, SCHEDULE_TYPES, type ScheduleConfig } from '../train/sc
 import { Trainer, type EvalStats } from '../train/trainer.js';
 import { UsageError, usage } from './errors.js';
 import { intFlag, MAX_SEED, numberFlag, precisionFlag, precisionHelp } from './flags.js';
+import { isDistributedEnv } from '../dist/env.js';
 import { prepareOutDir } from './out-dir.js';
 import { MAX_THREADS, applyThreads, availableCpus, threadsHelp } from './threads.js';
 import { parseModelOptions } from './model-options.js';
-import { joinJobFromEnv, launchedThreads, resumedBatchSize, type TrainRank } from './train-rank.js';
+import { joinJobFromEnv, launchedThreads, resumedBatchSize, resumedThreads, type TrainRank } from './train-rank.js';
 import { badImagesFlag, checkDataMatches, imageLimitFlags, imageLimitsHelp, checkpointFile, resumeSettings, storedThreads, ADAMW_DEFAULTS, TRAIN_DEFAULTS, trainMeta, type RunSettings } from './run-settings.js';
 
 export const TRAIN_HELP = `Usage: crunet train [options]
@@ -112,6 +113,9 @@ interface TrainArgs {
   imageLimits: { maxImageBytes?: number; maxImagePixels?: number };
   resume?: string;
   json: boolean;
+  /** Distributed jobs only: the process group's collective timeout, and batch norm over the global batch. */
+  distTimeoutMs?: number;
+  syncBatchNorm: boolean;
 }
 
 /** Options that the data set decides; --model-options may not set them. */
@@ -134,6 +138,7 @@ export function parseTrainArgs(args: string[]): TrainArgs {
       device: { type: 'string' }, precision: { type: 'string' }, threads: { type: 'string' }, workers: { type: 'string' }, seed: { type: 'string' },
       out: { type: 'string' }, 'limit-train': { type: 'string' }, 'limit-test': { type: 'string' },
       'stop-after-epoch': { type: 'string' }, 'val-split': { type: 'string' }, 'bad-images': { type: 'string' }, 'max-image-bytes': { type: 'string' }, 'max-image-pixels': { type: 'string' }, resume: { type: 'string' }, json: { type: 'boolean' },
+      'dist-timeout': { type: 'string' }, 'sync-batch-norm': { type: 'boolean' },
     },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -197,6 +202,7 @@ export function parseTrainArgs(args: string[]): TrainArgs {
   if (given.valSplit !== undefined && !(given.valSplit > 0 && given.valSplit < 1)) throw new UsageError(`--val-split: expected a fraction in (0, 1), but received '${v['val-split']}'`);
   const badImages = badImagesFlag(v['bad-images']);
   for (const k of Object.keys(given) as (keyof RunSettings)[]) if (given[k] === undefined) delete given[k];
+  const distTimeout = intFlag(v['dist-timeout'], '--dist-timeout', 1, 2_147_483); // the group's limit: 2^31 - 1 ms
   return {
     given,
     modelOptions: parseModelOptions(v['model-options'], FROM_DATA),
@@ -209,6 +215,8 @@ export function parseTrainArgs(args: string[]): TrainArgs {
     imageLimits: imageLimitFlags(v),
     resume: v.resume,
     json: !!v.json,
+    ...(distTimeout !== undefined ? { distTimeoutMs: distTimeout * 1000 } : {}),
+    syncBatchNorm: !!v['sync-batch-norm'],
   };
 }
 
@@ -305,14 +313,15 @@ async function rootSays(job: TrainRank | undefined, answer: boolean): Promise<bo
 const signalExitCode = (sig: NodeJS.Signals) => 128 + os.constants.signals[sig];
 
 /**
- * The threads of a run: --threads, else a resumed run's recorded count (even above the CPUs available now:
- * the same count is what makes the resumed run bit-identical), else
+ * The threads of a run: --threads, else a resumed run's recorded count on the same world size (even above
+ * the CPUs available now: the same count is what makes the resumed run bit-identical), else a launched
+ * worker's share (lib/cli/train-rank.ts), else
  * every available CPU. A resumed run on other threads than its checkpoint's is warned about, not refused: it
  * continues the same run with the same settings, only the order of the kernels' sums changes (the last bits
  * of the results, README "Reliability"), and refusing would strand a run moved to a smaller machine.
  */
-function runThreads(flag: number | undefined, ckpt: Checkpoint | undefined): number {
-  const recorded = ckpt ? storedThreads(ckpt.meta) : undefined;
+function runThreads(flag: number | undefined, ckpt: Checkpoint | undefined, worldSize: number): number {
+  const recorded = ckpt ? resumedThreads(storedThreads(ckpt.meta), ckpt.meta, worldSize) : undefined;
   const threads = applyThreads(flag ?? recorded ?? launchedThreads());
   if (recorded !== undefined && flag === undefined && recorded > availableCpus()) {
     process.stderr.write(`crunet train: note: ${ckpt!.path} was trained with ${recorded} threads, more than the ${availableCpus()} CPUs available ` +
@@ -330,7 +339,11 @@ export async function trainCommand(args: string[]): Promise<number> {
   const t0 = performance.now();
   // One rank of a data-parallel job when the environment names one (lib/cli/train-rank.ts); rank 0 alone
   // prints, logs and writes the run directory.
-  const job = await joinJobFromEnv();
+  if (!isDistributedEnv()) {
+    const jobOnly = [a.distTimeoutMs !== undefined ? '--dist-timeout' : '', a.syncBatchNorm ? '--sync-batch-norm' : ''].filter(Boolean);
+    if (jobOnly.length) throw new UsageError(`${jobOnly.join(', ')}: expected a distributed run (--nproc-per-node N, crunet launch or a scheduler's RANK and WORLD_SIZE), but this is a single process`);
+  }
+  const job = await joinJobFromEnv(a.distTimeoutMs);
   try {
     return await trainRun(a, t0, job);
   } finally {
@@ -346,7 +359,7 @@ async function trainRun(a: TrainArgs, t0: number, job: TrainRank | undefined): P
   const ckpt = resume ? loadCheckpoint(resume) : undefined; // a damaged checkpoint stops here, before any work
   const run = resolveRun(a, ckpt);
   if (ckpt) run.batchSize = resumedBatchSize(ckpt.meta, ckpt.path, run.batchSize, worldSize);
-  const threads = runThreads(a.threads, ckpt);
+  const threads = runThreads(a.threads, ckpt, worldSize);
   const kind = datasetKind(run.dataset);
   if (run.erase !== undefined && kind === 'folder') {
     throw new UsageError('--erase is for IDX and CIFAR data sets; image folders get the paper\'s augmentation (--augment / --no-augment)');
@@ -400,7 +413,7 @@ async function trainRun(a: TrainArgs, t0: number, job: TrainRank | undefined): P
   const mixing = mixEnabled(mix);
   const session: Session = await compile(model, {
     device: a.device, batchSize: run.batchSize, precision: run.precision, seed: run.seed, optimizer, ...(ema ? { ema } : {}), labelSmoothing: run.labelSmoothing,
-    softTargets: mixing, ...(job ? { distributed: { group: job.group } } : {}),
+    softTargets: mixing, ...(job ? { distributed: { group: job.group, syncBatchNorm: a.syncBatchNorm } } : {}),
   });
   const workers = a.workers !== undefined ? { workers: a.workers } : {};
   // Training: equal parts, the tail of each epoch's order dropped (shard.ts); evaluation: every sample once.
@@ -503,7 +516,7 @@ async function trainRun(a: TrainArgs, t0: number, job: TrainRank | undefined): P
         say(`epoch ${e.epoch + 1}/${run.epochs}: train loss ${e.train.loss.toFixed(4)} acc ${(100 * e.train.acc).toFixed(2)}% ` +
             `(${e.train.imagesPerSec.toFixed(0)} img/s)` + (e.train.skippedSteps ? `; ${e.train.skippedSteps} steps skipped by the loss scaler` : '') + valNote + (e.test ? `; test loss ${e.test.loss.toFixed(4)} top-1 ${(100 * e.test.top1).toFixed(2)}% top-5 ${(100 * e.test.top5).toFixed(2)}%` : '') +
             (m ? `; EMA test top-1 ${(100 * m.top1).toFixed(2)}%` : '') +
-            (skipped ? `; ${skipped} unreadable images skipped so far (--bad-images skip)` : '') + runEta(e.epoch + 1));
+            (skipped ? `; ${skipped} unreadable images skipped so far${job ? ' on rank 0' : ''} (--bad-images skip)` : '') + runEta(e.epoch + 1));
         if (log) {
           const records = readMetrics(log.path);
           writePlot(path.join(out, 'plot.svg'), epochHistory(records), { title: `${model.name} on ${run.dataset}`, subtitle: `batch ${run.batchSize}, lr ${run.lr} ${schedule.config.type}, seed ${run.seed}`, labels: plotLabels });

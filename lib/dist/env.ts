@@ -18,9 +18,14 @@ export interface DistEnv {
 /** The variables readDistEnv() reads; the launcher sets every one. */
 export const DIST_ENV_VARS = ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'] as const;
 
-/** Whether this process was started as a distributed worker: the environment names a world size. */
+/**
+ * Whether this process was started as a distributed worker: the environment names both a rank and a world
+ * size. WORLD_SIZE alone is not enough (container images export it for their own reasons), and a world of
+ * one with no MASTER_ADDR is a plain run: there is nobody to meet.
+ */
 export function isDistributedEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.WORLD_SIZE !== undefined;
+  if (env.RANK === undefined || env.WORLD_SIZE === undefined) return false;
+  return !(env.WORLD_SIZE.trim() === '1' && env.MASTER_ADDR === undefined);
 }
 
 /**

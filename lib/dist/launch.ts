@@ -7,6 +7,7 @@
 // dies abruptly leaves workers that notice and exit (worker-preload.ts). README "Training on several
 // processes / machines".
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -39,7 +40,11 @@ export interface LaunchOptions {
   onStarted?: (pids: number[]) => void;
 }
 
-/** How the job ended: the exit code for the launcher, and the failure that ended it, if any. */
+/**
+ * How the job ended: the exit code for the launcher, and the failure that ended it, if any. A failed
+ * worker's own exit code is passed through (a usage error's 2 stays 2), 128 + the signal's number for one
+ * killed by a signal; 1 for a hang or a worker that could not start.
+ */
 export interface LaunchResult {
   code: number;
   failure?: { rank: number; reason: string };
@@ -65,6 +70,17 @@ function preloadArgs(): string[] {
   const file = path.join(__dirname, 'worker-preload' + ext);
   // From the TypeScript sources (tests, tsx), the workers need tsx's hook as well.
   return ext === '.ts' ? ['--require', require.resolve('tsx/cjs'), '--require', file] : ['--require', file];
+}
+
+/**
+ * util-linux's setpriv, through which workers are started on Linux so that the kernel kills them
+ * (PR_SET_PDEATHSIG, SIGKILL) when the launcher dies: the IPC disconnect that worker-preload.ts watches is
+ * only noticed while a worker's JavaScript thread is free, and a worker spinning in a loop would outlive
+ * a kill -9ed launcher. Undefined where there is none (then only the disconnect watch remains).
+ */
+function pdeathsigWrapper(): string | undefined {
+  if (process.platform !== 'linux') return undefined;
+  return ['/usr/bin/setpriv', '/bin/setpriv'].find((f) => fs.existsSync(f));
 }
 
 interface Worker {
@@ -110,7 +126,8 @@ function describeExit(e: { code: number | null; signal: NodeJS.Signals | null })
 
 /**
  * Runs the workers of this machine to the end of the job. Resolves with exit code 0 when every worker
- * exited with 0; 1 when one failed or hung (the others then stopped); 128 + the signal's number when a
+ * exited with 0; the failed worker's code when one failed (LaunchResult), 1 when one hung (the others then
+ * stopped); 128 + the signal's number when a
  * SIGINT or SIGTERM to this process stopped the job. Never rejects for a worker's failure.
  */
 export async function launch(o: LaunchOptions): Promise<LaunchResult> {
@@ -120,6 +137,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   const worldSize = c.nnodes * o.nprocPerNode;
   const threads = baseEnv.OMP_NUM_THREADS ?? String(threadsPerWorker(o.nprocPerNode));
   const say = (s: string) => err.write(`crunet launch: ${s}\n`);
+  const wrapper = pdeathsigWrapper();
 
   const workers: Worker[] = [];
   let failure: LaunchResult['failure'];
@@ -132,12 +150,20 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
       ...baseEnv,
       RANK: String(rank), WORLD_SIZE: String(worldSize), LOCAL_RANK: String(localRank), LOCAL_WORLD_SIZE: String(o.nprocPerNode),
       GROUP_RANK: String(c.nodeRank), MASTER_ADDR: c.masterAddr, MASTER_PORT: String(c.masterPort), OMP_NUM_THREADS: threads, CRUNET_LAUNCHED: '1',
+      // worker-preload.ts compares it with its parent's pid: a launcher that died before the wrapper set
+      // the parent-death signal has left the worker to init already.
+      CRUNET_LAUNCHER_PID: String(process.pid),
     };
     // Its own process group (detached), so that stopping it reaches whatever it started; the terminal's
     // Ctrl-C reaches the launcher, which stops every worker in order.
-    const child = spawn(process.execPath, [...preloadArgs(), ...o.command], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'], detached: true });
+    const argv = [process.execPath, ...preloadArgs(), ...o.command];
+    const child = wrapper
+      ? spawn(wrapper, ['--pdeathsig', 'KILL', '--', ...argv], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'], detached: true })
+      : spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'], detached: true });
     const w: Worker = { rank, localRank, child, tail: [], lastBeat: Date.now(), stopping: false, done: Promise.resolve() };
     const pipe = (stream: NodeJS.ReadableStream, to: NodeJS.WritableStream) => {
+      // readline also ends a line at a lone \r (a progress bar redrawing itself): each redraw is then a
+      // line of its own, prefixed like any other.
       const lines = createInterface({ input: stream, crlfDelay: Infinity });
       lines.on('line', (line) => {
         to.write(`[rank${rank}]: ${line}\n`);
@@ -174,11 +200,15 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   }
   o.onStarted?.(workers.map((w) => w.child.pid!).filter((p) => p !== undefined));
 
+  // The worker's whole process group, also once the worker itself has exited: what it started there
+  // (a shell's sleep, a data-loading helper) must not outlive the job.
   const signalGroup = (w: Worker, sig: NodeJS.Signals) => {
-    if (w.exited || w.child.pid === undefined) return;
+    if (w.child.pid === undefined) return;
     try {
       process.kill(-w.child.pid, sig);
-    } catch {
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') return; // the group is empty
+      if (w.exited) return;
       try {
         w.child.kill(sig);
       } catch {
@@ -201,8 +231,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   };
 
   const onSignal = (sig: NodeJS.Signals) => {
-    if (stoppedBy) {
-      // A second signal: no grace period.
+    if (stoppedBy || failure) {
+      // A second signal, or one during a failure's grace period: no grace period.
       for (const w of workers) signalGroup(w, 'SIGKILL');
       return;
     }
@@ -231,6 +261,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   try {
     await Promise.all(workers.map((w) => w.done));
   } finally {
+    // Whatever a worker left running in its process group ends with the job.
+    for (const w of workers) signalGroup(w, 'SIGKILL');
     if (hangCheck) clearInterval(hangCheck);
     if (killTimer) clearTimeout(killTimer);
     process.off('SIGINT', onSignal);
@@ -250,7 +282,10 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     say(`the job failed: rank ${w.rank} (local rank ${w.localRank} on ${os.hostname()}, pid ${w.child.pid}) ${failure.reason}` +
       (others.length ? `; then ${others.join(', ')}` : ''));
     say(w.tail.length ? `rank ${w.rank}'s last ${w.tail.length === 1 ? 'line' : `${w.tail.length} lines`}:\n${w.tail.map((l) => `  ${l}`).join('\n')}` : `rank ${w.rank} printed nothing`);
-    return { code: 1, failure };
+    const e = w.exited;
+    const code = failure.reason.startsWith('sent no heartbeat') || failure.reason.startsWith('could not be started') || !e ? 1
+      : e.signal ? 128 + (os.constants.signals[e.signal] ?? 0) : e.code || 1;
+    return { code, failure };
   }
   if (stoppedBy) {
     say(`stopped by ${stoppedBy}: ${workers.map((w) => `rank ${w.rank} ${describeExit(w.exited!)}`).join(', ')}`);

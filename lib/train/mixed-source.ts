@@ -10,6 +10,7 @@ export function mixedBatches(source: BatchSource, o: MixOptions & { seed: number
   if (!shape || shape.length !== 3) throw new TypeError('mixedBatches: expected a source with dataset.shape [C, H, W]');
   return {
     dataset: source.dataset,
+    ...(source.shard ? { shard: source.shard } : {}),
     async *epoch(e: number): AsyncIterable<TrainBatch> {
       let b = 0;
       for await (const batch of source.epoch(e)) {

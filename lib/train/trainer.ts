@@ -2,6 +2,7 @@
 // can call in a loop of their own. Policy lives here (schedule, logging, checkpoints); the Session does
 // the maths.
 import { mirrorRows } from '../data/augment.js';
+import type { ShardTail } from '../data/shard.js';
 import type { Session } from '../engine/session.js';
 import { sumOverRanks, type RankSum } from './rank-sum.js';
 import { emptyScore, meanSoftmaxLogits, scoreLogits } from './metrics.js';
@@ -30,6 +31,8 @@ export interface BatchSource {
    * accumulation the number of samples (to know an epoch's last batch).
    */
   readonly dataset?: { readonly shape: readonly number[]; readonly length?: number };
+  /** The rank's part of the data it reads (a DataLoader's shard option; lib/data/shard.ts). */
+  readonly shard?: { readonly rank: number; readonly worldSize: number; readonly tail: ShardTail };
 }
 
 /** Test-time augmentation: 'flip' scores the mean softmax of each image and its mirror image. */
@@ -157,6 +160,18 @@ export class Trainer {
     if (!Number.isInteger(k) || k < 1) throw new RangeError(`Trainer: expected accumulate to be a positive integer, but received ${opts.accumulate}`);
     if (k > 1 && !Number.isInteger(opts.train.dataset?.length)) {
       throw new TypeError('Trainer: expected a training source with dataset.length for accumulate > 1 (an epoch\'s last update needs it), but received one without');
+    }
+    if (opts.group) {
+      // Each rank takes a step per batch, and every step is a collective: ranks with different numbers of
+      // batches (an 'uneven' tail) wait on each other until the timeout, and ranks that all read the whole
+      // set (no shard) train each sample W times over, silently.
+      const shard = opts.train.shard;
+      if (shard?.tail === 'uneven') {
+        throw new RangeError("Trainer: expected the training source of a group's rank to be sharded with tail 'drop' or 'pad' (equal steps on every rank), but received tail 'uneven'");
+      }
+      if (!shard && opts.group.worldSize > 1) {
+        throw new TypeError(`Trainer: expected the training source of rank ${opts.group.rank} of ${opts.group.worldSize} to read its part of the data (a DataLoader's shard option), but received a source with no shard`);
+      }
     }
     this.opts = opts;
     this.session = opts.session;

@@ -4,9 +4,11 @@
 // child, which would otherwise write into the next test's output).
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
+import { childEnv } from './child-env.js';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const live = new Set<ChildProcess>();
+
 
 afterEach(() => {
   for (const c of live) c.kill('SIGKILL');
@@ -28,7 +30,7 @@ export interface CliChild {
  */
 export function startCrunet(args: string[], opts: { env?: NodeJS.ProcessEnv; deadlineMs?: number } = {}): CliChild {
   const child = spawn(process.execPath, ['-r', 'tsx/cjs', path.join(ROOT, 'test', 'support', 'cli-main.ts'), ...args], {
-    cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: ROOT, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);
   let out = '', err = '';

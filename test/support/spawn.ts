@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { childEnv } from './child-env.js';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -11,7 +12,7 @@ export interface Ran { code: number; out: string; err: string }
 /** Runs `node args...` in the repository root; a child that outlives `timeoutMs` is killed and the test fails. */
 export function node(args: string[], env: Record<string, string> = {}, timeoutMs = 300_000): Ran {
   const r = spawnSync(process.execPath, args, {
-    cwd: ROOT, encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL', env: { ...process.env, ...env },
+    cwd: ROOT, encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL', env: childEnv(env),
   });
   const what = `node ${args.join(' ')}`;
   if (r.error) throw new Error(`${what}: ${r.error.message}`);
