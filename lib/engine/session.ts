@@ -79,11 +79,11 @@ export interface OptimizerOptions {
 /** The optimizer's settings as they were called before AdamW existed. */
 export type SgdOptions = OptimizerOptions;
 
-/** timm's ModelEmaV2: a moving average of every parameter (batch-norm statistics included), updated after each optimizer update. */
+/** timm's ModelEmaV2: a moving average of every parameter (batch-norm statistics included), updated after each optimizer update; it starts from the weights set before the first update. */
 export interface EmaOptions {
   /** ema = decay * ema + (1 - decay) * weights; in [0, 1] (timm's default 0.9998). */
   decay: number;
-  /** Use min(decay, (1 + u) / (10 + u)) after u updates, so that the average forgets the initial weights early on. */
+  /** Use min(decay, (1 + u) / (10 + u)) after u updates (TensorFlow's ExponentialMovingAverage num_updates rule; timm's ModelEmaV2 has no warmup), so that the average forgets the initial weights early on. */
   warmup?: boolean;
 }
 

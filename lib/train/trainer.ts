@@ -161,6 +161,11 @@ export class Trainer {
     if (k > 1 && !Number.isInteger(opts.train.dataset?.length)) {
       throw new TypeError('Trainer: expected a training source with dataset.length for accumulate > 1 (an epoch\'s last update needs it), but received one without');
     }
+    if (opts.group && k > 1) {
+      // An epoch's last update is found from the whole set's batch count, not a rank's shard (the CLI refuses
+      // --accumulate with several processes for the same reason).
+      throw new RangeError(`Trainer: expected accumulate 1 with a process group, but received ${k} (accumulation is not yet sharded)`);
+    }
     if (opts.group) {
       // Each rank takes a step per batch, and every step is a collective: ranks with different numbers of
       // batches (an 'uneven' tail) wait on each other until the timeout, and ranks that all read the whole

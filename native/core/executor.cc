@@ -471,29 +471,31 @@ StepOutcome Executor::step(const Feeds& feeds, float lr, bool accumulate) {
       return stats;
     }
   }
+  double norm = 0;
   try {
     if (accumulate) {
       accumulate_gradients();
       return stats;  // grad_norm stays -1: no update
     }
-    stats.grad_norm = static_cast<float>(gradient_norm());
+    norm = gradient_norm();
+    stats.grad_norm = static_cast<float>(norm);
   } catch (...) {
     restore_running_stats();
     throw;
   }
-  apply_update(lr, stats.grad_norm);
+  apply_update(lr, norm);  // the double norm: one above float's range is finite here, and clipping needs it
   return stats;
 }
 
 void Executor::accumulate_gradients() {
-  if (param_acc_.empty())
-    for (size_t i = 0; i < g_.params.size(); i++) {
-      const bool reached = loss_pass_->param_reached[i];
-      param_acc_.push_back(reached ? static_cast<float*>(alloc_or_explain(static_cast<size_t>(numel(g_.params[i].shape)) * 4,
-                                                                          "the accumulated gradients", false))
-                                   : nullptr);
-      if (reached) param_bytes_ += static_cast<size_t>(numel(g_.params[i].shape)) * 4;
-    }
+  // Resumes where a failed allocation (out of memory) stopped, so the table is whole before it is read.
+  for (size_t i = param_acc_.size(); i < g_.params.size(); i++) {
+    const bool reached = loss_pass_->param_reached[i];
+    param_acc_.push_back(reached ? static_cast<float*>(alloc_or_explain(static_cast<size_t>(numel(g_.params[i].shape)) * 4,
+                                                                        "the accumulated gradients", false))
+                                 : nullptr);
+    if (reached) param_bytes_ += static_cast<size_t>(numel(g_.params[i].shape)) * 4;
+  }
   for (size_t k = 0; k < update_slots_.size(); k++) {
     float* acc = param_acc_[update_params_[k]];
     if (accumulated_ == 0) be_.copy(acc, update_slots_[k].grad, update_slots_[k].n * 4);
@@ -598,6 +600,9 @@ void Executor::read_param(int id, float* host) const {
 }
 void Executor::write_param(int id, const float* host) {
   be_.upload(param_data_.at(id), host, static_cast<size_t>(numel(g_.params.at(id).shape)) * 4);
+  // Weights loaded before the first update (a state dict, rank 0's broadcast) are where the moving
+  // average starts, as timm creates its EMA after loading the model; a checkpoint sets the EMA afterwards.
+  if (updates_ == 0 && param_ema_.at(id)) be_.upload(param_ema_[id], host, static_cast<size_t>(numel(g_.params[id].shape)) * 4);
 }
 void Executor::read_state(int id, int k, float* host) const {
   if (k < 0 || k >= state_buffers(opts_.optimizer.rule)) fail("optimizer state buffer ", k, " does not exist for this update rule");
