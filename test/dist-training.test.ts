@@ -194,6 +194,22 @@ const hasGloo = (() => {
     assert.ok(a.some((x, i) => Math.abs(x - b[i]!) > 1e-4));
   });
 
+  it('a NaN input on rank 1 only: that step fails on both ranks naming rank 1, at once, and the ranks stay in step', async () => {
+    const port = await freePort();
+    // A long timeout: failing by it would take 120 s; the agreement takes one exchange.
+    const job = { ...base, port, worldSize: 2, steps: 4, timeoutMs: 120_000, nanAt: { rank: 1, step: 1 } };
+    const [r0, r1] = await Promise.all([worker({ ...job, rank: 0 }, 100_000).done, worker({ ...job, rank: 1 }, 100_000).done]);
+    for (const [r, o] of [[0, r0], [1, r1]] as const) {
+      assert.equal(o.code, 0, `rank ${r}: ${o.err}`);
+      assert.match(o.err, /STEP 1 ERROR: step failed on rank 1 of 2, so every rank skipped it \(rank 1: input \S+: element 5 \(sample 0\) is NaN/, `rank ${r}`);
+      assert.doesNotMatch(o.err, /STEP [023] ERROR/, `rank ${r}`);
+      assert.ok(o.ms < 60_000, `rank ${r} took ${o.ms} ms`);
+    }
+    // Both skipped the same step, so the later steps paired up: the ranks end with equal parameters.
+    const p0 = params(r0), p1 = params(r1);
+    for (const [k, v] of p0) assert.deepEqual(p1.get(k), v, k);
+  });
+
   it('a worker killed mid-run: the other rank fails within the timeout, naming rank 1', async () => {
     const port = await freePort();
     const job = { ...base, port, worldSize: 2, steps: 10_000, timeoutMs: 15_000 };
@@ -208,7 +224,7 @@ const hasGloo = (() => {
     b.child.kill('SIGKILL');
     const r0 = await a.done;
     assert.equal(r0.code, 1, r0.err);
-    assert.match(r0.err, /ERROR: step: averaging the gradients across ranks failed: allreduce failed on rank 0: rank 1 left the job/);
+    assert.match(r0.err, /ERROR: step: (averaging the gradients across ranks|agreeing with the other ranks on whether this step can go on) failed: allreduce failed on rank 0: rank 1 left the job/);
     assert.ok(r0.ms < 60_000, `took ${r0.ms} ms`);
   });
 
@@ -226,7 +242,7 @@ const hasGloo = (() => {
     a.child.kill('SIGKILL');
     const r1 = await b.done;
     assert.equal(r1.code, 1, r1.err);
-    assert.match(r1.err, /ERROR: step: averaging the gradients across ranks failed: allreduce failed on rank 1: rank 0 left the job/);
+    assert.match(r1.err, /ERROR: step: (averaging the gradients across ranks|agreeing with the other ranks on whether this step can go on) failed: allreduce failed on rank 1: rank 0 left the job/);
   });
 
   it('process.exit() during a step that waits for a hung rank ends the process at once, not after the timeout', async () => {

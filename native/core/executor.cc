@@ -397,7 +397,10 @@ void Executor::set_gradient_sync(std::shared_ptr<GradientSync> sync) {
   std::vector<GradientSync::Slot> slots;
   sync_after_.assign(loss_pass_->calls.size(), {});
   for (int p : order) {
-    sync_after_.at(loss_pass_->param_last_call[p]).push_back(static_cast<int>(slots.size()));
+    const int last = loss_pass_->param_last_call[p];
+    if (last < 0 || static_cast<size_t>(last) >= sync_after_.size())
+      fail("distributed training: parameter ", g_.params[p].name, " is updated by the optimizer but no call of backward writes its gradient");
+    sync_after_[last].push_back(static_cast<int>(slots.size()));
     slots.push_back({param_grad_[p], static_cast<size_t>(numel(g_.params[p].shape))});
   }
   sync->bind(slots);
@@ -424,8 +427,18 @@ void Executor::synchronize_batch_norm() {
 
 StepOutcome Executor::step(const Feeds& feeds, float lr, bool accumulate) {
   if (!loss_pass_) fail("step: the graph has no loss; build it with a softmaxCrossEntropy loss or use gradients()");
-  if (!std::isfinite(lr) || lr < 0) fail("step: learning rate must be a finite number >= 0, got ", lr);
-  upload_feeds(feeds);
+  // A data-parallel step that fails on one process only must fail on all (docs/ARCHITECTURE.md, "Several
+  // processes"): bad inputs and a non-finite loss are agreed on before anything is sent; any other
+  // failure aborts the group, so that no exchange pairs with another step's.
+  std::string refused;
+  try {
+    if (!std::isfinite(lr) || lr < 0) fail("step: learning rate must be a finite number >= 0, got ", lr);
+    upload_feeds(feeds);
+  } catch (const std::exception& e) {
+    if (!sync_) throw;
+    refused = e.what();
+  }
+  if (sync_) sync_->agree(refused);
   // Until the update begins only batch-norm running statistics change (forward) besides gradients, so
   // putting them back undoes a step that fails before it: a non-finite loss, a cancelled or failed kernel.
   save_running_stats();
@@ -435,17 +448,30 @@ StepOutcome Executor::step(const Feeds& feeds, float lr, bool accumulate) {
     explicit InStep(bool& f) : flag(f) { flag = true; }
     ~InStep() { flag = false; }
   } in_step(in_step_);
+  bool agreed = false;  // a failure every process knows of: nothing to abort
   try {
     run_forward(true, fwd_io_);
     static_cast<StepStats&>(stats) = last_stats_;
+    std::string bad_loss;
     if (!std::isfinite(stats.loss))
-      fail("step: the loss is ", std::isnan(stats.loss) ? "NaN" : "infinite",
-           "; parameters, optimizer state and batch-norm statistics were left as they were before this step "
-           "(check the inputs for NaN/Inf, or lower the learning rate)");
+      bad_loss = std::string("step: the loss is ") + (std::isnan(stats.loss) ? "NaN" : "infinite") +
+                 "; parameters, optimizer state and batch-norm statistics were left as they were before this step "
+                 "(check the inputs for NaN/Inf, or lower the learning rate)";
+    if (sync_) {
+      agreed = true;
+      sync_->agree(bad_loss);
+      agreed = false;
+    } else if (!bad_loss.empty()) {
+      throw Error(bad_loss);
+    }
     run_backward(*loss_pass_, sync_ != nullptr);
     if (sync_) sync_->wait();  // the averaged gradients, before the update
+  } catch (const std::exception& e) {
+    if (sync_ && !agreed) sync_->abandon(e.what());
+    restore_running_stats();
+    throw;
   } catch (...) {
-    if (sync_) sync_->abandon();
+    if (sync_ && !agreed) sync_->abandon("an unknown error");
     restore_running_stats();
     throw;
   }

@@ -24,6 +24,7 @@ using Clock = std::chrono::steady_clock;
 
 std::string join_key(int r) { return "crunet/join/" + std::to_string(r); }
 const char* const kAbortKey = "crunet/abort";
+const char* const kStepAbortKey = "crunet/abort-step";  // a rank's step failed part way (ProcessGroup::abort)
 
 std::string rank_list(const std::vector<int>& ranks) {
   std::string s;
@@ -114,6 +115,7 @@ void ProcessGroup::join() {
 // does not answer within 2 s is rank 0 hung (or gone without closing its socket).
 std::string ProcessGroup::who_left() {
   try {
+    if (auto why = store_->peek(kStepAbortKey, std::chrono::milliseconds(2000))) return *why;
     for (int i = 0; i < 10; i++) {
       auto left = store_->departed(std::chrono::milliseconds(2000));
       if (!left.empty()) return rank_list(left) + " left the job (its process exited or destroyed its group)";
@@ -205,6 +207,20 @@ std::vector<std::vector<char>> ProcessGroup::allgather(const void* data, size_t 
   });
   for (int r = 0; r < n; r++) out[r].assign(all.begin() + r * longest, all.begin() + r * longest + lengths[r]);
   return out;
+}
+
+void ProcessGroup::abort(const std::string& why) {
+  if (opts_.world_size == 1) return;
+  const std::string text = "rank " + std::to_string(opts_.rank) + " abandoned the job after a step failed there part way (" + why + ")";
+  if (broken_.empty()) {
+    broken_ = text;
+    try {
+      store_->set_within(kStepAbortKey, text, std::chrono::milliseconds(2000));
+    } catch (const std::exception&) {
+      // rank 0 gone: the others see the connections close all the same
+    }
+  }
+  ctx_.reset();  // closes the pairs: a peer waiting on this rank fails now, not after its timeout
 }
 
 void ProcessGroup::barrier() {

@@ -45,6 +45,10 @@ class ProcessGroup {
   // Every rank's bytes, by rank; the lengths may differ.
   std::vector<std::vector<char>> allgather(const void* data, size_t bytes);
   void barrier();
+  // This rank failed part way through a step (GradientSync::abandon): leaves `why` in the store and
+  // closes the connections, so that the others' collectives fail at once naming this rank; the group is
+  // broken from then on. Throws nothing.
+  void abort(const std::string& why);
 
  private:
   void join();  // the world-size check over the store, naming missing ranks on timeout

@@ -38,36 +38,55 @@ std::string frame(uint8_t code, const std::vector<std::string>& parts) {
   return out;
 }
 
-// Parses one frame from the front of `buf`; false when it is not complete yet.
-bool parse(std::string& buf, uint8_t& code, std::vector<std::string>& parts) {
+// Nothing the store holds comes near this (Gloo's addresses are bytes); a longer frame is not one of
+// ours, and believing its length would allocate whatever anyone reaching the port asked for.
+constexpr uint32_t kMaxPart = 16u << 20, kMaxParts = 1u << 16;
+
+enum class Parsed { incomplete, ok, bad };
+
+// Parses one frame from the front of `buf`.
+Parsed parse(std::string& buf, uint8_t& code, std::vector<std::string>& parts) {
   auto u32 = [&](size_t at) {
     uint32_t n;
     std::memcpy(&n, buf.data() + at, 4);
     return ntohl(n);
   };
-  if (buf.size() < 5) return false;
+  if (buf.size() < 5) return Parsed::incomplete;
   size_t at = 5;
   const uint32_t count = u32(1);
+  if (count > kMaxParts) return Parsed::bad;
   std::vector<std::string> out;
   for (uint32_t i = 0; i < count; i++) {
-    if (buf.size() < at + 4) return false;
+    if (buf.size() < at + 4) return Parsed::incomplete;
     const uint32_t len = u32(at);
+    if (len > kMaxPart) return Parsed::bad;
     at += 4;
-    if (buf.size() < at + len) return false;
+    if (buf.size() < at + len) return Parsed::incomplete;
     out.emplace_back(buf.data() + at, len);
     at += len;
   }
   code = static_cast<uint8_t>(buf[0]);
   parts = std::move(out);
   buf.erase(0, at);
-  return true;
+  return Parsed::ok;
 }
 
-bool send_all(int fd, const std::string& s) {
+// Sends all of `s` by `deadline`: a peer that stops reading cannot block the sender for longer.
+bool send_all(int fd, const std::string& s, Clock::time_point deadline) {
   size_t done = 0;
   while (done < s.size()) {
-    ssize_t n = ::send(fd, s.data() + done, s.size() - done, MSG_NOSIGNAL);
+    ssize_t n = ::send(fd, s.data() + done, s.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();
+      if (left <= 0) {
+        errno = ETIMEDOUT;
+        return false;
+      }
+      pollfd p{fd, POLLOUT, 0};
+      ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1 << 30)));
+      continue;
+    }
     if (n <= 0) return false;
     done += static_cast<size_t>(n);
   }
@@ -140,62 +159,64 @@ void StoreServer::loop() {
       break;
     }
     if (fds[0].revents) break;
-    if (fds[1].revents & POLLIN) {
-      int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd >= 0) {
-        int one = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        clients.push_back(Client{fd, -1, {}});
-      }
-    }
+    // Only the clients polled above: one accepted below joins the next round.
+    const size_t polled = fds.size() - 2;
     std::vector<size_t> closed;
-    for (size_t i = 0; i < clients.size(); i++) {
+    for (size_t i = 0; i < polled; i++) {
       if (!fds[i + 2].revents) continue;
       Client& c = clients[i];
-      char buf[65536];
-      ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
-      if (n <= 0) {
-        if (n < 0 && errno == EINTR) continue;
-        closed.push_back(i);
-        continue;
-      }
-      c.in.append(buf, static_cast<size_t>(n));
-      uint8_t code;
-      std::vector<std::string> args;
+      // Anyone can reach the port (a port scan, a stray client): whatever one sends, or fails to, costs
+      // the server that connection only, never the rendezvous.
       bool ok = true;
-      while (ok && parse(c.in, code, args)) {
-        std::string reply;
-        switch (code) {
-          case kHello:
-            c.rank = args.empty() ? -1 : std::atoi(args[0].c_str());
-            reply = frame(kOk, {});
-            break;
-          case kSet:
-            if (args.size() == 2) data_[args[0]].assign(args[1].begin(), args[1].end());
-            reply = frame(kOk, {});
-            break;
-          case kGet: {
-            auto it = args.empty() ? data_.end() : data_.find(args[0]);
-            reply = it == data_.end() ? frame(kNotFound, {}) : frame(kOk, {std::string(it->second.begin(), it->second.end())});
-            break;
-          }
-          case kMissing: {
-            std::vector<std::string> missing;
-            for (auto& k : args)
-              if (!data_.count(k)) missing.push_back(k);
-            reply = frame(kOk, missing);
-            break;
-          }
-          case kDeparted: {
-            std::vector<std::string> ranks;
-            for (int r : departed_) ranks.push_back(std::to_string(r));
-            reply = frame(kOk, ranks);
-            break;
-          }
-          default:
-            ok = false;  // not one of ours: drop the connection
+      try {
+        char buf[65536];
+        ssize_t n = ::recv(c.fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+        if (n <= 0) {
+          closed.push_back(i);
+          continue;
         }
-        if (ok) ok = send_all(c.fd, reply);
+        c.in.append(buf, static_cast<size_t>(n));
+        uint8_t code;
+        std::vector<std::string> args;
+        Parsed p;
+        while (ok && (p = parse(c.in, code, args)) == Parsed::ok) {
+          std::string reply;
+          switch (code) {
+            case kHello:
+              c.rank = args.empty() ? -1 : std::atoi(args[0].c_str());
+              reply = frame(kOk, {});
+              break;
+            case kSet:
+              if (args.size() == 2) data_[args[0]].assign(args[1].begin(), args[1].end());
+              reply = frame(kOk, {});
+              break;
+            case kGet: {
+              auto it = args.empty() ? data_.end() : data_.find(args[0]);
+              reply = it == data_.end() ? frame(kNotFound, {}) : frame(kOk, {std::string(it->second.begin(), it->second.end())});
+              break;
+            }
+            case kMissing: {
+              std::vector<std::string> missing;
+              for (auto& k : args)
+                if (!data_.count(k)) missing.push_back(k);
+              reply = frame(kOk, missing);
+              break;
+            }
+            case kDeparted: {
+              std::vector<std::string> ranks;
+              for (int r : departed_) ranks.push_back(std::to_string(r));
+              reply = frame(kOk, ranks);
+              break;
+            }
+            default:
+              ok = false;  // not one of ours: drop the connection
+          }
+          if (ok) ok = send_all(c.fd, reply, Clock::now() + Millis(5000));
+        }
+        if (ok && p == Parsed::bad) ok = false;
+      } catch (const std::exception&) {
+        ok = false;  // out of memory for one client's request: that client goes, the rendezvous stays
       }
       if (!ok) closed.push_back(i);
     }
@@ -205,13 +226,21 @@ void StoreServer::loop() {
       ::close(c.fd);
       clients.erase(clients.begin() + static_cast<std::ptrdiff_t>(*it));
     }
+    if (fds[1].revents & POLLIN) {
+      int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd >= 0) {
+        int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        clients.push_back(Client{fd, -1, {}});
+      }
+    }
   }
   for (auto& c : clients) ::close(c.fd);
 }
 
 // ---- client ----
 
-TcpStore::TcpStore(const std::string& host, int port, int rank, Millis timeout) : timeout_(timeout) {
+TcpStore::TcpStore(const std::string& host, int port, int rank, Millis timeout) : rank_(rank), timeout_(timeout) {
   where_ = host + ":" + std::to_string(port);
   addrinfo hints{}, *res = nullptr;
   hints.ai_family = AF_UNSPEC;
@@ -282,19 +311,31 @@ TcpStore::~TcpStore() {
 std::vector<std::string> TcpStore::request(uint8_t code, const std::vector<std::string>& args, uint8_t* status, Millis answer) {
   if (answer.count() <= 0) answer = timeout_;
   std::lock_guard<std::mutex> lock(mu_);
-  auto lost = [&](const std::string& why) {
-    fail("lost the connection to the rendezvous at ", where_, " (", why, "): rank 0 has exited or closed its group");
+  if (!dead_.empty()) fail("rank ", rank_, ": ", dead_);
+  // After a timeout or a lost connection the socket may still deliver a late reply, which the next
+  // request would take for its own: the connection is closed, and every later request fails.
+  auto give_up = [&](const std::string& why) {
+    ::close(fd_);
+    fd_ = -1;
+    dead_ = why;
+    fail("rank ", rank_, ": ", why);
   };
-  if (!send_all(fd_, frame(code, args))) lost(errno_text(errno));
+  auto lost = [&](const std::string& why) {
+    give_up("lost the connection to the rendezvous at " + where_ + " (" + why + "): rank 0 has exited or closed its group");
+  };
+  const auto deadline = Clock::now() + answer;
+  if (!send_all(fd_, frame(code, args), deadline)) lost(errno_text(errno));
   std::string buf;
   uint8_t got;
   std::vector<std::string> parts;
-  const auto deadline = Clock::now() + answer;
-  while (!parse(buf, got, parts)) {
+  for (;;) {
+    const Parsed p = parse(buf, got, parts);
+    if (p == Parsed::ok) break;
+    if (p == Parsed::bad) lost("a reply that is not the store's");
     auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();
-    if (left <= 0) fail("the rendezvous at ", where_, " did not answer within ", answer.count(), " ms");
-    pollfd p{fd_, POLLIN, 0};
-    int pr = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1 << 30)));
+    if (left <= 0) give_up("the rendezvous at " + where_ + " did not answer within " + std::to_string(answer.count()) + " ms");
+    pollfd p2{fd_, POLLIN, 0};
+    int pr = ::poll(&p2, 1, static_cast<int>(std::min<long long>(left, 1 << 30)));
     if (pr < 0 && errno == EINTR) continue;
     if (pr <= 0) continue;
     char chunk[65536];
@@ -307,13 +348,22 @@ std::vector<std::string> TcpStore::request(uint8_t code, const std::vector<std::
   return parts;
 }
 
+std::optional<std::string> TcpStore::peek(const std::string& key, Millis answer) {
+  uint8_t status;
+  auto parts = request(kGet, {key}, &status, answer);
+  if (status != kOk || parts.size() != 1) return std::nullopt;
+  return parts[0];
+}
+
+void TcpStore::set_within(const std::string& key, const std::string& value, Millis answer) { request(kSet, {key, value}, nullptr, answer); }
+
 void TcpStore::set(const std::string& key, const std::vector<char>& data) { request(kSet, {key, std::string(data.begin(), data.end())}); }
 
 std::vector<char> TcpStore::get(const std::string& key) {
   wait({key}, timeout_);
   uint8_t status;
   auto parts = request(kGet, {key}, &status);
-  if (status != kOk || parts.size() != 1) fail("rendezvous: key '", key, "' vanished from the store at ", where_);
+  if (status != kOk || parts.size() != 1) fail("rank ", rank_, ": rendezvous: key '", key, "' vanished from the store at ", where_);
   return {parts[0].begin(), parts[0].end()};
 }
 
@@ -327,7 +377,7 @@ void TcpStore::wait(const std::vector<std::string>& keys, const Millis& timeout)
     if (Clock::now() >= deadline) {
       std::string names;
       for (auto& k : left) names += (names.empty() ? "" : ", ") + k;
-      fail("rendezvous: timed out after ", timeout.count(), " ms waiting for ", names, " in the store at ", where_);
+      fail("rank ", rank_, ": rendezvous: timed out after ", timeout.count(), " ms waiting for ", names, " in the store at ", where_);
     }
     std::this_thread::sleep_for(Millis(10));
   }

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -52,6 +53,10 @@ class TcpStore : public gloo::rendezvous::Store {
   // The ranks whose connection to the server closed (their process exited, or their group was destroyed);
   // throws when the server does not answer within `answer` (rank 0 gone or hung).
   std::vector<int> departed(Millis answer);
+  // The value of `key`, or none when it is not set, asking once with the answer bounded by `answer`.
+  std::optional<std::string> peek(const std::string& key, Millis answer);
+  // set() with the answer bounded by `answer` (the failure path: rank 0 may be gone).
+  void set_within(const std::string& key, const std::string& value, Millis answer);
   // The address of this host on the interface that reaches the master: where the others can reach it.
   const std::string& local_address() const { return local_address_; }
   const std::string& where() const { return where_; }  // "host:port"
@@ -60,7 +65,9 @@ class TcpStore : public gloo::rendezvous::Store {
   std::vector<std::string> request(uint8_t code, const std::vector<std::string>& args, uint8_t* status = nullptr, Millis answer = Millis(0));
   std::mutex mu_;  // one request at a time (Gloo and the failure path may both ask)
   int fd_ = -1;
+  int rank_;
   Millis timeout_;
+  std::string dead_;  // why the connection was closed (a timed-out request, a lost connection); then every request fails
   std::string local_address_, where_;
 };
 
