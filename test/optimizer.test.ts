@@ -328,6 +328,23 @@ describe('optimizer: moving average of the weights (timm ModelEmaV2)', () => {
     });
   }
 
+  it('the average starts from weights set before the first update (a state dict, a broadcast), not from the initial ones', async () => {
+    const s = await compile(graph, { batchSize: 2, seed: 3, optimizer: { type: 'adamw', lr: 0.05 }, ema: { decay: 0.9 } });
+    try {
+      const q = graph.ir.params[0]!;
+      const loaded = s.getParameter(q.name).map((v, i) => v + 0.25 * ((i % 3) - 1));
+      s.setParameter(q.name, loaded);
+      assert.deepEqual(s.getEma(q.name), loaded);
+      await s.step(batchData(7, 2).images, batchData(7, 2).labels);
+      // After an update, setting weights no longer moves the average (a checkpoint sets it itself).
+      const before = s.getEma(q.name);
+      s.setParameter(q.name, loaded);
+      assert.deepEqual(s.getEma(q.name), before);
+    } finally {
+      s.dispose();
+    }
+  });
+
   it('forward with the average of a session that keeps none is refused', async () => {
     const s = await compile(graph, { batchSize: 2, optimizer: { lr: 0.1 } });
     try {

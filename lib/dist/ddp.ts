@@ -12,6 +12,8 @@ export interface RankFacts {
   precision: string;
   device: string;
   syncBatchNorm: boolean;
+  /** Other compile settings that must agree (bucket size, loss scaling, optimizer, EMA), each as JSON. */
+  settings: [string, string][];
   params: { name: string; shape: number[]; trainable: boolean }[];
   /** A hash of the graph's nodes (ops, wiring, attributes): equal parameters can still hide a different graph. */
   graph: string;
@@ -24,10 +26,15 @@ export interface ParameterAccess {
   setParameter(name: string, values: Float32Array): void;
 }
 
-export function rankFacts(ir: GraphIR, store: ParameterAccess, batchSize: number, precision: string, device: string, syncBatchNorm: boolean): RankFacts {
+// Regular expressions and functions (an optimizer group's match) compare by their source text.
+const settingJson = (v: unknown) => JSON.stringify(v ?? null, (_k, x) => (x instanceof RegExp || typeof x === 'function' ? String(x) : x));
+
+export function rankFacts(ir: GraphIR, store: ParameterAccess, batchSize: number, precision: string, device: string, syncBatchNorm: boolean,
+  settings: Record<string, unknown> = {}): RankFacts {
   const graph = createHash('sha256').update(JSON.stringify({ inputs: ir.inputs, nodes: ir.nodes, outputs: ir.outputs, loss: ir.loss })).digest('hex').slice(0, 16);
   const deviceKind = device.startsWith('cuda') ? 'cuda' : device;
-  return { batchSize, precision, device: deviceKind, syncBatchNorm, params: store.parameters().map(({ name, shape, trainable }) => ({ name, shape, trainable })), graph };
+  const named = Object.entries(settings).map(([k, v]): [string, string] => [k, settingJson(v)]);
+  return { batchSize, precision, device: deviceKind, syncBatchNorm, settings: named, params: store.parameters().map(({ name, shape, trainable }) => ({ name, shape, trainable })), graph };
 }
 
 const shapeText = (s: number[]) => `[${s.join(', ')}]`;
@@ -38,6 +45,10 @@ export function describeDifference(r: number, mine: RankFacts, root: RankFacts):
   if (mine.precision !== root.precision) return `precision '${mine.precision}' on rank ${r}, '${root.precision}' on rank 0`;
   if (mine.device !== root.device) return `device '${mine.device}' on rank ${r}, '${root.device}' on rank 0`;
   if (mine.syncBatchNorm !== root.syncBatchNorm) return `syncBatchNorm ${mine.syncBatchNorm} on rank ${r}, ${root.syncBatchNorm} on rank 0`;
+  const rootSettings = new Map(root.settings ?? []);
+  for (const [k, v] of mine.settings ?? []) {
+    if (rootSettings.get(k) !== v) return `${k} ${v} on rank ${r}, ${rootSettings.get(k) ?? 'not set'} on rank 0`;
+  }
   const theirs = new Map(root.params.map((p) => [p.name, p]));
   const ours = new Map(mine.params.map((p) => [p.name, p]));
   const counts = mine.params.length !== root.params.length ? `${mine.params.length} parameters on rank ${r}, ${root.params.length} on rank 0; ` : '';

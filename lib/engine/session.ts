@@ -364,7 +364,8 @@ export async function compile(model: Compilable, opts: CompileOptions): Promise<
       setParameter: (name: string, v: Float32Array) => session.setParameter(name, v),
     };
     try {
-      await joinDataParallel(distributed.group, rankFacts(ir, store, opts.batchSize, precision, device, distributed.syncBatchNorm), store);
+      await joinDataParallel(distributed.group, rankFacts(ir, store, opts.batchSize, precision, device, distributed.syncBatchNorm,
+        { bucketMB: distributed.bucketMB, lossScale: lossScale ?? false, optimizer, ema: ema ?? false }), store);
     } catch (e) {
       session.dispose();
       throw e;
