@@ -233,6 +233,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   const onSignal = (sig: NodeJS.Signals) => {
     if (stoppedBy || failure) {
       // A second signal, or one during a failure's grace period: no grace period.
+      const live = workers.filter((w) => !w.exited);
+      if (live.length) say(`${sig}: killing rank${live.length > 1 ? 's' : ''} ${live.map((w) => w.rank).join(', ')} now`);
       for (const w of workers) signalGroup(w, 'SIGKILL');
       return;
     }
