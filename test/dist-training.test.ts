@@ -26,6 +26,17 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** Resolves once the child has printed a line matching `pattern` on stdout. */
+function printed(child: ChildProcess, pattern: RegExp): Promise<void> {
+  return new Promise((resolve) => {
+    let seen = '';
+    child.stdout!.on('data', (d) => {
+      seen += d;
+      if (pattern.test(seen)) resolve();
+    });
+  });
+}
+
 const live = new Set<ChildProcess>();
 
 /** Starts one worker; it is SIGKILLed after `killAfterMs` (the test then fails on its outcome). */
@@ -210,52 +221,25 @@ const hasGloo = (() => {
     for (const [k, v] of p0) assert.deepEqual(p1.get(k), v, k);
   });
 
-  it('a worker killed mid-run: the other rank fails within the timeout, naming rank 1', async () => {
-    const port = await freePort();
-    const job = { ...base, port, worldSize: 2, steps: 10_000, timeoutMs: 15_000 };
-    const a = worker({ ...job, rank: 0 }), b = worker({ ...job, rank: 1 });
-    await new Promise<void>((resolve) => {
-      let seen = '';
-      b.child.stdout!.on('data', (d) => {
-        seen += d;
-        if (/step 2\b/.test(seen)) resolve();
-      });
+  for (const [killed, survivor] of [[1, 0], [0, 1]] as const) {
+    it(`rank ${killed} killed mid-run: rank ${survivor} fails within the timeout, naming rank ${killed}`, async () => {
+      const port = await freePort();
+      const job = { ...base, port, worldSize: 2, steps: 10_000, timeoutMs: 15_000 };
+      const ranks = [worker({ ...job, rank: 0 }), worker({ ...job, rank: 1 })];
+      await printed(ranks[killed]!.child, /step 2\b/);
+      ranks[killed]!.child.kill('SIGKILL');
+      const r = await ranks[survivor]!.done;
+      assert.equal(r.code, 1, r.err);
+      assert.match(r.err, new RegExp(`ERROR: step: (averaging the gradients across ranks|agreeing with the other ranks on whether this step can go on) failed: allreduce failed on rank ${survivor}: rank ${killed} left the job`));
+      assert.ok(r.ms < 60_000, `took ${r.ms} ms`);
     });
-    b.child.kill('SIGKILL');
-    const r0 = await a.done;
-    assert.equal(r0.code, 1, r0.err);
-    assert.match(r0.err, /ERROR: step: (averaging the gradients across ranks|agreeing with the other ranks on whether this step can go on) failed: allreduce failed on rank 0: rank 1 left the job/);
-    assert.ok(r0.ms < 60_000, `took ${r0.ms} ms`);
-  });
-
-  it('rank 0 killed mid-run: rank 1 fails, naming rank 0', async () => {
-    const port = await freePort();
-    const job = { ...base, port, worldSize: 2, steps: 10_000, timeoutMs: 15_000 };
-    const a = worker({ ...job, rank: 0 }), b = worker({ ...job, rank: 1 });
-    await new Promise<void>((resolve) => {
-      let seen = '';
-      a.child.stdout!.on('data', (d) => {
-        seen += d;
-        if (/step 2\b/.test(seen)) resolve();
-      });
-    });
-    a.child.kill('SIGKILL');
-    const r1 = await b.done;
-    assert.equal(r1.code, 1, r1.err);
-    assert.match(r1.err, /ERROR: step: (averaging the gradients across ranks|agreeing with the other ranks on whether this step can go on) failed: allreduce failed on rank 1: rank 0 left the job/);
-  });
+  }
 
   it('process.exit() during a step that waits for a hung rank ends the process at once, not after the timeout', async () => {
     const port = await freePort();
     const job = { ...base, port, worldSize: 2, steps: 10_000, timeoutMs: 60_000 };
     const a = worker({ ...job, rank: 0 }), b = worker({ ...job, rank: 1 });
-    await new Promise<void>((resolve) => {
-      let seen = '';
-      b.child.stdout!.on('data', (d) => {
-        seen += d;
-        if (/step 2\b/.test(seen)) resolve();
-      });
-    });
+    await printed(b.child, /step 2\b/);
     b.child.kill('SIGSTOP');  // hung, not dead: its sockets stay open, rank 0 waits in its exchange
     await new Promise((r) => setTimeout(r, 1000));
     const t0 = Date.now();

@@ -96,6 +96,9 @@ struct OptimizerConfig {
   float clip_grad_norm = 0;   // > 0: scale the gradient down to this global L2 norm before the update
 };
 
+// Adam's bias correction 1 - beta^t, in double as PyTorch computes it on the host (AdamW and LAMB, CPU and CUDA).
+inline double bias_correction(float beta, int64_t t) { return 1.0 - std::pow(static_cast<double>(beta), static_cast<double>(t)); }
+
 // One trainable parameter as the optimizer sees it, with its group's settings.
 struct UpdateSlot {
   float* w;

@@ -57,13 +57,19 @@ uint32_t sgd_range(const OptimizerConfig& cfg, const UpdateSlot& s, float lr, fl
   return nonfinite;
 }
 
+// Adam's moments of one element, shared by AdamW and LAMB: m = b1*m + (1-b1)*g, v = b2*v + (1-b2)*g*g.
+struct Moments {
+  float m, v;
+};
+inline Moments adam_moments(float m, float v, float g, float b1, float b2) { return {b1 * m + (1.0f - b1) * g, b2 * v + (1.0f - b2) * g * g}; }
+
 // PyTorch's AdamW (torch/optim/adamw.py, single-tensor path): w *= 1 - lr*wd; m = b1*m + (1-b1)*g;
 // v = b2*v + (1-b2)*g*g; w -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
 uint32_t adamw_range(const OptimizerConfig& cfg, const UpdateSlot& s, float lr, float scale, int64_t t, size_t begin, size_t end) {
   const float b1 = cfg.beta1, b2 = cfg.beta2, eps = cfg.eps;
   // The bias corrections in double, once per parameter, as PyTorch computes them on the host.
-  const float step_size = static_cast<float>(lr / (1.0 - std::pow(static_cast<double>(b1), static_cast<double>(t))));
-  const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(b2), static_cast<double>(t))));
+  const float step_size = static_cast<float>(lr / bias_correction(b1, t));
+  const float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction(b2, t)));
   const float keep = 1.0f - lr * s.weight_decay;
   float* w = s.w;
   float* m = s.state[0];
@@ -72,12 +78,10 @@ uint32_t adamw_range(const OptimizerConfig& cfg, const UpdateSlot& s, float lr, 
   uint32_t nonfinite = 0;
 #pragma omp simd reduction(| : nonfinite)
   for (size_t i = begin; i < end; i++) {
-    const float g = grad[i] * scale;
-    const float mi = b1 * m[i] + (1.0f - b1) * g;
-    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const float nw = w[i] * keep - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
+    const Moments mv = adam_moments(m[i], v[i], grad[i] * scale, b1, b2);
+    m[i] = mv.m;
+    v[i] = mv.v;
+    const float nw = w[i] * keep - step_size * mv.m / (std::sqrt(mv.v) / bc2_sqrt + eps);
     w[i] = nw;
     nonfinite |= exponent_all_ones(nw);
   }
@@ -90,8 +94,8 @@ uint32_t adamw_range(const OptimizerConfig& cfg, const UpdateSlot& s, float lr, 
 // the second recomputes u from the stored m and v (the same floats) and applies it.
 bool lamb_slot(const OptimizerConfig& cfg, const UpdateSlot& s, float lr, float scale, int64_t t) {
   const float b1 = cfg.beta1, b2 = cfg.beta2, eps = cfg.eps, wd = s.weight_decay;
-  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), static_cast<double>(t)));
-  const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(b2), static_cast<double>(t))));
+  const float bc1 = static_cast<float>(bias_correction(b1, t));
+  const float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction(b2, t)));
   float* w = s.w;
   float* m = s.state[0];
   float* v = s.state[1];
@@ -100,12 +104,10 @@ bool lamb_slot(const OptimizerConfig& cfg, const UpdateSlot& s, float lr, float 
   double wsq = 0, usq = 0;
 #pragma omp parallel for simd schedule(static) reduction(+ : wsq, usq)
   for (int64_t i = 0; i < n; i++) {
-    const float g = grad[i] * scale;
-    const float mi = b1 * m[i] + (1.0f - b1) * g;
-    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const float u = (mi / bc1) / (std::sqrt(vi) / bc2_sqrt + eps) + wd * w[i];
+    const Moments mv = adam_moments(m[i], v[i], grad[i] * scale, b1, b2);
+    m[i] = mv.m;
+    v[i] = mv.v;
+    const float u = (mv.m / bc1) / (std::sqrt(mv.v) / bc2_sqrt + eps) + wd * w[i];
     wsq += static_cast<double>(w[i]) * w[i];
     usq += static_cast<double>(u) * u;
   }

@@ -31,16 +31,22 @@ __global__ void sgd_kernel(float* w, const float* grad, float* buf, int64_t n, f
   if (bad) *nonfinite = 1;  // racing writes of the same value
 }
 
+// Adam's moments of one element, shared by AdamW and LAMB: m = b1*m + (1-b1)*g, v = b2*v + (1-b2)*g*g.
+struct Moments {
+  float m, v;
+};
+__device__ __forceinline__ Moments adam_moments(float m, float v, float g, float b1, float b2) {
+  return {b1 * m + (1.f - b1) * g, b2 * v + (1.f - b2) * g * g};
+}
+
 __global__ void adamw_kernel(float* w, const float* grad, float* m, float* v, int64_t n, float scale, float b1, float b2,
                              float eps, float keep, float step_size, float bc2_sqrt, int* nonfinite) {
   bool bad = false;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = grad[i] * scale;
-    const float mi = b1 * m[i] + (1.f - b1) * g;
-    const float vi = b2 * v[i] + (1.f - b2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const float nw = w[i] * keep - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+    const Moments mv = adam_moments(m[i], v[i], grad[i] * scale, b1, b2);
+    m[i] = mv.m;
+    v[i] = mv.v;
+    const float nw = w[i] * keep - step_size * mv.m / (sqrtf(mv.v) / bc2_sqrt + eps);
     w[i] = nw;
     bad |= !isfinite(nw);
   }
@@ -54,12 +60,10 @@ __global__ void lamb_moments_kernel(const float* w, const float* grad, float* m,
   __shared__ double part[2][kThreads];
   double ws = 0, us = 0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = grad[i] * scale;
-    const float mi = b1 * m[i] + (1.f - b1) * g;
-    const float vi = b2 * v[i] + (1.f - b2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const float u = (mi / bc1) / (sqrtf(vi) / bc2_sqrt + eps) + wd * w[i];
+    const Moments mv = adam_moments(m[i], v[i], grad[i] * scale, b1, b2);
+    m[i] = mv.m;
+    v[i] = mv.v;
+    const float u = (mv.m / bc1) / (sqrtf(mv.v) / bc2_sqrt + eps) + wd * w[i];
     ws += double(w[i]) * w[i];
     us += double(u) * u;
   }
@@ -121,8 +125,8 @@ void optimizer_update(Device& dev, const OptimizerConfig& cfg, const UpdateStep&
   if (s.n == 0) return;
   const float lr = step.lr * s.lr_scale;
   if (cfg.rule == UpdateRule::lamb) {
-    const float bc1 = static_cast<float>(1.0 - std::pow(double(cfg.beta1), double(step.t)));
-    const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(double(cfg.beta2), double(step.t))));
+    const float bc1 = static_cast<float>(bias_correction(cfg.beta1, step.t));
+    const float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction(cfg.beta2, step.t)));
     lamb_moments_kernel<<<grid_for(s.n), kThreads, 0, dev.stream>>>(s.w, s.grad, s.state[0], s.state[1], int64_t(s.n), step.grad_scale,
                                                                     cfg.beta1, cfg.beta2, cfg.eps, bc1, bc2_sqrt, s.weight_decay, sums);
     check_launch("lamb_moments_kernel", "optimizer_step");
@@ -131,8 +135,8 @@ void optimizer_update(Device& dev, const OptimizerConfig& cfg, const UpdateStep&
     check_launch("lamb_apply_kernel", "optimizer_step");
   } else if (cfg.rule == UpdateRule::adamw) {
     // The bias corrections in double on the host, as PyTorch computes them.
-    const float step_size = static_cast<float>(lr / (1.0 - std::pow(double(cfg.beta1), double(step.t))));
-    const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(double(cfg.beta2), double(step.t))));
+    const float step_size = static_cast<float>(lr / bias_correction(cfg.beta1, step.t));
+    const float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction(cfg.beta2, step.t)));
     adamw_kernel<<<grid_for(s.n), kThreads, 0, dev.stream>>>(s.w, s.grad, s.state[0], s.state[1], int64_t(s.n), step.grad_scale,
                                                              cfg.beta1, cfg.beta2, cfg.eps, 1.f - lr * s.weight_decay, step_size,
                                                              bc2_sqrt, nonfinite);
